@@ -1,0 +1,5 @@
+import sys
+
+from maskseg.cli import main
+
+sys.exit(main())

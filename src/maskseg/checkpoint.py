@@ -1,0 +1,84 @@
+"""Checkpoints (full training state, .pt) and shareable weight files (.safetensors).
+
+Both are written atomically and loaded without unpickling arbitrary objects: .pt files with
+``torch.load(weights_only=True)``, weight files with safetensors.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as st_save
+
+from maskseg.config import Config
+from maskseg.io import atomic_write_bytes
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Serialise to memory, then write atomically: a kill mid-write leaves the old file intact."""
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt / unsafe files
+        raise ValueError(f"{path}: not a readable maskseg checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise ValueError(f"{path}: not a maskseg checkpoint (missing model or config)")
+    return ckpt
+
+
+def save_weights(
+    path: str | Path, model: torch.nn.Module, cfg: Config, metrics: dict | None = None
+) -> None:
+    """Write model weights + the config needed to rebuild and preprocess for it."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "format": "maskseg",
+        "format_version": str(FORMAT_VERSION),
+        "config": json.dumps(cfg.to_dict()),
+        "metrics": json.dumps(metrics or {}),
+    }
+    atomic_write_bytes(Path(path), st_save(tensors, metadata=meta))
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Config, dict]:
+    """Returns (state_dict, config, metrics) from a .safetensors weight file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weight file not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            state = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    if meta.get("format") != "maskseg" or "config" not in meta:
+        raise ValueError(f"{path}: safetensors file has no maskseg config metadata")
+    return (
+        state,
+        Config.from_dict(json.loads(meta["config"])),
+        json.loads(meta.get("metrics", "{}")),
+    )
+
+
+def load_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], Config, dict]:
+    """Load a .safetensors weight file or a .pt checkpoint: (state_dict, config, metrics)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_weights(path)
+    ckpt = load_checkpoint(path)
+    return ckpt["model"], Config.from_dict(ckpt["config"]), {"best_metric": ckpt.get("best_metric")}

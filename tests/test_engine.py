@@ -1,0 +1,117 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from maskseg.checkpoint import load_checkpoint
+from maskseg.config import Config, DataConfig, ModelConfig, TrainConfig
+from maskseg.data import find_pairs, load_samples
+from maskseg.engine import CHECKPOINT, SegmentationDataset, fit, read_history
+
+
+def _cfg(**train) -> Config:
+    t = dict(epochs=3, batch_size=4, lr=5e-3, warmup_epochs=1, progress=False, seed=3)
+    t.update(train)
+    return Config(
+        data=DataConfig(image_size=32),
+        model=ModelConfig(base_channels=4, depth=2),
+        train=TrainConfig(**t),
+    )
+
+
+@pytest.fixture
+def samples(msfd_tiny: Path):
+    s, _ = load_samples(find_pairs(msfd_tiny).pairs)
+    return s[:16], s[16:]
+
+
+def _weights(model: torch.nn.Module) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_augmentation_keeps_image_and_mask_aligned(samples):
+    ds = SegmentationDataset(samples[0], 32, augment=True, seed=0)
+    plain = SegmentationDataset(samples[0], 32, augment=False)
+    changed = 0
+    for e in range(3):
+        ds.epoch = e
+        for i in range(len(ds)):
+            x, y = ds[i]
+            assert x.shape == (3, 32, 32) and y.shape == (1, 32, 32)
+            assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
+            changed += not torch.equal(y, plain[i][1])
+            # the synthetic mask is light blue: where the mask is, blue stays high after any
+            # geometric transform (photometric jitter moves it only a little)
+            blue = x[2][y[0] > 0]
+            if len(blue) > 20:
+                assert blue.mean() > x[2][y[0] == 0].mean()
+    assert changed > 0
+    ds.epoch = 1
+    torch.testing.assert_close(ds[2][0], ds[2][0])  # same (epoch, index) -> same augmentation
+
+
+def test_fit_learns_and_writes_run_files(samples, tmp_path: Path):
+    res = fit(_cfg(epochs=6), *samples, tmp_path)
+    assert res.epochs_run == 6 and 1 <= res.best_epoch <= 6
+    hist = read_history(tmp_path / "metrics.csv")
+    assert len(hist) == 6 and hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert {"val_iou", "val_dice", "lr", "val_loss"} <= set(hist[0])
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert (tmp_path / "best.safetensors").exists()
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert ckpt["epoch"] == 6 and {"optimizer", "scheduler", "config", "history"} <= set(ckpt)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_same_seed_same_result(samples, tmp_path: Path):
+    a = fit(_cfg(epochs=2), *samples, tmp_path / "a")
+    b = fit(_cfg(epochs=2), *samples, tmp_path / "b")
+    for k, v in _weights(a.model).items():
+        torch.testing.assert_close(v, b.model.state_dict()[k], rtol=0, atol=0)
+    c = fit(_cfg(epochs=2, seed=4), *samples, tmp_path / "c")
+    assert not torch.equal(a.model.head.weight, c.model.head.weight)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_mid_epoch_matches_uninterrupted_run(samples, tmp_path: Path):
+    full = fit(_cfg(), *samples, tmp_path / "full")
+
+    def kill(epoch: int, step: int) -> None:
+        if (epoch, step) == (1, 2):  # after the 2nd step of the 2nd epoch
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(_cfg(), *samples, tmp_path / "cut", checkpoint_interval=0, on_step=kill)
+    ckpt = load_checkpoint(tmp_path / "cut" / CHECKPOINT)
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 1)  # last save before the kill
+    steps = []
+    resumed = fit(_cfg(), *samples, tmp_path / "cut", resume=True,
+                  on_step=lambda e, s: steps.append((e, s)))  # fmt: skip
+    assert steps[0] == (1, 2), "resume must continue mid-epoch, not restart"
+    assert resumed.epochs_run == 3 and len(resumed.history) == 3
+    for k, v in _weights(full.model).items():
+        torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=1e-5, atol=1e-6)
+
+
+def test_fit_without_validation_keeps_last_epoch(samples, tmp_path: Path):
+    res = fit(_cfg(epochs=2), samples[0], [], tmp_path)
+    assert res.best_epoch == 2
+    assert "val_iou" not in res.history[0]
+
+
+def test_fit_rejects_too_little_data(samples, tmp_path: Path):
+    with pytest.raises(ValueError, match="at least 2"):
+        fit(_cfg(), samples[0][:1], [], tmp_path)
+
+
+def test_evaluate_at_truth_resolution(samples, tmp_path: Path):
+    from maskseg.engine import evaluate
+
+    model = fit(_cfg(epochs=1), *samples, tmp_path, resume=False).model
+    counts, loss = evaluate(model, samples[1], 32, torch.device("cpu"))
+    assert len(counts) == len(samples[1]) and np.isfinite(loss)
+    assert int(counts.tp[0] + counts.fp[0] + counts.fn[0] + counts.tn[0]) == 64 * 64

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskseg.checkpoint import load_model_file, save_checkpoint, save_weights
+from maskseg.config import Config, ModelConfig
+from maskseg.losses import BCEDiceLoss, soft_dice_loss
+from maskseg.models import UNet, create_model, list_models
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (37, 53), (64, 64), (250, 250), (17, 200)])
+def test_output_shape_on_odd_sizes(hw):
+    model = UNet(base_channels=4, depth=3).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, *hw))
+    assert out.shape == (2, 1, *hw)
+
+
+def test_gradients_reach_every_parameter():
+    model = UNet(base_channels=4, depth=2)
+    loss = BCEDiceLoss()(model(torch.randn(2, 3, 32, 32)), torch.rand(2, 1, 32, 32).round())
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing
+
+
+def test_registry():
+    assert "unet" in list_models()
+    assert isinstance(create_model(ModelConfig(base_channels=4, depth=2)), UNet)
+    with pytest.raises(ValueError, match="valid: unet"):
+        create_model(ModelConfig(name="segformer"))
+    with pytest.raises(ValueError):
+        UNet(depth=0)
+
+
+def test_save_load_round_trip(tmp_path: Path):
+    cfg = Config(model=ModelConfig(base_channels=4, depth=2))
+    model = create_model(cfg.model).eval()
+    x = torch.randn(1, 3, 40, 40)
+    save_weights(tmp_path / "w.safetensors", model, cfg, {"iou": 0.5})
+    save_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
+    for name in ("w.safetensors", "c.pt"):
+        state, cfg2, _ = load_model_file(tmp_path / name)
+        assert cfg2 == cfg
+        m2 = create_model(cfg2.model).eval()
+        m2.load_state_dict(state)
+        with torch.no_grad():
+            torch.testing.assert_close(m2(x), model(x))
+
+
+def test_bad_model_files(tmp_path: Path):
+    (tmp_path / "x.pt").write_bytes(b"garbage")
+    (tmp_path / "x.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="x.pt"):
+        load_model_file(tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="x.safetensors"):
+        load_model_file(tmp_path / "x.safetensors")
+    with pytest.raises(FileNotFoundError):
+        load_model_file(tmp_path / "none.pt")
+
+
+def test_dice_loss_hand_values():
+    big = torch.full((1, 1, 2, 2), 50.0)  # sigmoid ~ 1 everywhere
+    ones = torch.ones(1, 1, 2, 2)
+    assert soft_dice_loss(big, ones).item() == pytest.approx(0.0, abs=1e-6)
+    # prediction 1 everywhere, truth half: 1 - (2*2 + 1) / (4 + 2 + 1) = 2/7
+    half = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    assert soft_dice_loss(big, half).item() == pytest.approx(2 / 7, abs=1e-5)

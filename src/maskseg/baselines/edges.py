@@ -1,9 +1,12 @@
-"""Canny edges, morphological closing and hole filling: the mask is what its outline encloses.
+"""Canny edges, morphological closing and hole filling: edges cut the face into regions.
 
-Prior use: (1) only edges inside the region of interest count; (2) the outline of the region
-of interest below the prior's upper edge is drawn as an edge, because a worn mask runs off the
-face at the sides and chin, so its outline there is not an image edge; (3) of the enclosed
-regions, the one with the most prior weight is kept.
+Filling the inside of a mask's outline needs the outline closed, and on real faces it rarely
+is (a white mask on pale skin has no upper edge at the cheeks). So the edges are closed to
+bridge small gaps, used to cut the region of interest into pieces, and the pieces that lie
+mostly where the prior expects a mask are kept; closing and hole filling then join them.
+
+Prior use: only edges inside the region of interest count, and the prior decides which pieces
+are mask. No colour rule: this is the edges-only method.
 """
 
 from __future__ import annotations
@@ -13,14 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from maskseg.baselines._base import (
-    Baseline,
-    BaseParams,
-    clean_mask,
-    disk,
-    fill_holes,
-    scaled_radius,
-)
+from maskseg.baselines._base import Baseline, BaseParams, clean_mask, disk, scaled_radius
 from maskseg.baselines._prior import colour_channel, to_uint8
 from maskseg.baselines.threshold import smooth
 
@@ -35,8 +31,10 @@ class CannyParams(BaseParams):
         magnitude in the region of interest, so contrast does not need tuning per image.
     low_ratio: low hysteresis threshold as a fraction of the high one.
     roi: prior value below which edges are ignored and pixels are never mask.
-    close_frac: closing radius that joins broken outline pieces, fraction of the long side.
-    open_frac: opening radius after filling, removes thin edge-only slivers.
+    close_frac: closing radius that bridges gaps in the edges, fraction of the long side.
+    min_prior: a piece is mask when its pixels' mean prior is at least this.
+    open_frac, join_frac: opening and closing radii of the final clean-up; the closing joins
+        kept pieces across the edge lines between them.
     """
 
     channel: str = "gray"
@@ -44,12 +42,14 @@ class CannyParams(BaseParams):
     high_percentile: float = 85.0
     low_ratio: float = 0.4
     roi: float = 0.2
-    close_frac: float = 0.03
-    open_frac: float = 0.02
+    close_frac: float = 0.01
+    min_prior: float = 0.5
+    open_frac: float = 0.01
+    join_frac: float = 0.03
 
 
 class Canny(Baseline):
-    """Edges -> close gaps -> fill enclosed regions -> keep the prior's favourite."""
+    """Edges -> close gaps -> cut into pieces -> keep the prior's pieces -> close, fill holes."""
 
     name = "canny"
     Params = CannyParams
@@ -65,24 +65,13 @@ class Canny(Baseline):
         magnitude = cv2.magnitude(gx, gy)[roi]
         high = float(np.percentile(magnitude, p.high_percentile)) if magnitude.size else 0.0
         high = max(high, 1.0)  # flat images: no edges rather than edges everywhere
-        edges = cv2.Canny(channel, p.low_ratio * high, high, L2gradient=True) > 0
-        edges &= roi
-        edges |= frame(roi, self.prior.top)
+        edges = cv2.Canny(channel, p.low_ratio * high, high, L2gradient=True)
         r = scaled_radius(p.close_frac, (h, w))
-        closed = cv2.morphologyEx(edges.astype(np.uint8), cv2.MORPH_CLOSE, disk(r)) > 0
-        return clean_mask(fill_holes(closed) & roi, prior, p.open_frac, 0.0)
+        edges = cv2.morphologyEx(edges, cv2.MORPH_CLOSE, disk(r)) > 0
+        n, pieces = cv2.connectedComponents((roi & ~edges).astype(np.uint8), connectivity=4)
+        count = np.bincount(pieces.ravel(), minlength=n)
+        mean_prior = np.bincount(pieces.ravel(), weights=prior.ravel(), minlength=n)
+        keep = mean_prior / np.maximum(count, 1) >= p.min_prior
+        keep[0] = False  # label 0: edges and outside the region of interest
+        return clean_mask(keep[pieces], prior, p.open_frac, p.join_frac)
 
-
-
-def frame(roi: np.ndarray, top: float) -> np.ndarray:
-    """The region of interest's outline below the height ``top`` (fraction of the crop).
-
-    A worn mask runs off the face to the sides and the chin, so its outline there is not an
-    edge in the image; this frame stands in for it. The top is left open: there the mask's own
-    upper edge has to close the outline.
-    """
-    h = roi.shape[0]
-    inner = cv2.erode(roi.astype(np.uint8), disk(1), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    outline = roi & (inner == 0)
-    outline[: int(top * h)] = False
-    return outline

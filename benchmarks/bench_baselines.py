@@ -35,7 +35,9 @@ def main() -> None:
     scan = find_pairs(args.data)
     samples, skipped = load_samples(scan.pairs)
     d = DataConfig()
-    splits = make_splits([p.id for p in scan.pairs], d.test_fraction, d.folds, d.seed, d.group_regex)
+    splits = make_splits(
+        [p.id for p in scan.pairs], d.test_fraction, d.folds, d.seed, d.group_regex
+    )
     test = set(splits.test)
     print(
         f"{len(samples)} pairs decoded in {time.perf_counter() - start:.1f} s "
@@ -53,7 +55,9 @@ def main() -> None:
             preds = [method.predict(s.image) for s in samples]
             seconds.append(time.perf_counter() - t0)
         for split, keep in (("test", True), ("train", False)):
-            chosen = [(p, s.mask) for p, s in zip(preds, samples, strict=True) if (s.id in test) == keep]
+            chosen = [
+                (p, s.mask) for p, s in zip(preds, samples, strict=True) if (s.id in test) == keep
+            ]
             scores[split] = np.mean([iou(confusion(p, m)) for p, m in chosen])
         sec = float(np.median(seconds))
         total += sec

@@ -35,7 +35,7 @@ def _samples(n: int, size: int = 250) -> list[Sample]:
 
 def bench_train(cfg: Config, device: torch.device, precision: str, steps: int) -> float:
     bs = cfg.train.batch_size
-    ds = SegmentationDataset(_samples(bs * 4), cfg.data.image_size, augment=True)
+    ds = SegmentationDataset(_samples(bs * 4), cfg.data.image_size, cfg.train.augment)
     model = create_model(cfg.model).to(device, memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = BCEDiceLoss()

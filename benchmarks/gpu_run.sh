@@ -10,8 +10,8 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
-timeout 60 python3 benchmarks/bench_speed.py --device cuda --runs 5 --steps 20 2>&1 | tee "$OUT/bench_cuda.txt"
-python3 benchmarks/gpu_sweep.py --data .devdata/MSFD --work /tmp/sweep --parallel 8 \
-  --threads 2 --deadline "${SWEEP_SECONDS:-400}" "$@" 2>&1 | tee "$OUT/sweep.txt"
-tar czf "$OUT/sweep.tgz" --exclude='*.pt' --exclude='*.safetensors' -C /tmp sweep 2>/dev/null
-tail -n 3 /tmp/sweep/*/log.txt
+[ -n "${SKIP_BENCH:-}" ] || timeout 60 python3 benchmarks/bench_speed.py --device cuda --runs 5 --steps 20 2>&1 | tee "$OUT/bench_cuda.txt"
+python3 benchmarks/gpu_sweep.py --data .devdata/MSFD --work /tmp/sweep --parallel 14 \
+  --threads 1 --deadline "${SWEEP_SECONDS:-400}" "$@" 2>&1 | tee "$OUT/sweep.txt"
+tar czf "$OUT/sweep.tgz" --exclude='*.pt' -C /tmp sweep 2>/dev/null
+tail -q -n 1 /tmp/sweep/*/*/log.txt | cut -c1-160

@@ -1,10 +1,10 @@
-"""Hyper-parameter sweep by 3-fold cross-validation, configurations run in parallel.
+"""Hyper-parameter sweep by 3-fold cross-validation; every (configuration, fold) runs as its own
+process, in parallel. Meant for a lent GPU; works on a CPU too, slowly.
 
-Meant for a lent GPU (many short runs at once); works on a CPU too, slowly.
-Selection is by mean validation IoU over the folds; the held-out test IoU is printed beside it
-for information only and must not be used to choose.
+Selection is by mean validation IoU over the folds. Fold -1 (if asked for) trains on every
+non-test pair; its held-out test IoU is printed for information only, never to choose.
 
-    python benchmarks/gpu_sweep.py --data PATH/TO/MSFD --work /tmp/sweep [--parallel 8]
+    python benchmarks/gpu_sweep.py --data PATH/TO/MSFD --work /tmp/sweep [--final A B]
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+COMMON = ["--epochs", "250", "--patience", "80"]
 SWEEP = {
-    "s192_c16_d4": [],
-    "s256_c16_d4": ["--image-size", "256"],
-    "s160_c16_d4": ["--image-size", "160"],
-    "s192_c32_d4": ["--base-channels", "32"],
-    "s192_c16_d5": ["--depth", "5"],
-    "s192_c16_lr1e-3": ["--lr", "1e-3"],
-    "s192_c16_bs8": ["--batch-size", "8"],
-    "s192_c16_e400": ["--epochs", "400"],
+    "std_lr1e-3": ["--lr", "1e-3", "--augment", "standard"],
+    "strong_lr1e-3": ["--lr", "1e-3", "--augment", "strong"],
+    "strong_lr3e-3": ["--lr", "3e-3", "--augment", "strong"],
+    "strong_lr1e-3_s160": ["--lr", "1e-3", "--augment", "strong", "--image-size", "160"],
 }
 
 
@@ -35,50 +32,52 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--work", required=True, type=Path)
-    ap.add_argument("--parallel", type=int, default=8)
-    ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--patience", type=int, default=60)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=14)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", nargs="*", help="subset of configuration names")
+    ap.add_argument("--final", nargs="*", default=[], help="configs also trained on all non-test")
     ap.add_argument("--deadline", type=float, default=1e9, help="seconds; then stop and report")
     a = ap.parse_args()
     names = a.only or list(SWEEP)
-    pending, running, t0 = list(names), {}, time.time()
+    jobs = [(n, k) for n in names for k in (0, 1, 2)] + [(n, -1) for n in a.final]
+    pending, running, t0 = list(jobs), {}, time.time()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     while (pending or running) and time.time() - t0 < a.deadline:
         while pending and len(running) < a.parallel:
-            name = pending.pop(0)
-            out = a.work / name
-            cmd = [sys.executable, "-m", "maskseg", "cv", "--data", a.data, "--output", str(out),
-                   "--epochs", str(a.epochs), "--patience", str(a.patience), "--threads",
-                   str(a.threads), "--no-progress", "--checkpoint-interval", "600",
-                   *SWEEP[name]]  # fmt: skip
+            name, k = pending.pop(0)
+            out = a.work / name / f"fold{k}"
             out.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "maskseg", "train", "--data", a.data, "--output",
+                   str(out), "--val-fold", str(k), "--threads", str(a.threads), "--no-progress",
+                   "--checkpoint-interval", "600", *COMMON, *SWEEP[name]]  # fmt: skip
             log = open(out / "log.txt", "w")
-            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
-        for name, (proc, log) in list(running.items()):
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            running[(name, k)] = (proc, log)
+        for job, (proc, log) in list(running.items()):
             if proc.poll() is not None:
                 log.close()
-                print(f"[{time.time() - t0:6.0f}s] {name} exited {proc.returncode}", flush=True)
-                del running[name]
+                print(f"[{time.time() - t0:5.0f}s] {job} exited {proc.returncode}", flush=True)
+                del running[job]
         time.sleep(1)
-    for name, (proc, _) in running.items():
-        print(f"deadline: stopping {name}; reporting its finished folds only")
+    for job, (proc, _) in running.items():
+        print(f"deadline: stopped {job}")
         proc.kill()
-    rows = []
+    print(f"\n{'config':<20} {'val IoU (select)':>17} {'test IoU (info)':>17}  best epochs"
+          "  | all-non-test model: test IoU / Dice")  # fmt: skip
     for name in names:
-        # fold summaries, so a configuration stopped at the deadline still shows finished folds
-        folds = [json.loads(f.read_text()) for f in sorted((a.work / name).glob("fold*/summary.json"))]
+        folds = [json.loads(f.read_text()) for k in (0, 1, 2)
+                 if (f := a.work / name / f"fold{k}" / "summary.json").exists()]  # fmt: skip
         if not folds:
             continue
         val = np.array([f["val"]["iou"] for f in folds])
         test = np.array([f["test"]["iou"] for f in folds])
-        epochs = [f["best_epoch"] for f in folds]
-        rows.append((name, val.mean(), val.std(), test.mean(), test.std(), epochs))
-    rows.sort(key=lambda r: -r[1])
-    print(f"\n{'config':<18} {'val IoU (select)':>18} {'test IoU (info)':>18}  best epochs")
-    for name, v, vs, t, ts, ep in rows:
-        print(f"{name:<18} {v:.4f} ± {vs:.4f}   {t:.4f} ± {ts:.4f}   {ep}")
+        line = (f"{name:<20} {val.mean():.4f} ± {val.std():.4f}  {test.mean():.4f} ± "
+                f"{test.std():.4f}  {[f['best_epoch'] for f in folds]}")  # fmt: skip
+        final = a.work / name / "fold-1" / "summary.json"
+        if final.exists():
+            t = json.loads(final.read_text())["test"]
+            line += f"  | {t['iou']:.4f} / {t['dice']:.4f}"
+        print(line)
     print(f"total {time.time() - t0:.0f}s")
 
 

@@ -6,7 +6,7 @@ import torch
 
 from maskseg.checkpoint import load_checkpoint
 from maskseg.config import Config, DataConfig, ModelConfig, TrainConfig
-from maskseg.data import find_pairs, load_samples
+from maskseg.data import Sample, find_pairs, load_samples
 from maskseg.engine import CHECKPOINT, SegmentationDataset, fit, read_history
 
 
@@ -30,25 +30,33 @@ def _weights(model: torch.nn.Module) -> dict:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_augmentation_keeps_image_and_mask_aligned(samples):
-    ds = SegmentationDataset(samples[0], 32, augment=True, seed=0)
-    plain = SegmentationDataset(samples[0], 32, augment=False)
+@pytest.mark.parametrize("preset", ["standard", "strong"])
+def test_augmentation_keeps_image_and_mask_aligned(preset: str):
+    """Image = mask drawn in white: after any augmentation, bright pixels must be mask pixels."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(6):
+        mask = np.zeros((48, 48), bool)
+        y, x = rng.integers(5, 25, 2)
+        mask[y : y + 20, x : x + 15] = True
+        samples.append(Sample(str(i), np.where(mask[..., None], 230, 20).astype(np.uint8), mask))
+    ds = SegmentationDataset(samples, 48, augment=preset, seed=0)
+    plain = SegmentationDataset(samples, 48)
     changed = 0
-    for e in range(3):
+    for e in range(4):
         ds.epoch = e
         for i in range(len(ds)):
             x, y = ds[i]
-            assert x.shape == (3, 32, 32) and y.shape == (1, 32, 32)
+            assert x.shape == (3, 48, 48) and y.shape == (1, 48, 48)
             assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
             changed += not torch.equal(y, plain[i][1])
-            # the synthetic mask is light blue: where the mask is, blue stays high after any
-            # geometric transform (photometric jitter moves it only a little)
-            blue = x[2][y[0] > 0]
-            if len(blue) > 20:
-                assert blue.mean() > x[2][y[0] == 0].mean()
+            inside, outside = x.mean(0)[y[0] > 0], x.mean(0)[y[0] == 0]
+            assert inside.mean() > outside.mean() + 1.0, "mask moved without its image"
     assert changed > 0
     ds.epoch = 1
     torch.testing.assert_close(ds[2][0], ds[2][0])  # same (epoch, index) -> same augmentation
+    with pytest.raises(ValueError, match="valid: none"):
+        SegmentationDataset(samples, 48, augment="wild")
 
 
 def test_fit_learns_and_writes_run_files(samples, tmp_path: Path):

@@ -34,7 +34,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--patience", type=int)
-    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--augment", choices=["none", "standard", "strong"], help="augmentation preset")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--threads", type=int, help="torch CPU threads (0: torch's default)")
@@ -58,7 +58,7 @@ def _config_from_args(a: argparse.Namespace):
     cfg = cfg.replace("model", base_channels=a.base_channels, depth=a.depth)
     return cfg.replace(
         "train", epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
-        augment=False if a.no_augment else None, precision=a.precision, device=a.device,
+        augment=a.augment, precision=a.precision, device=a.device,
         threads=a.threads, num_workers=a.workers, seed=seed,
         progress=False if a.no_progress else None,
     )  # fmt: skip

@@ -28,7 +28,7 @@ from maskseg.config import Config, TrainConfig
 from maskseg.data import Sample
 from maskseg.losses import BCEDiceLoss
 from maskseg.models import create_model
-from maskseg.preprocess import logits_to_mask, resize_image, resize_mask, to_tensor
+from maskseg.preprocess import clean_mask, logits_to_mask, resize_image, resize_mask, to_tensor
 from maskseg.transforms import train_transform
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,11 @@ def needs_grad_scaler(device: torch.device, precision: str) -> bool:
 class SegmentationDataset(Dataset):
     """Samples resized once to the model's input size; augmentation seeded per (epoch, index)."""
 
-    def __init__(self, samples: list[Sample], size: int, augment: bool, seed: int = 0):
+    def __init__(self, samples: list[Sample], size: int, augment: str = "none", seed: int = 0):
         self.ids = [s.id for s in samples]
         self.images = np.stack([resize_image(s.image, size) for s in samples])
         self.masks = np.stack([resize_mask(s.mask, size) for s in samples]).astype(np.uint8)
-        self.transform = train_transform() if augment else None
+        self.transform = train_transform(augment)
         self.seed = seed
         self.epoch = 0
 
@@ -136,11 +136,12 @@ def evaluate(
     size: int,
     device: torch.device,
     precision: str = "auto",
+    postprocess: bool = True,
 ) -> tuple[M.Counts, float]:
     """Per-image confusion counts at each ground truth's original resolution, and mean BCE+Dice.
 
-    Logits are upsampled to the truth's size before thresholding, so the score is the one a
-    user gets from ``Predictor.predict`` on the original image.
+    Logits are upsampled to the truth's size before thresholding and the mask is cleaned as
+    ``Predictor`` cleans it, so the score is the one a user gets on the original image.
     """
     if not samples:
         return M.empty_counts(), float("nan")
@@ -150,7 +151,8 @@ def evaluate(
     loss_fn = BCEDiceLoss()
     losses = []
     for s, lg in zip(samples, logits, strict=True):
-        counts = counts + M.confusion(logits_to_mask(lg, *s.mask.shape), s.mask)
+        pred = logits_to_mask(lg, *s.mask.shape)
+        counts = counts + M.confusion(clean_mask(pred) if postprocess else pred, s.mask)
         target = torch.from_numpy(resize_mask(s.mask, size).astype(np.float32))[None, None]
         losses.append(float(loss_fn(lg[None], target)))
     return counts, float(np.mean(losses))

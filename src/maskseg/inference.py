@@ -17,7 +17,7 @@ from maskseg.config import Config
 from maskseg.engine import autocast_context, resolve_device
 from maskseg.io import read_image
 from maskseg.models import create_model
-from maskseg.preprocess import logits_to_mask, resize_image, to_tensor
+from maskseg.preprocess import clean_mask, logits_to_mask, resize_image, to_tensor
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "unet-msfd"
@@ -53,6 +53,7 @@ class Predictor:
         device: "auto", "cpu" or "cuda".
         threshold: probability above which a pixel is mask.
         precision: "auto" (bf16 where the CPU has it, AMP on CUDA) or "fp32".
+        postprocess: keep the largest region and fill its holes (as evaluation does).
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class Predictor:
         device: str = "auto",
         threshold: float = 0.5,
         precision: str = "auto",
+        postprocess: bool = True,
     ):
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
@@ -71,6 +73,7 @@ class Predictor:
         self.size = config.data.image_size
         self.precision = precision
         self.threshold = threshold
+        self.postprocess = postprocess
         self._logit_threshold = math.log(threshold / (1 - threshold))
 
     @classmethod
@@ -96,7 +99,8 @@ class Predictor:
         if not images:
             return []
         out = self.logits(images) - self._logit_threshold
-        return [logits_to_mask(lg, *im.shape[:2]) for lg, im in zip(out, images, strict=True)]
+        masks = [logits_to_mask(lg, *im.shape[:2]) for lg, im in zip(out, images, strict=True)]
+        return [clean_mask(m) for m in masks] if self.postprocess else masks
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Bool mask (H, W) for one RGB uint8 image (H, W, 3)."""

@@ -1,4 +1,9 @@
-"""Paired (image, mask) augmentation: every geometric change is applied to both together."""
+"""Paired (image, mask) augmentation presets: every geometric change is applied to both.
+
+Presets by name (TrainConfig.augment): "none", "standard", "strong". "strong" adds colour
+changes that break the link between a mask's colour and its identity (channel shuffle, large hue
+shifts), since real masks come in any colour or print, and the network should learn shape.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,25 @@ import albumentations as A
 import cv2
 
 
-def train_transform() -> A.Compose:
-    """Geometric + photometric augmentation for face crops at the model's input size."""
+def _geometric(scale: tuple[float, float], rotate: float, translate: float) -> list:
+    return [
+        A.HorizontalFlip(p=0.5),
+        A.Affine(
+            scale=scale,
+            translate_percent=(-translate, translate),
+            rotate=(-rotate, rotate),
+            interpolation=cv2.INTER_LINEAR,
+            mask_interpolation=cv2.INTER_NEAREST,
+            border_mode=cv2.BORDER_REFLECT_101,
+            p=0.8,
+        ),
+    ]
+
+
+def _standard() -> A.Compose:
     return A.Compose(
-        [
-            A.HorizontalFlip(p=0.5),
-            A.Affine(
-                scale=(0.85, 1.15),
-                translate_percent=(-0.08, 0.08),
-                rotate=(-15, 15),
-                interpolation=cv2.INTER_LINEAR,
-                mask_interpolation=cv2.INTER_NEAREST,
-                border_mode=cv2.BORDER_REFLECT_101,
-                p=0.8,
-            ),
+        _geometric((0.85, 1.15), 15, 0.08)
+        + [
             A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.7),
             A.HueSaturationValue(hue_shift_limit=12, sat_shift_limit=25, val_shift_limit=15, p=0.5),
             A.ToGray(p=0.05),
@@ -29,3 +39,37 @@ def train_transform() -> A.Compose:
             A.ImageCompression(quality_range=(40, 95), p=0.2),
         ]
     )
+
+
+def _strong() -> A.Compose:
+    return A.Compose(
+        _geometric((0.75, 1.25), 20, 0.12)
+        + [
+            A.Perspective(scale=(0.02, 0.06), p=0.3),
+            A.RandomBrightnessContrast(brightness_limit=0.3, contrast_limit=0.3, p=0.8),
+            A.HueSaturationValue(hue_shift_limit=60, sat_shift_limit=40, val_shift_limit=20, p=0.6),
+            A.ChannelShuffle(p=0.3),
+            A.ToGray(p=0.1),
+            A.RandomGamma(gamma_limit=(70, 140), p=0.3),
+            A.OneOf(
+                [A.GaussianBlur(blur_limit=(3, 7)), A.GaussNoise(std_range=(0.02, 0.08))], p=0.3
+            ),
+            A.ImageCompression(quality_range=(30, 95), p=0.3),
+            A.CoarseDropout(
+                num_holes_range=(1, 3), hole_height_range=(0.05, 0.15),
+                hole_width_range=(0.05, 0.15), fill="random_uniform", p=0.2,
+            ),  # fmt: skip
+        ]
+    )
+
+
+PRESETS = {"standard": _standard, "strong": _strong}
+
+
+def train_transform(preset: str = "standard") -> A.Compose | None:
+    """The named augmentation pipeline; None for "none"."""
+    if preset == "none":
+        return None
+    if preset not in PRESETS:
+        raise ValueError(f"unknown augmentation {preset!r}; valid: none, {', '.join(PRESETS)}")
+    return PRESETS[preset]()

@@ -5,15 +5,15 @@ Every method is an object with ``predict(image) -> mask``: RGB uint8 (H, W, 3) i
 parameters tuned on the training split (``tuned_params.json``, written by
 ``maskseg.baselines.tune.tune_baselines``).
 
-    >>> seg = get_method("watershed")
-    >>> mask = seg.predict(image)
+    seg = get_method("grabcut")          # tuned parameters
+    mask = seg.predict(read_image(path))  # bool (H, W)
+    list_methods()                        # ["prior", "otsu", "sauvola", "canny", ...]
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ def params_from_dict(cls: type[Baseline], values: dict[str, Any]) -> BaseParams:
     return cls.Params(**values)
 
 
-@lru_cache(maxsize=4)
 def load_tuned(path: str | Path = TUNED_PARAMS) -> dict[str, Any]:
     """The tuned-parameters file as a dict; empty when it does not exist."""
     path = Path(path)

@@ -47,7 +47,7 @@ class FacePrior:
     centre_y: float = 0.574
     radius_x: float = 0.476
     radius_y: float = 0.451
-    edge_softness: float = 0.128
+    edge_softness: float = 0.129
 
     def map(self, height: int, width: int) -> np.ndarray:
         """Prior probability of "mask" per pixel, float32 (height, width), read-only."""
@@ -87,7 +87,7 @@ def skin_reference(lab: np.ndarray) -> np.ndarray:
 def colour_channel(image: np.ndarray, name: str, lab: np.ndarray | None = None) -> np.ndarray:
     """One float32 channel, oriented so that larger means "more like a mask than like skin".
 
-    Channels (measured by tuning on the training split, see tuned_params.json):
+    Channels (ranked by tuning Otsu on the training split, see ``OtsuParams.channel``):
         warmth: -(a* + b*). Skin is red-yellow, masks are neutral or blue: best single channel.
         a, b: -a* (less red) or -b* (less yellow) alone.
         saturation: -S of HSV (masks are duller; fails on blue and pink masks).

@@ -1,7 +1,8 @@
 """Colour clustering: k-means in Lab, then a rule that says which clusters are the mask.
 
-Rule (uses both priors): the cluster(s) holding most skin-band pixels are skin; every other
-cluster whose pixels lie mostly where the face prior expects a mask is mask. Background and
+Rule (uses both priors): a cluster holding a good share of the skin band's pixels is skin;
+every other cluster whose pixels in the region of interest lie mostly where the face prior
+expects a mask is mask. Background and
 hair clusters sit at the top and sides, so their mean prior is low.
 """
 
@@ -74,7 +75,11 @@ class KMeans(Baseline):
         cv2.setRNGSeed(SEED)
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
         _, _, centres = cv2.kmeans(
-            np.ascontiguousarray(thumb, np.float32), k, None, criteria, p.attempts,
+            np.ascontiguousarray(thumb, np.float32),
+            k,
+            None,
+            criteria,
+            p.attempts,
             cv2.KMEANS_PP_CENTERS,
         )
         flat = feats.reshape(-1, feats.shape[-1])

@@ -74,4 +74,3 @@ class Canny(Baseline):
         keep = mean_prior / np.maximum(count, 1) >= p.min_prior
         keep[0] = False  # label 0: edges and outside the region of interest
         return clean_mask(keep[pieces], prior, p.open_frac, p.join_frac)
-

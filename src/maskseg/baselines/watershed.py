@@ -1,9 +1,10 @@
 """Marker-based watershed: sure-mask and sure-background seeds grow until they meet at edges.
 
 Markers combine both priors. Sure mask: the prior's core AND the mask-like side of an Otsu
-threshold on a colour channel. Sure background: where the prior is near zero, the skin band,
-and skin-like pixels outside the core. The watershed then places the boundary on the
-strongest colour edge in between, which a threshold alone cannot.
+threshold on a colour channel, computed where the prior allows a mask. Sure background: where
+the prior is near zero, the skin band, and skin-like pixels outside the core. The watershed
+then places the boundary on the strongest colour edge in between, which a threshold alone
+cannot.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import numpy as np
 
 from maskseg.baselines._base import Baseline, BaseParams, clean_mask, disk, scaled_radius
 from maskseg.baselines._prior import colour_channel, skin_band, to_uint8
-from maskseg.baselines.threshold import smooth
+from maskseg.baselines.threshold import otsu_threshold, smooth
 
 _BACKGROUND, _MASK = 1, 2
+_MARKER_BLUR = 0.01  # as Otsu's default: unsmoothed JPEG noise speckles the markers
 
 
 @dataclass(frozen=True)
 class WatershedParams(BaseParams):
     """Attributes:
-    channel: colour channel whose Otsu threshold marks mask-like and skin-like pixels.
+    channel: colour channel whose Otsu threshold (over pixels with prior >= bg_prior) marks
+        mask-like and skin-like pixels.
     fg_prior: prior value above which mask-like pixels are sure mask.
     bg_prior: prior value below which every pixel is sure background.
     skin_prior: skin-like pixels with a prior below this are sure background.
@@ -53,9 +56,11 @@ class Watershed(Baseline):
         """Seed labels: 0 unknown, 1 background, 2 mask; int32 (H, W)."""
         p = self.params
         prior = self.prior.map(*image.shape[:2])
-        channel = to_uint8(colour_channel(smooth(image, 0.01), p.channel))
-        t, _ = cv2.threshold(channel, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-        masklike = channel > t
+        channel = to_uint8(colour_channel(smooth(image, _MARKER_BLUR), p.channel))
+        # Threshold from where a mask can be: elsewhere a blue cap or a dark background
+        # would decide what "mask-like" means.
+        region = prior >= p.bg_prior
+        masklike = channel > otsu_threshold(channel, region) if region.any() else channel > 127
         kernel = disk(scaled_radius(p.erode_frac, image.shape))
         sure_mask = cv2.erode((masklike & (prior >= p.fg_prior)).astype(np.uint8), kernel) > 0
         sure_bg = (prior < p.bg_prior) | (~masklike & (prior < p.skin_prior))

@@ -1,0 +1,304 @@
+"""U-Net vs classical baselines on the held-out test split: numbers, a chart and examples.
+
+Every method sees the same test images (the canonical split's test ids) and is scored at the
+ground truth's resolution with ``maskseg.metrics``; the classical methods use the parameters
+tuned on the training split. Speed is the median wall time of one ``predict`` call per image,
+after one untimed warm-up call (so model loading and lazy initialisation are not counted).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from maskseg.baselines import get_method, list_methods
+from maskseg.config import DataConfig
+from maskseg.data import Sample, find_pairs, load_samples, make_splits
+from maskseg.io import atomic_write_bytes
+from maskseg.metrics import METRIC_NAMES, Counts, confusion, empty_counts, per_image, summarize
+
+log = logging.getLogger(__name__)
+
+UNET = "unet"
+TABLE_METRICS = ("iou", "dice", "precision", "recall")
+
+
+class Segmenter(Protocol):
+    def predict(self, image: np.ndarray) -> np.ndarray: ...
+
+
+@dataclasses.dataclass
+class MethodRun:
+    """One method's predictions scored on the test samples."""
+
+    name: str
+    counts: Counts
+    ms: np.ndarray  # (N,) wall time per image
+    examples: dict[str, np.ndarray]  # id -> predicted mask, for the example grid only
+    params: dict[str, Any] | None
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.name, **summarize(self.counts)}
+        out["ms_median"] = float(np.median(self.ms)) if len(self.ms) else float("nan")
+        out["ms_mean"] = float(np.mean(self.ms)) if len(self.ms) else float("nan")
+        if self.params is not None:
+            out["params"] = self.params
+        return out
+
+
+def load_test_samples(
+    data_root: str | Path, data_config: DataConfig | None = None
+) -> tuple[list[Sample], list[tuple[str, str]], int]:
+    """Decode the canonical split's test pairs; unreadable pairs are skipped with a warning.
+
+    Returns:
+        (samples, skipped as (id, reason), number of pairs found under ``data_root``).
+    """
+    d = DataConfig() if data_config is None else data_config
+    scan = find_pairs(data_root)
+    splits = make_splits(
+        [p.id for p in scan.pairs], d.test_fraction, d.folds, d.seed, d.group_regex
+    )
+    test = set(splits.test)
+    samples, skipped = load_samples([p for p in scan.pairs if p.id in test])
+    if not samples:
+        raise ValueError(f"{data_root}: no readable test pairs (skipped {len(skipped)})")
+    return samples, [(p.id, reason) for p, reason in skipped], len(scan.pairs)
+
+
+def example_ids(samples: list[Sample], n: int) -> list[str]:
+    """``n`` ids spread evenly over the sorted test ids (deterministic, not cherry-picked)."""
+    ids = sorted(s.id for s in samples)
+    if n <= 0:
+        return []
+    picks = np.unique(np.linspace(0, len(ids) - 1, min(n, len(ids))).round().astype(int))
+    return [ids[i] for i in picks]
+
+
+def evaluate_method(
+    name: str, segmenter: Segmenter, samples: list[Sample], keep: set[str]
+) -> MethodRun:
+    """Predict every sample, timing each call; keep the masks of the ids in ``keep``."""
+    segmenter.predict(samples[0].image)  # warm-up: lazy init, caches, first-call overhead
+    counts, ms, examples = [], [], {}
+    for s in samples:
+        start = time.perf_counter()
+        pred = segmenter.predict(s.image)
+        ms.append((time.perf_counter() - start) * 1000.0)
+        pred = np.asarray(pred)
+        if pred.shape != s.mask.shape:
+            raise ValueError(
+                f"{name}: predicted mask of shape {pred.shape} for {s.id}, truth is {s.mask.shape}"
+            )
+        counts.append(confusion(pred.astype(bool), s.mask))
+        if s.id in keep:
+            examples[s.id] = pred.astype(bool)
+    total = sum(counts, empty_counts())
+    params = getattr(segmenter, "params", None)
+    params = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else None
+    return MethodRun(name, total, np.array(ms), examples, params)
+
+
+def machine(predictor: Segmenter | None) -> str:
+    """Where the timings were taken: they mean nothing without it."""
+    text = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores"
+    device = getattr(predictor, "device", None)
+    return text if device is None else f"{text}; U-Net on {device}"
+
+
+def gap_line(summaries: list[dict[str, Any]]) -> str:
+    """One sentence: how far the U-Net is ahead of (or behind) the best classical method."""
+    classical = [s for s in summaries if s["method"] != UNET]
+    unet = next((s for s in summaries if s["method"] == UNET), None)
+    if not classical:
+        return "No classical method was evaluated."
+    best = max(classical, key=lambda s: s["iou"])
+    if unet is None:
+        return (
+            f"No U-Net evaluated; best classical method: {best['method']} "
+            f"(mean IoU {best['iou']:.3f})."
+        )
+    gap = unet["iou"] - best["iou"]
+    return (
+        f"Gap: the U-Net's mean IoU is {unet['iou']:.3f} vs {best['iou']:.3f} for the best "
+        f"classical method ({best['method']}), a difference of {gap:+.3f} IoU "
+        f"({gap / max(best['iou'], 1e-9):+.1%}); Dice {unet['dice']:.3f} vs {best['dice']:.3f}."
+    )
+
+
+def markdown_table(summaries: list[dict[str, Any]]) -> str:
+    head = "| method | " + " | ".join(TABLE_METRICS) + " | ms/image (median) |"
+    lines = [head, "|" + "---|" * (len(TABLE_METRICS) + 2)]
+    for s in summaries:
+        cells = [f"{s[m]:.3f} ± {s[m + '_std']:.3f}" for m in TABLE_METRICS]
+        lines.append(f"| {s['method']} | " + " | ".join(cells) + f" | {s['ms_median']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, result: dict[str, Any]) -> None:
+    split = result["split"]
+    skipped = split["skipped"]
+    lines = [
+        "# U-Net vs classical baselines (test split)",
+        "",
+        f"Data: `{split['data_root']}`, {split['n_pairs']} pairs; canonical grouped split "
+        f"(test_fraction {split['test_fraction']}, seed {split['seed']}): "
+        f"**{split['n_test']} test images** evaluated, {len(skipped)} skipped.",
+        "Scores: mean ± std over images at the ground truth's resolution (maskseg.metrics). "
+        "ms/image: median wall time of one predict call, after one warm-up call, on "
+        f"{result['machine']}. Classical parameters were tuned on the training split only.",
+        "",
+        markdown_table(result["methods"]),
+        "",
+        result["gap"],
+        "",
+    ]
+    lines += [f"- skipped `{pid}`: {reason}" for pid, reason in skipped]
+    atomic_write_bytes(path, "\n".join(lines).encode())
+
+
+def write_per_image_csv(path: Path, runs: list[MethodRun], ids: list[str]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["method", "id", *METRIC_NAMES, "ms"])
+    for run in runs:
+        values = per_image(run.counts)
+        for i, pid in enumerate(ids):
+            row = [f"{values[m][i]:.4f}" for m in METRIC_NAMES]
+            writer.writerow([run.name, pid, *row, f"{run.ms[i]:.2f}"])
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_bar_chart(path: Path, summaries: list[dict[str, Any]]) -> None:
+    """Grouped bars: one group per method, one bar per metric, std as error bars."""
+    plt = _pyplot()
+    names = [s["method"] for s in summaries]
+    x = np.arange(len(names))
+    width = 0.8 / len(TABLE_METRICS)
+    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 3.8))
+    for k, metric in enumerate(TABLE_METRICS):
+        ax.bar(
+            x + (k - (len(TABLE_METRICS) - 1) / 2) * width,
+            [s[metric] for s in summaries],
+            width,
+            yerr=[s[metric + "_std"] for s in summaries],
+            capsize=2,
+            label=metric,
+        )
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("mean over test images")
+    ax.set_title("Test split: mean ± std per image")
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(1.0, 0.0), frameon=False)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def write_examples(
+    path: Path, samples: list[Sample], runs: list[MethodRun], ids: list[str]
+) -> None:
+    """Rows of image | truth | each method's mask (overlaid) for the example ids."""
+    from maskseg.viz import image_grid, overlay
+
+    by_id = {s.id: s for s in samples}
+    rows = []
+    for pid in ids:
+        s = by_id[pid]
+        rows.append(
+            [s.image, overlay(s.image, s.mask)] + [overlay(s.image, r.examples[pid]) for r in runs]
+        )
+    titles = ["image", "truth"] + [r.name for r in runs]
+    image_grid(rows, titles, [pid[-24:] for pid in ids], path)
+
+
+def run_compare(
+    data_root: str | Path,
+    output_dir: str | Path,
+    predictor: Segmenter | None = None,
+    methods: list[str] | None = None,
+    n_examples: int = 8,
+    data_config: DataConfig | None = None,
+    tuned: bool | str | Path = True,
+) -> dict[str, Any]:
+    """Evaluate the U-Net and the classical methods on the test split and write a report.
+
+    Args:
+        data_root: MSFD or plain-layout folder; its canonical test split is evaluated.
+        output_dir: receives results.md, results.json, per_image.csv, bar_chart.png and
+            examples.png (created if missing).
+        predictor: anything with ``predict(rgb_uint8) -> bool mask``, reported as "unet";
+            None compares the classical methods only.
+        methods: classical methods to include; None for all of ``list_methods()``.
+        n_examples: rows in examples.png (test ids spread evenly; 0 for none).
+        data_config: split settings; None is the canonical split.
+        tuned: passed to ``get_method`` (True: shipped tuned parameters).
+
+    Returns:
+        The dict written to results.json: per-method summaries (``summarize`` keys, ms_median,
+        ms_mean, params), the gap sentence and the split description.
+    """
+    d = DataConfig() if data_config is None else data_config
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list_methods() if methods is None else list(methods)
+    segmenters: dict[str, Segmenter] = {n: get_method(n, tuned=tuned) for n in names}
+    if predictor is not None:
+        segmenters = {UNET: predictor, **segmenters}
+    samples, skipped, n_pairs = load_test_samples(data_root, d)
+    shown = example_ids(samples, n_examples)
+    runs = []
+    for name, seg in segmenters.items():
+        runs.append(evaluate_method(name, seg, samples, set(shown)))
+        log.info("%s: mean IoU %.4f", name, runs[-1].summary()["iou"])
+    summaries = [r.summary() for r in runs]
+    result = {
+        "split": {
+            "data_root": str(data_root),
+            "n_pairs": n_pairs,
+            "n_test": len(samples),
+            "test_ids": [s.id for s in samples],
+            "skipped": skipped,
+            "test_fraction": d.test_fraction,
+            "folds": d.folds,
+            "seed": d.seed,
+            "group_regex": d.group_regex,
+        },
+        "timing": "ms_median / ms_mean: wall time of one predict call per image, after one "
+        "warm-up call",
+        "machine": machine(predictor),
+        "methods": summaries,
+        "gap": gap_line(summaries),
+    }
+    atomic_write_bytes(out / "results.json", (json.dumps(result, indent=1) + "\n").encode())
+    write_markdown(out / "results.md", result)
+    write_per_image_csv(out / "per_image.csv", runs, [s.id for s in samples])
+    write_bar_chart(out / "bar_chart.png", summaries)
+    if shown:
+        write_examples(out / "examples.png", samples, runs, shown)
+    return result

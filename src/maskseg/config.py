@@ -38,12 +38,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 60
+    epochs: int = 250
     batch_size: int = 16
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: int = 2
-    patience: int = 15
+    patience: int = 80
     min_delta: float = 1e-4
     bce_weight: float = 1.0
     dice_weight: float = 1.0

@@ -61,3 +61,12 @@ def test_collect_images(tmp_path: Path):
     names = sorted(p.name for p in collect_images([tmp_path]))
     assert names == ["a.JPG", "b.png", "c.webp", "odd.jpg_1088Wx1632H"]
     assert collect_images([tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]
+
+
+def test_written_files_have_normal_permissions(tmp_path: Path):
+    import os
+
+    out = write_mask(tmp_path / "p.png", np.zeros((2, 2), bool))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -21,7 +21,7 @@ DEFAULT_GROUP_REGEX = r"^(\d+(?=_)|[^_]+_(?:(?:t1|ttt)_)?[^_]+)"
 @dataclass(frozen=True)
 class DataConfig:
     root: str = ""
-    image_size: int = 192
+    image_size: int = 160
     test_fraction: float = 0.2
     folds: int = 3
     group_regex: str = DEFAULT_GROUP_REGEX

@@ -351,20 +351,22 @@ def fit(
         tr.epoch += 1
         tr.step_in_epoch, tr.loss_sum = 0, 0.0
         tr.save()
-        write_history(run_dir, tr.history)
+        write_history(run_dir, tr.history, plot=tr.epoch % 10 == 0)
         msg = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
         log.info("epoch %d/%d %s", tr.epoch, tc.epochs, msg)
         if val_samples and tr.bad_epochs >= tc.patience:
             log.info("early stopping: no val IoU gain for %d epochs", tc.patience)
             stopped = True
 
+    write_history(run_dir, tr.history)
     state, _, _ = load_weights(run_dir / BEST_WEIGHTS)
     tr.model.load_state_dict(state)
     return FitResult(run_dir, tr.best_epoch, tr.best_metric, tr.epoch, tr.history, tr.model)
 
 
-def write_history(run_dir: Path, history: list[dict]) -> None:
-    """metrics.csv and curves.png, rewritten each epoch so they are current after a kill."""
+def write_history(run_dir: Path, history: list[dict], plot: bool = True) -> None:
+    """metrics.csv (and curves.png when ``plot``): rewritten as training goes, so both are
+    current after a kill; the plot only every few epochs, as it costs more than a small epoch."""
     from maskseg.io import atomic_write_bytes
     from maskseg.viz import plot_curves
 
@@ -374,7 +376,8 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
     lines = [",".join(keys)]
     lines += [",".join(f"{row.get(k, '')}" for k in keys) for row in history]
     atomic_write_bytes(run_dir / METRICS_CSV, ("\n".join(lines) + "\n").encode())
-    plot_curves(history, run_dir / CURVES_PNG)
+    if plot:
+        plot_curves(history, run_dir / CURVES_PNG)
 
 
 def read_history(path: str | Path) -> list[dict]:

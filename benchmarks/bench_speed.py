@@ -27,8 +27,11 @@ from maskseg.models import create_model
 def _samples(n: int, size: int = 250) -> list[Sample]:
     rng = np.random.default_rng(0)
     return [
-        Sample(str(i), rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
-               rng.random((size, size)) > 0.6)  # fmt: skip
+        Sample(
+            str(i),
+            rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
+            rng.random((size, size)) > 0.6,
+        )  # fmt: skip
         for i in range(n)
     ]
 
@@ -96,7 +99,7 @@ def main() -> None:
           f"model {cfg.model.name} c{cfg.model.base_channels} d{cfg.model.depth}, "
           f"input {cfg.data.image_size}px, {a.runs} runs (median, min-max)")  # fmt: skip
     rows = [
-        ("train (batch %d)" % cfg.train.batch_size,
+        (f"train (batch {cfg.train.batch_size})",
          lambda: bench_train(cfg, device, a.precision, a.steps)),
         ("infer batch 1", lambda: bench_infer(predictor, 1, 40)),
         ("infer batch 16", lambda: bench_infer(predictor, 16, 160)),

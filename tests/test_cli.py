@@ -66,7 +66,8 @@ def test_predict_folder_with_odd_files(tmp_path: Path, tiny_model: Path, capsys)
 
 def test_train_cv_evaluate(msfd_tiny: Path, tmp_path: Path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(msfd_tiny), "--output", str(run), "--epochs", "2", *TINY]) == 0
+    args = ["train", "--data", str(msfd_tiny), "--output", str(run), "--epochs", "2", *TINY]
+    assert main(args) == 0
     for name in ("config.yaml", "splits.json", "metrics.csv", "curves.png", "checkpoint.pt",
                  "best.safetensors", "summary.json"):  # fmt: skip
         assert (run / name).exists(), name

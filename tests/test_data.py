@@ -4,8 +4,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import synthetic_face, write_pair
+
 from maskseg.config import DEFAULT_GROUP_REGEX
 from maskseg.data import Splits, check_data, find_pairs, group_key, load_samples, make_splits
 

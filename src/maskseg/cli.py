@@ -148,6 +148,16 @@ def cmd_compare(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune_baselines(a: argparse.Namespace) -> int:
+    from maskseg.baselines.tune import tune_baselines
+
+    result = tune_baselines(a.data, a.output, methods=a.methods)
+    for name, m in result["methods"].items():
+        print(f"{name:<10} train IoU {m['train_iou']:.4f}  {m['params']}")
+    print(f"written: {a.output}; use it with get_method(name, tuned=PATH)")
+    return 0
+
+
 def cmd_models(a: argparse.Namespace) -> int:
     from maskseg.checkpoint import load_weights
     from maskseg.inference import DEFAULT_MODEL, available_models
@@ -214,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=8, help="faces in the example grid")
     p.add_argument("--no-unet", action="store_true", help="classical methods only")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("tune-baselines", help="grid-search classical methods on the training split")
+    p.add_argument("--data", required=True)
+    p.add_argument("--output", required=True, type=Path, help="JSON file for the parameters")
+    p.add_argument("--methods", nargs="*", help="subset of methods (default: all)")
+    p.set_defaults(func=cmd_tune_baselines)
 
     p = sub.add_parser("models", help="list architectures and shipped models")
     p.set_defaults(func=cmd_models)

@@ -56,8 +56,11 @@ def _strong() -> A.Compose:
             ),
             A.ImageCompression(quality_range=(30, 95), p=0.3),
             A.CoarseDropout(
-                num_holes_range=(1, 3), hole_height_range=(0.05, 0.15),
-                hole_width_range=(0.05, 0.15), fill="random_uniform", p=0.2,
+                num_holes_range=(1, 3),
+                hole_height_range=(0.05, 0.15),
+                hole_width_range=(0.05, 0.15),
+                fill="random_uniform",
+                p=0.2,
             ),  # fmt: skip
         ]
     )

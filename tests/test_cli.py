@@ -127,3 +127,15 @@ def test_kill_mid_epoch_then_resume(msfd_tiny: Path, tmp_path: Path):
     after = (run / "metrics.csv").read_text().splitlines()
     assert len(after) == 5 and after[: len(before)] == before  # earlier epochs kept, not redone
     assert not list(run.glob("*.tmp"))
+
+
+def test_predict_keeps_same_named_files_apart(tmp_path: Path, tiny_model: Path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    cv2.imwrite(str(src / "a.jpg"), np.full((10, 20, 3), 90, np.uint8))
+    cv2.imwrite(str(src / "a.png"), np.full((11, 21, 3), 90, np.uint8))
+    cv2.imwrite(str(src / "sub" / "a.jpg"), np.full((12, 22, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    assert main(["predict", str(src), "--output", str(out), "--model", str(tiny_model)]) == 0
+    shapes = {str(p.relative_to(out)): read_mask(p).shape for p in out.rglob("*.png")}
+    assert shapes == {"a.png": (10, 20), "a_png.png": (11, 21), "sub/a.png": (12, 22)}

@@ -135,12 +135,21 @@ def collect_images(inputs: list[str | os.PathLike], recursive: bool = True) -> l
     Files given explicitly are kept even with an odd extension (decoding decides); files found in
     folders are filtered by extension.
     """
-    found: list[Path] = []
+    return [path for path, _ in collect_inputs(inputs, recursive)]
+
+
+def collect_inputs(
+    inputs: list[str | os.PathLike], recursive: bool = True
+) -> list[tuple[Path, Path]]:
+    """Like collect_images, with each file's output name: its stem, under the sub-folder it was
+    found in relative to the folder given (so same-named files in sub-folders do not clash)."""
+    found: list[tuple[Path, Path]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             pattern = "**/*" if recursive else "*"
-            found.extend(sorted(q for q in p.glob(pattern) if is_image_file(q)))
+            for q in sorted(q for q in p.glob(pattern) if is_image_file(q)):
+                found.append((q, q.relative_to(p).with_suffix("")))
         else:
-            found.append(p)
+            found.append((p, Path(p.stem)))
     return found

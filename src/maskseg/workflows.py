@@ -20,7 +20,7 @@ from maskseg.inference import Predictor
 from maskseg.io import (
     ImageReadError,
     atomic_write_bytes,
-    collect_images,
+    collect_inputs,
     read_image,
     write_mask,
     write_rgb,
@@ -255,21 +255,29 @@ def predict_paths(
 ) -> PredictResult:
     """Write DIR/<stem>.png (0/255 mask at the input's size) for every readable input.
 
+    Files found inside a sub-folder of a folder input go to the same sub-folder of DIR; a
+    second input with a name already written (``a.jpg`` beside ``a.png``) gets its extension
+    in the name (``a_png.png``) rather than overwrite the first.
     ``segment`` is any callable image -> bool mask (a Predictor's predict, a classical method).
     Unreadable files are logged and listed in the result; the rest go on.
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = PredictResult([], [])
-    for path in collect_images(inputs):
+    used: set[Path] = set()
+    for path, name in collect_inputs(inputs):
         try:
             image = read_image(path)
         except ImageReadError as exc:
             log.warning("skipped: %s", exc)
             result.failed.append((path, exc.reason))
             continue
+        if name in used:
+            name = name.with_name(f"{name.name}_{path.suffix.lstrip('.').lower()}")
+            log.warning("%s: output name taken by an earlier input; writing %s.png", path, name)
+        used.add(name)
         mask = segment(image)
-        result.written.append(write_mask(out / f"{path.stem}.png", mask))
+        result.written.append(write_mask(out / f"{name}.png", mask))
         if overlay_images:
-            write_rgb(out / f"{path.stem}_overlay.jpg", overlay(image, mask))
+            write_rgb(out / f"{name}_overlay.jpg", overlay(image, mask))
     return result

@@ -139,3 +139,27 @@ def test_predict_keeps_same_named_files_apart(tmp_path: Path, tiny_model: Path):
     assert main(["predict", str(src), "--output", str(out), "--model", str(tiny_model)]) == 0
     shapes = {str(p.relative_to(out)): read_mask(p).shape for p in out.rglob("*.png")}
     assert shapes == {"a.png": (10, 20), "a_png.png": (11, 21), "sub/a.png": (12, 22)}
+
+
+def test_tune_baselines_then_predict_with_method(msfd_tiny: Path, tmp_path: Path, capsys):
+    out = tmp_path / "tuned.json"
+    assert main(["tune-baselines", "--data", str(msfd_tiny), "--output", str(out),
+                 "--methods", "prior", "otsu"]) == 0  # fmt: skip
+    tuned = json.loads(out.read_text())
+    assert set(tuned["methods"]) == {"prior", "otsu"}
+    assert "train IoU" in capsys.readouterr().out
+    img = next((msfd_tiny / "1" / "face_crop").iterdir())
+    pred = tmp_path / "pred"
+    assert main(["predict", str(img), "--output", str(pred), "--method", "grabcut"]) == 0
+    assert read_mask(pred / f"{img.stem}.png").shape == (64, 64)
+    assert main(["predict", str(img), "--output", str(pred), "--method", "nope"]) == 2
+
+
+def test_ensemble_command(tmp_path: Path, tiny_model: Path, capsys):
+    out = tmp_path / "ens.safetensors"
+    assert main(["ensemble", str(tiny_model), str(tiny_model), "--flip", "--output", str(out)]) == 0
+    assert "2 member(s), flip TTA True" in capsys.readouterr().out
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.full((30, 40, 3), 90, np.uint8))
+    assert main(["predict", str(img), "--output", str(tmp_path / "p"), "--model", str(out)]) == 0
+    assert read_mask(tmp_path / "p" / "a.png").shape == (30, 40)

@@ -123,3 +123,9 @@ def test_evaluate_at_truth_resolution(samples, tmp_path: Path):
     counts, loss = evaluate(model, samples[1], 32, torch.device("cpu"))
     assert len(counts) == len(samples[1]) and np.isfinite(loss)
     assert int(counts.tp[0] + counts.fp[0] + counts.fn[0] + counts.tn[0]) == 64 * 64
+
+
+def test_fit_refuses_ensembles(samples, tmp_path: Path):
+    cfg = _cfg()
+    with pytest.raises(ValueError, match="maskseg ensemble"):
+        fit(cfg.replace("model", members=2), *samples, tmp_path)

@@ -67,3 +67,32 @@ def test_dice_loss_hand_values():
     # prediction 1 everywhere, truth half: 1 - (2*2 + 1) / (4 + 2 + 1) = 2/7
     half = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
     assert soft_dice_loss(big, half).item() == pytest.approx(2 / 7, abs=1e-5)
+
+
+def test_ensemble_and_flip_tta_files(tmp_path: Path):
+    from maskseg.checkpoint import combine_weights
+    from maskseg.models import Ensemble, FlipTTA
+
+    cfg = Config(model=ModelConfig(base_channels=4, depth=2))
+    nets = []
+    for i in range(2):
+        torch.manual_seed(i)
+        nets.append(create_model(cfg.model).eval())
+        save_weights(tmp_path / f"m{i}.safetensors", nets[-1], cfg)
+    x = torch.randn(1, 3, 24, 24)
+    out_cfg, _ = combine_weights([tmp_path / "m0.safetensors", tmp_path / "m1.safetensors"],
+                                 tmp_path / "ens.safetensors", flip_tta=True)  # fmt: skip
+    assert out_cfg.model.members == 2 and out_cfg.model.flip_tta
+    state, cfg2, _ = load_model_file(tmp_path / "ens.safetensors")
+    ens = create_model(cfg2.model).eval()
+    ens.load_state_dict(state)
+    assert isinstance(ens, FlipTTA) and isinstance(ens.model, Ensemble)
+    with torch.no_grad():
+        per = [(n(x) + n(x.flip(-1)).flip(-1)) / 2 for n in nets]
+        torch.testing.assert_close(ens(x), (per[0] + per[1]) / 2, rtol=1e-4, atol=1e-5)
+    other = Config(model=ModelConfig(base_channels=8, depth=2))
+    save_weights(tmp_path / "big.safetensors", create_model(other.model), other)
+    with pytest.raises(ValueError, match="differs"):
+        combine_weights([tmp_path / "m0.safetensors", tmp_path / "big.safetensors"], tmp_path / "x")
+    with pytest.raises(ValueError, match="already"):
+        combine_weights([tmp_path / "ens.safetensors"], tmp_path / "y")

@@ -82,3 +82,36 @@ def load_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], Config, 
         return load_weights(path)
     ckpt = load_checkpoint(path)
     return ckpt["model"], Config.from_dict(ckpt["config"]), {"best_metric": ckpt.get("best_metric")}
+
+
+def combine_weights(
+    paths: list[str | Path], output: str | Path, flip_tta: bool = False
+) -> tuple[Config, dict]:
+    """Write one weight file holding an ensemble of same-architecture models (and/or flip TTA).
+
+    The members' configs must agree on everything that shapes the network or its input.
+    """
+    from maskseg.models import Ensemble, FlipTTA, create_model
+
+    if not paths:
+        raise ValueError("no member models given")
+    members, base = [], None
+    for p in paths:
+        state, cfg, _ = load_model_file(p)
+        if cfg.model.members != 1 or cfg.model.flip_tta:
+            raise ValueError(f"{p}: already an ensemble/TTA model; give single models")
+        key = (cfg.model, cfg.data.image_size)
+        if base is None:
+            base = cfg
+        elif key != (base.model, base.data.image_size):
+            raise ValueError(f"{p}: architecture or input size differs from {paths[0]}")
+        net = create_model(cfg.model)
+        net.load_state_dict(state)
+        members.append(net)
+    model: torch.nn.Module = Ensemble(members) if len(members) > 1 else members[0]
+    if flip_tta:
+        model = FlipTTA(model)
+    cfg = base.replace("model", members=len(members), flip_tta=flip_tta)
+    info = {"members": [Path(p).name for p in paths], "flip_tta": flip_tta}
+    save_weights(output, model, cfg, info)
+    return cfg, info

@@ -158,6 +158,14 @@ def cmd_tune_baselines(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(a: argparse.Namespace) -> int:
+    from maskseg.checkpoint import combine_weights
+
+    cfg, info = combine_weights(a.models, a.output, a.flip)
+    print(f"wrote {a.output}: {cfg.model.members} member(s), flip TTA {cfg.model.flip_tta}")
+    return 0
+
+
 def cmd_models(a: argparse.Namespace) -> int:
     from maskseg.checkpoint import load_weights
     from maskseg.inference import DEFAULT_MODEL, available_models
@@ -230,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="JSON file for the parameters")
     p.add_argument("--methods", nargs="*", help="subset of methods (default: all)")
     p.set_defaults(func=cmd_tune_baselines)
+
+    p = sub.add_parser("ensemble", help="combine trained models (and/or flip TTA) into one file")
+    p.add_argument("models", nargs="+", help="member weight files (.safetensors or .pt)")
+    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--flip", action="store_true", help="add left-right flip test-time averaging")
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("models", help="list architectures and shipped models")
     p.set_defaults(func=cmd_models)

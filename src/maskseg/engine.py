@@ -27,7 +27,7 @@ from maskseg.checkpoint import load_checkpoint, load_weights, save_checkpoint, s
 from maskseg.config import Config, TrainConfig
 from maskseg.data import Sample
 from maskseg.losses import BCEDiceLoss
-from maskseg.models import create_model
+from maskseg.models import create_model, is_trainable
 from maskseg.preprocess import clean_mask, logits_to_mask, resize_image, resize_mask, to_tensor
 from maskseg.transforms import train_transform
 
@@ -313,6 +313,9 @@ def fit(
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     device = resolve_device(tc.device)
+    if not is_trainable(cfg.model):
+        raise ValueError("ensembles and flip-TTA models are built from trained models; train "
+                         "single models, then combine them with `maskseg ensemble`")  # fmt: skip
     if len(train_samples) < 2:
         raise ValueError(f"need at least 2 training pairs, got {len(train_samples)}")
     dataset = SegmentationDataset(train_samples, cfg.data.image_size, tc.augment, tc.seed)

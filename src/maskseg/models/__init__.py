@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from maskseg.config import ModelConfig
+from maskseg.models.ensemble import Ensemble, FlipTTA
 from maskseg.models.unet import UNet
 
 _REGISTRY: dict[str, Callable[[ModelConfig], nn.Module]] = {
@@ -24,10 +25,22 @@ def register_model(name: str, builder: Callable[[ModelConfig], nn.Module]) -> No
 
 
 def create_model(cfg: ModelConfig) -> nn.Module:
-    """Build the model a config names; unknown names fail listing the valid ones."""
+    """Build the model a config names (wrapped as an ensemble and/or with flip TTA when the
+    config says so); unknown names fail listing the valid ones."""
     if cfg.name not in _REGISTRY:
         raise ValueError(f"unknown model {cfg.name!r}; valid: {', '.join(list_models())}")
-    return _REGISTRY[cfg.name](cfg)
+    if cfg.members < 1:
+        raise ValueError(f"members must be >= 1, got {cfg.members}")
+    model = _REGISTRY[cfg.name](cfg)
+    if cfg.members > 1:
+        model = Ensemble([model] + [_REGISTRY[cfg.name](cfg) for _ in range(cfg.members - 1)])
+    return FlipTTA(model) if cfg.flip_tta else model
 
 
-__all__ = ["UNet", "create_model", "list_models", "register_model"]
+def is_trainable(cfg: ModelConfig) -> bool:
+    """Ensembles and TTA wrappers are assembled from trained models, not trained themselves."""
+    return cfg.members == 1 and not cfg.flip_tta
+
+
+__all__ = ["Ensemble", "FlipTTA", "UNet", "create_model", "is_trainable", "list_models",
+           "register_model"]  # fmt: skip

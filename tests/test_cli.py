@@ -155,10 +155,13 @@ def test_tune_baselines_then_predict_with_method(msfd_tiny: Path, tmp_path: Path
     assert main(["predict", str(img), "--output", str(pred), "--method", "nope"]) == 2
 
 
-def test_ensemble_command(tmp_path: Path, tiny_model: Path, capsys):
+def test_pack_command(tmp_path: Path, tiny_model: Path, capsys):
     out = tmp_path / "ens.safetensors"
-    assert main(["ensemble", str(tiny_model), str(tiny_model), "--flip", "--output", str(out)]) == 0
+    assert main(["pack", str(tiny_model), str(tiny_model), "--flip", "--output", str(out)]) == 0
     assert "2 member(s), flip TTA True" in capsys.readouterr().out
+    half = tmp_path / "half.safetensors"
+    assert main(["pack", str(tiny_model), "--half", "--output", str(half)]) == 0
+    assert half.stat().st_size < 0.6 * tiny_model.stat().st_size
     img = tmp_path / "a.png"
     cv2.imwrite(str(img), np.full((30, 40, 3), 90, np.uint8))
     assert main(["predict", str(img), "--output", str(tmp_path / "p"), "--model", str(out)]) == 0

@@ -127,5 +127,5 @@ def test_evaluate_at_truth_resolution(samples, tmp_path: Path):
 
 def test_fit_refuses_ensembles(samples, tmp_path: Path):
     cfg = _cfg()
-    with pytest.raises(ValueError, match="maskseg ensemble"):
+    with pytest.raises(ValueError, match="maskseg pack"):
         fit(cfg.replace("model", members=2), *samples, tmp_path)

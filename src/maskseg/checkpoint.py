@@ -42,10 +42,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def save_weights(
-    path: str | Path, model: torch.nn.Module, cfg: Config, metrics: dict | None = None
+    path: str | Path,
+    model: torch.nn.Module,
+    cfg: Config,
+    metrics: dict | None = None,
+    half: bool = False,
 ) -> None:
-    """Write model weights + the config needed to rebuild and preprocess for it."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    """Write model weights + the config needed to rebuild and preprocess for it.
+
+    ``half`` stores floating-point tensors as float16 (half the size); loading casts them back
+    into the model's float32 parameters.
+    """
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        tensors[k] = v.half() if half and v.is_floating_point() else v
     meta = {
         "format": "maskseg",
         "format_version": str(FORMAT_VERSION),
@@ -85,9 +96,10 @@ def load_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], Config, 
 
 
 def combine_weights(
-    paths: list[str | Path], output: str | Path, flip_tta: bool = False
+    paths: list[str | Path], output: str | Path, flip_tta: bool = False, half: bool = False
 ) -> tuple[Config, dict]:
-    """Write one weight file holding an ensemble of same-architecture models (and/or flip TTA).
+    """Write one weight file holding one model or an ensemble of same-architecture models,
+    optionally with flip TTA and float16 storage.
 
     The members' configs must agree on everything that shapes the network or its input.
     """
@@ -112,6 +124,6 @@ def combine_weights(
     if flip_tta:
         model = FlipTTA(model)
     cfg = base.replace("model", members=len(members), flip_tta=flip_tta)
-    info = {"members": [Path(p).name for p in paths], "flip_tta": flip_tta}
-    save_weights(output, model, cfg, info)
+    info = {"members": [str(p) for p in paths], "flip_tta": flip_tta, "float16": half}
+    save_weights(output, model, cfg, info, half=half)
     return cfg, info

@@ -158,11 +158,13 @@ def cmd_tune_baselines(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ensemble(a: argparse.Namespace) -> int:
+def cmd_pack(a: argparse.Namespace) -> int:
     from maskseg.checkpoint import combine_weights
 
-    cfg, info = combine_weights(a.models, a.output, a.flip)
-    print(f"wrote {a.output}: {cfg.model.members} member(s), flip TTA {cfg.model.flip_tta}")
+    cfg, _ = combine_weights(a.models, a.output, a.flip, a.half)
+    size = a.output.stat().st_size / 1e6
+    print(f"wrote {a.output} ({size:.1f} MB): {cfg.model.members} member(s), "
+          f"flip TTA {cfg.model.flip_tta}, float16 {a.half}")  # fmt: skip
     return 0
 
 
@@ -239,11 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="*", help="subset of methods (default: all)")
     p.set_defaults(func=cmd_tune_baselines)
 
-    p = sub.add_parser("ensemble", help="combine trained models (and/or flip TTA) into one file")
-    p.add_argument("models", nargs="+", help="member weight files (.safetensors or .pt)")
+    p = sub.add_parser(
+        "pack", help="pack trained model(s) into one weight file: ensemble, flip TTA, float16"
+    )
+    p.add_argument("models", nargs="+", help="weight files (.safetensors) or checkpoints (.pt)")
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--flip", action="store_true", help="add left-right flip test-time averaging")
-    p.set_defaults(func=cmd_ensemble)
+    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("models", help="list architectures and shipped models")
     p.set_defaults(func=cmd_models)

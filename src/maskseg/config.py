@@ -34,7 +34,7 @@ class ModelConfig:
     base_channels: int = 16
     depth: int = 4
     in_channels: int = 3
-    members: int = 1  # > 1: an inference-only ensemble of that many members (maskseg ensemble)
+    members: int = 1  # > 1: an inference-only ensemble of that many members (maskseg pack)
     flip_tta: bool = False  # average with the mirrored image at inference
 
 

@@ -315,7 +315,7 @@ def fit(
     device = resolve_device(tc.device)
     if not is_trainable(cfg.model):
         raise ValueError("ensembles and flip-TTA models are built from trained models; train "
-                         "single models, then combine them with `maskseg ensemble`")  # fmt: skip
+                         "single models, then combine them with `maskseg pack`")  # fmt: skip
     if len(train_samples) < 2:
         raise ValueError(f"need at least 2 training pairs, got {len(train_samples)}")
     dataset = SegmentationDataset(train_samples, cfg.data.image_size, tc.augment, tc.seed)

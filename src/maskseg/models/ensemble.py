@@ -9,7 +9,7 @@ from torch import nn
 
 class Ensemble(nn.Module):
     """Mean of the members' logits. Members are trained separately (e.g. the CV folds and a
-    model on all non-test data) and combined with ``maskseg ensemble``."""
+    model on all non-test data) and combined with ``maskseg pack``."""
 
     def __init__(self, members: list[nn.Module]):
         super().__init__()

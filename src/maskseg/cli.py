@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -99,9 +98,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"error: the {a.split} split of {a.data} holds no readable pairs", file=sys.stderr)
         return 1
     out = a.output or Path("maskseg-eval")
-    summary = evaluate_predictor(predictor, samples, out, n_worst=a.worst)
-    summary.update(split=a.split, data=str(a.data), model=str(a.model or "default"))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    about = {"split": a.split, "data": str(a.data), "model": str(a.model or "default")}
+    summary = evaluate_predictor(predictor, samples, out, n_worst=a.worst, about=about)
     print(f"{a.split} split of {a.data}: {len(samples)} images\n{format_summary_table(summary)}")
     print(f"written: {out}/summary.json, per_image.csv, worst_cases.png")
     return 0

@@ -26,10 +26,12 @@ from maskseg import metrics as M
 from maskseg.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from maskseg.config import Config, TrainConfig
 from maskseg.data import Sample
+from maskseg.io import atomic_write_bytes
 from maskseg.losses import BCEDiceLoss
 from maskseg.models import create_model, is_trainable
 from maskseg.preprocess import clean_mask, logits_to_mask, resize_image, resize_mask, to_tensor
 from maskseg.transforms import train_transform
+from maskseg.viz import plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +190,7 @@ class FitResult:
 class _Trainer:
     """Holds the mutable state of one run so fit() reads top to bottom."""
 
-    def __init__(self, cfg: Config, run_dir: Path, device: torch.device):
+    def __init__(self, cfg: Config, run_dir: Path, device: torch.device, steps_per_epoch: int):
         self.cfg, self.run_dir, self.device = cfg, run_dir, device
         tc = cfg.train
         torch.manual_seed(tc.seed)
@@ -196,6 +198,7 @@ class _Trainer:
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay
         )
+        self.sched = make_scheduler(self.opt, tc, steps_per_epoch)
         self.loss_fn = BCEDiceLoss(tc.bce_weight, tc.dice_weight)
         self.scaler = (
             torch.amp.GradScaler("cuda") if needs_grad_scaler(device, tc.precision) else None
@@ -320,8 +323,7 @@ def fit(
         raise ValueError(f"need at least 2 training pairs, got {len(train_samples)}")
     dataset = SegmentationDataset(train_samples, cfg.data.image_size, tc.augment, tc.seed)
     steps_per_epoch = len(dataset) // min(tc.batch_size, len(dataset))
-    tr = _Trainer(cfg, run_dir, device)
-    tr.sched = make_scheduler(tr.opt, tc, steps_per_epoch)
+    tr = _Trainer(cfg, run_dir, device, steps_per_epoch)
     ckpt_path = run_dir / CHECKPOINT
     if resume and ckpt_path.exists():
         tr.restore(load_checkpoint(ckpt_path, map_location=device))
@@ -348,7 +350,7 @@ def fit(
         tr.history.append(row)
         if metric > tr.best_metric + tc.min_delta or not val_samples:
             tr.best_metric, tr.best_epoch, tr.bad_epochs = metric, tr.epoch + 1, 0
-            save_weights(run_dir / BEST_WEIGHTS, tr.model, cfg, {k: v for k, v in row.items()})
+            save_weights(run_dir / BEST_WEIGHTS, tr.model, cfg, dict(row))
         else:
             tr.bad_epochs += 1
         tr.epoch += 1
@@ -370,9 +372,6 @@ def fit(
 def write_history(run_dir: Path, history: list[dict], plot: bool = True) -> None:
     """metrics.csv (and curves.png when ``plot``): rewritten as training goes, so both are
     current after a kill; the plot only every few epochs, as it costs more than a small epoch."""
-    from maskseg.io import atomic_write_bytes
-    from maskseg.viz import plot_curves
-
     if not history:
         return
     keys = list(dict.fromkeys(k for row in history for k in row))

@@ -189,9 +189,10 @@ def evaluate_predictor(
     output_dir: str | Path,
     n_worst: int = 8,
     batch_size: int = 16,
+    about: dict | None = None,
 ) -> dict:
-    """Score a predictor at each truth's own resolution; write summary.json, per_image.csv and
-    worst_cases.png (image | truth | prediction) into output_dir."""
+    """Score a predictor at each truth's own resolution; write summary.json (with ``about``
+    merged in), per_image.csv and worst_cases.png (image | truth | prediction) into output_dir."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts = M.empty_counts()
@@ -205,6 +206,7 @@ def evaluate_predictor(
     seconds = time.perf_counter() - t0
     summary = M.summarize(counts)
     summary["ms_per_image"] = 1000 * seconds / max(1, len(samples))
+    summary.update(about or {})
     per = M.per_image(counts)
     buf = io.StringIO()
     w = csv.writer(buf)

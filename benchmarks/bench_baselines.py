@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from maskseg.baselines import get_method, list_methods
-from maskseg.config import DataConfig
-from maskseg.data import find_pairs, load_samples, make_splits
+from maskseg.data import find_pairs, load_samples, splits_for
 from maskseg.metrics import confusion, iou
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mfsd-real" / "MSFD"
@@ -34,10 +33,7 @@ def main() -> None:
     start = time.perf_counter()
     scan = find_pairs(args.data)
     samples, skipped = load_samples(scan.pairs)
-    d = DataConfig()
-    splits = make_splits(
-        [p.id for p in scan.pairs], d.test_fraction, d.folds, d.seed, d.group_regex
-    )
+    splits = splits_for([p.id for p in scan.pairs])
     test = set(splits.test)
     print(
         f"{len(samples)} pairs decoded in {time.perf_counter() - start:.1f} s "

@@ -23,7 +23,7 @@ import numpy as np
 
 from maskseg.baselines import get_method, list_methods
 from maskseg.config import DataConfig
-from maskseg.data import Sample, find_pairs, load_samples, make_splits
+from maskseg.data import Sample, find_pairs, load_samples, splits_for
 from maskseg.io import atomic_write_bytes
 from maskseg.metrics import METRIC_NAMES, Counts, confusion, empty_counts, per_image, summarize
 
@@ -64,12 +64,8 @@ def load_test_samples(
     Returns:
         (samples, skipped as (id, reason), number of pairs found under ``data_root``).
     """
-    d = DataConfig() if data_config is None else data_config
     scan = find_pairs(data_root)
-    splits = make_splits(
-        [p.id for p in scan.pairs], d.test_fraction, d.folds, d.seed, d.group_regex
-    )
-    test = set(splits.test)
+    test = set(splits_for([p.id for p in scan.pairs], data_config).test)
     samples, skipped = load_samples([p for p in scan.pairs if p.id in test])
     if not samples:
         raise ValueError(f"{data_root}: no readable test pairs (skipped {len(skipped)})")

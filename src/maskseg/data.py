@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maskseg.config import DataConfig
 from maskseg.io import ImageReadError, atomic_write_bytes, is_image_file, read_image, read_mask
 
 log = logging.getLogger(__name__)
@@ -319,3 +320,10 @@ def make_splits(
         group_regex=group_regex,
         test_fraction=test_fraction,
     )
+
+
+def splits_for(ids: list[str], d: DataConfig | None = None) -> Splits:
+    """The split a data config defines for these ids (``DataConfig()``: the project's canonical
+    split, used by training, evaluation, tuning and the comparison alike)."""
+    d = DataConfig() if d is None else d
+    return make_splits(ids, d.test_fraction, d.folds, d.seed, d.group_regex)

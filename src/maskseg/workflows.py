@@ -14,7 +14,7 @@ import numpy as np
 
 from maskseg import metrics as M
 from maskseg.config import Config, load_config, save_config
-from maskseg.data import Sample, Splits, find_pairs, load_samples, make_splits
+from maskseg.data import Sample, Splits, find_pairs, load_samples, splits_for
 from maskseg.engine import BEST_WEIGHTS, evaluate, fit, resolve_device
 from maskseg.inference import Predictor
 from maskseg.io import (
@@ -59,10 +59,7 @@ def load_dataset(cfg: Config, splits_path: Path | None = None) -> Dataset:
     if splits_path is not None and splits_path.exists():
         splits = Splits.load(splits_path)
     else:
-        d = cfg.data
-        splits = make_splits(
-            [p.id for p in scan.pairs], d.test_fraction, d.folds, d.seed, d.group_regex
-        )
+        splits = splits_for([p.id for p in scan.pairs], cfg.data)
     return Dataset({s.id: s for s in samples}, splits, [f"{p.id}: {why}" for p, why in skipped])
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from maskseg.baselines import get_method, list_methods, method_class
 from maskseg.baselines._prior import FacePrior
 from maskseg.config import DataConfig
-from maskseg.data import Sample, find_pairs, load_samples, make_splits
+from maskseg.data import Sample, find_pairs, load_samples, splits_for
 from maskseg.io import atomic_write_bytes
 from maskseg.metrics import confusion, empty_counts, iou
 
@@ -71,11 +71,8 @@ def training_samples(
     Returns:
         (samples, test_ids): the decoded training samples and the ids held out for testing.
     """
-    d = DataConfig() if data_config is None else data_config
     scan = find_pairs(data_root)
-    splits = make_splits(
-        [p.id for p in scan.pairs], d.test_fraction, d.folds, d.seed, d.group_regex
-    )
+    splits = splits_for([p.id for p in scan.pairs], data_config)
     train = set(splits.trainval)
     pairs = [p for p in scan.pairs if p.id in train]
     if max_images is not None:

@@ -118,7 +118,7 @@ def _segmenter(a: argparse.Namespace):
 def cmd_predict(a: argparse.Namespace) -> int:
     from maskseg.workflows import predict_paths
 
-    res = predict_paths(_segmenter(a), a.inputs, a.output, a.overlay)
+    res = predict_paths(_segmenter(a), a.inputs, a.output, a.overlay, not a.no_progress)
     print(f"wrote {len(res.written)} mask(s) to {a.output}")
     for path, why in res.failed:
         print(f"skipped {path}: {why}", file=sys.stderr)
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.add_argument("--method", default="unet", help="unet (default) or a classical method name")
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("compare", help="U-Net vs classical methods on the test split")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from maskseg import metrics as M
 from maskseg.config import Config, load_config, save_config
@@ -251,6 +252,7 @@ def predict_paths(
     inputs: list[str | Path],
     output_dir: str | Path,
     overlay_images: bool = False,
+    progress: bool = True,
 ) -> PredictResult:
     """Write DIR/<stem>.png (0/255 mask at the input's size) for every readable input.
 
@@ -264,7 +266,8 @@ def predict_paths(
     out.mkdir(parents=True, exist_ok=True)
     result = PredictResult([], [])
     used: set[Path] = set()
-    for path, name in collect_inputs(inputs):
+    items = collect_inputs(inputs)
+    for path, name in tqdm(items, desc="predict", unit="img", disable=not progress or len(items) < 2):
         try:
             image = read_image(path)
         except ImageReadError as exc:

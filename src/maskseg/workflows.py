@@ -267,7 +267,8 @@ def predict_paths(
     result = PredictResult([], [])
     used: set[Path] = set()
     items = collect_inputs(inputs)
-    for path, name in tqdm(items, desc="predict", unit="img", disable=not progress or len(items) < 2):
+    bar = tqdm(items, desc="predict", unit="img", disable=not progress or len(items) < 2)
+    for path, name in bar:
         try:
             image = read_image(path)
         except ImageReadError as exc:

@@ -69,3 +69,20 @@ def test_shipped_model_segments_real_faces(real_data: Path):
     for s in samples:
         counts = counts + M.confusion(predictor.predict(s.image), s.mask)
     assert M.iou(counts) > 0.85
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((16, 16, 3), np.uint8),
+        np.full((250, 250, 3), 255, np.uint8),
+        np.zeros((3000, 4000, 3), np.uint8),
+        np.full((40, 30), 128, np.uint8),  # grayscale array
+    ],
+    ids=["black16", "white250", "huge4000x3000", "gray"],
+)
+def test_shipped_model_on_odd_images(image: np.ndarray):
+    predictor = Predictor.load()
+    mask = predictor.predict(image)
+    assert mask.shape == image.shape[:2] and mask.dtype == bool
+    np.testing.assert_array_equal(mask, predictor.predict(image))

@@ -96,3 +96,15 @@ def test_ensemble_and_flip_tta_files(tmp_path: Path):
         combine_weights([tmp_path / "m0.safetensors", tmp_path / "big.safetensors"], tmp_path / "x")
     with pytest.raises(ValueError, match="already"):
         combine_weights([tmp_path / "ens.safetensors"], tmp_path / "y")
+
+
+def test_lovasz_hinge_hand_values():
+    from maskseg.losses import lovasz_hinge_loss
+
+    t = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    confident = (2 * t - 1) * 10
+    assert lovasz_hinge_loss(confident, t).item() == pytest.approx(0.0)  # right with margin
+    assert lovasz_hinge_loss(torch.zeros_like(t), t).item() == pytest.approx(1.0)  # all at 0
+    assert lovasz_hinge_loss(-confident, t).item() == pytest.approx(11.0)  # wrong, margin 10
+    loss = BCEDiceLoss(lovasz_weight=1.0)(torch.zeros_like(t, requires_grad=True), t)
+    loss.backward()

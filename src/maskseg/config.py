@@ -49,6 +49,7 @@ class TrainConfig:
     min_delta: float = 1e-4
     bce_weight: float = 1.0
     dice_weight: float = 1.0
+    lovasz_weight: float = 0.0
     augment: str = "standard"  # none | standard | strong (maskseg.transforms)
     precision: str = "auto"  # auto | fp32 | bf16 ; CUDA always uses AMP when "auto"
     num_workers: int = 0

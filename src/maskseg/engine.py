@@ -199,7 +199,7 @@ class _Trainer:
             self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay
         )
         self.sched = make_scheduler(self.opt, tc, steps_per_epoch)
-        self.loss_fn = BCEDiceLoss(tc.bce_weight, tc.dice_weight)
+        self.loss_fn = BCEDiceLoss(tc.bce_weight, tc.dice_weight, tc.lovasz_weight)
         self.scaler = (
             torch.amp.GradScaler("cuda") if needs_grad_scaler(device, tc.precision) else None
         )

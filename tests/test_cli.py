@@ -166,3 +166,15 @@ def test_pack_command(tmp_path: Path, tiny_model: Path, capsys):
     cv2.imwrite(str(img), np.full((30, 40, 3), 90, np.uint8))
     assert main(["predict", str(img), "--output", str(tmp_path / "p"), "--model", str(out)]) == 0
     assert read_mask(tmp_path / "p" / "a.png").shape == (30, 40)
+
+
+def test_cv_folds_in_separate_calls_then_gathered(msfd_tiny: Path, tmp_path: Path, capsys):
+    cv = tmp_path / "cv"
+    base = ["cv", "--data", str(msfd_tiny), "--output", str(cv), "--epochs", "1", *TINY]
+    assert main([*base, "--only-fold", "2"]) == 0
+    assert "folds finished so far: [2]" in capsys.readouterr().out
+    assert not (cv / "summary.json").exists()
+    assert main([*base, "--only-fold", "0", "--only-fold", "1"]) == 0
+    s = json.loads((cv / "summary.json").read_text())
+    assert [f["fold"] for f in s["folds"]] == [0, 1, 2]
+    assert main([*base, "--only-fold", "7"]) == 2

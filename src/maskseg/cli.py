@@ -77,7 +77,11 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_cv(a: argparse.Namespace) -> int:
     from maskseg.workflows import cross_validate, format_cv_table
 
-    s = cross_validate(_config_from_args(a), a.output, a.resume, a.checkpoint_interval)
+    s = cross_validate(_config_from_args(a), a.output, a.resume, a.checkpoint_interval, a.only_fold)
+    if not s.get("complete", True):
+        done = [f["fold"] for f in s["folds"]]
+        print(f"folds finished so far: {done}; rerun with --resume when all are done")
+        return 0
     print(format_cv_table(s))
     print(f"written: {a.output / 'summary.json'}, {a.output / 'cv_results.md'}")
     return 0
@@ -196,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cv", help="K-fold cross-validation with a held-out test split")
     _add_config_args(p)
+    p.add_argument(
+        "--only-fold", type=int, action="append",
+        help="train only this fold (repeatable): run folds in parallel processes",
+    )  # fmt: skip
     p.set_defaults(func=cmd_cv)
 
     def add_model_args(p: argparse.ArgumentParser) -> None:

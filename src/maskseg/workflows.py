@@ -116,18 +116,33 @@ def train_run(
 
 
 def cross_validate(
-    cfg: Config, run_dir: str | Path, resume: bool = False, checkpoint_interval: float = 60.0
+    cfg: Config,
+    run_dir: str | Path,
+    resume: bool = False,
+    checkpoint_interval: float = 60.0,
+    only_folds: list[int] | None = None,
 ) -> dict:
     """Train each of the K folds; report per-fold and mean ± std scores on each fold's
-    validation part and on the held-out test split. Finished folds are kept on resume."""
+    validation part and on the held-out test split. Finished folds are kept on resume.
+
+    ``only_folds`` trains just those folds (e.g. one per process or machine, same run folder);
+    the summary is written by whichever call finds every fold finished, so a last
+    ``--resume`` without ``only_folds`` gathers them.
+    """
     run_dir = Path(run_dir)
-    cfg, data = _prepare_run(cfg, run_dir, resume)
+    cfg, data = _prepare_run(cfg, run_dir, resume or bool(only_folds))
+    n_folds = len(data.splits.folds)
+    for k in only_folds or []:
+        if not 0 <= k < n_folds:
+            raise ValueError(f"fold {k} out of range 0..{n_folds - 1}")
     folds = []
-    for k in range(len(data.splits.folds)):
+    for k in range(n_folds):
         fold_dir = run_dir / f"fold{k}"
         done = fold_dir / SUMMARY_JSON
-        if resume and done.exists():
+        if (resume or only_folds) and done.exists():
             folds.append(json.loads(done.read_text()))
+            continue
+        if only_folds and k not in only_folds:
             continue
         log.info("fold %d/%d", k + 1, len(data.splits.folds))
         train_ids, val_ids = data.splits.train_val(k)
@@ -144,6 +159,8 @@ def cross_validate(
         }
         atomic_write_bytes(done, json.dumps(fold, indent=2).encode())
         folds.append(fold)
+    if len(folds) < n_folds:
+        return {"folds": folds, "complete": False}
     summary = {"folds": folds, "n_test": len(data.splits.test), "skipped_pairs": data.skipped}
     for part in ("val", "test"):
         for key in ("iou", "dice", "iou_pooled"):

@@ -26,6 +26,7 @@ from maskseg.config import DataConfig
 from maskseg.data import Sample, find_pairs, load_samples, splits_for
 from maskseg.io import atomic_write_bytes
 from maskseg.metrics import METRIC_NAMES, Counts, confusion, empty_counts, per_image, summarize
+from maskseg.viz import image_grid, overlay, pyplot, save_fig
 
 log = logging.getLogger(__name__)
 
@@ -175,24 +176,9 @@ def write_per_image_csv(path: Path, runs: list[MethodRun], ids: list[str]) -> No
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def write_bar_chart(path: Path, summaries: list[dict[str, Any]]) -> None:
     """Grouped bars: one group per method, one bar per metric, std as error bars."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [s["method"] for s in summaries]
     x = np.arange(len(names))
     width = 0.8 / len(TABLE_METRICS)
@@ -212,7 +198,7 @@ def write_bar_chart(path: Path, summaries: list[dict[str, Any]]) -> None:
     ax.set_title("Test split: mean ± std per image")
     ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(1.0, 0.0), frameon=False)
     fig.tight_layout()
-    _save(fig, path)
+    save_fig(fig, path)
     plt.close(fig)
 
 
@@ -220,8 +206,6 @@ def write_examples(
     path: Path, samples: list[Sample], runs: list[MethodRun], ids: list[str]
 ) -> None:
     """Rows of image | truth | each method's mask (overlaid) for the example ids."""
-    from maskseg.viz import image_grid, overlay
-
     by_id = {s.id: s for s in samples}
     rows = []
     for pid in ids:

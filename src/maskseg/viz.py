@@ -12,7 +12,8 @@ from maskseg.io import atomic_write_bytes
 OVERLAY_COLOUR = np.array([0, 200, 255], dtype=np.float32)  # cyan: visible on skin and masks
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,7 +22,8 @@ def _pyplot():
     return plt
 
 
-def _save_fig(fig, path: str | Path) -> None:
+def save_fig(fig, path: str | Path) -> None:
+    """Save a figure as PNG atomically."""
     import io
 
     buf = io.BytesIO()
@@ -31,7 +33,7 @@ def _save_fig(fig, path: str | Path) -> None:
 
 def plot_curves(history: list[dict], path: str | Path) -> None:
     """Loss (left) and validation metrics (right) per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     for key in ("train_loss", "val_loss"):
@@ -48,7 +50,7 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     if any(k.startswith("val_") for k in history[0]):
         b.legend()
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_fig(fig, path)
     plt.close(fig)
 
 
@@ -77,7 +79,7 @@ def image_grid(
     tile: int = 160,
 ) -> None:
     """Save a grid of RGB tiles (each resized to tile x tile) with titles."""
-    plt = _pyplot()
+    plt = pyplot()
     n_rows, n_cols = len(rows), len(column_titles)
     fig, axes = plt.subplots(
         n_rows, n_cols, figsize=(1.9 * n_cols, 1.9 * n_rows + 0.3), squeeze=False
@@ -93,5 +95,5 @@ def image_grid(
             if c == 0:
                 ax.set_ylabel(row_titles[r], fontsize=7)
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_fig(fig, path)
     plt.close(fig)

@@ -65,3 +65,12 @@ def test_errors():
         M.confusion(np.zeros((2, 2), bool), np.zeros((3, 2), bool))
     with pytest.raises(ValueError, match="reduction"):
         M.iou(M.confusion(np.zeros((2, 2)), np.zeros((2, 2))), "sum")
+
+
+def test_concat_joins_per_image_counts_in_order():
+    a = M.confusion(np.ones((2, 2), bool), np.ones((2, 2), bool))
+    b = M.confusion(np.zeros((2, 2), bool), np.ones((2, 2), bool))
+    c = M.concat([a, b, a])
+    assert list(c.tp) == [4, 0, 4] and list(c.fn) == [0, 4, 0]
+    assert M.iou(c, "none").tolist() == [1.0, 0.0, 1.0]
+    assert len(M.concat([])) == 0

@@ -25,7 +25,7 @@ from maskseg.baselines import get_method, list_methods
 from maskseg.config import DataConfig
 from maskseg.data import Sample, find_pairs, load_samples, splits_for
 from maskseg.io import atomic_write_bytes
-from maskseg.metrics import METRIC_NAMES, Counts, confusion, empty_counts, per_image, summarize
+from maskseg.metrics import METRIC_NAMES, Counts, concat, confusion, per_image, summarize
 from maskseg.viz import image_grid, overlay, pyplot, save_fig
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def evaluate_method(
         counts.append(confusion(pred.astype(bool), s.mask))
         if s.id in keep:
             examples[s.id] = pred.astype(bool)
-    total = sum(counts, empty_counts())
+    total = concat(counts)
     params = getattr(segmenter, "params", None)
     params = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else None
     return MethodRun(name, total, np.array(ms), examples, params)

@@ -149,15 +149,15 @@ def evaluate(
         return M.empty_counts(), float("nan")
     images = np.stack([resize_image(s.image, size) for s in samples])
     logits = predict_logits(model, images, device, precision)
-    counts = M.empty_counts()
+    parts = []
     loss_fn = BCEDiceLoss()
     losses = []
     for s, lg in zip(samples, logits, strict=True):
         pred = logits_to_mask(lg, *s.mask.shape)
-        counts = counts + M.confusion(clean_mask(pred) if postprocess else pred, s.mask)
+        parts.append(M.confusion(clean_mask(pred) if postprocess else pred, s.mask))
         target = torch.from_numpy(resize_mask(s.mask, size).astype(np.float32))[None, None]
         losses.append(float(loss_fn(lg[None], target)))
-    return counts, float(np.mean(losses))
+    return M.concat(parts), float(np.mean(losses))
 
 
 # --------------------------------------------------------------------------- training

@@ -17,7 +17,7 @@ from maskseg.config import Config
 from maskseg.engine import autocast_context, resolve_device
 from maskseg.io import read_image
 from maskseg.models import create_model
-from maskseg.preprocess import clean_mask, logits_to_mask, resize_image, to_tensor
+from maskseg.preprocess import clean_mask, logits_to_mask, resize_image, to_tensor, upsample_logits
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "unet-msfd"
@@ -108,11 +108,8 @@ class Predictor:
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Mask probability in [0, 1], float32 (H, W)."""
-        lg = self.logits([image])[0:1]
-        up = torch.nn.functional.interpolate(
-            lg, size=image.shape[:2], mode="bilinear", align_corners=False
-        )
-        return torch.sigmoid(up)[0, 0].numpy()
+        up = upsample_logits(self.logits([image])[0], *image.shape[:2])
+        return torch.sigmoid(up).numpy()
 
     def predict_file(self, path: str | Path) -> np.ndarray:
         return self.predict(read_image(path))

@@ -25,13 +25,7 @@ class Counts:
     tn: np.ndarray
 
     def __add__(self, other: Counts) -> Counts:
-        cat = np.concatenate
-        return Counts(
-            cat([self.tp, other.tp]),
-            cat([self.fp, other.fp]),
-            cat([self.fn, other.fn]),
-            cat([self.tn, other.tn]),
-        )
+        return concat([self, other])
 
     def __len__(self) -> int:
         return len(self.tp)
@@ -60,6 +54,19 @@ def confusion(pred: np.ndarray, truth: np.ndarray) -> Counts:
 def empty_counts() -> Counts:
     z = np.zeros(0, dtype=np.int64)
     return Counts(z, z, z, z)
+
+
+def concat(parts: list[Counts]) -> Counts:
+    """Join per-image counts in one pass (adding them one by one copies quadratically)."""
+    if not parts:
+        return empty_counts()
+    cat = np.concatenate
+    return Counts(
+        cat([c.tp for c in parts]),
+        cat([c.fp for c in parts]),
+        cat([c.fn for c in parts]),
+        cat([c.tn for c in parts]),
+    )
 
 
 def _ratio(num: np.ndarray, den: np.ndarray, both_empty: np.ndarray) -> np.ndarray:

@@ -43,16 +43,20 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
-def logits_to_mask(logits: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """Upsample (1, H', W') or (H', W') logits bilinearly to (height, width), threshold at 0.
+def upsample_logits(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinearly upsample (1, H', W') or (H', W') logits to a float (height, width) map.
 
-    Upsampling logits (not a binary mask) keeps edges smooth at the original resolution;
-    logit 0 is probability 0.5.
+    Upsampling logits (not a binary mask) keeps edges smooth at the original resolution.
     """
     x = logits.float().reshape(1, 1, *logits.shape[-2:])
     if x.shape[-2:] != (height, width):
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
-    return (x[0, 0] > 0).cpu().numpy()
+    return x[0, 0]
+
+
+def logits_to_mask(logits: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """Upsampled logits thresholded at 0 (probability 0.5): bool (height, width)."""
+    return (upsample_logits(logits, height, width) > 0).cpu().numpy()
 
 
 def clean_mask(mask: np.ndarray) -> np.ndarray:

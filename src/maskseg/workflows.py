@@ -210,15 +210,16 @@ def evaluate_predictor(
     merged in), per_image.csv and worst_cases.png (image | truth | prediction) into output_dir."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    counts = M.empty_counts()
+    parts: list[M.Counts] = []
     preds: list[np.ndarray] = []
     t0 = time.perf_counter()
     for i in range(0, len(samples), batch_size):
         chunk = samples[i : i + batch_size]
         for s, p in zip(chunk, predictor.predict_batch([s.image for s in chunk]), strict=True):
-            counts = counts + M.confusion(p, s.mask)
+            parts.append(M.confusion(p, s.mask))
             preds.append(p)
     seconds = time.perf_counter() - t0
+    counts = M.concat(parts)
     summary = M.summarize(counts)
     summary["ms_per_image"] = 1000 * seconds / max(1, len(samples))
     summary.update(about or {})

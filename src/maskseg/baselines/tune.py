@@ -25,7 +25,7 @@ from maskseg.baselines._prior import FacePrior
 from maskseg.config import DataConfig
 from maskseg.data import Sample, find_pairs, load_samples, splits_for
 from maskseg.io import atomic_write_bytes
-from maskseg.metrics import confusion, empty_counts, iou
+from maskseg.metrics import concat, confusion, iou
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,7 @@ def fit_face_prior(masks: Iterable[np.ndarray], iterations: int = 200) -> FacePr
 
 def mean_iou(segment: Callable[[np.ndarray], np.ndarray], samples: list[Sample]) -> float:
     """Mean IoU over images, the headline metric (``maskseg.metrics``)."""
-    counts = empty_counts()
-    for s in samples:
-        counts = counts + confusion(segment(s.image), s.mask)
-    return float(iou(counts, "mean"))
+    return float(iou(concat([confusion(segment(s.image), s.mask) for s in samples]), "mean"))
 
 
 def grid_search(

@@ -106,5 +106,7 @@ def test_lovasz_hinge_hand_values():
     assert lovasz_hinge_loss(confident, t).item() == pytest.approx(0.0)  # right with margin
     assert lovasz_hinge_loss(torch.zeros_like(t), t).item() == pytest.approx(1.0)  # all at 0
     assert lovasz_hinge_loss(-confident, t).item() == pytest.approx(11.0)  # wrong, margin 10
-    loss = BCEDiceLoss(lovasz_weight=1.0)(torch.zeros_like(t, requires_grad=True), t)
-    loss.backward()
+    logits = torch.zeros_like(t, requires_grad=True)
+    BCEDiceLoss(lovasz_weight=1.0)(logits, t).backward()
+    # descending the loss must raise truth pixels' logits and lower the others'
+    assert (logits.grad[t > 0] < 0).all() and (logits.grad[t == 0] > 0).all()

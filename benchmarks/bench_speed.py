@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from maskseg.config import Config
-from maskseg.data import Sample
-from maskseg.engine import SegmentationDataset, autocast_context, resolve_device
+from maskseg.data import Sample, SegmentationDataset
 from maskseg.inference import Predictor
 from maskseg.losses import BCEDiceLoss
 from maskseg.models import create_model
+from maskseg.runtime import autocast_context, resolve_device
 
 
 def _samples(n: int, size: int = 250) -> list[Sample]:
@@ -45,8 +45,9 @@ def bench_train(cfg: Config, device: torch.device, precision: str, steps: int) -
 
     def step(i: int) -> None:
         idx = [(i * bs + j) % len(ds) for j in range(bs)]
-        x = torch.stack([ds[k][0] for k in idx]).to(device, memory_format=torch.channels_last)
-        y = torch.stack([ds[k][1] for k in idx]).to(device)
+        x = torch.from_numpy(np.stack([ds[k][0] for k in idx]))
+        x = x.to(device, memory_format=torch.channels_last)
+        y = torch.from_numpy(np.stack([ds[k][1] for k in idx])).to(device)
         with autocast_context(device, precision):
             out = model(x)
         loss = loss_fn(out, y)
@@ -73,7 +74,7 @@ def bench_infer(predictor: Predictor, batch: int, n_images: int) -> float:
     while done < n_images:
         predictor.predict_batch(images)
         done += batch
-    if predictor.device.type == "cuda":
+    if torch.cuda.is_available():
         torch.cuda.synchronize()
     return done / (time.perf_counter() - t0)
 
@@ -91,10 +92,11 @@ def main() -> None:
     device = resolve_device(a.device)
     cfg = Config()
     try:
-        predictor = Predictor.load(device=str(device), precision=a.precision)
+        predictor = Predictor.load(backend="torch", device=str(device), precision=a.precision)
         cfg = predictor.config
     except FileNotFoundError:  # no shipped weights yet: same architecture, random weights
-        predictor = Predictor(create_model(cfg.model), cfg, str(device), precision=a.precision)
+        predictor = Predictor.from_model(create_model(cfg.model), cfg, str(device),
+                                         precision=a.precision)  # fmt: skip
     print(f"device {device}, precision {a.precision}, torch threads {torch.get_num_threads()}, "
           f"model {cfg.model.name} c{cfg.model.base_channels} d{cfg.model.depth}, "
           f"input {cfg.data.image_size}px, {a.runs} runs (median, min-max)")  # fmt: skip

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from maskseg import data as data_module
 from maskseg.baselines import (
     TUNED_PARAMS,
     FacePrior,
@@ -156,13 +157,13 @@ def _write_plain_dataset(root: Path, n_people: int = 8, per_person: int = 2) -> 
 def test_tuning_reads_training_ids_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     _write_plain_dataset(tmp_path / "data")
     seen: list[str] = []
-    real_load = tune_module.load_samples
+    real_load = data_module.load_samples
 
     def spy(pairs):
         seen.extend(p.id for p in pairs)
         return real_load(pairs)
 
-    monkeypatch.setattr(tune_module, "load_samples", spy)
+    monkeypatch.setattr(data_module, "load_samples", spy)
     out = tmp_path / "tuned.json"
     grids = {"otsu": {"roi": [0.1, 0.3]}, "grabcut": {"fg_prior": [0.5]}}
     result = tune_module.tune_baselines(

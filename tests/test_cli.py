@@ -1,5 +1,6 @@
 """CLI tests: run the real `maskseg` entry point (in-process via main(), or as a subprocess)."""
 
+import argparse
 import json
 import os
 import signal
@@ -81,7 +82,9 @@ def test_train_cv_evaluate(msfd_tiny: Path, tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert "mean ± std" in out
     s = json.loads((cv / "summary.json").read_text())
-    assert len(s["folds"]) == 3 and 0 <= s["test_iou_mean"] <= 1
+    assert len(s["folds"]) == 3
+    fold_ious = [f["test"]["iou"] for f in s["folds"]]
+    assert s["test_iou_mean"] == pytest.approx(sum(fold_ious) / 3)
     assert (cv / "cv_results.md").read_text().count("\n") == 6
 
     ev = tmp_path / "ev"
@@ -96,6 +99,7 @@ def test_train_cv_evaluate(msfd_tiny: Path, tmp_path: Path, capsys):
     assert lines[0].startswith("id,iou,dice") and len(lines) == 1 + len(splits["test"])
 
 
+@pytest.mark.slow
 def test_kill_mid_epoch_then_resume(msfd_tiny: Path, tmp_path: Path):
     """A real SIGKILL during training; --resume continues from the mid-epoch checkpoint."""
     run = tmp_path / "run"
@@ -152,7 +156,8 @@ def test_tune_baselines_then_predict_with_method(msfd_tiny: Path, tmp_path: Path
     pred = tmp_path / "pred"
     assert main(["predict", str(img), "--output", str(pred), "--method", "grabcut"]) == 0
     assert read_mask(pred / f"{img.stem}.png").shape == (64, 64)
-    assert main(["predict", str(img), "--output", str(pred), "--method", "nope"]) == 2
+    with pytest.raises(SystemExit):  # argparse lists the valid methods
+        main(["predict", str(img), "--output", str(pred), "--method", "nope"])
 
 
 def test_pack_command(tmp_path: Path, tiny_model: Path, capsys):
@@ -178,3 +183,144 @@ def test_cv_folds_in_separate_calls_then_gathered(msfd_tiny: Path, tmp_path: Pat
     s = json.loads((cv / "summary.json").read_text())
     assert [f["fold"] for f in s["folds"]] == [0, 1, 2]
     assert main([*base, "--only-fold", "7"]) == 2
+
+
+def test_help_documents_every_option():
+    from maskseg.baselines import list_methods
+    from maskseg.cli import METHODS, build_parser
+
+    assert list(METHODS) == list_methods()
+    parser = build_parser()
+    commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0]
+    undocumented = []
+    for name, sub in commands.choices.items():
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        parsers = [(name, sub)] + [(f"{name} {n}", p) for a in nested for n, p in a.choices.items()]
+        for label, p in parsers:
+            for action in p._actions:
+                if action.option_strings and action.help in (None, "") and action.dest != "help":
+                    undocumented.append(f"{label} {action.option_strings[0]}")
+    assert not undocumented
+    text = commands.choices["train"].format_help()
+    assert "--epochs EPOCHS" in text and "(default: 250)" in text
+    assert "(default: 0)" in commands.choices["tune-baselines"].format_help()
+    assert "grabcut" in commands.choices["predict"].format_help()
+
+
+def test_resume_refuses_changed_options_and_applies_allowed(msfd_tiny: Path, tmp_path: Path,
+                                                            capsys):  # fmt: skip
+    run = tmp_path / "run"
+    base = ["train", "--data", str(msfd_tiny), "--output", str(run), *TINY]
+    assert main([*base, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--epochs", "3", "--lr", "0.1", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "train.epochs (run: 1, given: 3)" in err and "train.lr" in err
+    assert main([*base, "--epochs", "1", "--threads", "1", "--resume"]) == 0
+    assert "threads: 1" in (run / "config.yaml").read_text()  # applied and recorded
+
+
+class Payload:
+    """Stands for arbitrary code a pickled .pt file could run when unpickled."""
+
+
+def test_unsafe_checkpoint_is_refused_without_bad_advice(tmp_path: Path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "config": {}, "x": Payload()}, path)
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.full((8, 8, 3), 90, np.uint8))
+    assert main(["predict", str(img), "--output", str(tmp_path / "o"), "--model", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "evil.pt" in err and "weights_only=True" in err
+    assert "weights_only=False" not in err and "weights_only` set to `False" not in err
+
+
+def _bomb_png(path: Path, side: int = 20000) -> None:
+    """A real, valid 1-bit PNG of side x side pixels: ~50 KB on disk, 400 MP decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    row = b"\0" * (1 + side // 8)
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))  # fmt: skip
+
+
+def test_predict_skips_bad_inputs_once_each_and_goes_on(tmp_path: Path, tiny_model: Path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    _bomb_png(src / "a_bomb.png")
+    (src / "b_dir.jpg").mkdir()  # a folder named like an image
+    cv2.imwrite(str(src / "b_dir.jpg" / "inside.jpg"), np.full((9, 9, 3), 90, np.uint8))
+    (src / "c_loop.jpg").symlink_to(src / "c_loop.jpg")  # a link to itself
+    (src / "d_back").symlink_to(src)  # a link to the folder being scanned
+    (src / "e_broken.jpg").symlink_to(src / "missing.jpg")
+    cv2.imwrite(str(src / "z_good.jpg"), np.full((12, 10, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    assert main(["predict", str(src), "--output", str(out), "--model", str(tiny_model)]) == 1
+    err = capsys.readouterr().err
+    for name, why in [
+        ("a_bomb.png", "20000x20000"),
+        ("b_dir.jpg", "directory"),
+        ("c_loop.jpg", "loop"),
+        ("d_back", "loop"),
+        ("e_broken.jpg", "broken"),
+    ]:
+        lines = [line for line in err.splitlines() if f"/{name}:" in line]
+        assert len(lines) == 1 and why in lines[0], (name, err)  # fmt: skip
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "b_dir.jpg/inside.png", "z_good.png"]  # fmt: skip
+    assert "%|" not in err  # no progress bar when stderr is not a terminal
+
+
+@pytest.mark.slow
+def test_predict_above_pillows_limit_when_allowed(tmp_path: Path, tiny_model: Path):
+    """--max-pixels may go beyond Pillow's own 179 MP: the 400 MP image is then decoded
+    (reduced) and its mask written at full size."""
+    _bomb_png(tmp_path / "big.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "big.png"), "--output", str(out), "--model",
+                 str(tiny_model), "--max-pixels", str(10**9)]) == 0  # fmt: skip
+    assert read_mask(out / "big.png", max_pixels=10**9).shape == (20000, 20000)
+
+
+def test_compare_and_evaluate_score_the_models_own_test_ids(msfd_tiny: Path, tmp_path: Path,
+                                                            capsys):  # fmt: skip
+    """A model trained with non-default seeds is scored on its own test split by both."""
+    from maskseg.config import DataConfig as D
+    from maskseg.data import find_pairs, splits_for
+
+    run = tmp_path / "run"
+    args = ["train", "--data", str(msfd_tiny), "--output", str(run), "--epochs", "1", *TINY,
+            "--seed", "5", "--split-seed", "3"]  # fmt: skip
+    assert main(args) == 0
+    model = str(run / "best.safetensors")
+    ids = [p.id for p in find_pairs(msfd_tiny).pairs]
+    own, canonical = splits_for(ids, D(seed=3)).test, splits_for(ids, D()).test
+    assert own != canonical  # otherwise this test could not tell the splits apart
+    assert json.loads((run / "splits.json").read_text())["test"] == own
+
+    ev = tmp_path / "ev"
+    assert main(["evaluate", "--data", str(msfd_tiny), "--model", model, "--output", str(ev)]) == 0
+    lines = (ev / "per_image.csv").read_text().splitlines()[1:]
+    assert sorted(line.split(",")[0] for line in lines) == own
+
+    cmp = ["compare", "--data", str(msfd_tiny), "--model", model, "--examples", "0"]
+    capsys.readouterr()
+    assert main([*cmp, "--output", str(tmp_path / "c0")]) == 2  # shipped tuning: split seed 0
+    assert "split-seed 3" in capsys.readouterr().err
+    tuned = tmp_path / "tuned.json"
+    assert main(["tune-baselines", "--data", str(msfd_tiny), "--output", str(tuned),
+                 "--methods", "prior", "--split-seed", "3"]) == 0  # fmt: skip
+    out = tmp_path / "c1"
+    assert main([*cmp, "--output", str(out), "--tuned", str(tuned), "--methods", "prior"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert sorted(result["split"]["test_ids"]) == own and result["split"]["seed"] == 3
+    assert main([*cmp, "--output", str(out), "--split-seed", "0"]) == 2  # not the model's split

@@ -6,8 +6,18 @@ import torch
 
 from maskseg.checkpoint import load_checkpoint
 from maskseg.config import Config, DataConfig, ModelConfig, TrainConfig
-from maskseg.data import Sample, find_pairs, load_samples
-from maskseg.engine import CHECKPOINT, SegmentationDataset, fit, read_history
+from maskseg.data import Sample, SegmentationDataset, find_pairs, load_samples
+from maskseg.engine import (
+    CHECKPOINT,
+    evaluate,
+    fit,
+    make_scheduler,
+    read_history,
+    remove_stale_temp_files,
+    train_one_epoch,
+)
+from maskseg.losses import BCEDiceLoss
+from maskseg.models import create_model
 
 
 def _cfg(**train) -> Config:
@@ -39,7 +49,8 @@ def test_augmentation_keeps_image_and_mask_aligned(preset: str):
         mask = np.zeros((48, 48), bool)
         y, x = rng.integers(5, 25, 2)
         mask[y : y + 20, x : x + 15] = True
-        samples.append(Sample(str(i), np.where(mask[..., None], 230, 20).astype(np.uint8), mask))
+        image = np.repeat(np.where(mask[..., None], 230, 20).astype(np.uint8), 3, axis=2)
+        samples.append(Sample(str(i), image, mask))
     ds = SegmentationDataset(samples, 48, augment=preset, seed=0)
     plain = SegmentationDataset(samples, 48)
     changed = 0
@@ -48,13 +59,17 @@ def test_augmentation_keeps_image_and_mask_aligned(preset: str):
         for i in range(len(ds)):
             x, y = ds[i]
             assert x.shape == (3, 48, 48) and y.shape == (1, 48, 48)
-            assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
-            changed += not torch.equal(y, plain[i][1])
+            assert x.dtype == y.dtype == np.float32
+            assert set(np.unique(y).tolist()) <= {0.0, 1.0}
+            changed += not np.array_equal(y, plain[i][1])
             inside, outside = x.mean(0)[y[0] > 0], x.mean(0)[y[0] == 0]
             assert inside.mean() > outside.mean() + 1.0, "mask moved without its image"
     assert changed > 0
     ds.epoch = 1
-    torch.testing.assert_close(ds[2][0], ds[2][0])  # same (epoch, index) -> same augmentation
+    first = ds[2][0]
+    np.testing.assert_array_equal(first, ds[2][0])  # same (epoch, index) -> same result
+    ds.epoch = 2
+    assert not np.array_equal(first, ds[2][0])  # another epoch, another augmentation
     with pytest.raises(ValueError, match="valid: none"):
         SegmentationDataset(samples, 48, augment="wild")
 
@@ -116,13 +131,74 @@ def test_fit_rejects_too_little_data(samples, tmp_path: Path):
         fit(_cfg(), samples[0][:1], [], tmp_path)
 
 
-def test_evaluate_at_truth_resolution(samples, tmp_path: Path):
-    from maskseg.engine import evaluate
+def test_evaluate_at_truth_resolution_matches_predictor(samples, tmp_path: Path):
+    from maskseg.inference import Predictor
+    from maskseg.scoring import score
 
-    model = fit(_cfg(epochs=1), *samples, tmp_path, resume=False).model
-    counts, loss = evaluate(model, samples[1], 32, torch.device("cpu"))
-    assert len(counts) == len(samples[1]) and np.isfinite(loss)
+    cfg = _cfg(epochs=1)
+    model = fit(cfg, *samples, tmp_path, resume=False).model
+    counts, loss = evaluate(model, samples[1], cfg, torch.device("cpu"))
+    assert len(counts) == len(samples[1]) and np.isfinite(loss) and loss > 0
     assert int(counts.tp[0] + counts.fp[0] + counts.fn[0] + counts.tn[0]) == 64 * 64
+    # Validation scores exactly what a user of the saved weights gets from Predictor.
+    predictor = Predictor.load(tmp_path / "best.safetensors", precision=cfg.train.precision)
+    again = score(predictor, samples[1]).counts
+    np.testing.assert_array_equal(again.tp, counts.tp)
+    np.testing.assert_array_equal(again.fp, counts.fp)
+
+
+def test_lr_schedule_warms_up_then_decays_to_one_percent():
+    tc = TrainConfig(epochs=10, warmup_epochs=2, lr=1.0)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=tc.lr)
+    sched = make_scheduler(opt, tc, steps_per_epoch=5)
+    lrs = []
+    for _ in range(50):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1 / 10)  # step 0 of a 10-step warm-up
+    assert lrs[9] == pytest.approx(1.0)  # warm-up done
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))  # then never rises
+    # halfway through the cosine: 0.01 + 0.99 * 0.5
+    assert lrs[10 + 20] == pytest.approx(0.01 + 0.99 * 0.5, abs=1e-6)
+    assert sched.get_last_lr()[0] == pytest.approx(0.01)
+
+
+def test_train_one_epoch_in_bf16_and_fp32(samples):
+    """bf16 autocast (the default where the CPU has it) trains: finite losses that fall, and
+    its forward pass stays close to fp32's."""
+    cfg = _cfg()
+    ds = SegmentationDataset(samples[0], 32)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8)
+    for precision in ("bf16", "fp32"):
+        torch.manual_seed(0)
+        model = create_model(cfg.model)
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+        sched = make_scheduler(opt, cfg.train, len(loader))
+        seen = []
+        losses = [train_one_epoch(model, BCEDiceLoss(), opt, sched, loader, torch.device("cpu"),
+                                  precision, after_step=seen.append) for _ in range(4)]  # fmt: skip
+        assert len(seen) == 4 * len(loader) and all(np.isfinite(seen))
+        assert np.mean(losses[-1]) < np.mean(losses[0]), precision
+    x = torch.from_numpy(ds[0][0])[None]
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(x).float()
+    with torch.no_grad():
+        full = model(x)
+    assert low.dtype == torch.float32
+    assert (low - full).abs().max() < 0.1 * full.abs().max() + 0.05
+
+
+def test_stale_temp_files_removed_on_resume(samples, tmp_path: Path):
+    fit(_cfg(epochs=1), *samples, tmp_path)
+    stale = tmp_path / ".checkpoint.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".notes.txt.x.tmp"  # not a run file: left alone
+    other.write_bytes(b"x")
+    fit(_cfg(epochs=2), *samples, tmp_path, resume=True)
+    assert not stale.exists() and other.exists()
+    assert remove_stale_temp_files(tmp_path) == []
 
 
 def test_fit_refuses_ensembles(samples, tmp_path: Path):

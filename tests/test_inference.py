@@ -1,19 +1,30 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from maskseg.checkpoint import save_weights
-from maskseg.config import Config, DataConfig, ModelConfig
+from maskseg.config import Config, DataConfig, InferConfig, ModelConfig
 from maskseg.inference import Predictor, available_models, resolve_model_path
 from maskseg.models import create_model
 
 
+def _tiny(tmp_path: Path, **infer) -> Path:
+    cfg = Config(
+        data=DataConfig(image_size=32),
+        model=ModelConfig(base_channels=4, depth=2),
+        infer=InferConfig(**infer),
+    )
+    path = tmp_path / "tiny.safetensors"
+    save_weights(path, create_model(cfg.model), cfg)
+    return path
+
+
 @pytest.fixture
 def tiny_predictor(tmp_path: Path) -> Predictor:
-    cfg = Config(data=DataConfig(image_size=32), model=ModelConfig(base_channels=4, depth=2))
-    save_weights(tmp_path / "tiny.safetensors", create_model(cfg.model), cfg)
-    return Predictor.load(tmp_path / "tiny.safetensors", device="cpu")
+    return Predictor.load(_tiny(tmp_path), device="cpu")
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (16, 16), (250, 250), (31, 517), (1200, 900)])
@@ -22,8 +33,20 @@ def test_mask_has_input_size(tiny_predictor: Predictor, hw):
     mask = tiny_predictor.predict(img)
     assert mask.shape == hw and mask.dtype == bool
     proba = tiny_predictor.predict_proba(img)
-    assert proba.shape == hw and 0 <= proba.min() <= proba.max() <= 1
+    assert proba.shape == hw and proba.dtype == np.float32
+    unclean = Predictor(tiny_predictor.backend, tiny_predictor.config, clean=False)
+    np.testing.assert_array_equal(unclean.predict(img), proba > 0.5)  # same path, same numbers
     np.testing.assert_array_equal(mask, tiny_predictor.predict(img))  # deterministic
+
+
+def test_mask_at_a_given_size(tiny_predictor: Predictor):
+    """An image decoded reduced still gets a mask at its file's full size."""
+    img = np.random.default_rng(2).integers(0, 255, (50, 40, 3), dtype=np.uint8)
+    big = tiny_predictor.predict(img, size=(500, 400))
+    assert big.shape == (500, 400)
+    small = tiny_predictor.predict(img)
+    # The same logits, sampled at 10x: the share of mask pixels agrees closely.
+    assert abs(big.mean() - small.mean()) < 0.05
 
 
 def test_batch_matches_single_and_threshold(tiny_predictor: Predictor):
@@ -32,43 +55,67 @@ def test_batch_matches_single_and_threshold(tiny_predictor: Predictor):
     for img, m in zip(imgs, tiny_predictor.predict_batch(imgs), strict=True):
         np.testing.assert_array_equal(m, tiny_predictor.predict(img))
     assert tiny_predictor.predict_batch([]) == []
-    low = Predictor(tiny_predictor.model, tiny_predictor.config, "cpu", threshold=1e-6)
-    high = Predictor(tiny_predictor.model, tiny_predictor.config, "cpu", threshold=1 - 1e-6)
-    assert low.predict(imgs[0]).all() and not high.predict(imgs[0]).any()
+    backend, cfg = tiny_predictor.backend, tiny_predictor.config
+    assert Predictor(backend, cfg, threshold=1e-6).predict(imgs[0]).all()
+    assert not Predictor(backend, cfg, threshold=1 - 1e-6).predict(imgs[0]).any()
     with pytest.raises(ValueError, match="threshold"):
-        Predictor(tiny_predictor.model, tiny_predictor.config, threshold=1.5)
+        Predictor(backend, cfg, threshold=1.5)
+
+
+def test_threshold_comes_from_the_model_file(tmp_path: Path):
+    low = Predictor.load(_tiny(tmp_path, threshold=1e-6))
+    assert low.threshold == 1e-6
+    img = np.full((20, 20, 3), 100, np.uint8)
+    assert low.predict(img).all()
+    assert Predictor.load(tmp_path / "tiny.safetensors", threshold=0.5).threshold == 0.5
 
 
 def test_input_checks(tiny_predictor: Predictor):
     gray = np.zeros((20, 30), np.uint8)
     assert tiny_predictor.predict(gray).shape == (20, 30)
+    rgba = np.zeros((20, 30, 4), np.uint8)  # fully transparent: white, as read_image makes it
+    white = np.full((20, 30, 3), 255, np.uint8)
+    np.testing.assert_array_equal(tiny_predictor.predict(rgba), tiny_predictor.predict(white))
     with pytest.raises(TypeError, match="uint8"):
         tiny_predictor.predict(np.zeros((20, 30, 3), np.float32))
     with pytest.raises(ValueError, match="shape"):
-        tiny_predictor.predict(np.zeros((20, 30, 4), np.uint8))
+        tiny_predictor.predict(np.zeros((20, 30, 5), np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        tiny_predictor.predict(np.zeros((0, 30, 3), np.uint8))
 
 
-def test_unknown_model_lists_shipped():
+def test_unknown_model_and_backend(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="shipped"):
         resolve_model_path("no-such-model")
+    with pytest.raises(ValueError, match="valid: auto, torch"):
+        Predictor.load(_tiny(tmp_path), backend="tensorflow")
+    (tmp_path / "m.h5").write_bytes(b"x")
+    with pytest.raises(ValueError, match="not a model file"):
+        Predictor.load(tmp_path / "m.h5")
 
 
+def test_inference_import_is_light():
+    """`import maskseg` and `maskseg.inference` must not pull in the training stack."""
+    heavy = ["albumentations", "matplotlib", "maskseg.engine", "maskseg.transforms",
+             "maskseg.losses", "maskseg.workflows", "tqdm"]  # fmt: skip
+    code = (
+        "import sys, maskseg, maskseg.inference, maskseg.predict, maskseg.cli\n"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.slow
 def test_shipped_model_segments_real_faces(real_data: Path):
-    from maskseg import metrics as M
-    from maskseg.config import DataConfig
-    from maskseg.data import find_pairs, load_samples, make_splits
+    from maskseg.data import load_split
+    from maskseg.scoring import score
 
     assert "unet-msfd" in available_models()
     predictor = Predictor.load()  # the default shipped model
-    d = DataConfig()
-    pairs = find_pairs(real_data).pairs
-    test_ids = set(make_splits([p.id for p in pairs], d.test_fraction, d.folds, d.seed,
-                               d.group_regex).test)  # fmt: skip
-    samples, _ = load_samples([p for p in pairs if p.id in test_ids][:12])
-    counts = M.empty_counts()
-    for s in samples:
-        counts = counts + M.confusion(predictor.predict(s.image), s.mask)
-    assert M.iou(counts) > 0.85
+    data = load_split(real_data, predictor.config.data, "test")
+    samples = data.take(data.splits.test)[:12]
+    assert score(predictor, samples).summary()["iou"] > 0.85
 
 
 @pytest.mark.parametrize(
@@ -76,7 +123,7 @@ def test_shipped_model_segments_real_faces(real_data: Path):
     [
         np.zeros((16, 16, 3), np.uint8),
         np.full((250, 250, 3), 255, np.uint8),
-        np.zeros((3000, 4000, 3), np.uint8),
+        pytest.param(np.zeros((3000, 4000, 3), np.uint8), marks=pytest.mark.slow),
         np.full((40, 30), 128, np.uint8),  # grayscale array
     ],
     ids=["black16", "white250", "huge4000x3000", "gray"],

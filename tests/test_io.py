@@ -70,3 +70,75 @@ def test_written_files_have_normal_permissions(tmp_path: Path):
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_bytes_and_file_objects(tmp_path: Path):
+    import io
+
+    rgb = np.random.default_rng(2).integers(0, 255, (9, 13, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    np.testing.assert_array_equal(read_image(data), rgb)
+    np.testing.assert_array_equal(read_image(io.BytesIO(data)), rgb)
+    with open(tmp_path / "a.png", "rb") as fh:
+        np.testing.assert_array_equal(read_image(fh), rgb)
+    with pytest.raises(ImageReadError, match="<bytes>: empty"):
+        read_image(b"")
+    with pytest.raises(ImageReadError, match="not a recognised image"):
+        read_image(b"GIF89a but not really")
+
+
+def test_pixel_limit_is_checked_before_decoding(tmp_path: Path):
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(ImageReadError, match=r"a.png: image is 400x300 \(0 MP\), over the limit"):
+        read_image(tmp_path / "a.png", max_pixels=100_000)
+    assert read_image(tmp_path / "a.png", max_pixels=120_000).shape == (300, 400, 3)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_large_images_decode_reduced_with_their_full_size(tmp_path: Path, fmt: str):
+    from maskseg.io import decode_image
+
+    rng = np.random.default_rng(3)
+    big = cv2.resize(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8), (4000, 3000))
+    path = tmp_path / f"big.{fmt.lower()}"
+    Image.fromarray(big).save(path, fmt)
+    small, full = decode_image(path, min_side=512)
+    assert full == (3000, 4000)
+    assert 512 <= max(small.shape[:2]) < 1024 and small.shape[1] > small.shape[0]
+    # The reduced image is the full one scaled down, not something else.
+    ref = cv2.resize(big, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - ref.astype(int)).mean() < 6
+    same, full2 = decode_image(path)
+    assert same.shape == (3000, 4000, 3) and full2 == (3000, 4000)
+
+
+def test_reduced_decode_applies_exif_orientation(tmp_path: Path):
+    from maskseg.io import decode_image
+
+    img = np.zeros((1200, 2400, 3), np.uint8)
+    img[:, :1200] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    Image.fromarray(img).save(tmp_path / "r.jpg", exif=exif)
+    small, full = decode_image(tmp_path / "r.jpg", min_side=300)
+    assert full == (2400, 1200)  # as displayed: portrait
+    assert small.shape[0] > small.shape[1]
+    assert small[: small.shape[0] // 4].mean() > 200  # the white half is on top when shown
+    assert read_image(tmp_path / "r.jpg").shape == (2400, 1200, 3)
+
+
+def test_collect_inputs_reports_what_it_cannot_read(tmp_path: Path):
+    from maskseg.io import collect_inputs
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    (tmp_path / "back").symlink_to(tmp_path)
+    (tmp_path / "notes.txt").write_bytes(b"x")
+    found, skipped = collect_inputs([tmp_path])
+    assert [p.name for p, _ in found] == ["a.jpg"]
+    reasons = {p.name: why for p, why in skipped}
+    assert set(reasons) == {"dir.png", "loop.jpg", "back"}
+    assert "directory" in reasons["dir.png"] and "loop" in reasons["loop.jpg"]
+    assert "already scanned" in reasons["back"]

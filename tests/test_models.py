@@ -1,3 +1,5 @@
+"""Contracts every registered architecture must keep (a new one inherits these tests)."""
+
 from pathlib import Path
 
 import pytest
@@ -8,21 +10,45 @@ from maskseg.config import Config, ModelConfig
 from maskseg.losses import BCEDiceLoss, soft_dice_loss
 from maskseg.models import UNet, create_model, list_models
 
+ARCHITECTURES = list_models()
 
-@pytest.mark.parametrize("hw", [(1, 1), (37, 53), (64, 64), (250, 250), (17, 200)])
-def test_output_shape_on_odd_sizes(hw):
-    model = UNet(base_channels=4, depth=3).eval()
+
+def tiny(name: str) -> ModelConfig:
+    return ModelConfig(name=name, base_channels=4, depth=2)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("hw", [(1, 1), (37, 53), (64, 64), (17, 200)])
+def test_logits_have_the_input_size(name: str, hw):
+    model = create_model(tiny(name)).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 3, *hw))
-    assert out.shape == (2, 1, *hw)
+    assert out.shape == (2, 1, *hw) and out.dtype == torch.float32
 
 
-def test_gradients_reach_every_parameter():
-    model = UNet(base_channels=4, depth=2)
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_gradients_reach_every_parameter(name: str):
+    model = create_model(tiny(name))
     loss = BCEDiceLoss()(model(torch.randn(2, 3, 32, 32)), torch.rand(2, 1, 32, 32).round())
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert not missing
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_save_load_round_trip(name: str, tmp_path: Path):
+    cfg = Config(model=tiny(name))
+    model = create_model(cfg.model).eval()
+    x = torch.randn(1, 3, 40, 40)
+    save_weights(tmp_path / "w.safetensors", model, cfg, {"iou": 0.5})
+    save_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
+    for file in ("w.safetensors", "c.pt"):
+        state, cfg2, _ = load_model_file(tmp_path / file)
+        assert cfg2 == cfg
+        m2 = create_model(cfg2.model).eval()
+        m2.load_state_dict(state)
+        with torch.no_grad():
+            torch.testing.assert_close(m2(x), model(x))
 
 
 def test_registry():
@@ -32,21 +58,6 @@ def test_registry():
         create_model(ModelConfig(name="segformer"))
     with pytest.raises(ValueError):
         UNet(depth=0)
-
-
-def test_save_load_round_trip(tmp_path: Path):
-    cfg = Config(model=ModelConfig(base_channels=4, depth=2))
-    model = create_model(cfg.model).eval()
-    x = torch.randn(1, 3, 40, 40)
-    save_weights(tmp_path / "w.safetensors", model, cfg, {"iou": 0.5})
-    save_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
-    for name in ("w.safetensors", "c.pt"):
-        state, cfg2, _ = load_model_file(tmp_path / name)
-        assert cfg2 == cfg
-        m2 = create_model(cfg2.model).eval()
-        m2.load_state_dict(state)
-        with torch.no_grad():
-            torch.testing.assert_close(m2(x), model(x))
 
 
 def test_bad_model_files(tmp_path: Path):

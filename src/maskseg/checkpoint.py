@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt / unsafe files
-        raise ValueError(f"{path}: not a readable maskseg checkpoint ({exc})") from None
+        raise ValueError(f"{path}: not a readable maskseg checkpoint ({_why(exc)})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path}: not a maskseg checkpoint (missing model or config)")
     return ckpt
+
+
+def _why(exc: Exception) -> str:
+    """torch.load's reason, without its advice to retry with weights_only=False: a file that
+    needs arbitrary unpickling is exactly what maskseg refuses to open."""
+    text = str(exc)
+    if "Weights only load failed" not in text:
+        return text.splitlines()[0] if text else type(exc).__name__
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    what = f" ({found.group(1)})" if found else ""
+    return (
+        f"it holds Python objects{what} besides tensors and plain containers; maskseg loads "
+        "checkpoints with weights_only=True and never runs code from a model file"
+    )
 
 
 def save_weights(

@@ -1,4 +1,7 @@
-"""Command-line interface: parse, build a config, call one library function."""
+"""Command-line interface: parse, build a config, call one library function.
+
+Imports stay inside the commands, so ``maskseg predict`` never loads the training stack.
+"""
 
 from __future__ import annotations
 
@@ -7,66 +10,116 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from maskseg import __version__
+from maskseg.config import Config, DataConfig, InferConfig, ModelConfig, TrainConfig
+from maskseg.io import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger("maskseg")
+
+DESCRIPTION = (
+    "maskseg: find the exact pixels of the face mask a person wears. Train and evaluate a "
+    "U-Net on MSFD, compare it with classical methods, and segment photos."
+)
+
+# Classical method names, listed in --help without importing OpenCV code at start-up
+# (tests check this list against maskseg.baselines.list_methods()).
+METHODS = ("prior", "otsu", "sauvola", "canny", "kmeans", "grabcut", "watershed")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Append "(default: X)" to an option's help unless it has none worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        if action.option_strings and action.nargs != 0:
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+# (flag, config section, field, type, help): the flags that build a training Config. Their
+# argparse default is None ("not given"), so a resumed run can tell given from defaulted.
+CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
+    ("--image-size", "data", "image_size", int, "network input side in px"),
+    ("--folds", "data", "folds", int, "cross-validation folds"),
+    ("--test-fraction", "data", "test_fraction", float, "share of pairs held out for testing"),
+    ("--group-regex", "data", "group_regex", str,
+     "regex whose group 1 is the person/photo key of a file name (grouped splits)"),
+    ("--split-seed", "data", "seed", int,
+     "seed of the train/validation/test split (apart from --seed)"),
+    ("--base-channels", "model", "base_channels", int, "width of the U-Net's first stage"),
+    ("--depth", "model", "depth", int, "U-Net downsampling steps"),
+    ("--epochs", "train", "epochs", int, "training epochs"),
+    ("--batch-size", "train", "batch_size", int, "images per training step"),
+    ("--lr", "train", "lr", float, "peak learning rate (AdamW, warm-up then cosine)"),
+    ("--patience", "train", "patience", int, "epochs without validation IoU gain before stopping"),
+    ("--augment", "train", "augment", str, "augmentation preset: none, standard or strong"),
+    ("--precision", "train", "precision", str,
+     "auto (bf16 where the CPU has it, AMP on CUDA), fp32, bf16 or fp16 (CUDA only)"),
+    ("--seed", "train", "seed", int, "seed of initialisation, batch order and augmentation"),
+    ("--device", "train", "device", str, "auto, cpu, cuda, cuda:1, ..."),
+    ("--threads", "train", "threads", int, "torch CPU threads (0: torch's default)"),
+    ("--workers", "train", "num_workers", int, "data loader worker processes"),
+]  # fmt: skip
+_SECTIONS = {"data": DataConfig(), "model": ModelConfig(), "train": TrainConfig(),
+             "infer": InferConfig()}  # fmt: skip
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="data folder (MSFD layout or images/ + masks/)")
     p.add_argument("--output", required=True, type=Path, help="run folder")
-    p.add_argument("--config", type=Path, help="YAML config; flags below override it")
-    p.add_argument(
-        "--resume", action="store_true", help="continue from the run folder's checkpoint"
-    )
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--folds", type=int)
-    p.add_argument("--test-fraction", type=float)
-    p.add_argument(
-        "--group-regex", help="regex whose group 1 is the person/photo key of a file name"
-    )
-    p.add_argument("--seed", type=int, help="seed for splits, initialisation and augmentation")
-    p.add_argument("--base-channels", type=int)
-    p.add_argument("--depth", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--patience", type=int)
-    p.add_argument("--augment", choices=["none", "standard", "strong"], help="augmentation preset")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--threads", type=int, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--workers", type=int, help="data loader worker processes")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument(
-        "--checkpoint-interval", type=float, default=60.0,
-        help="seconds between mid-epoch checkpoints (default 60)",
-    )  # fmt: skip
+    p.add_argument("--config", type=Path, help="YAML config; the flags below override it")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's checkpoint; only --threads, "
+                        "--workers, --device, --data and --no-progress may change")  # fmt: skip
+    for flag, section, field, typ, text in CONFIG_FLAGS:
+        default = getattr(_SECTIONS[section], field)
+        kwargs: dict[str, Any] = {"type": typ, "help": f"{text} (default: {default})"}
+        if field == "augment":
+            kwargs["choices"] = ["none", "standard", "strong"]
+        if field == "precision":
+            kwargs["choices"] = ["auto", "fp32", "bf16", "fp16"]
+        p.add_argument(flag, dest=f"{section}__{field}", metavar=field.upper(), **kwargs)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they show "
+                   "only on a terminal anyway)")  # fmt: skip
+    p.add_argument("--checkpoint-interval", type=float, default=60.0,
+                   help="seconds between mid-epoch checkpoints")  # fmt: skip
 
 
-def _config_from_args(a: argparse.Namespace):
-    from maskseg.config import Config, load_config
+def _overrides(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The options given on the command line (and in --config), by config section."""
+    import yaml
 
-    cfg = load_config(a.config) if a.config else Config()
-    seed = a.seed
-    cfg = cfg.replace(
-        "data", root=str(a.data), image_size=a.image_size, folds=a.folds,
-        test_fraction=a.test_fraction, group_regex=a.group_regex, seed=seed,
-    )  # fmt: skip
-    cfg = cfg.replace("model", base_channels=a.base_channels, depth=a.depth)
-    return cfg.replace(
-        "train", epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
-        augment=a.augment, precision=a.precision, device=a.device,
-        threads=a.threads, num_workers=a.workers, seed=seed,
-        progress=False if a.no_progress else None,
-    )  # fmt: skip
+    out: dict[str, dict[str, Any]] = {}
+    if a.config:
+        with open(a.config, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+        Config.from_dict(raw)  # unknown sections or options fail here, by name
+        out = {section: dict(values or {}) for section, values in raw.items()}
+    for key, value in vars(a).items():
+        if "__" in key and value is not None:
+            section, field = key.split("__", 1)
+            out.setdefault(section, {})[field] = value
+    out.setdefault("data", {})["root"] = str(a.data)
+    if a.no_progress:
+        out.setdefault("train", {})["progress"] = False
+    return out
+
+
+def _config(a: argparse.Namespace) -> tuple[Config, dict[str, dict[str, Any]]]:
+    overrides = _overrides(a)
+    return Config().merge(overrides), overrides
 
 
 def cmd_train(a: argparse.Namespace) -> int:
     from maskseg.workflows import format_summary_table, train_run
 
-    s = train_run(_config_from_args(a), a.output, a.val_fold, a.resume, a.checkpoint_interval)
+    cfg, given = _config(a)
+    s = train_run(cfg, a.output, a.val_fold, a.resume, a.checkpoint_interval, given)
     print(f"best epoch {s['best_epoch']} of {s['epochs_run']}; weights: {s['weights']}")
     for part in ("val", "test"):
         if s[part]:
@@ -77,7 +130,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_cv(a: argparse.Namespace) -> int:
     from maskseg.workflows import cross_validate, format_cv_table
 
-    s = cross_validate(_config_from_args(a), a.output, a.resume, a.checkpoint_interval, a.only_fold)
+    cfg, given = _config(a)
+    s = cross_validate(cfg, a.output, a.resume, a.checkpoint_interval, a.only_fold, given)
     if not s.get("complete", True):
         done = [f["fold"] for f in s["folds"]]
         print(f"folds finished so far: {done}; rerun with --resume when all are done")
@@ -87,45 +141,57 @@ def cmd_cv(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(a: argparse.Namespace) -> int:
-    from maskseg.data import Splits
+def _predictor(a: argparse.Namespace):
     from maskseg.inference import Predictor
-    from maskseg.workflows import evaluate_predictor, format_summary_table, load_dataset
 
-    predictor = Predictor.load(a.model, device=a.device, threshold=a.threshold)
-    cfg = predictor.config.replace("data", root=str(a.data))  # the model's own split settings
-    data = load_dataset(cfg)
-    splits = Splits.load(a.splits) if a.splits else data.splits
-    ids = {"test": splits.test, "trainval": splits.trainval, "all": sorted(data.samples)}[a.split]
+    options = {"device": a.device} if a.device != "auto" else {}
+    return Predictor.load(a.model, backend=a.backend, threshold=a.threshold, **options)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from maskseg.data import Splits, load_split
+    from maskseg.workflows import evaluate_predictor, format_summary_table
+
+    predictor = _predictor(a)
+    d = predictor.config.data  # the model's own split settings: it never saw their test ids
+    data = load_split(a.data, d, a.split, Splits.load(a.splits) if a.splits else None)
+    ids = {"test": data.splits.test, "trainval": data.splits.trainval,
+           "all": sorted(data.samples)}[a.split]  # fmt: skip
     samples = data.take(ids)
     if not samples:
         print(f"error: the {a.split} split of {a.data} holds no readable pairs", file=sys.stderr)
         return 1
     out = a.output or Path("maskseg-eval")
-    about = {"split": a.split, "data": str(a.data), "model": str(a.model or "default")}
+    about = {"split": a.split, "split_seed": d.seed, "data": str(a.data),
+             "model": str(a.model or "default"), "test_ids": data.splits.test}  # fmt: skip
     summary = evaluate_predictor(predictor, samples, out, n_worst=a.worst, about=about)
-    print(f"{a.split} split of {a.data}: {len(samples)} images\n{format_summary_table(summary)}")
+    print(f"{a.split} split of {a.data} (split seed {d.seed}): {len(samples)} images\n"
+          f"{format_summary_table(summary)}")  # fmt: skip
     print(f"written: {out}/summary.json, per_image.csv, worst_cases.png")
     return 0
 
 
-def _segmenter(a: argparse.Namespace):
-    if a.method == "unet":
-        from maskseg.inference import Predictor
-
-        return Predictor.load(a.model, device=a.device, threshold=a.threshold).predict
-    from maskseg.baselines import get_method
-
-    return get_method(a.method).predict
-
-
 def cmd_predict(a: argparse.Namespace) -> int:
-    from maskseg.workflows import predict_paths
+    from maskseg.predict import predict_paths
 
-    res = predict_paths(_segmenter(a), a.inputs, a.output, a.overlay, not a.no_progress)
-    print(f"wrote {len(res.written)} mask(s) to {a.output}")
-    for path, why in res.failed:
-        print(f"skipped {path}: {why}", file=sys.stderr)
+    if a.method == "unet":
+        segmenter = _predictor(a)
+    else:
+        from maskseg.baselines import get_method
+
+        segmenter = get_method(a.method)
+
+    def report(path: Path, reason: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+
+    res = predict_paths(segmenter, a.inputs, a.output, a.overlay, not a.no_progress,
+                        a.max_pixels, on_skip=report)  # fmt: skip
+    print(
+        f"wrote {len(res.written)} mask(s) to {a.output}"
+        + (f"; skipped {len(res.failed)} input(s), listed above" if res.failed else "")
+    )
     if not res.written and not res.failed:
         print("error: no input images found", file=sys.stderr)
         return 1
@@ -142,10 +208,20 @@ def cmd_data_check(a: argparse.Namespace) -> int:
 
 def cmd_compare(a: argparse.Namespace) -> int:
     from maskseg.compare import run_compare
-    from maskseg.inference import Predictor
 
-    predictor = None if a.no_unet else Predictor.load(a.model, device=a.device)
-    run_compare(a.data, a.output, predictor=predictor, n_examples=a.examples)
+    predictor = None if a.no_unet else _predictor(a)
+    if predictor is not None:
+        if a.split_seed is not None and a.split_seed != predictor.config.data.seed:
+            raise ValueError(
+                f"--split-seed {a.split_seed} differs from the model's split seed "
+                f"{predictor.config.data.seed}; the U-Net is scored on its own split"
+            )
+        d = predictor.config.data
+    else:
+        d = DataConfig(seed=a.split_seed or 0)
+    tuned: bool | Path = a.tuned if a.tuned else True
+    run_compare(a.data, a.output, predictor=predictor, methods=a.methods,
+                n_examples=a.examples, data_config=d, tuned=tuned)  # fmt: skip
     print((Path(a.output) / "results.md").read_text())
     return 0
 
@@ -153,10 +229,11 @@ def cmd_compare(a: argparse.Namespace) -> int:
 def cmd_tune_baselines(a: argparse.Namespace) -> int:
     from maskseg.baselines.tune import tune_baselines
 
-    result = tune_baselines(a.data, a.output, methods=a.methods)
+    d = DataConfig(seed=a.split_seed)
+    result = tune_baselines(a.data, a.output, methods=a.methods, data_config=d)
     for name, m in result["methods"].items():
         print(f"{name:<10} train IoU {m['train_iou']:.4f}  {m['params']}")
-    print(f"written: {a.output}; use it with get_method(name, tuned=PATH)")
+    print(f"written: {a.output}; use it with `maskseg compare --tuned {a.output}`")
     return 0
 
 
@@ -171,100 +248,135 @@ def cmd_pack(a: argparse.Namespace) -> int:
 
 
 def cmd_models(a: argparse.Namespace) -> int:
-    from maskseg.checkpoint import load_weights
     from maskseg.inference import DEFAULT_MODEL, available_models
-    from maskseg.models import list_models
+    from maskseg.modelfile import read_model_info
 
-    print("architectures:", ", ".join(list_models()))
+    try:
+        from maskseg.models import list_models
+
+        print("architectures:", ", ".join(list_models()))
+    except ImportError:
+        print("architectures: (install maskseg[train] to build and train them)")
     for name, path in available_models().items():
-        _, cfg, metrics = load_weights(path)
+        cfg, info = read_model_info(path)
         tag = " (default)" if name == DEFAULT_MODEL else ""
         print(f"{name}{tag}: {path}\n  model {dataclasses.asdict(cfg.model)}, "
-              f"input {cfg.data.image_size}px, metrics {metrics}")  # fmt: skip
+              f"input {cfg.data.image_size}px, threshold {cfg.infer.threshold}, "
+              f"metrics {info.get('metrics', {})}")  # fmt: skip
     return 0
 
 
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="shipped model name or model file (.safetensors, .pt); "
+                   "default: the shipped unet-msfd")  # fmt: skip
+    p.add_argument("--backend", default="auto", help="inference runtime: auto picks the first "
+                   "installed one that reads the model file; or torch")  # fmt: skip
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (PyTorch backend)")
+    p.add_argument("--threshold", type=float, help="mask probability threshold (default: the "
+                   "one stored with the model, 0.5 for the shipped one)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskseg", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="maskseg", description=DESCRIPTION, formatter_class=HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"maskseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a U-Net (validation = one fold; test held out)")
+    def add(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+
+    p = add("train", "train a U-Net (validation = one fold; test split held out)")
     _add_config_args(p)
-    p.add_argument(
-        "--val-fold", type=int, default=0,
-        help="fold used for validation/early stopping; -1 trains on all non-test pairs",
-    )  # fmt: skip
+    p.add_argument("--val-fold", type=int, default=0, help="fold used for validation and early "
+                   "stopping; -1 trains on all non-test pairs for every epoch")  # fmt: skip
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("cv", help="K-fold cross-validation with a held-out test split")
+    p = add("cv", "K-fold cross-validation with a held-out test split")
     _add_config_args(p)
-    p.add_argument(
-        "--only-fold", type=int, action="append",
-        help="train only this fold (repeatable): run folds in parallel processes",
-    )  # fmt: skip
+    p.add_argument("--only-fold", type=int, action="append", metavar="K",
+                   help="train only this fold (repeatable): run folds in parallel processes, "
+                        "then gather them with --resume")  # fmt: skip
     p.set_defaults(func=cmd_cv)
 
-    def add_model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--model", help="weights (.safetensors) or checkpoint (.pt); default: shipped"
-        )
-        p.add_argument("--device", default="auto")
-        p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold")
-
-    p = sub.add_parser("evaluate", help="score a model on a data folder's split")
-    p.add_argument("--data", required=True)
-    add_model_args(p)
-    p.add_argument("--split", choices=["test", "trainval", "all"], default="test")
-    p.add_argument(
-        "--splits", type=Path, help="splits.json of a run (default: remade from the model's config)"
-    )
-    p.add_argument("--output", type=Path, help="report folder (default ./maskseg-eval)")
-    p.add_argument("--worst", type=int, default=8, help="worst cases to draw")
+    p = add("evaluate", "score a model on a split of a data folder (the model's own split)")
+    p.add_argument("--data", required=True, help="data folder (MSFD layout or images/ + masks/)")
+    _add_model_args(p)
+    p.add_argument("--split", choices=["test", "trainval", "all"], default="test",
+                   help="which pairs to score")  # fmt: skip
+    p.add_argument("--splits", type=Path, help="splits.json of the model's run (checked "
+                   "against the model's split settings); default: remade from them")  # fmt: skip
+    p.add_argument("--output", type=Path, help="report folder (default: ./maskseg-eval)")
+    p.add_argument("--worst", type=int, default=8, help="worst cases drawn in worst_cases.png")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="write DIR/<stem>.png masks for images and folders")
-    p.add_argument("inputs", nargs="+", help="image files and/or folders")
-    p.add_argument("--output", required=True, type=Path)
-    add_model_args(p)
-    p.add_argument("--method", default="unet", help="unet (default) or a classical method name")
+    p = add("predict", "write DIR/<stem>.png masks for image files and folders")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("--output", required=True, type=Path, help="folder for the masks")
+    _add_model_args(p)
+    p.add_argument("--method", default="unet", choices=["unet", *METHODS],
+                   help="segmenter: the U-Net or a classical method")  # fmt: skip
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="images with more pixels are skipped as decompression bombs")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only "
+                   "on a terminal anyway)")  # fmt: skip
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("compare", help="U-Net vs classical methods on the test split")
-    p.add_argument("--data", required=True)
-    p.add_argument("--output", required=True, type=Path)
-    p.add_argument("--model", help="U-Net weights (default: shipped)")
-    p.add_argument("--device", default="auto")
+    p = add("compare", "U-Net vs classical methods on the test split (the U-Net's own split)")
+    p.add_argument("--data", required=True, help="data folder (MSFD layout or images/ + masks/)")
+    p.add_argument("--output", required=True, type=Path, help="report folder")
+    _add_model_args(p)
+    p.add_argument(
+        "--methods",
+        nargs="*",
+        choices=METHODS,
+        metavar="METHOD",
+        help=f"classical methods to include (default: all: {', '.join(METHODS)})",
+    )
+    p.add_argument(
+        "--tuned",
+        type=Path,
+        help="classical parameters from `maskseg "
+        "tune-baselines` (default: the shipped ones, tuned on split seed 0)",
+    )
+    p.add_argument("--split-seed", type=int, help="split seed with --no-unet (default: 0); "
+                   "with a U-Net its own split is used")  # fmt: skip
     p.add_argument("--examples", type=int, default=8, help="faces in the example grid")
     p.add_argument("--no-unet", action="store_true", help="classical methods only")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("tune-baselines", help="grid-search classical methods on the training split")
-    p.add_argument("--data", required=True)
+    p = add("tune-baselines", "grid-search classical methods on the training split")
+    p.add_argument("--data", required=True, help="data folder (MSFD layout or images/ + masks/)")
     p.add_argument("--output", required=True, type=Path, help="JSON file for the parameters")
-    p.add_argument("--methods", nargs="*", help="subset of methods (default: all)")
+    p.add_argument(
+        "--methods",
+        nargs="*",
+        choices=METHODS,
+        metavar="METHOD",
+        help=f"methods to tune (default: all: {', '.join(METHODS)})",
+    )
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the split whose training part is tuned on")  # fmt: skip
     p.set_defaults(func=cmd_tune_baselines)
 
-    p = sub.add_parser(
-        "pack", help="pack trained model(s) into one weight file: ensemble, flip TTA, float16"
-    )
+    p = add("pack", "pack trained model(s) into one weight file: ensemble, flip TTA, float16")
     p.add_argument("models", nargs="+", help="weight files (.safetensors) or checkpoints (.pt)")
-    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--output", required=True, type=Path, help="the weight file to write")
     p.add_argument("--flip", action="store_true", help="add left-right flip test-time averaging")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     p.set_defaults(func=cmd_pack)
 
-    p = sub.add_parser("models", help="list architectures and shipped models")
+    p = add("models", "list architectures and shipped models")
     p.set_defaults(func=cmd_models)
 
-    data = sub.add_parser("data", help="data utilities")
-    dsub = data.add_subparsers(dest="data_command", required=True)
-    p = dsub.add_parser("check", help="validate pairs and report statistics")
-    p.add_argument("root")
-    p.add_argument("--json", action="store_true")
+    data = add("data", "data utilities")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    p = dsub.add_parser("check", help="validate pairs and report statistics",
+                        formatter_class=HelpFormatter)  # fmt: skip
+    p.add_argument("root", help="data folder (MSFD layout or images/ + masks/)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_data_check)
     return parser
 
@@ -278,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

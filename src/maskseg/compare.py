@@ -1,6 +1,6 @@
 """U-Net vs classical baselines on the held-out test split: numbers, a chart and examples.
 
-Every method sees the same test images (the canonical split's test ids) and is scored at the
+Every method sees the same test images (the test ids of the U-Net's own split) and is scored at the
 ground truth's resolution with ``maskseg.metrics``; the classical methods use the parameters
 tuned on the training split. Speed is the median wall time of one ``predict`` call per image,
 after one untimed warm-up call (so model loading and lazy initialisation are not counted).
@@ -15,62 +15,23 @@ import json
 import logging
 import os
 import platform
-import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from maskseg.baselines import get_method, list_methods
+from maskseg.baselines import TUNED_PARAMS, get_method, list_methods, load_tuned
 from maskseg.config import DataConfig
-from maskseg.data import Sample, find_pairs, load_samples, splits_for
+from maskseg.data import Sample, load_split
 from maskseg.io import atomic_write_bytes
-from maskseg.metrics import METRIC_NAMES, Counts, concat, confusion, per_image, summarize
+from maskseg.metrics import METRIC_NAMES, per_image
+from maskseg.scoring import Scored, Segmenter, score
 from maskseg.viz import image_grid, overlay, pyplot, save_fig
 
 log = logging.getLogger(__name__)
 
 UNET = "unet"
 TABLE_METRICS = ("iou", "dice", "precision", "recall")
-
-
-class Segmenter(Protocol):
-    def predict(self, image: np.ndarray) -> np.ndarray: ...
-
-
-@dataclasses.dataclass
-class MethodRun:
-    """One method's predictions scored on the test samples."""
-
-    name: str
-    counts: Counts
-    ms: np.ndarray  # (N,) wall time per image
-    examples: dict[str, np.ndarray]  # id -> predicted mask, for the example grid only
-    params: dict[str, Any] | None
-
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.name, **summarize(self.counts)}
-        out["ms_median"] = float(np.median(self.ms)) if len(self.ms) else float("nan")
-        out["ms_mean"] = float(np.mean(self.ms)) if len(self.ms) else float("nan")
-        if self.params is not None:
-            out["params"] = self.params
-        return out
-
-
-def load_test_samples(
-    data_root: str | Path, data_config: DataConfig | None = None
-) -> tuple[list[Sample], list[tuple[str, str]], int]:
-    """Decode the canonical split's test pairs; unreadable pairs are skipped with a warning.
-
-    Returns:
-        (samples, skipped as (id, reason), number of pairs found under ``data_root``).
-    """
-    scan = find_pairs(data_root)
-    test = set(splits_for([p.id for p in scan.pairs], data_config).test)
-    samples, skipped = load_samples([p for p in scan.pairs if p.id in test])
-    if not samples:
-        raise ValueError(f"{data_root}: no readable test pairs (skipped {len(skipped)})")
-    return samples, [(p.id, reason) for p, reason in skipped], len(scan.pairs)
 
 
 def example_ids(samples: list[Sample], n: int) -> list[str]:
@@ -82,35 +43,50 @@ def example_ids(samples: list[Sample], n: int) -> list[str]:
     return [ids[i] for i in picks]
 
 
-def evaluate_method(
-    name: str, segmenter: Segmenter, samples: list[Sample], keep: set[str]
-) -> MethodRun:
-    """Predict every sample, timing each call; keep the masks of the ids in ``keep``."""
-    segmenter.predict(samples[0].image)  # warm-up: lazy init, caches, first-call overhead
-    counts, ms, examples = [], [], {}
-    for s in samples:
-        start = time.perf_counter()
-        pred = segmenter.predict(s.image)
-        ms.append((time.perf_counter() - start) * 1000.0)
-        pred = np.asarray(pred)
-        if pred.shape != s.mask.shape:
-            raise ValueError(
-                f"{name}: predicted mask of shape {pred.shape} for {s.id}, truth is {s.mask.shape}"
-            )
-        counts.append(confusion(pred.astype(bool), s.mask))
-        if s.id in keep:
-            examples[s.id] = pred.astype(bool)
-    total = concat(counts)
+def method_summary(name: str, run: Scored, segmenter: Any) -> dict[str, Any]:
+    """A method's row: ``summarize`` keys, ms_median, ms_mean and its parameters."""
+    out: dict[str, Any] = {"method": name, **run.summary()}
     params = getattr(segmenter, "params", None)
-    params = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else None
-    return MethodRun(name, total, np.array(ms), examples, params)
+    if dataclasses.is_dataclass(params):
+        out["params"] = dataclasses.asdict(params)
+    return out
 
 
-def machine(predictor: Segmenter | None) -> str:
+def check_tuned_split(tuned: bool | str | Path, d: DataConfig) -> None:
+    """Refuse classical parameters tuned on another split: their tuning images could be test
+    images of this one, and the comparison would flatter them."""
+    source = TUNED_PARAMS if tuned is True else tuned
+    if not source:
+        return
+    split = load_tuned(source).get("split", {})
+    mine = {"seed": d.seed, "test_fraction": d.test_fraction, "group_regex": d.group_regex}
+    diff = [f"{k}: {split[k]!r} vs {v!r}" for k, v in mine.items() if k in split and split[k] != v]
+    if diff:
+        raise ValueError(
+            f"{source}: the classical parameters were tuned on another split than the one "
+            f"evaluated here ({'; '.join(diff)}). Tune them on this split first: maskseg "
+            f"tune-baselines --data DATA --split-seed {d.seed} --output tuned.json, then "
+            "pass --tuned tuned.json"
+        )
+
+
+def cpu_name() -> str:
+    """The CPU model, as the kernel names it (timings mean nothing without it)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(predictor: Any | None) -> str:
     """Where the timings were taken: they mean nothing without it."""
-    text = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores"
-    device = getattr(predictor, "device", None)
-    return text if device is None else f"{text}; U-Net on {device}"
+    text = f"{platform.system()} {platform.machine()}, {cpu_name()}, {os.cpu_count()} CPU cores"
+    describe = getattr(predictor, "describe", None)
+    return text if describe is None else f"{text}; U-Net: {describe()}"
 
 
 def gap_line(summaries: list[dict[str, Any]]) -> str:
@@ -148,7 +124,7 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
     lines = [
         "# U-Net vs classical baselines (test split)",
         "",
-        f"Data: `{split['data_root']}`, {split['n_pairs']} pairs; canonical grouped split "
+        f"Data: `{split['data_root']}`, {split['n_pairs']} pairs; grouped split "
         f"(test_fraction {split['test_fraction']}, seed {split['seed']}): "
         f"**{split['n_test']} test images** evaluated, {len(skipped)} skipped.",
         "Scores: mean ± std over images at the ground truth's resolution (maskseg.metrics). "
@@ -164,15 +140,15 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
     atomic_write_bytes(path, "\n".join(lines).encode())
 
 
-def write_per_image_csv(path: Path, runs: list[MethodRun], ids: list[str]) -> None:
+def write_per_image_csv(path: Path, runs: dict[str, Scored]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["method", "id", *METRIC_NAMES, "ms"])
-    for run in runs:
+    for name, run in runs.items():
         values = per_image(run.counts)
-        for i, pid in enumerate(ids):
+        for i, pid in enumerate(run.ids):
             row = [f"{values[m][i]:.4f}" for m in METRIC_NAMES]
-            writer.writerow([run.name, pid, *row, f"{run.ms[i]:.2f}"])
+            writer.writerow([name, pid, *row, f"{run.ms[i]:.2f}"])
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
@@ -203,17 +179,16 @@ def write_bar_chart(path: Path, summaries: list[dict[str, Any]]) -> None:
 
 
 def write_examples(
-    path: Path, samples: list[Sample], runs: list[MethodRun], ids: list[str]
+    path: Path, samples: list[Sample], runs: dict[str, Scored], ids: list[str]
 ) -> None:
     """Rows of image | truth | each method's mask (overlaid) for the example ids."""
     by_id = {s.id: s for s in samples}
     rows = []
     for pid in ids:
         s = by_id[pid]
-        rows.append(
-            [s.image, overlay(s.image, s.mask)] + [overlay(s.image, r.examples[pid]) for r in runs]
-        )
-    titles = ["image", "truth"] + [r.name for r in runs]
+        masks = [overlay(s.image, r.masks[pid]) for r in runs.values()]
+        rows.append([s.image, overlay(s.image, s.mask), *masks])
+    titles = ["image", "truth", *runs]
     image_grid(rows, titles, [pid[-24:] for pid in ids], path)
 
 
@@ -229,41 +204,49 @@ def run_compare(
     """Evaluate the U-Net and the classical methods on the test split and write a report.
 
     Args:
-        data_root: MSFD or plain-layout folder; its canonical test split is evaluated.
+        data_root: MSFD or plain-layout folder.
         output_dir: receives results.md, results.json, per_image.csv, bar_chart.png and
             examples.png (created if missing).
-        predictor: anything with ``predict(rgb_uint8) -> bool mask``, reported as "unet";
+        predictor: anything with ``predict_batch(images) -> masks``, reported as "unet";
             None compares the classical methods only.
         methods: classical methods to include; None for all of ``list_methods()``.
         n_examples: rows in examples.png (test ids spread evenly; 0 for none).
-        data_config: split settings; None is the canonical split.
-        tuned: passed to ``get_method`` (True: shipped tuned parameters).
+        data_config: split settings: the U-Net's own (``predictor.config.data``), so it is
+            scored on the test split it was trained without; None is the canonical split.
+        tuned: passed to ``get_method`` (True: shipped tuned parameters); refused when they
+            were tuned on another split.
 
     Returns:
         The dict written to results.json: per-method summaries (``summarize`` keys, ms_median,
         ms_mean, params), the gap sentence and the split description.
     """
     d = DataConfig() if data_config is None else data_config
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     names = list_methods() if methods is None else list(methods)
-    segmenters: dict[str, Segmenter] = {n: get_method(n, tuned=tuned) for n in names}
+    segmenters: dict[str, Any] = {n: get_method(n, tuned=tuned) for n in names}
+    if names:
+        check_tuned_split(tuned, d)
     if predictor is not None:
         segmenters = {UNET: predictor, **segmenters}
-    samples, skipped, n_pairs = load_test_samples(data_root, d)
+    data = load_split(data_root, d, "test")
+    samples = data.take(data.splits.test)
+    if not samples:
+        raise ValueError(f"{data_root}: no readable test pairs (skipped {len(data.skipped)})")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     shown = example_ids(samples, n_examples)
-    runs = []
+    runs: dict[str, Scored] = {}
+    summaries = []
     for name, seg in segmenters.items():
-        runs.append(evaluate_method(name, seg, samples, set(shown)))
-        log.info("%s: mean IoU %.4f", name, runs[-1].summary()["iou"])
-    summaries = [r.summary() for r in runs]
+        runs[name] = score(seg, samples, timed=True, keep=set(shown))
+        summaries.append(method_summary(name, runs[name], seg))
+        log.info("%s: mean IoU %.4f", name, summaries[-1]["iou"])
     result = {
         "split": {
             "data_root": str(data_root),
-            "n_pairs": n_pairs,
+            "n_pairs": data.n_pairs,
             "n_test": len(samples),
             "test_ids": [s.id for s in samples],
-            "skipped": skipped,
+            "skipped": data.skipped,
             "test_fraction": d.test_fraction,
             "folds": d.folds,
             "seed": d.seed,
@@ -277,7 +260,7 @@ def run_compare(
     }
     atomic_write_bytes(out / "results.json", (json.dumps(result, indent=1) + "\n").encode())
     write_markdown(out / "results.md", result)
-    write_per_image_csv(out / "per_image.csv", runs, [s.id for s in samples])
+    write_per_image_csv(out / "per_image.csv", runs)
     write_bar_chart(out / "bar_chart.png", summaries)
     if shown:
         write_examples(out / "examples.png", samples, runs, shown)

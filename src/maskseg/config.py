@@ -20,12 +20,22 @@ DEFAULT_GROUP_REGEX = r"^(\d+(?=_)|[^_]+_(?:(?:t1|ttt)_)?[^_]+)"
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Where the pairs are and how they are split.
+
+    ``seed`` is the split seed (``--split-seed``), separate from the training seed, so a model
+    trained with another initialisation keeps the canonical test split.
+    """
+
     root: str = ""
     image_size: int = 160
     test_fraction: float = 0.2
     folds: int = 3
     group_regex: str = DEFAULT_GROUP_REGEX
     seed: int = 0
+
+    def split_key(self) -> tuple[float, int, str, int]:
+        """What fixes the split: two configs with the same key split the same ids alike."""
+        return (self.test_fraction, self.folds, self.group_regex, self.seed)
 
 
 @dataclass(frozen=True)
@@ -60,10 +70,32 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class InferConfig:
+    """How logits become a mask; stored with the weights, so every front end decides alike.
+
+    Attributes:
+        threshold: probability above which a pixel is mask.
+        clean: keep the largest region and fill its holes.
+    """
+
+    threshold: float = 0.5
+    clean: bool = True
+
+
+SECTIONS = ("data", "model", "train", "infer")
+
+# Options a resumed run may change (they do not alter what the run computes); every other
+# option given on resume must equal the run's own, or the resume is refused.
+RESUMABLE = {("data", "root"), ("train", "threads"), ("train", "num_workers"),
+             ("train", "progress"), ("train", "device")}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,17 +104,24 @@ class Config:
     def from_dict(cls, d: dict[str, Any]) -> Config:
         """Build from a (possibly partial) dict; unknown keys are an error that names them."""
         parts = {}
-        for name, sub in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        for name, sub in zip(SECTIONS, _CLASSES, strict=True):
             values = dict(d.get(name) or {})
             valid = {f.name for f in dataclasses.fields(sub)}
             unknown = sorted(set(values) - valid)
             if unknown:
                 raise ValueError(f"unknown {name} option(s) {unknown}; valid: {sorted(valid)}")
             parts[name] = sub(**values)
-        extra = sorted(set(d) - {"data", "model", "train"})
+        extra = sorted(set(d) - set(SECTIONS))
         if extra:
-            raise ValueError(f"unknown config section(s) {extra}; valid: data, model, train")
+            raise ValueError(f"unknown config section(s) {extra}; valid: {', '.join(SECTIONS)}")
         return cls(**parts)
+
+    def merge(self, overrides: dict[str, dict[str, Any]]) -> Config:
+        """A copy with ``{section: {option: value}}`` applied (None values are ignored)."""
+        d = self.to_dict()
+        for section, values in overrides.items():
+            d.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+        return Config.from_dict(d)
 
     def replace(self, section: str, **changes: Any) -> Config:
         """Return a copy with some fields of one section changed (None values are ignored)."""
@@ -90,6 +129,35 @@ class Config:
         return dataclasses.replace(
             self, **{section: dataclasses.replace(getattr(self, section), **changes)}
         )
+
+
+_CLASSES = (DataConfig, ModelConfig, TrainConfig, InferConfig)
+
+
+def resume_config(saved: Config, overrides: dict[str, dict[str, Any]]) -> Config:
+    """The config a resumed run continues with: its own, plus the overrides that may change.
+
+    Raises ValueError naming every option given with a value other than the run's own that a
+    resume cannot honour (e.g. ``--epochs`` changes the LR schedule already half followed).
+    """
+    refused = []
+    for section, values in overrides.items():
+        for key, value in values.items():
+            if value is None or (section, key) in RESUMABLE:
+                continue
+            if getattr(getattr(saved, section), key) != value:
+                refused.append(f"{section}.{key} (run: {getattr(getattr(saved, section), key)!r}, "
+                               f"given: {value!r})")  # fmt: skip
+    if refused:
+        allowed = ", ".join(f"{s}.{k}" for s, k in sorted(RESUMABLE))
+        raise ValueError(
+            "--resume continues a run with its own settings; these differ: "
+            + "; ".join(refused)
+            + f". Only {allowed} may change on resume; start a new run folder to change others."
+        )
+    changes = {s: {k: v for k, v in vals.items() if (s, k) in RESUMABLE}
+               for s, vals in overrides.items()}  # fmt: skip
+    return saved.merge(changes)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

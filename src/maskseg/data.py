@@ -14,6 +14,7 @@ import numpy as np
 
 from maskseg.config import DataConfig
 from maskseg.io import ImageReadError, atomic_write_bytes, is_image_file, read_image, read_mask
+from maskseg.preprocess import normalize, resize_image, resize_mask
 
 log = logging.getLogger(__name__)
 
@@ -327,3 +328,107 @@ def splits_for(ids: list[str], d: DataConfig | None = None) -> Splits:
     split, used by training, evaluation, tuning and the comparison alike)."""
     d = DataConfig() if d is None else d
     return make_splits(ids, d.test_fraction, d.folds, d.seed, d.group_regex)
+
+
+def check_same_split(splits: Splits, d: DataConfig, what: str) -> None:
+    """Refuse, naming the difference, when ``splits`` was not made with ``d``'s settings: a
+    model scored on another split's test ids may have trained on some of them."""
+    mine = {"seed (--split-seed)": d.seed, "test_fraction": d.test_fraction,
+            "group_regex": d.group_regex, "folds": d.folds}  # fmt: skip
+    theirs = {"seed (--split-seed)": splits.seed, "test_fraction": splits.test_fraction,
+              "group_regex": splits.group_regex, "folds": len(splits.folds)}  # fmt: skip
+    diff = [f"{k}: {theirs[k]!r} vs the model's {mine[k]!r}" for k in mine if mine[k] != theirs[k]]
+    if diff:
+        raise ValueError(
+            f"{what} was made with other split settings than the model was trained with "
+            f"({'; '.join(diff)}); its test ids may include the model's training images"
+        )
+
+
+@dataclass
+class SplitData:
+    """Decoded samples of one part of a data folder, with the split they come from."""
+
+    root: Path
+    splits: Splits
+    samples: dict[str, Sample]
+    skipped: list[tuple[str, str]]  # (pair id, reason) for pairs that failed to decode
+    n_pairs: int  # pairs found under root, readable or not
+
+    def take(self, ids: list[str]) -> list[Sample]:
+        """The decoded samples of these ids, in the given order (unreadable ones left out)."""
+        return [self.samples[i] for i in ids if i in self.samples]
+
+
+def load_split(
+    root: str | Path,
+    d: DataConfig | None = None,
+    part: str | list[str] = "all",
+    splits: Splits | None = None,
+) -> SplitData:
+    """The one way to load data for training, evaluation, tuning and comparison.
+
+    Pairs are found under ``root`` and split over all pairs found (before bad ones are dropped,
+    so a file that fails to decode never moves other pairs between splits); then only the pairs
+    of ``part`` are decoded, so tuning never opens a test image.
+
+    Args:
+        d: split settings (None: the canonical split).
+        part: "all", "test", "trainval" or an explicit list of ids.
+        splits: a split saved with a run (checked against ``d``), instead of remaking it.
+    """
+    d = DataConfig() if d is None else d
+    scan = find_pairs(root)
+    if splits is None:
+        splits = splits_for([p.id for p in scan.pairs], d)
+    else:
+        check_same_split(splits, d, "the given splits")
+    if isinstance(part, str):
+        if part not in ("all", "test", "trainval"):
+            raise ValueError(f"unknown split part {part!r}; valid: all, test, trainval")
+        wanted = None if part == "all" else set(getattr(splits, part))
+    else:
+        wanted = set(part)
+    pairs = [p for p in scan.pairs if wanted is None or p.id in wanted]
+    samples, skipped = load_samples(pairs)
+    return SplitData(
+        Path(root),
+        splits,
+        {s.id: s for s in samples},
+        [(p.id, why) for p, why in skipped],
+        len(scan.pairs),
+    )
+
+
+# --------------------------------------------------------------------------- training data
+
+
+class SegmentationDataset:
+    """Samples resized once to the model's input size; augmentation seeded per (epoch, index).
+
+    A map-style dataset for ``torch.utils.data.DataLoader`` that returns numpy arrays (the
+    loader's collate turns them into tensors), so this module needs neither torch nor
+    albumentations until a training run builds one.
+    """
+
+    def __init__(self, samples: list[Sample], size: int, augment: str = "none", seed: int = 0):
+        from maskseg.transforms import train_transform
+
+        self.ids = [s.id for s in samples]
+        self.images = np.stack([resize_image(s.image, size) for s in samples])
+        self.masks = np.stack([resize_mask(s.mask, size) for s in samples]).astype(np.uint8)
+        self.transform = train_transform(augment)
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised image (3, S, S), mask (1, S, S)), both float32."""
+        image, mask = self.images[i], self.masks[i]
+        if self.transform is not None:
+            self.transform.set_random_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        return normalize(image)[0], np.ascontiguousarray(mask, dtype=np.float32)[None]

@@ -7,30 +7,33 @@ the steps the uninterrupted run would have taken.
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import io
 import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from maskseg import metrics as M
 from maskseg.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from maskseg.config import Config, TrainConfig
-from maskseg.data import Sample
+from maskseg.console import show_progress
+from maskseg.data import Sample, SegmentationDataset
+from maskseg.inference import Predictor
 from maskseg.io import atomic_write_bytes
 from maskseg.losses import BCEDiceLoss
 from maskseg.models import create_model, is_trainable
-from maskseg.preprocess import clean_mask, logits_to_mask, resize_image, resize_mask, to_tensor
-from maskseg.transforms import train_transform
+from maskseg.preprocess import resize_mask
+from maskseg.runtime import autocast_context, needs_grad_scaler, resolve_device
+from maskseg.scoring import score_masks
 from maskseg.viz import plot_curves
 
 log = logging.getLogger(__name__)
@@ -39,70 +42,7 @@ CHECKPOINT = "checkpoint.pt"
 BEST_WEIGHTS = "best.safetensors"
 METRICS_CSV = "metrics.csv"
 CURVES_PNG = "curves.png"
-
-
-# --------------------------------------------------------------------------- device / precision
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def cpu_supports_bf16() -> bool:
-    """True where the CPU has native bf16 (AVX512-BF16 or AMX): there bf16 autocast pays off."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(cpu, c, lambda: False)() for c in checks)
-
-
-def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast on CPUs with native bf16, AMP on CUDA (bf16, else fp16), else fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if precision == "fp16":
-            dtype = torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    if precision == "bf16" or (precision == "auto" and cpu_supports_bf16()):
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def needs_grad_scaler(device: torch.device, precision: str) -> bool:
-    if device.type != "cuda" or precision == "fp32":
-        return False
-    return precision == "fp16" or not torch.cuda.is_bf16_supported()
-
-
-# --------------------------------------------------------------------------- data
-
-
-class SegmentationDataset(Dataset):
-    """Samples resized once to the model's input size; augmentation seeded per (epoch, index)."""
-
-    def __init__(self, samples: list[Sample], size: int, augment: str = "none", seed: int = 0):
-        self.ids = [s.id for s in samples]
-        self.images = np.stack([resize_image(s.image, size) for s in samples])
-        self.masks = np.stack([resize_mask(s.mask, size) for s in samples]).astype(np.uint8)
-        self.transform = train_transform(augment)
-        self.seed = seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.images[i], self.masks[i]
-        if self.transform is not None:
-            self.transform.set_random_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
-            out = self.transform(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
-        x = to_tensor(image)[0]
-        y = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
-        return x, y
+RUN_FILES = (CHECKPOINT, BEST_WEIGHTS, METRICS_CSV, CURVES_PNG)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -114,50 +54,24 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 # --------------------------------------------------------------------------- evaluation
 
 
-@torch.no_grad()
-def predict_logits(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    device: torch.device,
-    precision: str = "auto",
-    batch_size: int = 32,
-) -> torch.Tensor:
-    """Logits (N, 1, S, S) for RGB uint8 images (N, S, S, 3) already at the model's size."""
-    model.eval()
-    outs = []
-    for i in range(0, len(images), batch_size):
-        x = to_tensor(images[i : i + batch_size]).to(device, memory_format=torch.channels_last)
-        with autocast_context(device, precision):
-            outs.append(model(x).float().cpu())
-    return torch.cat(outs) if outs else torch.zeros(0, 1, 1, 1)
-
-
 def evaluate(
-    model: torch.nn.Module,
-    samples: list[Sample],
-    size: int,
-    device: torch.device,
-    precision: str = "auto",
-    postprocess: bool = True,
+    model: torch.nn.Module, samples: list[Sample], cfg: Config, device: torch.device
 ) -> tuple[M.Counts, float]:
     """Per-image confusion counts at each ground truth's original resolution, and mean BCE+Dice.
 
-    Logits are upsampled to the truth's size before thresholding and the mask is cleaned as
-    ``Predictor`` cleans it, so the score is the one a user gets on the original image.
+    Masks come from ``Predictor`` (the same resize, threshold and clean-up a user gets from
+    ``predict``); the loss is computed on the same logits at the model's input size.
     """
     if not samples:
         return M.empty_counts(), float("nan")
-    images = np.stack([resize_image(s.image, size) for s in samples])
-    logits = predict_logits(model, images, device, precision)
-    parts = []
-    loss_fn = BCEDiceLoss()
-    losses = []
-    for s, lg in zip(samples, logits, strict=True):
-        pred = logits_to_mask(lg, *s.mask.shape)
-        parts.append(M.confusion(clean_mask(pred) if postprocess else pred, s.mask))
-        target = torch.from_numpy(resize_mask(s.mask, size).astype(np.float32))[None, None]
-        losses.append(float(loss_fn(lg[None], target)))
-    return M.concat(parts), float(np.mean(losses))
+    predictor = Predictor.from_model(model, cfg, device, precision=cfg.train.precision)
+    logits = predictor.logits([s.image for s in samples])
+    masks = predictor.masks_from_logits(logits, [s.mask.shape for s in samples])
+    size = cfg.data.image_size
+    target = np.stack([resize_mask(s.mask, size) for s in samples]).astype(np.float32)
+    # Every image has the same size here, so the batch loss is the mean of per-image losses.
+    loss = BCEDiceLoss()(torch.from_numpy(logits), torch.from_numpy(target)[:, None])
+    return score_masks(masks, samples), float(loss)
 
 
 # --------------------------------------------------------------------------- training
@@ -187,8 +101,46 @@ class FitResult:
     model: torch.nn.Module
 
 
-class _Trainer:
-    """Holds the mutable state of one run so fit() reads top to bottom."""
+def train_one_epoch(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    precision: str = "auto",
+    scaler: torch.amp.GradScaler | None = None,
+    after_step: Callable[[float], None] | None = None,
+) -> list[float]:
+    """One pass over ``loader``: forward under autocast, loss, backward, optimizer step and a
+    per-batch scheduler step. ``after_step(loss)`` runs after each step (progress bars,
+    mid-epoch checkpoints). Returns the loss of every step."""
+    model.train()
+    losses = []
+    for x, y in loader:
+        x = x.to(device, memory_format=torch.channels_last, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        with autocast_context(device, precision):
+            logits = model(x)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        if after_step:
+            after_step(losses[-1])
+    return losses
+
+
+class Trainer:
+    """The mutable state of one run (model, optimizer, scheduler, counters), so that a
+    checkpoint holds all of it and ``fit`` reads top to bottom."""
 
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device, steps_per_epoch: int):
         self.cfg, self.run_dir, self.device = cfg, run_dir, device
@@ -240,59 +192,59 @@ class _Trainer:
     def save(self) -> None:
         save_checkpoint(self.run_dir / CHECKPOINT, self.state())
 
+    def train_epoch(
+        self,
+        dataset: SegmentationDataset,
+        checkpoint_interval: float,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> float:
+        """Run the rest of the current epoch (from ``step_in_epoch``); the mean train loss."""
+        tc = self.cfg.train
+        dataset.epoch = self.epoch
+        bs = min(tc.batch_size, len(dataset))
+        order = epoch_order(len(dataset), tc.seed, self.epoch)
+        n_steps = len(dataset) // bs  # drop the ragged last batch: BatchNorm dislikes tiny ones
+        batches = [order[i * bs : (i + 1) * bs] for i in range(n_steps)]
+        loader = DataLoader(
+            dataset, batch_sampler=batches[self.step_in_epoch :], num_workers=tc.num_workers
+        )
+        bar = tqdm(
+            loader,
+            total=n_steps,
+            initial=self.step_in_epoch,
+            desc=f"epoch {self.epoch + 1}/{tc.epochs}",
+            disable=not show_progress(tc.progress),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        last_save = time.monotonic()
 
-def train_one_epoch(
-    tr: _Trainer,
-    dataset: SegmentationDataset,
-    checkpoint_interval: float,
-    on_step: Callable[[int, int], None] | None = None,
-) -> float:
-    """Run the rest of the current epoch (from tr.step_in_epoch); returns the mean train loss."""
-    tc, device = tr.cfg.train, tr.device
-    dataset.epoch = tr.epoch
-    bs = min(tc.batch_size, len(dataset))
-    order = epoch_order(len(dataset), tc.seed, tr.epoch)
-    n_steps = len(dataset) // bs  # drop the ragged last batch: BatchNorm dislikes tiny batches
-    batches = [order[i * bs : (i + 1) * bs] for i in range(n_steps)]
-    loader = DataLoader(
-        dataset, batch_sampler=batches[tr.step_in_epoch :], num_workers=tc.num_workers
-    )
-    tr.model.train()
-    last_save = time.monotonic()
-    bar = tqdm(
-        loader,
-        total=n_steps,
-        initial=tr.step_in_epoch,
-        desc=f"epoch {tr.epoch + 1}/{tc.epochs}",
-        disable=not tc.progress,
-        leave=False,
-        dynamic_ncols=True,
-    )
-    for x, y in bar:
-        x = x.to(device, memory_format=torch.channels_last, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-        with autocast_context(device, tc.precision):
-            logits = tr.model(x)
-        loss = tr.loss_fn(logits, y)
-        tr.opt.zero_grad(set_to_none=True)
-        if tr.scaler:
-            tr.scaler.scale(loss).backward()
-            tr.scaler.step(tr.opt)
-            tr.scaler.update()
-        else:
-            loss.backward()
-            tr.opt.step()
-        tr.sched.step()
-        tr.loss_sum += float(loss.detach())
-        tr.step_in_epoch += 1
-        bar.set_postfix(loss=f"{tr.loss_sum / tr.step_in_epoch:.4f}")
-        if on_step:
-            on_step(tr.epoch, tr.step_in_epoch)
-        if tr.step_in_epoch < n_steps and time.monotonic() - last_save >= checkpoint_interval:
-            tr.save()  # mid-epoch checkpoint: a kill now loses at most checkpoint_interval s
-            last_save = time.monotonic()
-    bar.close()
-    return tr.loss_sum / max(1, n_steps)
+        def after_step(loss: float) -> None:
+            nonlocal last_save
+            self.loss_sum += loss
+            self.step_in_epoch += 1
+            bar.set_postfix(loss=f"{self.loss_sum / self.step_in_epoch:.4f}")
+            if on_step:
+                on_step(self.epoch, self.step_in_epoch)
+            if self.step_in_epoch < n_steps and time.monotonic() - last_save >= checkpoint_interval:
+                self.save()  # mid-epoch checkpoint: a kill now loses at most the interval
+                last_save = time.monotonic()
+
+        train_one_epoch(self.model, self.loss_fn, self.opt, self.sched, bar, self.device,
+                        tc.precision, self.scaler, after_step)  # fmt: skip
+        bar.close()
+        return self.loss_sum / max(1, n_steps)
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files a kill during an atomic write of a run file leaves behind
+    (``.checkpoint.pt.XXXX.tmp``); only this run's own files, so a folder shared with other
+    processes is safe."""
+    stale = [p for name in RUN_FILES for p in run_dir.glob(f".{name}.*.tmp")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+        log.info("removed stale temporary file %s", p)
+    return stale
 
 
 def fit(
@@ -323,8 +275,10 @@ def fit(
         raise ValueError(f"need at least 2 training pairs, got {len(train_samples)}")
     dataset = SegmentationDataset(train_samples, cfg.data.image_size, tc.augment, tc.seed)
     steps_per_epoch = len(dataset) // min(tc.batch_size, len(dataset))
-    tr = _Trainer(cfg, run_dir, device, steps_per_epoch)
+    tr = Trainer(cfg, run_dir, device, steps_per_epoch)
     ckpt_path = run_dir / CHECKPOINT
+    if resume:
+        remove_stale_temp_files(run_dir)
     if resume and ckpt_path.exists():
         tr.restore(load_checkpoint(ckpt_path, map_location=device))
         log.info("resumed %s at epoch %d step %d", ckpt_path, tr.epoch, tr.step_in_epoch)
@@ -334,12 +288,10 @@ def fit(
     stopped = tr.bad_epochs >= tc.patience and bool(val_samples)
     while tr.epoch < tc.epochs and not stopped:
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(tr, dataset, checkpoint_interval, on_step)
+        train_loss = tr.train_epoch(dataset, checkpoint_interval, on_step)
         row = {"epoch": tr.epoch + 1, "lr": tr.sched.get_last_lr()[0], "train_loss": train_loss}
         if val_samples:
-            counts, val_loss = evaluate(
-                tr.model, val_samples, cfg.data.image_size, device, tc.precision
-            )
+            counts, val_loss = evaluate(tr.model, val_samples, cfg, device)
             s = M.summarize(counts)
             row.update(val_loss=val_loss, **{f"val_{k}": s[k] for k in M.METRIC_NAMES})
             row["val_iou_pooled"] = s["iou_pooled"]
@@ -375,9 +327,11 @@ def write_history(run_dir: Path, history: list[dict], plot: bool = True) -> None
     if not history:
         return
     keys = list(dict.fromkeys(k for row in history for k in row))
-    lines = [",".join(keys)]
-    lines += [",".join(f"{row.get(k, '')}" for k in keys) for row in history]
-    atomic_write_bytes(run_dir / METRICS_CSV, ("\n".join(lines) + "\n").encode())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_bytes(run_dir / METRICS_CSV, buf.getvalue().encode())
     if plot:
         plot_curves(history, run_dir / CURVES_PNG)
 

@@ -1,44 +1,47 @@
 """Predictor: the one inference path every front end (CLI, video loop, web API) calls.
 
-checkpoint / weight file -> preprocess (maskseg.preprocess) -> model -> upsample logits to the
-input's size -> threshold -> bool mask.
+image -> ``preprocess.model_input`` -> backend (logits) -> ``postprocess.logits_to_mask``
+(upsample to the image's size, threshold from the model's config, clean-up) -> bool mask.
+Only the backend knows about a runtime (PyTorch, onnxruntime); everything else is numpy.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from maskseg.checkpoint import load_model_file
+from maskseg.backends import Backend, load_backend
 from maskseg.config import Config
-from maskseg.engine import autocast_context, resolve_device
 from maskseg.io import read_image
-from maskseg.models import create_model
-from maskseg.preprocess import clean_mask, logits_to_mask, resize_image, to_tensor, upsample_logits
+from maskseg.postprocess import logit, logits_to_mask, sigmoid, upsample
+from maskseg.preprocess import as_rgb, model_input
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "unet-msfd"
+MODEL_SUFFIXES = (".safetensors",)
 
 
 def available_models() -> dict[str, Path]:
     """Shipped models by name (the weight files inside the package)."""
-    return {
-        p.name.removesuffix(".safetensors"): p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))
-    }
+    found: dict[str, Path] = {}
+    for p in sorted(WEIGHTS_DIR.iterdir()) if WEIGHTS_DIR.is_dir() else []:
+        if p.suffix in MODEL_SUFFIXES:
+            found.setdefault(p.stem, p)
+    return found
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
-    """A shipped model's name, a path to .safetensors / .pt, or None for the default model."""
+    """A shipped model's name, a path to a model file, or None for the default model."""
     shipped = available_models()
     if model is None:
         model = DEFAULT_MODEL
     if str(model) in shipped:
         return shipped[str(model)]
     path = Path(model)
-    if path.exists():
+    if path.is_file():
         return path
     names = ", ".join(shipped) or "none installed"
     raise FileNotFoundError(f"{model}: no such model file or shipped model (shipped: {names})")
@@ -48,78 +51,105 @@ class Predictor:
     """Segment face masks in RGB images of any size.
 
     Args:
-        model: a network returning (N, 1, S, S) logits.
-        config: the config it was trained with (input size, architecture).
-        device: "auto", "cpu" or "cuda".
-        threshold: probability above which a pixel is mask.
-        precision: "auto" (bf16 where the CPU has it, AMP on CUDA) or "fp32".
-        postprocess: keep the largest region and fill its holes (as evaluation does).
+        backend: maps a float32 (N, 3, S, S) batch to (N, 1, S, S) logits.
+        config: the config stored with the model (input size, decision threshold, clean-up).
+        threshold: probability above which a pixel is mask; None takes the model's own.
+        clean: keep the largest region and fill its holes; None takes the model's own.
+        batch_size: largest batch handed to the backend at once (bounds memory).
+        info: what the model file says of itself (metrics, provenance).
     """
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        backend: Backend,
         config: Config,
-        device: str = "auto",
-        threshold: float = 0.5,
-        precision: str = "auto",
-        postprocess: bool = True,
+        threshold: float | None = None,
+        clean: bool | None = None,
+        batch_size: int = 32,
+        info: dict[str, Any] | None = None,
     ):
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-        self.device = resolve_device(device)
-        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        self.backend = backend
         self.config = config
         self.size = config.data.image_size
-        self.precision = precision
-        self.threshold = threshold
-        self.postprocess = postprocess
-        self._logit_threshold = math.log(threshold / (1 - threshold))
+        self.threshold = config.infer.threshold if threshold is None else threshold
+        self.clean = config.infer.clean if clean is None else clean
+        self._logit_threshold = logit(self.threshold)  # validates the threshold too
+        self.batch_size = batch_size
+        self.info = info or {}
 
     @classmethod
-    def load(cls, model: str | Path | None = None, device: str = "auto", **kwargs) -> Predictor:
-        """Load a shipped model by name (default: the shipped MSFD U-Net) or a model file."""
-        state, cfg, _ = load_model_file(resolve_model_path(model))
-        net = create_model(cfg.model)
-        net.load_state_dict(state)
-        return cls(net, cfg, device=device, **kwargs)
+    def load(
+        cls,
+        model: str | Path | None = None,
+        backend: str = "auto",
+        threshold: float | None = None,
+        clean: bool | None = None,
+        **options: Any,
+    ) -> Predictor:
+        """Load a shipped model by name (default: the shipped MSFD U-Net) or a model file.
+
+        Args:
+            backend: "auto" (the first installed runtime that reads the file) or a name.
+            options: for the backend, e.g. device="cpu", precision="fp32", threads=2.
+        """
+        net, cfg, info = load_backend(resolve_model_path(model), backend, **options)
+        return cls(net, cfg, threshold=threshold, clean=clean, info=info)
 
     from_pretrained = load
 
-    @torch.no_grad()
-    def logits(self, images: list[np.ndarray]) -> torch.Tensor:
-        """Raw logits (N, 1, S, S) at the model's input size."""
-        batch = np.stack([resize_image(self._check(im), self.size) for im in images])
-        x = to_tensor(batch).to(self.device, memory_format=torch.channels_last)
-        with autocast_context(self.device, self.precision):
-            return self.model(x).float().cpu()
+    @classmethod
+    def from_model(cls, model: Any, config: Config, device: str = "auto", **kwargs: Any):
+        """Wrap an in-memory PyTorch module (e.g. one being trained) in the PyTorch backend."""
+        from maskseg.backends.pytorch import TorchBackend
 
-    def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Bool masks, each at its image's own (H, W)."""
+        precision = kwargs.pop("precision", "auto")
+        return cls(TorchBackend(model, device, precision), config, **kwargs)
+
+    def describe(self) -> str:
+        return f"{self.config.model.name} {self.size}px, {self.backend.describe()}"
+
+    def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Raw logits (N, 1, S, S) at the model's input size, float32."""
+        outs = [
+            self.backend(model_input(list(images[i : i + self.batch_size]), self.size))
+            for i in range(0, len(images), self.batch_size)
+        ]
+        if not outs:
+            return np.zeros((0, 1, self.size, self.size), np.float32)
+        return np.concatenate(outs).astype(np.float32, copy=False)
+
+    def masks_from_logits(
+        self, logits: np.ndarray, sizes: Sequence[tuple[int, int]]
+    ) -> list[np.ndarray]:
+        """Bool masks at the given (height, width) sizes: upsample, threshold, clean up."""
+        return [
+            logits_to_mask(lg, h, w, self._logit_threshold, self.clean)
+            for lg, (h, w) in zip(logits, sizes, strict=True)
+        ]
+
+    def predict_batch(
+        self,
+        images: Sequence[np.ndarray],
+        sizes: Sequence[tuple[int, int]] | None = None,
+    ) -> list[np.ndarray]:
+        """Bool masks, each at its image's own (H, W), or at ``sizes`` when given (an image
+        decoded reduced still gets a mask at the full size of its file)."""
         if not images:
             return []
-        out = self.logits(images) - self._logit_threshold
-        masks = [logits_to_mask(lg, *im.shape[:2]) for lg, im in zip(out, images, strict=True)]
-        return [clean_mask(m) for m in masks] if self.postprocess else masks
+        images = [as_rgb(im) for im in images]
+        sizes = [im.shape[:2] for im in images] if sizes is None else sizes
+        return self.masks_from_logits(self.logits(images), sizes)
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Bool mask (H, W) for one RGB uint8 image (H, W, 3)."""
-        return self.predict_batch([image])[0]
+    def predict(self, image: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Bool mask (H, W) for one RGB uint8 image (H, W, 3) (grayscale and RGBA accepted)."""
+        return self.predict_batch([image], None if size is None else [size])[0]
+
+    __call__ = predict
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        """Mask probability in [0, 1], float32 (H, W)."""
-        up = upsample_logits(self.logits([image])[0], *image.shape[:2])
-        return torch.sigmoid(up).numpy()
+        """Mask probability in [0, 1], float32 (H, W), before thresholding and clean-up."""
+        image = as_rgb(image)
+        return sigmoid(upsample(self.logits([image])[0], *image.shape[:2]))
 
     def predict_file(self, path: str | Path) -> np.ndarray:
         return self.predict(read_image(path))
-
-    @staticmethod
-    def _check(image: np.ndarray) -> np.ndarray:
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-            raise TypeError("expected an RGB uint8 numpy array; use maskseg.io.read_image(path)")
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-            raise ValueError(f"expected an image of shape (H, W, 3), got {image.shape}")
-        return image

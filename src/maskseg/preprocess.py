@@ -1,19 +1,38 @@
-"""Preprocessing shared by training, evaluation and every inference front end.
+"""Preprocessing shared by training, evaluation and every inference front end (numpy + OpenCV).
 
 Keep it here and only here: a model is only as good as the match between what it saw in
-training and what it sees at inference.
+training and what it sees at inference. Nothing here imports PyTorch, so a backend without it
+(onnxruntime) feeds the network exactly the same numbers.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 # ImageNet statistics: a neutral, well-known choice that keeps inputs near zero mean.
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255.0
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """The one input check: return a contiguous RGB uint8 (H, W, 3) array.
+
+    Grayscale (H, W) or (H, W, 1) is replicated to three channels; RGBA is composited over
+    white, as ``maskseg.io.read_image`` does for files, so an array and its file give one mask.
+    """
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise TypeError("expected an RGB uint8 numpy array; use maskseg.io.read_image(path)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        alpha = image[..., 3:].astype(np.float32) / 255.0
+        image = (image[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise ValueError(f"expected an image of shape (H, W, 3), got {image.shape}")
+    return np.ascontiguousarray(image)
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
@@ -36,45 +55,13 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return m > 0.5
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """RGB uint8 (H, W, 3) or (N, H, W, 3) -> normalised float (N, 3, H, W)."""
+def normalize(images: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) or (N, H, W, 3) -> normalised float32 (N, 3, H, W), contiguous."""
     arr = images[None] if images.ndim == 3 else images
     x = (arr.astype(np.float32) - MEAN) / STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def upsample_logits(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bilinearly upsample (1, H', W') or (H', W') logits to a float (height, width) map.
-
-    Upsampling logits (not a binary mask) keeps edges smooth at the original resolution.
-    """
-    x = logits.float().reshape(1, 1, *logits.shape[-2:])
-    if x.shape[-2:] != (height, width):
-        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
-    return x[0, 0]
-
-
-def logits_to_mask(logits: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """Upsampled logits thresholded at 0 (probability 0.5): bool (height, width)."""
-    return (upsample_logits(logits, height, width) > 0).cpu().numpy()
-
-
-def clean_mask(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest connected region and fill its holes.
-
-    A face crop shows one mask: stray blobs elsewhere and holes where a printed pattern fooled
-    the network are errors, so removing them is safe and raises IoU.
-    """
-    if not mask.any():
-        return mask
-    m = mask.astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n > 2:
-        largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-        m = (labels == largest).astype(np.uint8)
-    # Holes = background not reachable from the border: flood the border, invert.
-    padded = np.pad(m, 1)
-    flood = padded.copy()
-    cv2.floodFill(flood, None, (0, 0), 1)
-    holes = flood[1:-1, 1:-1] == 0
-    return (m > 0) | holes
+def model_input(images: list[np.ndarray], size: int) -> np.ndarray:
+    """A batch for the network: each image checked, resized to size x size and normalised."""
+    return normalize(np.stack([resize_image(as_rgb(im), size) for im in images]))

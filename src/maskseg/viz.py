@@ -13,8 +13,17 @@ OVERLAY_COLOUR = np.array([0, 200, 255], dtype=np.float32)  # cyan: visible on s
 
 
 def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
+    """matplotlib.pyplot on the file-only Agg backend (no display needed).
+
+    Only training curves and the comparison's bar chart need it (the ``train`` extra).
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "charts need matplotlib, which comes with the training extra: "
+            "pip install 'maskseg[train]'"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -78,22 +87,34 @@ def image_grid(
     path: str | Path,
     tile: int = 160,
 ) -> None:
-    """Save a grid of RGB tiles (each resized to tile x tile) with titles."""
-    plt = pyplot()
-    n_rows, n_cols = len(rows), len(column_titles)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(1.9 * n_cols, 1.9 * n_rows + 0.3), squeeze=False
+    """Save a grid of RGB tiles (each resized to tile x tile) with column titles on top and
+    row titles on the left (OpenCV only, so evaluation needs no plotting library)."""
+    font, scale, colour = cv2.FONT_HERSHEY_SIMPLEX, 0.42, (20, 20, 20)
+    line = 16
+    label_w = (
+        max(
+            [cv2.getTextSize(t, font, scale, 1)[0][0] for r in row_titles for t in r.split("\n")]
+            + [0]
+        )
+        + 12
     )
+    head = line + 8
+    n_rows, n_cols = len(rows), len(column_titles)
+    canvas = np.full((head + n_rows * (tile + 4), label_w + n_cols * (tile + 4), 3), 255, np.uint8)
+    for c, title in enumerate(column_titles):
+        cv2.putText(canvas, title[:24], (label_w + c * (tile + 4) + 4, line), font, scale,
+                    colour, 1, cv2.LINE_AA)  # fmt: skip
     for r, row in enumerate(rows):
+        y = head + r * (tile + 4)
+        for k, text in enumerate(row_titles[r].split("\n")):
+            cv2.putText(canvas, text, (4, y + tile // 2 + k * line), font, scale, colour, 1,
+                        cv2.LINE_AA)  # fmt: skip
         for c, img in enumerate(row):
-            ax = axes[r][c]
-            ax.imshow(cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(column_titles[c], fontsize=9)
-            if c == 0:
-                ax.set_ylabel(row_titles[r], fontsize=7)
-    fig.tight_layout()
-    save_fig(fig, path)
-    plt.close(fig)
+            x = label_w + c * (tile + 4)
+            canvas[y : y + tile, x : x + tile] = cv2.resize(
+                np.ascontiguousarray(img), (tile, tile), interpolation=cv2.INTER_AREA
+            )
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(Path(path), buf.tobytes())

@@ -6,26 +6,18 @@ import csv
 import io
 import json
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from maskseg import metrics as M
-from maskseg.config import Config, load_config, save_config
-from maskseg.data import Sample, Splits, find_pairs, load_samples, splits_for
-from maskseg.engine import BEST_WEIGHTS, evaluate, fit, resolve_device
+from maskseg.config import Config, load_config, resume_config, save_config
+from maskseg.data import Sample, SplitData, Splits, load_split
+from maskseg.engine import BEST_WEIGHTS, evaluate, fit
 from maskseg.inference import Predictor
-from maskseg.io import (
-    ImageReadError,
-    atomic_write_bytes,
-    collect_inputs,
-    read_image,
-    write_mask,
-    write_rgb,
-)
+from maskseg.io import atomic_write_bytes
+from maskseg.runtime import resolve_device
+from maskseg.scoring import score
 from maskseg.viz import image_grid, mask_rgb, overlay
 
 log = logging.getLogger(__name__)
@@ -35,50 +27,35 @@ SPLITS_JSON = "splits.json"
 SUMMARY_JSON = "summary.json"
 
 
-@dataclass
-class Dataset:
-    """Decoded samples of a data folder with its splits."""
+def _prepare_run(
+    cfg: Config, run_dir: Path, resume: bool, overrides: dict | None = None
+) -> tuple[Config, SplitData]:
+    """Write (or, on resume, reload and reconcile) the run's config and split; decode data.
 
-    samples: dict[str, Sample]
-    splits: Splits
-    skipped: list[str]
-
-    def take(self, ids: list[str]) -> list[Sample]:
-        return [self.samples[i] for i in ids if i in self.samples]
-
-
-def load_dataset(cfg: Config, splits_path: Path | None = None) -> Dataset:
-    """Decode every pair (bad ones skipped with a warning) and make or reload the splits.
-
-    Splits are made over all pairs found, before bad ones are dropped, so a file that fails to
-    decode never moves other pairs between splits.
+    On resume the run keeps its own config; ``overrides`` (the options given on the command
+    line) may only change what ``config.RESUMABLE`` allows, anything else is refused by name.
     """
-    scan = find_pairs(cfg.data.root)
-    samples, skipped = load_samples(scan.pairs)
-    if not samples:
-        raise ValueError(f"{cfg.data.root}: no readable image/mask pairs")
-    if splits_path is not None and splits_path.exists():
-        splits = Splits.load(splits_path)
-    else:
-        splits = splits_for([p.id for p in scan.pairs], cfg.data)
-    return Dataset({s.id: s for s in samples}, splits, [f"{p.id}: {why}" for p, why in skipped])
-
-
-def _prepare_run(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, Dataset]:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / CONFIG_YAML
+    splits_path = run_dir / SPLITS_JSON
     if resume and cfg_path.exists():
-        cfg = load_config(cfg_path)  # a resumed run keeps the config it started with
-    data = load_dataset(cfg, run_dir / SPLITS_JSON if resume else None)
+        cfg = resume_config(load_config(cfg_path), overrides or {})
+    splits = Splits.load(splits_path) if resume and splits_path.exists() else None
+    data = load_split(cfg.data.root, cfg.data, "all", splits)
+    if not data.samples:
+        raise ValueError(f"{cfg.data.root}: no readable image/mask pairs")
     save_config(cfg, cfg_path)
-    data.splits.save(run_dir / SPLITS_JSON)
+    data.splits.save(splits_path)
     return cfg, data
 
 
 def _scores(model, samples: list[Sample], cfg: Config) -> dict[str, float]:
-    device = resolve_device(cfg.train.device)
-    counts, _ = evaluate(model, samples, cfg.data.image_size, device, cfg.train.precision)
+    counts, _ = evaluate(model, samples, cfg, resolve_device(cfg.train.device))
     return M.summarize(counts)
+
+
+def _skipped(data: SplitData) -> list[str]:
+    return [f"{pid}: {why}" for pid, why in data.skipped]
 
 
 def train_run(
@@ -87,12 +64,14 @@ def train_run(
     val_fold: int = 0,
     resume: bool = False,
     checkpoint_interval: float = 60.0,
+    overrides: dict | None = None,
 ) -> dict:
     """Train one model. Validation = fold ``val_fold`` (early stopping); -1 trains on every
     non-test pair for the configured epochs. The held-out test split is scored at the end only.
+    ``overrides``: the options given explicitly, checked against the run's own on resume.
     """
     run_dir = Path(run_dir)
-    cfg, data = _prepare_run(cfg, run_dir, resume)
+    cfg, data = _prepare_run(cfg, run_dir, resume, overrides)
     if val_fold < 0:
         train_ids, val_ids = data.splits.trainval, []
     else:
@@ -106,7 +85,7 @@ def train_run(
         "n_test": len(data.take(data.splits.test)),
         "best_epoch": res.best_epoch,
         "epochs_run": res.epochs_run,
-        "skipped_pairs": data.skipped,
+        "skipped_pairs": _skipped(data),
         "val": _scores(res.model, data.take(val_ids), cfg) if val_ids else {},
         "test": _scores(res.model, data.take(data.splits.test), cfg) if data.splits.test else {},
         "weights": str(run_dir / BEST_WEIGHTS),
@@ -121,6 +100,7 @@ def cross_validate(
     resume: bool = False,
     checkpoint_interval: float = 60.0,
     only_folds: list[int] | None = None,
+    overrides: dict | None = None,
 ) -> dict:
     """Train each of the K folds; report per-fold and mean ± std scores on each fold's
     validation part and on the held-out test split. Finished folds are kept on resume.
@@ -130,7 +110,7 @@ def cross_validate(
     ``--resume`` without ``only_folds`` gathers them.
     """
     run_dir = Path(run_dir)
-    cfg, data = _prepare_run(cfg, run_dir, resume or bool(only_folds))
+    cfg, data = _prepare_run(cfg, run_dir, resume or bool(only_folds), overrides)
     n_folds = len(data.splits.folds)
     for k in only_folds or []:
         if not 0 <= k < n_folds:
@@ -161,7 +141,7 @@ def cross_validate(
         folds.append(fold)
     if len(folds) < n_folds:
         return {"folds": folds, "complete": False}
-    summary = {"folds": folds, "n_test": len(data.splits.test), "skipped_pairs": data.skipped}
+    summary = {"folds": folds, "n_test": len(data.splits.test), "skipped_pairs": _skipped(data)}
     for part in ("val", "test"):
         for key in ("iou", "dice", "iou_pooled"):
             vals = np.array([f[part][key] for f in folds])
@@ -210,37 +190,28 @@ def evaluate_predictor(
     merged in), per_image.csv and worst_cases.png (image | truth | prediction) into output_dir."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    parts: list[M.Counts] = []
-    preds: list[np.ndarray] = []
-    t0 = time.perf_counter()
-    for i in range(0, len(samples), batch_size):
-        chunk = samples[i : i + batch_size]
-        for s, p in zip(chunk, predictor.predict_batch([s.image for s in chunk]), strict=True):
-            parts.append(M.confusion(p, s.mask))
-            preds.append(p)
-    seconds = time.perf_counter() - t0
-    counts = M.concat(parts)
-    summary = M.summarize(counts)
-    summary["ms_per_image"] = 1000 * seconds / max(1, len(samples))
+    scored = score(predictor, samples, batch_size=batch_size)
+    counts = scored.counts
+    summary = scored.summary()
     summary.update(about or {})
     per = M.per_image(counts)
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = csv.writer(buf, lineterminator="\n")
     w.writerow(["id", *per, "tp", "fp", "fn", "tn"])
     for j, s in enumerate(samples):
         w.writerow([s.id, *(f"{per[k][j]:.6f}" for k in per), counts.tp[j], counts.fp[j],
                     counts.fn[j], counts.tn[j]])  # fmt: skip
     atomic_write_bytes(out / "per_image.csv", buf.getvalue().encode())
     atomic_write_bytes(out / SUMMARY_JSON, json.dumps(summary, indent=2).encode())
-    worst = np.argsort(per["iou"], kind="stable")[:n_worst]
-    if len(worst):
+    worst = [samples[j] for j in np.argsort(per["iou"], kind="stable")[:n_worst]]
+    if worst:  # masks are not kept while scoring (a full MSFD would not fit): predict again
+        preds = predictor.predict_batch([s.image for s in worst])
+        ious = dict(zip(scored.ids, per["iou"], strict=True))
+        pairs = zip(worst, preds, strict=True)
         image_grid(
-            [
-                [samples[j].image, mask_rgb(samples[j].mask), overlay(samples[j].image, preds[j])]
-                for j in worst
-            ],  # fmt: skip
+            [[s.image, mask_rgb(s.mask), overlay(s.image, p)] for s, p in pairs],
             ["image", "truth", "prediction"],
-            [f"{samples[j].id[:28]}\nIoU {per['iou'][j]:.3f}" for j in worst],
+            [f"{s.id[:28]}\nIoU {ious[s.id]:.3f}" for s in worst],
             out / "worst_cases.png",
         )
     return summary
@@ -254,51 +225,3 @@ def format_summary_table(summary: dict) -> str:
     lines.append(f"{'pooled Dice':<12} {summary['dice_pooled']:>8.4f}")
     lines.append(f"{'images':<12} {int(summary['n_images']):>8d}")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- predict
-
-
-@dataclass
-class PredictResult:
-    written: list[Path]
-    failed: list[tuple[Path, str]]
-
-
-def predict_paths(
-    segment,
-    inputs: list[str | Path],
-    output_dir: str | Path,
-    overlay_images: bool = False,
-    progress: bool = True,
-) -> PredictResult:
-    """Write DIR/<stem>.png (0/255 mask at the input's size) for every readable input.
-
-    Files found inside a sub-folder of a folder input go to the same sub-folder of DIR; a
-    second input with a name already written (``a.jpg`` beside ``a.png``) gets its extension
-    in the name (``a_png.png``) rather than overwrite the first.
-    ``segment`` is any callable image -> bool mask (a Predictor's predict, a classical method).
-    Unreadable files are logged and listed in the result; the rest go on.
-    """
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result = PredictResult([], [])
-    used: set[Path] = set()
-    items = collect_inputs(inputs)
-    bar = tqdm(items, desc="predict", unit="img", disable=not progress or len(items) < 2)
-    for path, name in bar:
-        try:
-            image = read_image(path)
-        except ImageReadError as exc:
-            log.warning("skipped: %s", exc)
-            result.failed.append((path, exc.reason))
-            continue
-        if name in used:
-            name = name.with_name(f"{name.name}_{path.suffix.lstrip('.').lower()}")
-            log.warning("%s: output name taken by an earlier input; writing %s.png", path, name)
-        used.add(name)
-        mask = segment(image)
-        result.written.append(write_mask(out / f"{name}.png", mask))
-        if overlay_images:
-            write_rgb(out / f"{name}_overlay.jpg", overlay(image, mask))
-    return result

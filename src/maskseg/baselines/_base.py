@@ -1,12 +1,14 @@
 """What every classical method shares: input checks, working resolution and mask clean-up.
 
 A method only implements ``_segment`` on an image already shrunk to its working size; the base
-class takes care of odd inputs (grayscale, RGBA, 1 px, 4000 px) so no method has to.
+class takes care of odd inputs (grayscale, RGBA, 1 px, 4000 px) with the same check as the
+U-Net's (``maskseg.preprocess.as_rgb``) so no method has to.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -14,6 +16,8 @@ import cv2
 import numpy as np
 
 from maskseg.baselines._prior import FacePrior
+from maskseg.postprocess import fill_holes
+from maskseg.preprocess import as_rgb
 
 
 @dataclass(frozen=True)
@@ -26,19 +30,6 @@ class BaseParams:
     """
 
     work_size: int = 256
-
-
-def check_image(image: np.ndarray) -> np.ndarray:
-    """Return the image as contiguous RGB uint8 (H, W, 3); grayscale and RGBA are accepted."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise TypeError("expected an RGB uint8 numpy array; use maskseg.io.read_image(path)")
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = image[..., :3]
-    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-        raise ValueError(f"expected an image of shape (H, W, 3), got {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 def to_work_size(image: np.ndarray, work_size: int) -> np.ndarray:
@@ -84,14 +75,18 @@ class Baseline(ABC):
         self.params = params
         self.prior = FacePrior() if prior is None else prior
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Bool mask (H, W) at the input's own size."""
-        image = check_image(image)
+    def predict(self, image: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Bool mask (H, W) at the input's own size, or at ``size`` (height, width)."""
+        image = as_rgb(image)
         small = to_work_size(image, self.params.work_size)
         mask = self._segment(small)
-        return resize_mask_nearest(mask, *image.shape[:2])
+        return resize_mask_nearest(mask, *(image.shape[:2] if size is None else size))
 
     __call__ = predict
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One mask per image (classical methods gain nothing from batching)."""
+        return [self.predict(im) for im in images]
 
     @abstractmethod
     def _segment(self, image: np.ndarray) -> np.ndarray:
@@ -115,16 +110,6 @@ def scaled_radius(fraction: float, shape: tuple[int, ...]) -> int:
     return max(0, round(fraction * max(shape[:2])))
 
 
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill background regions not connected to the image border (straps, logos, valves)."""
-    h, w = mask.shape
-    padded = np.zeros((h + 2, w + 2), np.uint8)
-    padded[1:-1, 1:-1] = mask
-    flood = np.zeros((h + 4, w + 4), np.uint8)
-    cv2.floodFill(padded, flood, (0, 0), 1)
-    return mask | (padded[1:-1, 1:-1] == 0)
-
-
 def keep_best_component(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Keep the one connected component with the most prior weight.
 
@@ -138,7 +123,7 @@ def keep_best_component(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(scores))
 
 
-def clean_mask(
+def morph_clean(
     mask: np.ndarray, prior: np.ndarray, open_frac: float, close_frac: float
 ) -> np.ndarray:
     """Open (drop specks), close (bridge gaps), fill holes, keep the component the prior favours."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from maskseg.baselines._base import Baseline, BaseParams, clean_mask
+from maskseg.baselines._base import Baseline, BaseParams, morph_clean
 from maskseg.baselines._prior import skin_band, to_lab
 from maskseg.baselines.threshold import smooth
 
@@ -92,4 +92,4 @@ class KMeans(Baseline):
         mean_prior = np.bincount(inside, weights=prior[roi], minlength=k) / np.maximum(count, 1)
         is_mask = (band < p.skin_share) & (mean_prior >= p.min_prior)
         candidate = is_mask[labels] & roi
-        return clean_mask(candidate, prior, p.open_frac, p.close_frac)
+        return morph_clean(candidate, prior, p.open_frac, p.close_frac)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from maskseg.baselines._base import Baseline, BaseParams, clean_mask, disk, scaled_radius
+from maskseg.baselines._base import Baseline, BaseParams, disk, morph_clean, scaled_radius
 from maskseg.baselines._prior import colour_channel, to_uint8
 from maskseg.baselines.threshold import smooth
 
@@ -73,4 +73,4 @@ class Canny(Baseline):
         mean_prior = np.bincount(pieces.ravel(), weights=prior.ravel(), minlength=n)
         keep = mean_prior / np.maximum(count, 1) >= p.min_prior
         keep[0] = False  # label 0: edges and outside the region of interest
-        return clean_mask(keep[pieces], prior, p.open_frac, p.join_frac)
+        return morph_clean(keep[pieces], prior, p.open_frac, p.join_frac)

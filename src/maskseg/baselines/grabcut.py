@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from maskseg.baselines._base import Baseline, BaseParams, clean_mask
+from maskseg.baselines._base import Baseline, BaseParams, morph_clean
 from maskseg.baselines._prior import skin_band
 
 SEED = 0
@@ -77,4 +77,4 @@ class GrabCut(Baseline):
             cv2.GC_INIT_WITH_MASK,
         )
         mask = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-        return clean_mask(mask, prior, p.open_frac, p.close_frac)
+        return morph_clean(mask, prior, p.open_frac, p.close_frac)

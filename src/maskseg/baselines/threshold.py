@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from maskseg.baselines._base import Baseline, BaseParams, clean_mask
+from maskseg.baselines._base import Baseline, BaseParams, morph_clean
 from maskseg.baselines._prior import colour_channel, skin_band, to_uint8
 
 POLARITIES = ("high", "skin")
@@ -85,7 +85,7 @@ class Otsu(Baseline):
             return roi
         t = otsu_threshold(channel, roi)
         candidate = orient(channel > t, p.polarity) & roi
-        return clean_mask(candidate, prior, p.open_frac, p.close_frac)
+        return morph_clean(candidate, prior, p.open_frac, p.close_frac)
 
 
 @dataclass(frozen=True)
@@ -130,4 +130,4 @@ class Sauvola(Baseline):
         std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
         threshold = mean * (1.0 + p.k * (std / 128.0 - 1.0))
         candidate = orient(dark < threshold, p.polarity) & roi
-        return clean_mask(candidate, prior, p.open_frac, p.close_frac)
+        return morph_clean(candidate, prior, p.open_frac, p.close_frac)

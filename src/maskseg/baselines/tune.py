@@ -1,9 +1,9 @@
 """Tune the classical methods on the training split only, and record how.
 
-Steps: take the canonical split (``DataConfig`` defaults), keep the train+validation ids (the
-test ids are never decoded), fit the face prior to their mean mask, then grid-search each
-method's parameters for the highest mean IoU. The winners go to a JSON file that
-``get_method`` reads; the package ships one as ``tuned_params.json``.
+Steps: take the split (``DataConfig``: the canonical one unless ``--split-seed`` says), keep
+the train+validation ids (the test ids are never decoded), fit the face prior to their mean
+mask, then grid-search each method's parameters for the highest mean IoU. The winners go to a
+JSON file that ``get_method`` reads; the package ships one as ``tuned_params.json``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,10 @@ import numpy as np
 from maskseg.baselines import get_method, list_methods, method_class
 from maskseg.baselines._prior import FacePrior
 from maskseg.config import DataConfig
-from maskseg.data import Sample, find_pairs, load_samples, splits_for
+from maskseg.data import Sample, load_split
 from maskseg.io import atomic_write_bytes
-from maskseg.metrics import concat, confusion, iou
+from maskseg.metrics import iou
+from maskseg.scoring import Segmenter, score
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +67,22 @@ _PRIOR_FIT_SIDE = 64  # the mean mask is smooth; fitting it at 64 x 64 loses not
 def training_samples(
     data_root: str | Path, data_config: DataConfig | None = None, max_images: int | None = None
 ) -> tuple[list[Sample], list[str]]:
-    """Decode the train+validation pairs of the canonical split; test pairs are not opened.
+    """Decode the train+validation pairs of the split; test pairs are never opened.
 
     Returns:
         (samples, test_ids): the decoded training samples and the ids held out for testing.
     """
-    scan = find_pairs(data_root)
-    splits = splits_for([p.id for p in scan.pairs], data_config)
-    train = set(splits.trainval)
-    pairs = [p for p in scan.pairs if p.id in train]
-    if max_images is not None:
-        pairs = pairs[:max_images]
-    leaked = {p.id for p in pairs} & set(splits.test)
+    d = DataConfig() if data_config is None else data_config
+    ids = load_split(data_root, d, part=[]).splits  # the split only: decodes nothing
+    train = ids.trainval[:max_images] if max_images is not None else ids.trainval
+    leaked = set(train) & set(ids.test)
     if leaked:  # cannot happen by construction; checked because a leak would void the results
         raise RuntimeError(f"test ids in the tuning set: {sorted(leaked)}")
-    samples, _ = load_samples(pairs)
+    data = load_split(data_root, d, part=train, splits=ids)
+    samples = data.take(train)
     if not samples:
         raise ValueError(f"{data_root}: no readable training pairs to tune on")
-    return samples, list(splits.test)
+    return samples, list(ids.test)
 
 
 def fit_face_prior(masks: Iterable[np.ndarray], iterations: int = 200) -> FacePrior:
@@ -126,9 +125,9 @@ def fit_face_prior(masks: Iterable[np.ndarray], iterations: int = 200) -> FacePr
     return FacePrior(*(round(float(v), 3) for v in x))
 
 
-def mean_iou(segment: Callable[[np.ndarray], np.ndarray], samples: list[Sample]) -> float:
+def mean_iou(segmenter: Segmenter, samples: list[Sample]) -> float:
     """Mean IoU over images, the headline metric (``maskseg.metrics``)."""
-    return float(iou(concat([confusion(segment(s.image), s.mask) for s in samples]), "mean"))
+    return float(iou(score(segmenter, samples).counts, "mean"))
 
 
 def grid_search(
@@ -145,10 +144,10 @@ def grid_search(
     for values in itertools.product(*grid.values()):
         overrides = dict(zip(grid, values, strict=True))
         method = get_method(name, overrides, tuned=False, prior=prior)
-        score = mean_iou(method.predict, samples)
-        rows.append({**overrides, "iou": round(score, 4)})
-        if score > best_score:
-            best_score, best_params = score, dataclasses.asdict(method.params)
+        value = mean_iou(method, samples)
+        rows.append({**overrides, "iou": round(value, 4)})
+        if value > best_score:
+            best_score, best_params = value, dataclasses.asdict(method.params)
     return best_params, rows
 
 

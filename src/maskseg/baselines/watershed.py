@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from maskseg.baselines._base import Baseline, BaseParams, clean_mask, disk, scaled_radius
+from maskseg.baselines._base import Baseline, BaseParams, disk, morph_clean, scaled_radius
 from maskseg.baselines._prior import colour_channel, skin_band, to_uint8
 from maskseg.baselines.threshold import otsu_threshold, smooth
 
@@ -80,5 +80,5 @@ class Watershed(Baseline):
         bgr = cv2.cvtColor(smooth(image, p.blur), cv2.COLOR_RGB2BGR)
         cv2.watershed(bgr, markers)
         # Watershed lines (-1, one pixel wide, also on the image frame) are left out; the
-        # closing in clean_mask bridges them.
-        return clean_mask(markers == _MASK, prior, p.open_frac, p.close_frac)
+        # closing in morph_clean bridges them.
+        return morph_clean(markers == _MASK, prior, p.open_frac, p.close_frac)

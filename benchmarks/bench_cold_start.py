@@ -37,8 +37,9 @@ def main() -> None:
             times.append(time.perf_counter() - start)
     warm = times[1:]
     print(f"maskseg predict {Path(a.image).name} {a.args}".rstrip())
-    print(f"first run {times[0]:.2f} s; median of next {len(warm)}: "
-          f"{statistics.median(warm):.2f} s (min {min(warm):.2f}, max {max(warm):.2f})")  # fmt: skip
+    med = statistics.median(warm)
+    print(f"first run {times[0]:.2f} s; median of next {len(warm)}: {med:.2f} s "
+          f"(min {min(warm):.2f}, max {max(warm):.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":

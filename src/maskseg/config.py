@@ -46,6 +46,7 @@ class ModelConfig:
     in_channels: int = 3
     members: int = 1  # > 1: an inference-only ensemble of that many members (maskseg pack)
     flip_tta: bool = False  # average with the mirrored image at inference
+    presence: bool = False  # a mask-presence head gates the mask (maskseg.presence)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--batch-size", "train", "batch_size", int, "images per training step"),
     ("--lr", "train", "lr", float, "peak learning rate (AdamW, warm-up then cosine)"),
     ("--patience", "train", "patience", int, "epochs without validation IoU gain before stopping"),
-    ("--augment", "train", "augment", str, "augmentation preset: none, standard or strong"),
+    ("--augment", "train", "augment", str,
+     "augmentation preset: none, standard, strong or framing (detector-like crop jitter)"),
     ("--precision", "train", "precision", str,
      "auto (bf16 where the CPU has it, AMP on CUDA), fp32, bf16 or fp16 (CUDA only)"),
     ("--seed", "train", "seed", int, "seed of initialisation, batch order and augmentation"),
@@ -80,7 +81,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         default = getattr(_SECTIONS[section], field)
         kwargs: dict[str, Any] = {"type": typ, "help": f"{text} (default: {default})"}
         if field == "augment":
-            kwargs["choices"] = ["none", "standard", "strong"]
+            kwargs["choices"] = ["none", "standard", "strong", "framing"]
         if field == "precision":
             kwargs["choices"] = ["auto", "fp32", "bf16", "fp16"]
         p.add_argument(flag, dest=f"{section}__{field}", metavar=field.upper(), **kwargs)
@@ -204,6 +205,31 @@ def cmd_data_check(a: argparse.Namespace) -> int:
     report = check_data(a.root)
     print(report.to_json() if a.json else report.format())
     return 0 if report.ok else 1
+
+
+def cmd_data_faces(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from maskseg.console import show_progress
+    from maskseg.faces import crop_faces
+
+    bar = tqdm(desc="faces", unit="photo", disable=not show_progress(not a.no_progress))
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done + 1 - bar.n)
+
+    entries = crop_faces(a.root, a.output, a.detector, progress)
+    bar.close()
+    ok = [e for e in entries if e.status == "ok"]
+    for label in (True, False):
+        part = [e for e in entries if e.mask == label]
+        found = sum(e.status == "ok" for e in part)
+        print(f"{'with' if label else 'without'}_mask: {len(part)} photos, face cut from "
+              f"{found}, no face in {sum(e.status == 'no face' for e in part)}, unreadable "
+              f"{sum(e.status not in ('ok', 'no face') for e in part)}")  # fmt: skip
+    print(f"wrote {len(ok)} crops and index.json to {a.output}")
+    return 0
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -378,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", help="data folder (MSFD layout or images/ + masks/)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_data_check)
+    p = dsub.add_parser("faces", help="cut face crops (framed like the training crops) from "
+                        "photos in ROOT/with_mask and ROOT/without_mask",
+                        formatter_class=HelpFormatter)  # fmt: skip
+    p.add_argument("root", help="folder with with_mask/ and without_mask/ photo folders")
+    p.add_argument("--output", required=True, type=Path, help="folder for crops + index.json")
+    p.add_argument("--detector", default="blazeface", help="face detector")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_data_faces)
     return parser
 
 

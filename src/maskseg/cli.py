@@ -15,6 +15,7 @@ from typing import Any
 from maskseg import __version__
 from maskseg.config import Config, DataConfig, InferConfig, ModelConfig, TrainConfig
 from maskseg.io import DEFAULT_MAX_PIXELS
+from maskseg.scene import SCENE_SCORE_THRESHOLD
 
 log = logging.getLogger("maskseg")
 
@@ -53,6 +54,8 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
      "seed of the train/validation/test split (apart from --seed)"),
     ("--base-channels", "model", "base_channels", int, "width of the U-Net's first stage"),
     ("--depth", "model", "depth", int, "U-Net downsampling steps"),
+    ("--block", "model", "block", str,
+     "U-Net conv block: double (3x3 conv twice) or separable (depthwise-separable, lighter)"),
     ("--epochs", "train", "epochs", int, "training epochs"),
     ("--batch-size", "train", "batch_size", int, "images per training step"),
     ("--lr", "train", "lr", float, "peak learning rate (AdamW, warm-up then cosine)"),
@@ -84,6 +87,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
             kwargs["choices"] = ["none", "standard", "strong", "framing"]
         if field == "precision":
             kwargs["choices"] = ["auto", "fp32", "bf16", "fp16"]
+        if field == "block":
+            kwargs["choices"] = ["double", "separable"]
         p.add_argument(flag, dest=f"{section}__{field}", metavar=field.upper(), **kwargs)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they show "
                    "only on a terminal anyway)")  # fmt: skip
@@ -151,7 +156,7 @@ def _predictor(a: argparse.Namespace):
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from maskseg.data import Splits, load_split
-    from maskseg.workflows import evaluate_predictor, format_summary_table
+    from maskseg.evaluation import evaluate_predictor, format_summary_table
 
     predictor = _predictor(a)
     d = predictor.config.data  # the model's own split settings: it never saw their test ids
@@ -165,10 +170,37 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     out = a.output or Path("maskseg-eval")
     about = {"split": a.split, "split_seed": d.seed, "data": str(a.data),
              "model": str(a.model or "default"), "test_ids": data.splits.test}  # fmt: skip
+    if a.faces:
+        from maskseg.faces import face_splits, load_crops, load_index
+        from maskseg.presence import MIN_COVERAGE, presence_rates
+
+        fs = face_splits(load_index(a.faces), d)
+        ids = {"test": fs.test, "trainval": fs.trainval, "all": fs.test + fs.trainval}[a.split]
+        rates = presence_rates(predictor, load_crops(a.faces, ids)).as_dict()
+        about["faces"] = {"folder": str(a.faces), "min_coverage": MIN_COVERAGE, **rates}
     summary = evaluate_predictor(predictor, samples, out, n_worst=a.worst, about=about)
     print(f"{a.split} split of {a.data} (split seed {d.seed}): {len(samples)} images\n"
           f"{format_summary_table(summary)}")  # fmt: skip
+    if a.faces:
+        f = about["faces"]
+        print(f"faces ({a.split} split of {a.faces}): false-mask rate {f['false_mask_rate']:.4f} "
+              f"of {f['n_without_mask']} unmasked, found rate {f['found_rate']:.4f} of "
+              f"{f['n_with_mask']} masked (mask > {MIN_COVERAGE:.0%} of the crop)")  # fmt: skip
     print(f"written: {out}/summary.json, per_image.csv, worst_cases.png")
+    return 0
+
+
+def cmd_gate(a: argparse.Namespace) -> int:
+    from maskseg.workflows import gate_model
+
+    s = gate_model(a.model, a.faces, a.data, a.output, a.val_fold)["gate"]
+    print(f"gate fitted on {s['n_positive']} masked and {s['n_negative']} unmasked face crops "
+          f"(training accuracy {s['train_accuracy']:.3f}); wrote {a.output}")  # fmt: skip
+    if "val" in s:
+        v = s["val"]
+        print(f"validation fold {a.val_fold}: false-mask rate {v['false_mask_rate']:.3f} "
+              f"({v['n_without_mask']} unmasked faces), found rate {v['found_rate']:.3f} "
+              f"({v['n_with_mask']} masked faces)")  # fmt: skip
     return 0
 
 
@@ -181,6 +213,16 @@ def cmd_predict(a: argparse.Namespace) -> int:
         from maskseg.baselines import get_method
 
         segmenter = get_method(a.method)
+    if a.scene:
+        from maskseg.scene import SceneConfig, ScenePredictor
+
+        if a.method != "unet":
+            raise ValueError("--scene segments detected faces with the U-Net; drop --method")
+        config = SceneConfig(detector=a.detector, mode=a.detect_mode,
+                             score_threshold=a.detect_threshold)  # fmt: skip
+        segmenter = ScenePredictor(segmenter, config)
+    elif a.json:
+        raise ValueError("--json describes the faces found with --scene; add --scene")
 
     def report(path: Path, reason: str) -> None:
         from tqdm import tqdm
@@ -188,7 +230,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
 
     res = predict_paths(segmenter, a.inputs, a.output, a.overlay, not a.no_progress,
-                        a.max_pixels, on_skip=report)  # fmt: skip
+                        a.max_pixels, on_skip=report, write_json=a.json)  # fmt: skip
     print(
         f"wrote {len(res.written)} mask(s) to {a.output}"
         + (f"; skipped {len(res.failed)} input(s), listed above" if res.failed else "")
@@ -197,6 +239,49 @@ def cmd_predict(a: argparse.Namespace) -> int:
         print("error: no input images found", file=sys.stderr)
         return 1
     return 1 if res.failed else 0
+
+
+def cmd_video(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from maskseg import video
+    from maskseg.console import show_progress
+    from maskseg.scene import SceneConfig, ScenePredictor
+
+    if not (a.output or a.json or a.masks or a.show):
+        raise ValueError("nothing to write: give --output, --json, --masks or --show")
+    with video.open_source(a.source) as source:  # a bad source fails before the model loads
+        config = SceneConfig(detector=a.detector, mode=a.detect_mode,
+                             score_threshold=a.detect_threshold)  # fmt: skip
+        options = video.VideoOptions(detect_every=a.detect_every, smooth=not a.no_smooth)
+        segmenter = video.VideoSegmenter(ScenePredictor(_predictor(a), config), options)
+        sinks: list[Any] = []
+        try:
+            if a.output:
+                sinks.append(video.VideoFileSink(a.output, source.fps, source.size, a.codec))
+            if a.json:
+                sinks.append(video.JsonLinesSink(a.json))
+            if a.masks:
+                sinks.append(video.MaskFolderSink(a.masks))
+            problem = video.gui_problem() if a.show else None
+            if problem:
+                print(f"warning: no preview window: {problem}", file=sys.stderr)
+            elif a.show:
+                sinks.append(video.PreviewSink())
+        except BaseException:
+            for sink in sinks:
+                getattr(sink, "discard", sink.close)()
+            raise
+        bar = tqdm(total=source.frame_count, desc="video", unit="frame",
+                   disable=not show_progress(not a.no_progress))  # fmt: skip
+        with video.stop_on_signals() as stop:
+            stats = video.run_video(source, segmenter, sinks, stop, a.max_frames,
+                                    on_frame=lambda frame, result: bar.update())  # fmt: skip
+        bar.close()
+    written = ", ".join(str(p) for p in (a.output, a.json, a.masks) if p) or "nothing"
+    stopped = f"; stopped by {stats.stopped}" if stats.stopped else ""
+    print(f"{source.describe()}: wrote {written}{stopped}\n{stats.summary()}")
+    return 0
 
 
 def cmd_data_check(a: argparse.Namespace) -> int:
@@ -273,8 +358,19 @@ def cmd_pack(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from maskseg.export import export_onnx
+
+    report = export_onnx(a.model, a.output, int8=a.int8, data=a.data, calibration=a.calibration,
+                         exclude_fold=a.exclude_fold, method=a.calibration_method,
+                         opset=a.opset, exporter=a.exporter,
+                         parity_split="none" if a.no_parity else "test")  # fmt: skip
+    print(report.format())
+    return 0
+
+
 def cmd_models(a: argparse.Namespace) -> int:
-    from maskseg.inference import DEFAULT_MODEL, available_models
+    from maskseg.inference import DEFAULT_MODEL, available_models, shipped_files
     from maskseg.modelfile import read_model_info
 
     try:
@@ -286,17 +382,22 @@ def cmd_models(a: argparse.Namespace) -> int:
     for name, path in available_models().items():
         cfg, info = read_model_info(path)
         tag = " (default)" if name == DEFAULT_MODEL else ""
-        print(f"{name}{tag}: {path}\n  model {dataclasses.asdict(cfg.model)}, "
+        files = ", ".join(f"{p.name} ({backend})" for backend, p in shipped_files()[name].items())
+        int8 = " (INT8)" if info.get("int8") == "yes" else ""
+        print(f"{name}{tag}: {path}{int8}\n  files: {files}\n"
+              f"  model {dataclasses.asdict(cfg.model)}, "
               f"input {cfg.data.image_size}px, threshold {cfg.infer.threshold}, "
               f"metrics {info.get('metrics', {})}")  # fmt: skip
     return 0
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="shipped model name or model file (.safetensors, .pt); "
-                   "default: the shipped unet-msfd")  # fmt: skip
-    p.add_argument("--backend", default="auto", help="inference runtime: auto picks the first "
-                   "installed one that reads the model file; or torch")  # fmt: skip
+    p.add_argument("--model", help="shipped model name or model file (.onnx, .safetensors, "
+                   ".pt); default: the shipped unet-msfd")  # fmt: skip
+    p.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
+                   help="inference runtime: auto picks onnxruntime for a shipped model when "
+                   "installed, else PyTorch, and for a file the runtime that reads it; onnx "
+                   "reads .onnx files (`maskseg export`), torch .safetensors and .pt")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (PyTorch backend)")
     p.add_argument("--threshold", type=float, help="mask probability threshold (default: the "
                    "one stored with the model, 0.5 for the shipped one)")  # fmt: skip
@@ -335,7 +436,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "against the model's split settings); default: remade from them")  # fmt: skip
     p.add_argument("--output", type=Path, help="report folder (default: ./maskseg-eval)")
     p.add_argument("--worst", type=int, default=8, help="worst cases drawn in worst_cases.png")
+    p.add_argument("--faces", type=Path, help="face crops from `maskseg data faces`: also "
+                   "report false-mask and found rates on the same split of them")  # fmt: skip
     p.set_defaults(func=cmd_evaluate)
+
+    p = add("gate", "fit the mask-presence gate of a trained model on labelled face crops")
+    p.add_argument("model", help="trained weight file (.safetensors) or checkpoint (.pt)")
+    p.add_argument("--faces", required=True, type=Path, help="face crops from `maskseg data "
+                   "faces` (their test split is never read)")  # fmt: skip
+    p.add_argument("--data", required=True, help="the model's pairs (its training pairs are "
+                   "masked faces too)")  # fmt: skip
+    p.add_argument("--output", required=True, type=Path, help="the gated weight file")
+    p.add_argument("--val-fold", type=int, default=-1, help="fit on the other folds and report "
+                   "rates on this one; -1 fits on every non-test fold")  # fmt: skip
+    p.set_defaults(func=cmd_gate)
 
     p = add("predict", "write DIR/<stem>.png masks for image files and folders")
     p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
@@ -344,11 +458,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="unet", choices=["unet", *METHODS],
                    help="segmenter: the U-Net or a classical method")  # fmt: skip
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg")
+    p.add_argument("--scene", action="store_true", help="whole photos: detect faces, segment "
+                   "each face's crop, paste into one full-frame mask (default: the input is "
+                   "one face crop)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="with --scene: also write <stem>.json "
+                   "(per face: box, score, mask share of the box, mask or not)")  # fmt: skip
+    p.add_argument("--detector", default="blazeface", help="face detector for --scene")
+    p.add_argument("--detect-mode", default="tiles", choices=["frame", "tiles"],
+                   help="frame: one pass (large faces); tiles: also overlapping tiles "
+                        "(small faces)")  # fmt: skip
+    p.add_argument("--detect-threshold", type=float, default=SCENE_SCORE_THRESHOLD,
+                   help="minimum detection score (low: the mask gate rejects non-masks)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="images with more pixels are skipped as decompression bombs")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only "
                    "on a terminal anyway)")  # fmt: skip
     p.set_defaults(func=cmd_predict)
+
+    p = add("video", "masks in a video file, camera or stream: annotated video, JSON lines, "
+            "mask PNGs")  # fmt: skip
+    p.add_argument("source", help="video file, camera index (0, 1, ...) or stream URL "
+                   "(rtsp://, http://, ...)")  # fmt: skip
+    p.add_argument("--output", type=Path, help="annotated video file (.mp4, .avi, .mkv)")
+    p.add_argument("--json", type=Path, help="JSON lines file: per frame its index, time (s) "
+                   "and faces (track id, box, score, mask share of the box)")  # fmt: skip
+    p.add_argument("--masks", type=Path, help="folder for each frame's mask as 000000.png, ...")
+    p.add_argument("--codec", choices=["h264", "mp4v"], help="h264 (PyAV: pip install "
+                   "'maskseg[video]'; plays in browsers) or mp4v (OpenCV); default: h264 when "
+                   "PyAV is installed, else mp4v")  # fmt: skip
+    p.add_argument("--no-smooth", action="store_true", help="no averaging of each face's mask "
+                   "over frames")  # fmt: skip
+    p.add_argument("--show", action="store_true", help="preview window (needs a display and "
+                   "an OpenCV with GUI; q quits)")  # fmt: skip
+    p.add_argument("--detect-every", type=int, default=15, help="full detection every N frames; "
+                   "between them faces are re-detected around their last boxes")  # fmt: skip
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    _add_model_args(p)
+    p.add_argument("--detector", default="blazeface", help="face detector")
+    p.add_argument("--detect-mode", default="tiles", choices=["frame", "tiles"],
+                   help="full detection: frame: one pass (large faces); tiles: also "
+                        "overlapping tiles (small faces)")  # fmt: skip
+    p.add_argument("--detect-threshold", type=float, default=SCENE_SCORE_THRESHOLD,
+                   help="minimum detection score of a new face")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only "
+                   "on a terminal anyway)")  # fmt: skip
+    p.set_defaults(func=cmd_video)
 
     p = add("compare", "U-Net vs classical methods on the test split (the U-Net's own split)")
     p.add_argument("--data", required=True, help="data folder (MSFD layout or images/ + masks/)")
@@ -393,6 +547,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action="store_true", help="add left-right flip test-time averaging")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     p.set_defaults(func=cmd_pack)
+
+    p = add("export", "export a model to one ONNX file (fp32 or static INT8) for onnxruntime")
+    p.add_argument("model", help="shipped model name or model file (.safetensors, .pt)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="output format")
+    p.add_argument("--output", required=True, type=Path, help="the .onnx file to write")
+    p.add_argument("--data", help="data folder: calibration crops for --int8 (the training "
+                   "part of the model's split) and the parity check on its test split")  # fmt: skip
+    p.add_argument("--int8", action="store_true", help="static INT8 quantization (QDQ, "
+                   "per-channel weights); needs --data")  # fmt: skip
+    p.add_argument("--calibration", type=int, default=0, help="calibration crops, drawn with a "
+                   "fixed seed (0: the whole training part)")  # fmt: skip
+    p.add_argument("--calibration-method", default="minmax",
+                   choices=["minmax", "entropy", "percentile"],
+                   help="how activation ranges are set from the calibration crops")  # fmt: skip
+    p.add_argument("--exclude-fold", type=int, metavar="K", help="leave validation fold K out "
+                   "of calibration (a model trained with --val-fold K)")  # fmt: skip
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset")
+    p.add_argument("--exporter", default="dynamo", choices=["dynamo", "legacy"],
+                   help="torch.onnx exporter: torch.export based (dynamo) or TorchScript "
+                   "based (legacy)")  # fmt: skip
+    p.add_argument("--no-parity", action="store_true", help="skip the parity check on the "
+                   "test split (a check on random inputs still runs)")  # fmt: skip
+    p.set_defaults(func=cmd_export)
 
     p = add("models", "list architectures and shipped models")
     p.set_defaults(func=cmd_models)

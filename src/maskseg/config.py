@@ -47,6 +47,8 @@ class ModelConfig:
     members: int = 1  # > 1: an inference-only ensemble of that many members (maskseg pack)
     flip_tta: bool = False  # average with the mirrored image at inference
     presence: bool = False  # a mask-presence head gates the mask (maskseg.presence)
+    presence_hidden: int = 256  # its hidden units (0: logistic regression)
+    block: str = "double"  # U-Net conv block: double (3x3 conv twice) or separable (depthwise)
 
 
 @dataclass(frozen=True)

@@ -281,18 +281,26 @@ class Splits:
 
 
 def make_splits(
-    ids: list[str], test_fraction: float, folds: int, seed: int, group_regex: str
+    ids: list[str],
+    test_fraction: float,
+    folds: int,
+    seed: int,
+    group_regex: str,
+    keys: dict[str, str] | None = None,
 ) -> Splits:
     """Seeded grouped split: whole groups go to the test split until it holds
     ``test_fraction`` of the images, the remaining groups are dealt to ``folds`` folds, largest
-    group first, each to the fold with the fewest images so far."""
+    group first, each to the fold with the fewest images so far.
+
+    ``keys`` (id -> group) replaces the regex where groups come from elsewhere (face photos:
+    person names and near-duplicate hashes, ``maskseg.faces``)."""
     if folds < 2:
         raise ValueError(f"need at least 2 folds, got {folds}")
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     groups: dict[str, list[str]] = defaultdict(list)
     for i in sorted(ids):
-        groups[group_key(i, group_regex)].append(i)
+        groups[keys[i] if keys is not None else group_key(i, group_regex)].append(i)
     keys = sorted(groups)
     if len(keys) < folds + (1 if test_fraction > 0 else 0):
         raise ValueError(

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from maskseg.backends import Backend, load_backend
+from maskseg.backends import (
+    PREFERENCE,
+    Backend,
+    is_installed,
+    list_backends,
+    load_backend,
+    suffixes_of,
+)
 from maskseg.config import Config
 from maskseg.io import read_image
 from maskseg.postprocess import logit, logits_to_mask, sigmoid, upsample
@@ -21,25 +28,55 @@ from maskseg.preprocess import as_rgb, model_input
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "unet-msfd"
-MODEL_SUFFIXES = (".safetensors",)
 
 
-def available_models() -> dict[str, Path]:
-    """Shipped models by name (the weight files inside the package)."""
-    found: dict[str, Path] = {}
+def shipped_files() -> dict[str, dict[str, Path]]:
+    """Shipped models by name, each as {backend: the file that backend runs}: a model may ship
+    as .onnx (onnxruntime) and .safetensors (PyTorch)."""
+    by_suffix: dict[str, list[str]] = {}
+    for name in list_backends():
+        for suffix in suffixes_of(name):
+            by_suffix.setdefault(suffix, []).append(name)
+    found: dict[str, dict[str, Path]] = {}
     for p in sorted(WEIGHTS_DIR.iterdir()) if WEIGHTS_DIR.is_dir() else []:
-        if p.suffix in MODEL_SUFFIXES:
-            found.setdefault(p.stem, p)
+        for name in by_suffix.get(p.suffix.lower(), []):
+            found.setdefault(p.stem, {}).setdefault(name, p)
     return found
 
 
-def resolve_model_path(model: str | Path | None) -> Path:
-    """A shipped model's name, a path to a model file, or None for the default model."""
-    shipped = available_models()
+def _pick(files: dict[str, Path], backend: str = "auto") -> Path | None:
+    """The file of one shipped model that ``backend`` runs ("auto": the first backend in
+    order of preference whose runtime is installed)."""
+    if backend != "auto":
+        return files.get(backend)
+    order = [n for n in PREFERENCE if n in files]
+    return next((files[n] for n in order if is_installed(n)), files[order[0]] if order else None)
+
+
+def available_models(backend: str = "auto") -> dict[str, Path]:
+    """Shipped models by name (the weight files inside the package), each listed once as the
+    file that ``backend`` runs ("auto": the fastest installed runtime)."""
+    picked = {name: _pick(files, backend) for name, files in shipped_files().items()}
+    return {name: path for name, path in picked.items() if path is not None}
+
+
+def resolve_model_path(model: str | Path | None, backend: str = "auto") -> Path:
+    """A shipped model's name, a path to a model file, or None for the default model.
+
+    A shipped name resolves to the file that ``backend`` runs (``available_models``).
+    """
+    if backend != "auto":
+        suffixes_of(backend)  # an unknown name fails here, listing the valid ones
     if model is None:
         model = DEFAULT_MODEL
+    shipped = shipped_files()
     if str(model) in shipped:
-        return shipped[str(model)]
+        path = _pick(shipped[str(model)], backend)
+        if path is None:
+            have = ", ".join(shipped[str(model)])
+            raise ValueError(f"shipped model {model} has no file for the {backend} backend "
+                             f"(it ships for: {have})")  # fmt: skip
+        return path
     path = Path(model)
     if path.is_file():
         return path
@@ -89,10 +126,13 @@ class Predictor:
         """Load a shipped model by name (default: the shipped MSFD U-Net) or a model file.
 
         Args:
-            backend: "auto" (the first installed runtime that reads the file) or a name.
-            options: for the backend, e.g. device="cpu", precision="fp32", threads=2.
+            backend: "auto" (for a shipped model its fastest installed runtime: onnxruntime,
+                else PyTorch; for a file the first installed runtime that reads it), "onnx"
+                or "torch".
+            options: for the backend, e.g. threads=2, device="cpu"; precision="fp32" for
+                the torch backend (the onnx one runs the file's own precision).
         """
-        net, cfg, info = load_backend(resolve_model_path(model), backend, **options)
+        net, cfg, info = load_backend(resolve_model_path(model, backend), backend, **options)
         return cls(net, cfg, threshold=threshold, clean=clean, info=info)
 
     from_pretrained = load

@@ -1,7 +1,8 @@
 """What a model file says of itself (config, metrics) without loading a runtime.
 
 Lets ``Predictor.load`` pick a backend, and ``maskseg models`` list shipped models, without
-importing PyTorch: safetensors metadata is read with the numpy reader.
+importing PyTorch: safetensors metadata is read with the numpy reader, ONNX metadata with
+onnxruntime (no graph optimisation, so opening costs milliseconds).
 """
 
 from __future__ import annotations
@@ -32,11 +33,21 @@ def read_safetensors_info(path: str | Path) -> tuple[Config, dict[str, Any]]:
     }
 
 
+def read_onnx_info(path: str | Path) -> tuple[Config, dict[str, Any]]:
+    """(config, info) from a maskseg .onnx file's metadata (info: metrics, provenance)."""
+    from maskseg.backends.onnx import metadata, open_session, session_options
+
+    session = open_session(path, session_options(threads=1, optimization="none"))
+    return metadata(session, path)
+
+
 def read_model_info(path: str | Path) -> tuple[Config, dict[str, Any]]:
     """(config, info) of any model file maskseg reads."""
     path = Path(path)
     if path.suffix == ".safetensors":
         return read_safetensors_info(path)
+    if path.suffix == ".onnx":
+        return read_onnx_info(path)
     from maskseg.checkpoint import load_model_file  # a .pt checkpoint needs PyTorch
 
     _, cfg, info = load_model_file(path)

@@ -6,6 +6,7 @@ larger than the model needs), calls a segmenter and writes ``DIR/<stem>.png``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from maskseg.console import show_progress
 from maskseg.io import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
+    atomic_write_bytes,
     collect_inputs,
     decode_image,
     write_mask,
@@ -54,6 +56,7 @@ def predict_paths(
     progress: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_skip: Callable[[Path, str], None] = _warn,
+    write_json: bool = False,
 ) -> PredictResult:
     """Write DIR/<stem>.png (0/255 mask at the input's full size) for every readable input.
 
@@ -63,10 +66,15 @@ def predict_paths(
     ``max_pixels``, folders named like images and symlink loops are reported once through
     ``on_skip`` and listed in the result; the rest go on. Overlays of images decoded reduced
     are written at the reduced size.
+
+    A scene segmenter (``maskseg.scene.ScenePredictor``, anything with ``segment``) also gives
+    faces: ``write_json`` then writes DIR/<stem>.json (image size, and per face its box,
+    score, crop, mask share of the box and whether it wears a mask), the overlay gets the
+    boxes, and an image without faces is logged as such (its mask is empty).
     """
     from tqdm import tqdm
 
-    from maskseg.viz import overlay
+    from maskseg.viz import draw_faces, overlay
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,12 +96,25 @@ def predict_paths(
             name = name.with_name(f"{name.name}_{path.suffix.lstrip('.').lower()}")
             log.warning("%s: output name taken by an earlier input; writing %s.png", path, name)
         used.add(name)
-        mask = segmenter.predict(image, size=full)
+        faces = None
+        if hasattr(segmenter, "segment"):
+            scene = segmenter.segment(image, size=full)
+            mask, faces = scene.mask, scene.faces
+            if not faces:
+                log.info("%s: no face found; the mask is empty", path)
+            if write_json:
+                record = {"image": str(path), **scene.as_record()}
+                atomic_write_bytes(out / f"{name}.json", json.dumps(record, indent=1).encode())
+        else:
+            mask = segmenter.predict(image, size=full)
         result.written.append(write_mask(out / f"{name}.png", mask))
         if overlay_images:
             if mask.shape != image.shape[:2]:
                 h, w = image.shape[:2]
                 mask = cv2.resize(mask.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-            write_rgb(out / f"{name}_overlay.jpg", overlay(image, mask.astype(bool)))
+            shown = overlay(image, mask.astype(bool))
+            if faces is not None:
+                shown = draw_faces(shown, faces, image.shape[1] / full[1])
+            write_rgb(out / f"{name}_overlay.jpg", shown)
         del image, mask  # a 144 MP mask should not outlive its file
     return result

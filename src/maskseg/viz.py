@@ -76,6 +76,25 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndar
     return out
 
 
+def draw_faces(
+    image: np.ndarray, faces: list, scale: float = 1.0, thickness: int | None = None
+) -> np.ndarray:
+    """Draw each face's box (green with a mask, orange without) and its score / mask share.
+
+    ``faces`` are ``maskseg.scene.Face``; ``scale`` maps their coordinates to ``image``'s.
+    """
+    out = np.ascontiguousarray(image).copy()
+    t = thickness or max(1, round(max(image.shape[:2]) / 400))
+    for f in faces:
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in f.box)
+        colour = (40, 220, 90) if f.mask else (255, 150, 0)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, t, cv2.LINE_AA)
+        label = f"{f.score:.2f} mask {f.mask_area:.0%}" if f.mask else f"{f.score:.2f} no mask"
+        cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * t, colour, t, cv2.LINE_AA)  # fmt: skip
+    return out
+
+
 def mask_rgb(mask: np.ndarray) -> np.ndarray:
     return np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
 

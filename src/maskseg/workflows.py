@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -16,6 +17,7 @@ from maskseg.data import Sample, SplitData, Splits, load_split
 from maskseg.engine import BEST_WEIGHTS, evaluate, fit
 from maskseg.inference import Predictor
 from maskseg.io import atomic_write_bytes
+from maskseg.presence import GateConfig
 from maskseg.runtime import resolve_device
 from maskseg.scoring import score
 from maskseg.viz import image_grid, mask_rgb, overlay
@@ -225,3 +227,53 @@ def format_summary_table(summary: dict) -> str:
     lines.append(f"{'pooled Dice':<12} {summary['dice_pooled']:>8.4f}")
     lines.append(f"{'images':<12} {int(summary['n_images']):>8d}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- presence gate
+
+
+def gate_model(
+    model_path: str | Path,
+    faces_dir: str | Path,
+    data_root: str | Path,
+    output: str | Path,
+    val_fold: int = -1,
+    gate: GateConfig | None = None,
+) -> dict:
+    """Fit the mask-presence gate of a trained model and write the gated weight file.
+
+    Training crops: the faces of the model's split that the model's own training could have
+    used (every non-test fold, or all but ``val_fold``), with their photo labels, and the
+    model's MSFD training pairs as further masked faces. The faces' test split is never read;
+    with ``val_fold`` its faces' rates are reported.
+    """
+    from maskseg.backends.pytorch import load as load_torch
+    from maskseg.checkpoint import save_weights
+    from maskseg.faces import face_splits, load_crops, load_index
+    from maskseg.presence import fit_presence, presence_rates
+
+    gate = GateConfig() if gate is None else gate
+    backend, cfg, info = load_torch(model_path, device="cpu", precision="fp32")
+    net = backend.model
+    if cfg.model.members != 1 or cfg.model.flip_tta:
+        raise ValueError(f"{model_path}: gate single models, then pack them")
+    splits = face_splits(load_index(faces_dir), cfg.data)
+    if val_fold >= 0:
+        train_ids, val_ids = splits.train_val(val_fold)
+    else:
+        train_ids, val_ids = splits.trainval, []
+    crops = load_crops(faces_dir, train_ids)
+    pairs = load_split(data_root, cfg.data, "trainval")
+    pair_ids = pairs.splits.train_val(val_fold)[0] if val_fold >= 0 else pairs.splits.trainval
+    positives = [c.image for c in crops if c.mask] + [s.image for s in pairs.take(pair_ids)]
+    negatives = [c.image for c in crops if not c.mask]
+    figures = fit_presence(net, positives, negatives, cfg.data.image_size, gate)
+    cfg = cfg.replace("model", presence=True, presence_hidden=gate.hidden)
+    summary = {"gate": {**figures, "config": dataclasses.asdict(gate), "val_fold": val_fold,
+                        "faces": str(faces_dir)}}  # fmt: skip
+    if val_ids:
+        predictor = Predictor.from_model(net, cfg, "cpu", precision=cfg.train.precision)
+        summary["gate"]["val"] = presence_rates(predictor, load_crops(faces_dir, val_ids)).as_dict()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    save_weights(output, net, cfg, {**info, **summary})
+    return summary

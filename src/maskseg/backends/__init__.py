@@ -2,15 +2,16 @@
 
 The ``Predictor`` does everything else (resize, normalise, upsample, threshold, clean-up) in
 numpy/OpenCV, so a backend is only the network. Backends register by name and are imported
-lazily: ``torch`` needs PyTorch, later ones need only their own runtime.
+lazily: ``torch`` needs PyTorch, ``onnx`` only onnxruntime (a core dependency).
 
-    backend, config, info = load_backend("unet-msfd.safetensors", kind="auto")
+    backend, config, info = load_backend("unet-msfd.onnx", kind="auto")
     logits = backend(batch)  # np.float32 (N, 1, S, S)
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,16 +36,48 @@ Loader = Callable[..., tuple[Backend, Config, dict[str, Any]]]
 # name -> ("module:function", file suffixes it reads). Imported on first use only.
 _REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
     "torch": ("maskseg.backends.pytorch:load", (".safetensors", ".pt", ".pth")),
+    "onnx": ("maskseg.backends.onnx:load", (".onnx",)),
 }
-# "auto" tries these in order for a file that more than one backend reads.
-PREFERENCE = ["torch"]
+# The top-level module each backend's runtime needs (checked without importing it).
+_RUNTIMES = {"torch": "torch", "onnx": "onnxruntime"}
+# "auto" tries these in order: for a file that more than one backend reads, and for a shipped
+# model that ships in several formats (fastest first: benchmarks/bench_race.py).
+PREFERENCE = ["onnx", "torch"]
 
 
-def register_backend(name: str, target: str, suffixes: tuple[str, ...], first: bool = False):
-    """Add a backend: ``target`` is "module:function" returning (backend, config, info)."""
+def register_backend(
+    name: str,
+    target: str,
+    suffixes: tuple[str, ...],
+    first: bool = False,
+    runtime: str | None = None,
+):
+    """Add a backend: ``target`` is "module:function" returning (backend, config, info);
+    ``runtime`` the module it needs (default: none beyond maskseg's own dependencies)."""
     _REGISTRY[name] = (target, suffixes)
+    if runtime:
+        _RUNTIMES[name] = runtime
     if name not in PREFERENCE:
         PREFERENCE.insert(0 if first else len(PREFERENCE), name)
+
+
+def is_installed(name: str) -> bool:
+    """Whether a backend's runtime can be found (without importing it: importing torch alone
+    takes over a second)."""
+    runtime = _RUNTIMES.get(name)
+    if runtime is None:
+        return True
+    try:
+        return importlib.util.find_spec(runtime) is not None
+    except (ImportError, ValueError):  # a broken or blocked install
+        return False
+
+
+def suffixes_of(name: str) -> tuple[str, ...]:
+    """The file suffixes a backend reads."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; valid: auto, {', '.join(_REGISTRY)}")
+    return _REGISTRY[name][1]
 
 
 def list_backends() -> list[str]:
@@ -80,10 +113,19 @@ def load_backend(
     """
     path = Path(path)
     if kind != "auto":
-        loader = _loader(kind)
-        suffixes = _REGISTRY[kind][1]
+        suffixes = suffixes_of(kind)
+        try:
+            loader = _loader(kind)
+        except ImportError as exc:
+            raise ImportError(
+                f"the {kind} backend needs {_RUNTIMES.get(kind, kind)}, which does not import "
+                f"here ({exc}); install it (PyTorch: pip install 'maskseg[train]')"
+            ) from None
         if path.suffix.lower() not in suffixes:
-            raise ValueError(f"{path}: the {kind} backend reads {', '.join(suffixes)} files")
+            hint = ""
+            if kind == "onnx":
+                hint = f"; export one with `maskseg export {path} --output {path.stem}.onnx`"
+            raise ValueError(f"{path}: the {kind} backend reads {', '.join(suffixes)} files{hint}")
         return loader(path, **options)
     names = backends_for(path)
     if not names:

@@ -11,7 +11,9 @@ from maskseg.models.ensemble import Ensemble, FlipTTA
 from maskseg.models.unet import UNet
 
 _REGISTRY: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "unet": lambda c: UNet(c.in_channels, c.base_channels, c.depth, c.presence),
+    "unet": lambda c: UNet(
+        c.in_channels, c.base_channels, c.depth, c.presence, c.presence_hidden, c.block
+    ),
 }
 
 

@@ -21,24 +21,59 @@ class DoubleConv(nn.Sequential):
         )
 
 
-class Down(nn.Sequential):
-    """Halve the resolution (2x2 max-pool; ceil mode keeps odd borders), then DoubleConv."""
+class SeparableDoubleConv(nn.Sequential):
+    """DoubleConv with depthwise-separable convolutions (MobileNet): each 3x3 conv becomes a
+    depthwise 3x3 (one filter per channel) and a 1x1 across channels, each with BatchNorm and
+    ReLU; about 7x fewer multiply-adds at 32 channels. A first conv from fewer than 8 channels
+    (the RGB stem) stays a plain 3x3: a depthwise filter on 3 channels mixes no colours."""
 
     def __init__(self, in_ch: int, out_ch: int):
-        super().__init__(nn.MaxPool2d(2, ceil_mode=True), DoubleConv(in_ch, out_ch))
+        first = (
+            _separable(in_ch, out_ch)
+            if in_ch >= 8
+            else [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), *_bn_relu(out_ch)]
+        )
+        super().__init__(*first, *_separable(out_ch, out_ch))
+
+
+def _bn_relu(ch: int) -> list[nn.Module]:
+    return [nn.BatchNorm2d(ch), nn.ReLU(inplace=True)]
+
+
+def _separable(in_ch: int, out_ch: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False), *_bn_relu(in_ch),
+        nn.Conv2d(in_ch, out_ch, 1, bias=False), *_bn_relu(out_ch),
+    ]  # fmt: skip
+
+
+# Conv blocks by name (ModelConfig.block).
+BLOCKS: dict[str, type[nn.Module]] = {"double": DoubleConv, "separable": SeparableDoubleConv}
+
+
+class Down(nn.Sequential):
+    """Halve the resolution (2x2 max-pool; ceil mode keeps odd borders), then a conv block."""
+
+    def __init__(self, in_ch: int, out_ch: int, block: type[nn.Module] = DoubleConv):
+        super().__init__(nn.MaxPool2d(2, ceil_mode=True), block(in_ch, out_ch))
 
 
 class Up(nn.Module):
-    """Upsample the deeper map to the skip's exact size, concatenate, DoubleConv.
+    """Reduce the deeper map to the skip's width (1x1 conv), upsample it to the skip's exact
+    size, concatenate, then a conv block.
 
     Bilinear upsampling to the skip's size (instead of a fixed x2) makes any input size work.
     """
 
-    def __init__(self, in_ch: int, skip_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, block: type[nn.Module] = DoubleConv):
         super().__init__()
         self.reduce = nn.Conv2d(in_ch, skip_ch, 1, bias=False)
-        self.conv = DoubleConv(2 * skip_ch, out_ch)
+        self.conv = block(2 * skip_ch, out_ch)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([skip, self.reduce(x)], dim=1))
+        # Reduce, then upsample: both maps are linear and the 1x1 conv has no bias, so the
+        # order leaves the result as it was, and the conv runs on 4x fewer pixels and the
+        # upsampling on half the channels.
+        x = F.interpolate(self.reduce(x), size=skip.shape[-2:], mode="bilinear",
+                          align_corners=False)  # fmt: skip
+        return self.conv(torch.cat([skip, x], dim=1))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskseg.models.parts import DoubleConv, Down, Up
+from maskseg.models.parts import BLOCKS, Down, Up
 
 
 class UNet(nn.Module):
@@ -23,6 +23,10 @@ class UNet(nn.Module):
         in_channels: 3 for RGB.
         base_channels: width of the first stage; each deeper stage doubles it.
         depth: number of downsampling steps (the bottleneck sits at 1/2**depth resolution).
+        presence: add a mask-presence head that gates the logits (fitted by
+            ``maskseg.presence.fit_presence`` on the frozen encoder).
+        presence_hidden: the head's hidden units (0: logistic regression).
+        block: conv block: "double" (3x3 conv twice) or "separable" (depthwise-separable).
 
     Shape: (N, in_channels, H, W) -> (N, 1, H, W) logits, for any H, W >= 1.
     """
@@ -33,19 +37,24 @@ class UNet(nn.Module):
         base_channels: int = 16,
         depth: int = 4,
         presence: bool = False,
+        presence_hidden: int = 256,
+        block: str = "double",
     ):
         super().__init__()
         if depth < 1 or base_channels < 1:
             raise ValueError(f"depth and base_channels must be >= 1, got {depth}, {base_channels}")
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}; valid: {', '.join(BLOCKS)}")
+        conv = BLOCKS[block]
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.widths = widths
-        self.stem = DoubleConv(in_channels, widths[0])
-        self.down = nn.ModuleList(Down(widths[i], widths[i + 1]) for i in range(depth))
+        self.stem = conv(in_channels, widths[0])
+        self.down = nn.ModuleList(Down(widths[i], widths[i + 1], conv) for i in range(depth))
         self.up = nn.ModuleList(
-            Up(widths[i + 1], widths[i], widths[i]) for i in reversed(range(depth))
+            Up(widths[i + 1], widths[i], widths[i], conv) for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(widths[0], 1, 1)
-        self.presence = PresenceHead(widths) if presence else None
+        self.presence = PresenceHead(widths, presence_hidden) if presence else None
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's feature maps, full resolution first, bottleneck last."""

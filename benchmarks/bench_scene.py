@@ -1,0 +1,118 @@
+"""Scene evaluation with ground truth: ``predict --scene`` on synthetic 640x480 scenes.
+
+    python benchmarks/bench_scene.py [--model unet-msfd] [--part test] [--repeats 3]
+
+Scenes are built (``maskseg.synth``) from the labelled crops of one part of the model's own
+split (default: its held-out test pairs): each masked face is placed, at 110-240 px, in
+``--repeats`` scenes over varied backgrounds, with up to one more masked face of the same part
+and up to two unmasked faces (crops of the face photos' same part, ``maskseg data faces``)
+beside it. Prints full-frame IoU of the scene path against the placed truth (mean over scenes
+and pooled), crop-mode IoU on the same faces (the crop given to the model as it is), missed
+masked faces, unmasked faces that got a mask (> 1 % of their square), and ms per scene.
+``--part fold0`` scores fold 0's validation pairs instead (for choices made on validation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from maskseg.data import load_split
+from maskseg.detect import box_iou
+from maskseg.inference import Predictor
+from maskseg.metrics import confusion, iou
+from maskseg.scene import SCENE_SCORE_THRESHOLD, SceneConfig, ScenePredictor
+from maskseg.synth import compose
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD"
+FACES = ROOT / "runs" / "faces"
+
+
+def part_ids(splits, part: str) -> list[str]:
+    if part == "test":
+        return list(splits.test)
+    if part.startswith("fold"):
+        return splits.train_val(int(part[4:]))[1]
+    raise ValueError(f"unknown part {part!r}: test or foldK")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model name or file (default: shipped)")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--faces", default=str(FACES), help="`maskseg data faces` output ('' for none)")
+    ap.add_argument("--part", default="test", help="test or foldK (validation of fold K)")
+    ap.add_argument("--repeats", type=int, default=3, help="scenes per masked face")
+    ap.add_argument("--unmasked", type=int, default=2, help="most unmasked faces per scene")
+    ap.add_argument("--mode", default="tiles", choices=["frame", "tiles"])
+    ap.add_argument("--score-threshold", type=float, default=SCENE_SCORE_THRESHOLD)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+
+    predictor = Predictor.load(a.model, backend=a.backend)
+    d = predictor.config.data
+    data = load_split(a.data, d, "all")
+    pairs = data.take(part_ids(data.splits, a.part))
+    unmasked = []
+    if a.faces and a.unmasked > 0:
+        from maskseg.faces import face_splits, load_crops, load_index
+
+        fs = face_splits(load_index(a.faces), d)
+        unmasked = [c for c in load_crops(a.faces, part_ids(fs, a.part)) if not c.mask]
+    scene = ScenePredictor(predictor, SceneConfig(mode=a.mode, score_threshold=a.score_threshold))
+
+    crop_iou = {s.id: float(iou(confusion(predictor.predict(s.image), s.mask))) for s in pairs}
+    rng = np.random.default_rng(a.seed)
+    scene_ious, inter, union, ms = [], 0, 0, []
+    missed = placed_masked = placed_unmasked = false_masks = 0
+    crop_ious_of_placed = []
+    for k, s in enumerate(pairs):
+        for _ in range(a.repeats):
+            faces = [(s.id, s.image, s.mask)]
+            if len(pairs) > 1 and rng.random() < 0.5:
+                o = pairs[(k + 1 + int(rng.integers(len(pairs) - 1))) % len(pairs)]
+                faces.append((o.id, o.image, o.mask))
+            for _ in range(int(rng.integers(0, a.unmasked + 1)) if unmasked else 0):
+                u = unmasked[int(rng.integers(len(unmasked)))]
+                faces.append((u.id, u.image, None))
+            photo = pairs[int(rng.integers(len(pairs)))].image
+            sc = compose(faces, rng, photo=photo)
+            start = time.perf_counter()
+            result = scene.segment(sc.image)
+            ms.append((time.perf_counter() - start) * 1000)
+            c = confusion(result.mask, sc.truth)
+            scene_ious.append(float(iou(c)))
+            inter, union = inter + int(c.tp[0]), union + int(c.tp[0] + c.fp[0] + c.fn[0])
+            boxes = np.array([f.box for f in result.faces], np.float64).reshape(-1, 4)
+            for p in sc.placements:
+                rect = np.array(p.rect, np.float64)
+                x1, y1, x2, y2 = p.rect
+                if p.masked:
+                    placed_masked += 1
+                    crop_ious_of_placed.append(crop_iou[p.id])
+                    if not len(boxes) or box_iou(rect, boxes).max() < 0.25:
+                        missed += 1
+                else:
+                    placed_unmasked += 1
+                    false_masks += result.mask[y1:y2, x1:x2].mean() > 0.01
+    print(f"model {a.model or 'default'} ({predictor.describe()}); part {a.part}: "
+          f"{len(pairs)} masked faces, {len(unmasked)} unmasked crops; detector "
+          f"blazeface {a.mode}, score >= {a.score_threshold}")  # fmt: skip
+    print(f"scenes: {len(scene_ious)} (640x480), masked faces placed {placed_masked}, "
+          f"unmasked faces placed {placed_unmasked}")  # fmt: skip
+    print(f"scene IoU  mean {np.mean(scene_ious):.4f}  (pooled {inter / max(1, union):.4f})")
+    print(f"crop IoU   mean {np.mean(crop_ious_of_placed):.4f}  (the same faces, as crops)")
+    print(f"missed masked faces {missed}/{placed_masked} ({missed / max(1, placed_masked):.1%})")
+    print(f"unmasked faces given a mask {false_masks}/{placed_unmasked} "
+          f"({false_masks / max(1, placed_unmasked):.1%})")  # fmt: skip
+    print(f"ms per scene: median {statistics.median(ms):.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Video pipeline speed: frames/s and milliseconds per stage of ``maskseg video``.
+
+    python benchmarks/bench_video.py [--faces 1 2 3] [--frames 150] [--runs 3]
+                                     [--backends torch onnx] [--prefetch 0 4] [--codec h264]
+
+Builds 640x480 clips (in a temporary folder) of 1-3 real face crops (the shared MSFD crops)
+moving a few pixels per frame over a background, runs the video loop on each (decode, detect
+or re-detect around tracked faces, segment all faces in one batch, smooth, overlay, encode)
+and prints the median over ``--runs`` of frames/s and of each stage's ms per frame. Decode
+runs in a reader thread when prefetch > 0, so the stages can add up to more than the wall
+time. Backends that are not installed or have no shipped model file are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import cv2
+
+from maskseg.inference import Predictor
+from maskseg.scene import SceneConfig, ScenePredictor
+from maskseg.video import (
+    VideoFileSink,
+    VideoOptions,
+    VideoSegmenter,
+    default_codec,
+    open_source,
+    run_video,
+)
+from maskseg.video.synthetic import moving_faces, write_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+CROPS = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD" / "1" / "face_crop"
+STAGES = ("decode", "detect", "segment", "overlay", "encode")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+# Crops BlazeFace finds at 100-150 px (scores > 0.8): a benchmark of speed, not of hard faces.
+FACES = ("faceMsak_t1_JustinTrudeau_0002.jpg", "faceMask1_ttt_6591_2_3.jpg",
+         "faceMsak_t1_KyriakosMitsotakis_0002.jpg")  # fmt: skip
+
+
+def make_clip(folder: Path, n_faces: int, n_frames: int) -> Path:
+    files = [CROPS / n for n in FACES if (CROPS / n).is_file()] + sorted(CROPS.glob("*.jpg"))
+    crops = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files[:n_faces]]
+    frames = (frame for frame, _ in moving_faces(crops, n_frames, side=150, speed=3.0, seed=1))
+    return write_clip(folder / f"faces{n_faces}.mp4", frames)
+
+
+def run_once(clip: Path, scene: ScenePredictor, options: VideoOptions, out: Path, codec: str,
+             max_frames: int | None = None):  # fmt: skip
+    with open_source(clip) as source:
+        sink = VideoFileSink(out, source.fps, source.size, codec)
+        return run_video(source, VideoSegmenter(scene, options), [sink], max_frames=max_frames)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--faces", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--backends", nargs="+", default=["torch", "onnx"])
+    ap.add_argument("--prefetch", type=int, nargs="+", default=[0, 4],
+                    help="frames decoded ahead in a reader thread (0: none)")  # fmt: skip
+    ap.add_argument("--codec", default=default_codec(), choices=["h264", "mp4v"])
+    ap.add_argument("--detect-every", type=int, default=VideoOptions.detect_every)
+    ap.add_argument("--mode", default="tiles", choices=["frame", "tiles"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="torch backend precision (auto: bf16 where the CPU has it)")  # fmt: skip
+    a = ap.parse_args()
+    if not CROPS.is_dir():
+        raise SystemExit(f"shared data not found at {CROPS}")
+
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f} (shared machine: medians of {a.runs} runs)")  # fmt: skip
+    print(f"clip: 640x480, {a.frames} frames; codec {a.codec}; full detection ({a.mode}) every "
+          f"{a.detect_every} frames, re-detection around tracked faces between")  # fmt: skip
+    head = f"{'backend':<60} {'faces':>5} {'prefetch':>8} {'fps':>6} " + " ".join(
+        f"{s:>8}" for s in STAGES
+    )
+    print(head + f" {'full det':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        clips = {n: make_clip(folder, n, a.frames) for n in a.faces}
+        for backend in a.backends:
+            try:
+                options = {"precision": a.precision} if backend == "torch" else {}
+                predictor = Predictor.load(backend=backend, **options)
+            except (ImportError, ValueError, FileNotFoundError) as exc:
+                print(f"{backend}: skipped ({exc})")
+                continue
+            scene = ScenePredictor(predictor, SceneConfig(mode=a.mode))
+            name = predictor.backend.describe()
+            for n, clip in clips.items():
+                for depth in a.prefetch:
+                    options = VideoOptions(detect_every=a.detect_every, prefetch=depth)
+                    run_once(clip, scene, options, folder / "warm.mp4", a.codec, 20)  # warm-up
+                    runs = [run_once(clip, scene, options, folder / "out.mp4", a.codec)
+                            for _ in range(a.runs)]  # fmt: skip
+                    fps = statistics.median(r.fps for r in runs)
+                    ms = {s: statistics.median(r.ms_per_frame().get(s, 0.0) for r in runs)
+                          for s in STAGES}  # fmt: skip
+                    full = statistics.median(r.full_detections for r in runs)
+                    print(f"{name[:60]:<60} {n:>5} {depth:>8} {fps:>6.1f} "
+                          + " ".join(f"{ms[s]:>8.1f}" for s in STAGES)
+                          + f" {full:>8.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

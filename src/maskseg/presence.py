@@ -1,0 +1,159 @@
+"""The mask-presence gate: fit a ``PresenceHead`` on a trained U-Net's frozen encoder, and
+measure how often a face without a mask gets one and a face with a mask gets none.
+
+Fitting leaves the segmentation untouched (the encoder is frozen, the decoder unused), so the
+gate can only lose a masked face's mask, never reshape it: IoU on a masked face changes only
+where the gate says "no mask".
+
+    maskseg gate run/best.safetensors --faces runs/faces --data MSFD --output gated.safetensors
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from maskseg.preprocess import model_input
+
+log = logging.getLogger(__name__)
+
+# A face "has a mask" in the rates below when its mask covers more than this share of the crop.
+MIN_COVERAGE = 0.01
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How the head is fitted (chosen on faces fold 0 validation, docs/shipped-model-plan.md).
+
+    Attributes:
+        hidden: hidden units of the MLP (0: logistic regression).
+        epochs, lr, weight_decay, batch_size, dropout: AdamW training of the head.
+        flip: also train on the mirrored crops (masks are left-right symmetric).
+        seed: initialisation and batch order.
+    """
+
+    hidden: int = 256
+    epochs: int = 200
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 128
+    dropout: float = 0.2
+    flip: bool = True
+    seed: int = 0
+
+
+@torch.no_grad()
+def encoder_features(
+    model: torch.nn.Module, images: Sequence[np.ndarray], size: int, batch_size: int = 64
+) -> np.ndarray:
+    """The presence head's input features (N, F) for RGB images, from the frozen encoder."""
+    from maskseg.models.unet import PresenceHead
+
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(model_input(list(images[i : i + batch_size]), size))
+        out.append(PresenceHead.features(model.encode(x)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def fit_presence(
+    model: torch.nn.Module,
+    positives: Sequence[np.ndarray],
+    negatives: Sequence[np.ndarray],
+    size: int,
+    cfg: GateConfig | None = None,
+) -> dict[str, Any]:
+    """Give ``model`` (a ``UNet``) a fitted presence head; returns training figures.
+
+    Args:
+        positives: face crops wearing a mask; negatives: face crops without one.
+        size: the model's input size.
+    """
+    from maskseg.models.unet import PresenceHead
+
+    cfg = GateConfig() if cfg is None else cfg
+    if not positives or not negatives:
+        raise ValueError("the gate needs face crops with and without masks")
+    images = list(positives) + list(negatives)
+    labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(np.float32)
+    feats = encoder_features(model, images, size)
+    if cfg.flip:
+        feats = np.concatenate([feats, encoder_features(model, [im[:, ::-1] for im in images],
+                                                        size)])  # fmt: skip
+        labels = np.r_[labels, labels]
+    head = PresenceHead(model.widths, cfg.hidden)
+    head.mean.copy_(torch.from_numpy(feats.mean(0)))
+    head.std.copy_(torch.from_numpy(feats.std(0) + 1e-6))
+    if cfg.dropout and cfg.hidden > 0:
+        head.classifier.insert(0, torch.nn.Dropout(cfg.dropout))
+    x = (torch.from_numpy(feats) - head.mean) / head.std
+    y = torch.from_numpy(labels)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(head.classifier.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Balance the two classes: the gate's errors on either side cost alike.
+    pos_weight = torch.tensor((labels == 0).sum() / max(1, (labels == 1).sum()))
+    head.train()
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), cfg.batch_size):
+            j = perm[i : i + cfg.batch_size]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                head.classifier(x[j])[:, 0], y[j], pos_weight=pos_weight
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    head.eval()
+    if cfg.dropout and cfg.hidden > 0:  # dropout is a no-op at inference: drop the layer
+        head.classifier = torch.nn.Sequential(*list(head.classifier)[1:])  # renumbered keys
+    with torch.no_grad():
+        train_acc = float(((head.classifier(x)[:, 0] > 0).float() == y).float().mean())
+    model.presence = head
+    return {"n_positive": len(positives), "n_negative": len(negatives), "train_accuracy": train_acc}
+
+
+@dataclass
+class PresenceRates:
+    """How the whole predictor (gate and segmentation) answers "mask or not" on face crops."""
+
+    n_with: int
+    n_without: int
+    found: int  # masked faces whose mask covers > MIN_COVERAGE of the crop
+    false_masks: int  # unmasked faces whose mask covers > MIN_COVERAGE
+
+    @property
+    def found_rate(self) -> float:
+        return self.found / max(1, self.n_with)
+
+    @property
+    def false_mask_rate(self) -> float:
+        return self.false_masks / max(1, self.n_without)
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "n_with_mask": self.n_with,
+            "n_without_mask": self.n_without,
+            "found_rate": self.found_rate,
+            "false_mask_rate": self.false_mask_rate,
+        }
+
+
+def presence_rates(predictor: Any, crops: Sequence[Any], batch_size: int = 32) -> PresenceRates:
+    """Found and false-mask rates of a predictor on labelled face crops (``faces.LabelledCrop``)."""
+    covered = []
+    for i in range(0, len(crops), batch_size):
+        chunk = crops[i : i + batch_size]
+        masks = predictor.predict_batch([c.image for c in chunk])
+        covered += [m.mean() > MIN_COVERAGE for m in masks]
+    with_mask = [c.mask for c in crops]
+    found = sum(cov for cov, m in zip(covered, with_mask, strict=True) if m)
+    false = sum(cov for cov, m in zip(covered, with_mask, strict=True) if not m)
+    n_with = sum(with_mask)
+    return PresenceRates(n_with, len(crops) - n_with, int(found), int(false))

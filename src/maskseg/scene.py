@@ -1,0 +1,200 @@
+"""Masks in whole photos and video frames: detect faces, crop each as the training crops are
+framed, segment all crops in one batch, paste the masks back into one full-frame mask.
+
+Detection -> segmentation -> annotation stay three separate steps (``maskseg.viz`` draws), so
+``predict --scene``, the video loop and the web API chain them the same way:
+
+    scene = ScenePredictor(Predictor.load())
+    result = scene.segment(image)      # SceneResult: full-frame mask + one Face per face
+    mask = scene.predict(image)        # just the mask, like Predictor.predict
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from maskseg.preprocess import as_rgb
+
+# Score threshold of the detector in scene mode: lower than MediaPipe's 0.5, because the
+# presence gate turns a detection without a mask (a face or not) into an empty mask, while a
+# missed face can never be segmented. Chosen on scenes of training crops (not the test split).
+SCENE_SCORE_THRESHOLD = 0.35
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """How faces are found and cropped.
+
+    Attributes:
+        detector: a registered detector name (``maskseg.detect.list_detectors()``).
+        mode: "frame" (one pass) or "tiles" (one pass plus overlapping tiles: small faces).
+        score_threshold: minimum detection score.
+        max_faces: at most this many faces per image (best first); None for all.
+        threads: detector threads (None: its default).
+    """
+
+    detector: str = "blazeface"
+    mode: str = "tiles"
+    score_threshold: float = SCENE_SCORE_THRESHOLD
+    max_faces: int | None = None
+    threads: int | None = None
+
+
+@dataclass
+class Face:
+    """One detected face and its mask.
+
+    Attributes:
+        box: detector box x1, y1, x2, y2 in image pixels.
+        score: detector score.
+        crop: the square crop that was segmented, x1, y1, x2, y2.
+        mask_area: mask pixels of this face / area of its box (may exceed 1: a mask reaches
+            below the chin, where the box ends).
+        mask: whether a mask was found (any mask pixel).
+    """
+
+    box: np.ndarray
+    score: float
+    crop: np.ndarray
+    mask_area: float
+    mask: bool
+    keypoints: np.ndarray | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "score": round(float(self.score), 4),
+            "crop": [round(float(v), 1) for v in self.crop],
+            "mask_area": round(float(self.mask_area), 4),
+            "mask": bool(self.mask),
+        }
+
+
+@dataclass
+class SceneResult:
+    """A full-frame mask and the faces it came from."""
+
+    mask: np.ndarray
+    faces: list[Face] = field(default_factory=list)
+
+    def as_record(self) -> dict[str, Any]:
+        h, w = self.mask.shape
+        return {
+            "width": w,
+            "height": h,
+            "faces": [f.as_record() for f in self.faces],
+            "mask_area": round(float(self.mask.mean()), 6),
+        }
+
+
+class ScenePredictor:
+    """Face detection + the crop ``Predictor``.
+
+    Args:
+        predictor: segments face crops (``maskseg.Predictor``).
+        config: detector and its settings.
+        detector: a detector instance to use instead of building one from ``config``.
+    """
+
+    def __init__(self, predictor: Any, config: SceneConfig | None = None, detector: Any = None):
+        from maskseg.detect import get_detector, load_crop_mapping
+
+        self.predictor = predictor
+        self.config = SceneConfig() if config is None else config
+        c = self.config
+        self.detector = detector or get_detector(
+            c.detector, mode=c.mode, score_threshold=c.score_threshold, max_faces=c.max_faces,
+            threads=c.threads,
+        )  # fmt: skip
+        self.mappings = {m: load_crop_mapping(c.detector, m) for m in ("frame", "tiles", "roi")}
+
+    def detect(self, image: np.ndarray, rois: np.ndarray | None = None):
+        """Faces in an image (``Detections``); with ``rois`` only there (tracked faces)."""
+        return self.detector.detect(image, rois=rois)
+
+    def crop_rects(self, detections: Any, tracked: bool = False) -> np.ndarray:
+        """Square crops (N, 4) for detections, by the mapping fitted for how they were found."""
+        from maskseg.detect import crop_boxes
+
+        mode = "roi" if tracked else self.config.mode
+        return crop_boxes(detections, self.mappings[mode])
+
+    def segment(
+        self,
+        image: np.ndarray,
+        size: tuple[int, int] | None = None,
+        detections: Any = None,
+        tracked: bool = False,
+    ) -> SceneResult:
+        """Detect (unless ``detections`` are given), segment every face in one batch, paste.
+
+        Args:
+            image: RGB uint8 (grayscale and RGBA accepted).
+            size: (height, width) of the output mask when ``image`` was decoded reduced;
+                boxes and crops are then reported in that full size's pixels.
+            detections: faces found elsewhere (e.g. tracked in a video).
+            tracked: those faces come from regions tracked between frames ("roi" mapping).
+        """
+        image = as_rgb(image)
+        dets = self.detect(image) if detections is None else detections
+        rects = self.crop_rects(dets, tracked)
+        logits = self.crop_logits(image, rects)
+        return self.paste(image.shape[:2], size, dets, rects, logits)
+
+    def crop_logits(self, image: np.ndarray, rects: np.ndarray) -> np.ndarray:
+        """The model's logits (N, 1, S, S) for the crops, in one backend call."""
+        from maskseg.detect import cut_crop
+
+        s = self.predictor.size
+        crops = [cut_crop(image, r, size=s) for r in rects]
+        return self.predictor.logits(crops) if crops else np.zeros((0, 1, s, s), np.float32)
+
+    def paste(
+        self,
+        shape: tuple[int, int],
+        size: tuple[int, int] | None,
+        dets: Any,
+        rects: np.ndarray,
+        logits: np.ndarray,
+    ) -> SceneResult:
+        """Masks at each crop's own pixel size (upsampled logits, thresholded, cleaned: the
+        crop path of ``Predictor``), OR-ed into the frame; the part outside it is dropped."""
+        from maskseg.detect import pixel_rect
+
+        h, w = size if size is not None else shape
+        scale = np.array([w / shape[1], h / shape[0]] * 2)
+        full = np.zeros((h, w), bool)
+        rects = np.asarray(rects, np.float64).reshape(-1, 4) * scale
+        windows = [pixel_rect(r) for r in rects]
+        masks = self.predictor.masks_from_logits(logits, [(side, side) for _, _, side in windows])
+        faces = []
+        for i, ((x, y, side), crop_mask) in enumerate(zip(windows, masks, strict=True)):
+            x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
+            area = 0
+            if x1 > x0 and y1 > y0:
+                part = crop_mask[y0 - y : y1 - y, x0 - x : x1 - x]
+                full[y0:y1, x0:x1] |= part
+                area = int(part.sum())
+            box = dets.boxes[i] * scale
+            box_area = max(1.0, float((box[2] - box[0]) * (box[3] - box[1])))
+            faces.append(Face(box, float(dets.scores[i]), rects[i], area / box_area, area > 0,
+                              dets.keypoints[i] * scale[:2]))  # fmt: skip
+        return SceneResult(full, faces)
+
+    def predict(self, image: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The full-frame bool mask (as ``Predictor.predict``, for whole photos)."""
+        return self.segment(image, size).mask
+
+    __call__ = predict
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [self.predict(im) for im in images]
+
+    def describe(self) -> str:
+        c = self.config
+        found = f"{c.detector} ({c.mode}, score >= {c.score_threshold})"
+        return f"{found} + {self.predictor.describe()}"

@@ -1,0 +1,78 @@
+"""Face masks in videos, camera feeds and streams: ``maskseg video``.
+
+source -> frames -> detect / track -> segment (all faces in one batch) -> annotate -> sinks
+
+    from maskseg.video import VideoSegmenter, VideoFileSink, open_source, run_video
+
+    scene = ScenePredictor(Predictor.load())
+    with open_source("clip.mp4") as source:
+        sink = VideoFileSink("out.mp4", source.fps, source.size)
+        stats = run_video(source, VideoSegmenter(scene), [sink])
+    print(stats.summary())     # frames/s and milliseconds per stage
+
+Loaders (``sources``), tracking and smoothing (``tracking``), sinks (``sinks``) and the loop
+(``loop``) are separate steps, so a web API can chain the same parts differently.
+"""
+
+from maskseg.video.loop import (
+    FrameResult,
+    StopEvent,
+    VideoOptions,
+    VideoSegmenter,
+    VideoStats,
+    annotate,
+    run_video,
+    stop_on_signals,
+)
+from maskseg.video.sinks import (
+    CODECS,
+    JsonLinesSink,
+    MaskFolderSink,
+    PreviewSink,
+    VideoFileSink,
+    default_codec,
+    frame_record,
+    gui_problem,
+)
+from maskseg.video.sources import (
+    CameraSource,
+    FileSource,
+    Frame,
+    Source,
+    SourceError,
+    StreamSource,
+    open_source,
+    prefetch,
+)
+from maskseg.video.tracking import CropSmoother, FaceTracker, Track, match_boxes
+
+__all__ = [
+    "CODECS",
+    "CameraSource",
+    "CropSmoother",
+    "FaceTracker",
+    "FileSource",
+    "Frame",
+    "FrameResult",
+    "JsonLinesSink",
+    "MaskFolderSink",
+    "PreviewSink",
+    "Source",
+    "SourceError",
+    "StopEvent",
+    "StreamSource",
+    "Track",
+    "VideoFileSink",
+    "VideoOptions",
+    "VideoSegmenter",
+    "VideoStats",
+    "annotate",
+    "default_codec",
+    "frame_record",
+    "gui_problem",
+    "match_boxes",
+    "open_source",
+    "prefetch",
+    "run_video",
+    "stop_on_signals",
+]

@@ -1,0 +1,362 @@
+"""The video loop: source -> frames -> detect / track -> segment -> annotate -> sinks.
+
+Detection is the costly part of a frame after segmentation, so it is done in full (the scene
+predictor's mode: "tiles" finds small faces) only every ``detect_every`` frames, when no face
+is being followed, or when a followed face is not found again; in between, the detector only
+looks around the faces of the previous frame (``detect(frame, rois=boxes)``) and their crops
+use the mapping fitted for such re-detections ("roi"). All faces of a frame are segmented in
+one model call. Each stage's time is counted in ``VideoStats``.
+
+A face already followed is kept down to a lower detection score (``keep_score``) than a new
+face needs (the scene's threshold): masked faces often score near that threshold, and
+without this hysteresis their masks blink off in the frames where they dip below it. Such a
+weak detection must overlap the face's last box and look like it (``keep_iou``,
+``keep_look``), so the background left behind by a face that moves away cannot inherit it.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from maskseg.preprocess import as_rgb
+from maskseg.video.sinks import Sink
+from maskseg.video.sources import Frame, prefetch
+from maskseg.video.tracking import (
+    CropSmoother,
+    FaceTracker,
+    Track,
+    appearance,
+    match_boxes,
+    similarity,
+)
+
+STAGES = ("decode", "detect", "segment", "overlay", "encode", "write", "show")
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How faces are followed and masks smoothed.
+
+    Attributes:
+        detect_every: a full detection at least every this many frames (1: every frame, no
+            re-detection around tracked faces).
+        smooth: average each face's mask over frames (``CropSmoother``).
+        smooth_weight: share of the newest frame in that average.
+        reset_iou: a face whose box overlaps its previous box by less starts a new average.
+        keep_score: a followed face is kept down to this detection score; a new face needs
+            the scene's own threshold.
+        keep_iou, keep_look: ... but only when that weaker detection overlaps the face's
+            last box at least ``keep_iou`` and looks like it (grey thumbnails correlated at
+            least ``keep_look``): background the detector half-believes in where a face
+            was must not take its place when it leaves.
+        track_iou: boxes overlapping at least this continue a track.
+        max_misses: a track not found this many frames in a row is dropped.
+        prefetch: frames decoded ahead in a reader thread (0: decode in the loop). Off by
+            default: decoding a 640x480 frame takes under 1 ms, and on a busy 2-core CPU
+            the extra thread cost more than it hid (``benchmarks/bench_video.py``).
+    """
+
+    detect_every: int = 15
+    smooth: bool = True
+    smooth_weight: float = 0.5
+    reset_iou: float = 0.5
+    keep_score: float = 0.2
+    keep_iou: float = 0.5
+    keep_look: float = 0.6
+    track_iou: float = 0.3
+    max_misses: int = 5
+    prefetch: int = 0
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
+
+
+@dataclass
+class VideoStats:
+    """What a run did and where its time went.
+
+    Attributes:
+        frames: frames processed.
+        seconds: total seconds per stage (decode runs in the reader thread, overlapped).
+        wall: seconds from the first frame asked for to the last sink closed.
+        full_detections: frames that got a full detection.
+        stopped: why the run ended early ("SIGINT", "SIGTERM", "window"), None at the end
+            of the source.
+    """
+
+    frames: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    wall: float = 0.0
+    full_detections: int = 0
+    stopped: str | None = None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall if self.wall > 0 else 0.0
+
+    def ms_per_frame(self) -> dict[str, float]:
+        """Milliseconds per frame of each stage that ran, in pipeline order."""
+        n = max(1, self.frames)
+        return {s: 1000 * self.seconds[s] / n for s in STAGES if s in self.seconds}
+
+    def summary(self) -> str:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.ms_per_frame().items())
+        return (f"{self.frames} frames in {self.wall:.1f} s: {self.fps:.1f} frames/s; "
+                f"ms per frame: {stages}; full detections: {self.full_detections}")  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"frames": self.frames, "wall_s": round(self.wall, 4),
+                "fps": round(self.fps, 2), "full_detections": self.full_detections,
+                "ms_per_frame": {k: round(v, 3) for k, v in self.ms_per_frame().items()},
+                "stopped": self.stopped}  # fmt: skip
+
+
+@dataclass
+class FrameResult:
+    """One frame's faces and mask (``scene``), the track id of each face, and whether the
+    faces came from a full detection."""
+
+    scene: Any
+    ids: list[int]
+    full_detection: bool
+
+
+class VideoSegmenter:
+    """Per-stream state around a ``ScenePredictor``: the tracker, the smoother and when the
+    next full detection is due. One instance per video; ``reset()`` between videos.
+
+    Args:
+        scene: ``maskseg.scene.ScenePredictor``.
+        options: see ``VideoOptions``.
+    """
+
+    def __init__(self, scene: Any, options: VideoOptions | None = None):
+        from maskseg.detect import get_detector
+
+        self.scene = scene
+        self.options = options or VideoOptions()
+        c = scene.config
+        self.new_score = c.score_threshold
+        # the scene's detector with the lower threshold of followed faces; new faces are
+        # held to the scene's own threshold in _gate
+        self.detector = get_detector(
+            c.detector, mode=c.mode, score_threshold=min(self.options.keep_score, self.new_score),
+            threads=c.threads,
+        )  # fmt: skip
+        self.reset()
+
+    def reset(self) -> None:
+        o = self.options
+        self.tracker = FaceTracker(o.track_iou, o.max_misses)
+        self.smoother = CropSmoother(o.smooth_weight, o.reset_iou) if o.smooth else None
+        self._since_full: int | None = None
+
+    def __call__(self, image: np.ndarray, stats: VideoStats | None = None) -> FrameResult:
+        """Detect (or re-detect around tracked faces), segment all faces in one batch,
+        smooth, paste into the frame's mask."""
+        stats = stats or VideoStats()
+        image = as_rgb(image)
+        with stats.stage("detect"):
+            dets, tracked = self._detect(image)
+            tracks = self.tracker.update(dets.boxes, dets.scores)
+            for t in tracks:
+                t.look = appearance(image, t.box)
+        if not tracked:
+            stats.full_detections += 1
+        with stats.stage("segment"):
+            scene = self.scene
+            rects = scene.crop_rects(dets, tracked)
+            if self.smoother is not None and len(rects):
+                pairs = zip(tracks, rects, strict=True)
+                rects = np.stack([self.smoother.window(t, r) for t, r in pairs])
+            logits = scene.crop_logits(image, rects)
+            if self.smoother is not None and len(logits):
+                parts = zip(tracks, rects, logits, strict=True)
+                logits = np.stack([self.smoother(t, r, lg) for t, r, lg in parts])
+            result = scene.paste(image.shape[:2], None, dets, rects, logits)
+        return FrameResult(result, [t.id for t in tracks], not tracked)
+
+    def _detect(self, image: np.ndarray) -> tuple[Any, bool]:
+        """(detections, whether they were re-detected around followed faces)."""
+        active: list[Track] = self.tracker.active()
+        due = (
+            self._since_full is None
+            or self._since_full + 1 >= self.options.detect_every
+            or not active
+        )
+        if not due:
+            boxes = np.array([t.box for t in active])
+            dets = self.detector.detect(image, rois=boxes)
+            # a search around known faces only continues them: what else it finds in their
+            # surroundings is left to the next full detection (zoomed-in background fools
+            # the detector more often than the full view)
+            keep = np.zeros(len(dets), bool)
+            keep[[j for _, j in match_boxes(boxes, dets.boxes, self.options.track_iou)]] = True
+            dets = self._gate(dets[keep], image)
+            confirmed = [t for t in active if t.hits > 1]  # one-frame detections may be noise
+            if self.tracker.finds_all(confirmed, dets.boxes):
+                self._since_full += 1
+                return dets, True
+        # the schedule says so, nothing is followed, or a followed face was lost: look
+        # everywhere, in this same frame, so the face is not missing from it
+        self._since_full = 0
+        return self._gate(self.detector.detect(image), image), False
+
+    def _gate(self, dets: Any, image: np.ndarray) -> Any:
+        """Keep detections that reach the scene's threshold, or continue a followed face
+        (close to its last box and alike)."""
+        keep = dets.scores >= self.new_score
+        if not keep.all():
+            o = self.options
+            tracks = self.tracker.tracks
+            old = np.array([t.box for t in tracks]).reshape(-1, 4)
+            for i, j in match_boxes(old, dets.boxes, o.keep_iou):
+                look = tracks[i].look
+                keep[j] |= look is None or (
+                    similarity(look, appearance(image, dets.boxes[j])) >= o.keep_look
+                )
+            dets = dets[keep]
+        return self._limit(dets)
+
+    def _limit(self, dets: Any) -> Any:
+        limit = self.scene.config.max_faces
+        return dets if limit is None else dets[:limit]
+
+
+def annotate(image: np.ndarray, scene: Any) -> np.ndarray:
+    """The frame with its mask tinted and outlined and each face's box and score drawn."""
+    from maskseg.viz import draw_faces, overlay
+
+    return draw_faces(overlay(image, scene.mask), scene.faces)
+
+
+class StopEvent(threading.Event):
+    """A stop request with its reason (the signal's name)."""
+
+    reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self.set()
+
+
+@contextmanager
+def stop_on_signals(
+    signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
+) -> Iterator[StopEvent]:
+    """While inside, Ctrl-C and SIGTERM set the yielded event instead of killing the process,
+    so the loop ends after the current frame and closes its files; a second Ctrl-C raises
+    ``KeyboardInterrupt`` as usual. Off the main thread no handlers can be set: the event
+    is then only set by whoever holds it."""
+    stop = StopEvent()
+
+    def handle(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.request(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    old = {s: signal.signal(s, handle) for s in signals}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_video(
+    source: Iterable[Frame],
+    segmenter: VideoSegmenter,
+    sinks: Sequence[Sink] = (),
+    stop: threading.Event | None = None,
+    max_frames: int | None = None,
+    on_frame: Callable[[Frame, FrameResult], None] | None = None,
+) -> VideoStats:
+    """Process frames until the source ends, ``stop`` is set, ``max_frames`` are done or a
+    sink asks to stop (a preview window's q key). The sinks are always closed (a video file
+    is finished and playable) before returning, also on Ctrl-C or an error.
+
+    Args:
+        source: frames (a ``Source``: its ``decode_seconds`` become the decode stage).
+        segmenter: the per-stream state (``VideoSegmenter``); frames are decoded ahead in a
+            reader thread when its options say so.
+        sinks: where each frame goes (``maskseg.video.sinks``).
+        on_frame: called after each frame (progress bars).
+
+    Returns:
+        ``VideoStats``: frames, wall time, per-stage times, why it stopped.
+    """
+    stats = VideoStats()
+    overlay = any(s.needs_overlay for s in sinks)
+    depth = segmenter.options.prefetch
+    frames = prefetch(source, depth, stop) if depth else iter(source)
+    t0 = time.perf_counter()
+    try:
+        for frame in frames:
+            result = segmenter(frame.image, stats)
+            shown = None
+            if overlay:
+                with stats.stage("overlay"):
+                    shown = annotate(frame.image, result.scene)
+            for sink in sinks:
+                with stats.stage(sink.stage):
+                    sink.write(frame, result, shown)
+            stats.frames += 1
+            if on_frame is not None:
+                on_frame(frame, result)
+            if stop is not None and stop.is_set():
+                stats.stopped = getattr(stop, "reason", None) or "stop"
+                break
+            if any(getattr(s, "stop_requested", False) for s in sinks):
+                stats.stopped = "window"
+                break
+            if max_frames is not None and stats.frames >= max_frames:
+                break
+        if stop is not None and stop.is_set() and stats.stopped is None:
+            stats.stopped = getattr(stop, "reason", None) or "stop"
+    except KeyboardInterrupt:
+        stats.stopped = "SIGINT"
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()  # ends the reader thread before the source may be closed
+        _close_all(sinks, stats)
+        stats.wall = time.perf_counter() - t0
+        decode = getattr(source, "decode_seconds", None)
+        if decode is not None:
+            stats.seconds["decode"] = decode
+    return stats
+
+
+def _close_all(sinks: Sequence[Sink], stats: VideoStats) -> None:
+    """Close every sink even when one fails; the first failure is raised afterwards."""
+    error: BaseException | None = None
+    for sink in sinks:
+        try:
+            with stats.stage(sink.stage):
+                sink.close()
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error

@@ -1,0 +1,121 @@
+"""Backend selection: by file suffix, by flag, the shipped model's file by installed runtime, and
+clear errors for a file the chosen backend cannot read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import maskseg.inference as inference
+from maskseg.backends import is_installed, load_backend
+from maskseg.backends.onnx import load as load_onnx
+from maskseg.backends.onnx import session_options
+from maskseg.checkpoint import save_weights
+from maskseg.cli import main
+from maskseg.config import Config, DataConfig, ModelConfig
+from maskseg.export import export_onnx
+from maskseg.inference import Predictor, available_models, resolve_model_path, shipped_files
+from maskseg.io import read_mask
+from maskseg.models import create_model
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("backends")
+    cfg = Config(data=DataConfig(image_size=32), model=ModelConfig(base_channels=4, depth=2))
+    src = tmp / "tiny.safetensors"
+    save_weights(src, create_model(cfg.model), cfg)
+    export_onnx(src, tmp / "tiny.onnx", exporter="legacy")
+    return src, tmp / "tiny.onnx"
+
+
+def test_backend_follows_the_file_suffix(tiny_files):
+    src, onnx_file = tiny_files
+    assert Predictor.load(src).backend.name == "torch"
+    assert Predictor.load(onnx_file).backend.name == "onnx"
+    assert Predictor.load(onnx_file, backend="onnx").backend.name == "onnx"
+
+
+def test_backend_flag_on_a_file_it_cannot_read(tiny_files):
+    src, onnx_file = tiny_files
+    with pytest.raises(ValueError, match="maskseg export"):
+        Predictor.load(src, backend="onnx")
+    with pytest.raises(ValueError, match="reads .safetensors"):
+        Predictor.load(onnx_file, backend="torch")
+    with pytest.raises(ValueError, match="valid: auto, torch, onnx"):
+        Predictor.load(onnx_file, backend="openvino")
+
+
+def test_shipped_model_is_listed_once_and_picks_the_fastest_runtime(monkeypatch):
+    assert list(available_models()).count("unet-msfd") == 1
+    files = shipped_files()["unet-msfd"]
+    assert set(files) == {"onnx", "torch"}
+    assert resolve_model_path("unet-msfd").suffix == ".onnx"  # onnxruntime is installed
+    assert resolve_model_path(None, backend="torch").suffix == ".safetensors"
+    assert resolve_model_path("unet-msfd", backend="onnx").suffix == ".onnx"
+    assert Predictor.load().backend.name == "onnx"
+    assert Predictor.load(backend="torch").backend.name == "torch"
+    # Without onnxruntime, "auto" falls back to the PyTorch file.
+    monkeypatch.setattr(inference, "is_installed", lambda name: name != "onnx")
+    assert resolve_model_path("unet-msfd").suffix == ".safetensors"
+    assert available_models()["unet-msfd"].suffix == ".safetensors"
+
+
+def test_cli_backend_flag(tmp_path: Path, tiny_files, capsys):
+    src, onnx_file = tiny_files
+    img = np.random.default_rng(0).integers(0, 255, (50, 40, 3), dtype=np.uint8)
+    from maskseg.io import write_rgb
+
+    write_rgb(tmp_path / "a.png", img)
+    masks = {}
+    for backend, model in [("onnx", onnx_file), ("torch", src), ("auto", onnx_file)]:
+        out = tmp_path / backend
+        args = ["predict", str(tmp_path / "a.png"), "--output", str(out), "--model", str(model)]
+        assert main([*args, "--backend", backend, "--no-progress"]) == 0
+        masks[backend] = read_mask(out / "a.png")
+    assert (masks["onnx"] != masks["torch"]).mean() < 1e-3
+    np.testing.assert_array_equal(masks["onnx"], masks["auto"])
+    code = main(["predict", str(tmp_path / "a.png"), "--output", str(tmp_path / "x"),
+                 "--model", str(src), "--backend", "onnx"])  # fmt: skip
+    assert code == 2 and "maskseg export" in capsys.readouterr().err
+
+
+def test_session_options_and_errors(tiny_files, tmp_path: Path):
+    _, onnx_file = tiny_files
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    ref, _, _ = load_onnx(onnx_file)
+    for opts in [{"threads": 1}, {"optimization": "basic"}, {"spinning": True},
+                 {"parallel": True}, {"optimization": "none"}]:  # fmt: skip
+        backend, cfg, _ = load_onnx(onnx_file, **opts)
+        np.testing.assert_allclose(backend(x), ref(x), atol=1e-5)
+    assert "fp32" in ref.describe() and "onnxruntime" in ref.describe()
+    with pytest.raises(ValueError, match="optimization"):
+        session_options(optimization="max")
+    with pytest.raises(ValueError, match="precision"):
+        load_onnx(onnx_file, precision="fp32")
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a readable ONNX model"):
+        load_backend(tmp_path / "bad.onnx")
+    with pytest.raises(FileNotFoundError):
+        load_backend(tmp_path / "missing.onnx")
+
+
+def test_onnx_without_maskseg_metadata_is_refused(tmp_path: Path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Identity", ["image"], ["logits"])
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph), str(tmp_path / "plain.onnx"))
+    with pytest.raises(ValueError, match="no maskseg config metadata"):
+        Predictor.load(tmp_path / "plain.onnx")
+
+
+def test_runtimes_are_checked_without_importing():
+    assert is_installed("onnx") and is_installed("torch")

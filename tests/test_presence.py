@@ -1,0 +1,80 @@
+"""The mask-presence gate: fitted on a frozen encoder, it empties the masks of unmasked faces
+and leaves masked faces' masks exactly as they were."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskseg.checkpoint import save_weights
+from maskseg.config import Config, DataConfig, ModelConfig
+from maskseg.faces import LabelledCrop
+from maskseg.inference import Predictor
+from maskseg.models import create_model
+from maskseg.presence import GateConfig, fit_presence, presence_rates
+
+
+def _faces(n: int, masked: bool, rng: np.random.Generator) -> list[np.ndarray]:
+    """Skin-coloured squares; masked ones have a light-blue lower half."""
+    out = []
+    for _ in range(n):
+        img = np.empty((48, 48, 3), np.uint8)
+        img[:] = rng.integers(150, 220), rng.integers(110, 170), rng.integers(90, 140)
+        if masked:
+            img[24:] = rng.integers(170, 230), rng.integers(200, 240), rng.integers(220, 255)
+        out.append(np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8))
+    return out
+
+
+def test_gate_empties_unmasked_faces_and_keeps_masked_ones(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    cfg = Config(data=DataConfig(image_size=32), model=ModelConfig(base_channels=4, depth=2))
+    net = create_model(cfg.model).eval()
+    # the untrained decoder's logits, made positive everywhere: every pixel is "mask"
+    with torch.no_grad():
+        net.head.bias.fill_(50.0)
+    pos, neg = _faces(40, True, rng), _faces(40, False, rng)
+    new_pos, new_neg = _faces(10, True, rng), _faces(10, False, rng)
+    crops = [LabelledCrop(f"p{i}", im, True) for i, im in enumerate(new_pos)]
+    crops += [LabelledCrop(f"n{i}", im, False) for i, im in enumerate(new_neg)]
+    plain = Predictor.from_model(net, cfg, "cpu", precision="fp32")
+    assert all(m.all() for m in plain.predict_batch(new_neg))  # no gate: masks everywhere
+    assert presence_rates(plain, crops).false_mask_rate == 1.0
+    before = plain.predict_batch(new_pos)
+    figures = fit_presence(net, pos, neg, 32, GateConfig(hidden=16, epochs=30))
+    assert figures["train_accuracy"] == 1.0
+    gated_cfg = cfg.replace("model", presence=True, presence_hidden=16)
+    save_weights(tmp_path / "g.safetensors", net, gated_cfg)
+    gated = Predictor.load(tmp_path / "g.safetensors", backend="torch", precision="fp32")
+    assert not any(m.any() for m in gated.predict_batch(new_neg))
+    for m, m0 in zip(gated.predict_batch(new_pos), before, strict=True):
+        np.testing.assert_array_equal(m, m0)  # untouched where a mask is worn
+    rates = presence_rates(gated, crops)
+    assert (rates.found_rate, rates.false_mask_rate) == (1.0, 0.0)
+
+
+def test_presence_rates_count_by_coverage():
+    class Fixed:
+        """Masks covering a given share of each crop, by crop id order."""
+
+        def __init__(self, shares):
+            self.shares = list(shares)
+
+        def predict_batch(self, images):
+            out = []
+            for im in images:
+                m = np.zeros(im.shape[:2], bool)
+                m.flat[: int(self.shares.pop(0) * m.size)] = True
+                out.append(m)
+            return out
+
+    img = np.zeros((10, 10, 3), np.uint8)
+    crops = [LabelledCrop("a", img, True), LabelledCrop("b", img, True),
+             LabelledCrop("c", img, False), LabelledCrop("d", img, False),
+             LabelledCrop("e", img, False)]  # fmt: skip
+    # 1 % of 100 px is 1 px: "covers more than 1 %" needs 2 px
+    rates = presence_rates(Fixed([0.5, 0.01, 0.0, 0.02, 0.3]), crops)
+    assert (rates.found, rates.n_with) == (1, 2)
+    assert (rates.false_masks, rates.n_without) == (2, 3)
+    assert rates.as_dict()["false_mask_rate"] == 2 / 3

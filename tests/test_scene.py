@@ -1,0 +1,77 @@
+"""Whole photos: detect -> crop -> segment -> paste, and `maskseg predict --scene`."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from maskseg.cli import main
+from maskseg.inference import Predictor
+from maskseg.io import read_image, read_mask
+from maskseg.scene import ScenePredictor
+from maskseg.synth import compose
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def scene() -> ScenePredictor:
+    return ScenePredictor(Predictor.load())
+
+
+@pytest.fixture(scope="module")
+def two_faces() -> np.ndarray:
+    face = read_image(EXAMPLES / "face.jpg")
+    mask = read_mask(EXAMPLES / "face_truth.png")
+    rng = np.random.default_rng(3)
+    return compose([("a", face, mask), ("b", face[:, ::-1].copy(), mask[:, ::-1])], rng,
+                   sizes=(200, 220), kind="flat")  # fmt: skip
+
+
+def test_no_face_gives_an_empty_mask(scene: ScenePredictor):
+    result = scene.segment(np.full((240, 320, 3), 90, np.uint8))
+    assert result.faces == [] and result.mask.shape == (240, 320) and not result.mask.any()
+
+
+def test_two_faces_each_get_their_mask(scene: ScenePredictor, two_faces):
+    result = scene.segment(two_faces.image)
+    assert len(result.faces) == 2 and all(f.mask for f in result.faces)
+    inter = (result.mask & two_faces.truth).sum()
+    union = (result.mask | two_faces.truth).sum()
+    assert inter / union > 0.6  # both drawn masks found, nothing elsewhere
+    for p in two_faces.placements:
+        x1, y1, x2, y2 = p.rect
+        assert result.mask[y1:y2, x1:x2].mean() > 0.1
+    record = result.as_record()
+    assert record["width"] == 640 and len(record["faces"]) == 2
+    assert {"box", "score", "crop", "mask_area", "mask"} <= set(record["faces"][0])
+
+
+def test_reduced_image_gives_a_full_size_mask(scene: ScenePredictor, two_faces):
+    full = scene.segment(two_faces.image)
+    small = cv2.resize(two_faces.image, (320, 240), interpolation=cv2.INTER_AREA)
+    up = scene.segment(small, size=(480, 640))
+    assert up.mask.shape == (480, 640)
+    assert (up.mask & full.mask).sum() / (up.mask | full.mask).sum() > 0.8
+    np.testing.assert_allclose(up.faces[0].box, full.faces[0].box, atol=12)
+
+
+def test_predict_scene_cli_writes_masks_json_and_overlays(tmp_path: Path, two_faces, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "two.jpg"), two_faces.image[..., ::-1])
+    cv2.imwrite(str(src / "empty.png"), np.full((100, 150, 3), 200, np.uint8))
+    out = tmp_path / "out"
+    args = ["predict", str(src), "--output", str(out), "--scene", "--json", "--overlay"]
+    assert main(args) == 0
+    two = json.loads((out / "two.json").read_text())
+    assert len(two["faces"]) == 2 and all(f["mask"] for f in two["faces"])
+    empty = json.loads((out / "empty.json").read_text())
+    assert empty["faces"] == [] and empty["mask_area"] == 0
+    assert read_mask(out / "two.png").shape == (480, 640)
+    assert not read_mask(out / "empty.png").any()
+    assert (out / "two_overlay.jpg").exists()
+    assert main(["predict", str(src / "two.jpg"), "--output", str(out), "--json"]) == 2
+    assert "--scene" in capsys.readouterr().err

@@ -121,3 +121,18 @@ def test_lovasz_hinge_hand_values():
     BCEDiceLoss(lovasz_weight=1.0)(logits, t).backward()
     # descending the loss must raise truth pixels' logits and lower the others'
     assert (logits.grad[t > 0] < 0).all() and (logits.grad[t == 0] > 0).all()
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (37, 53)])
+def test_separable_block_keeps_the_contract(hw):
+    """The depthwise-separable block (ModelConfig.block) is an option of the U-Net, not a
+    registered architecture, so it gets the contract checks here."""
+    model = create_model(ModelConfig(base_channels=8, depth=2, block="separable"))
+    out = model(torch.randn(2, 3, *hw))
+    assert out.shape == (2, 1, *hw)
+    BCEDiceLoss()(out, torch.rand(2, 1, *hw).round()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() for p in model.parameters())
+    plain = create_model(ModelConfig(base_channels=8, depth=2))
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in plain.parameters())
+    with pytest.raises(ValueError, match="valid: double, separable"):
+        UNet(block="inverted")

@@ -155,8 +155,11 @@ def _predictor(a: argparse.Namespace):
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    import json
+
     from maskseg.data import Splits, load_split
     from maskseg.evaluation import evaluate_predictor, format_summary_table
+    from maskseg.io import atomic_write_bytes
 
     predictor = _predictor(a)
     d = predictor.config.data  # the model's own split settings: it never saw their test ids
@@ -164,7 +167,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     ids = {"test": data.splits.test, "trainval": data.splits.trainval,
            "all": sorted(data.samples)}[a.split]  # fmt: skip
     samples = data.take(ids)
-    if not samples:
+    if not samples and not a.faces:
         print(f"error: the {a.split} split of {a.data} holds no readable pairs", file=sys.stderr)
         return 1
     out = a.output or Path("maskseg-eval")
@@ -178,15 +181,21 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         ids = {"test": fs.test, "trainval": fs.trainval, "all": fs.test + fs.trainval}[a.split]
         rates = presence_rates(predictor, load_crops(a.faces, ids)).as_dict()
         about["faces"] = {"folder": str(a.faces), "min_coverage": MIN_COVERAGE, **rates}
-    summary = evaluate_predictor(predictor, samples, out, n_worst=a.worst, about=about)
-    print(f"{a.split} split of {a.data} (split seed {d.seed}): {len(samples)} images\n"
-          f"{format_summary_table(summary)}")  # fmt: skip
+    if samples:
+        summary = evaluate_predictor(predictor, samples, out, n_worst=a.worst, about=about)
+        print(f"{a.split} split of {a.data} (split seed {d.seed}): {len(samples)} images\n"
+              f"{format_summary_table(summary)}")  # fmt: skip
+    else:  # a model trained on every pair: no held-out pairs, only the photos' rates
+        print(f"the {a.split} split of {a.data} holds no pairs for this model (it was trained "
+              f"on every pair); face photos only")  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "summary.json", json.dumps(about, indent=2).encode())
     if a.faces:
         f = about["faces"]
         print(f"faces ({a.split} split of {a.faces}): false-mask rate {f['false_mask_rate']:.4f} "
               f"of {f['n_without_mask']} unmasked, found rate {f['found_rate']:.4f} of "
               f"{f['n_with_mask']} masked (mask > {MIN_COVERAGE:.0%} of the crop)")  # fmt: skip
-    print(f"written: {out}/summary.json, per_image.csv, worst_cases.png")
+    print(f"written: {out}/summary.json" + (", per_image.csv, worst_cases.png" if samples else ""))
     return 0
 
 
@@ -281,6 +290,28 @@ def cmd_video(a: argparse.Namespace) -> int:
     written = ", ".join(str(p) for p in (a.output, a.json, a.masks) if p) or "nothing"
     stopped = f"; stopped by {stats.stopped}" if stats.stopped else ""
     print(f"{source.describe()}: wrote {written}{stopped}\n{stats.summary()}")
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    import os
+
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401  (python-multipart: uploads)
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"maskseg serve needs the serve extra ({exc.name} is missing): "
+                          "pip install 'maskseg[serve]'") from None  # fmt: skip
+    from maskseg.serve import Settings, run
+    from maskseg.serve.settings import API_KEY_ENV, MB
+
+    settings = Settings(host=a.host, port=a.port, model=a.model, backend=a.backend,
+                        threads=a.threads, workers=a.workers,
+                        api_key=a.api_key or os.environ.get(API_KEY_ENV) or None,
+                        max_upload_bytes=int(a.max_upload_mb * MB), max_pixels=a.max_pixels,
+                        max_in_flight=a.max_in_flight, timeout_s=a.timeout)  # fmt: skip
+    run(settings)
     return 0
 
 
@@ -467,8 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detect-mode", default="tiles", choices=["frame", "tiles"],
                    help="frame: one pass (large faces); tiles: also overlapping tiles "
                         "(small faces)")  # fmt: skip
-    p.add_argument("--detect-threshold", type=float, default=SCENE_SCORE_THRESHOLD,
-                   help="minimum detection score (low: the mask gate rejects non-masks)")
+    p.add_argument(
+        "--detect-threshold",
+        type=float,
+        default=SCENE_SCORE_THRESHOLD,
+        help="minimum detection score (low: the mask gate rejects non-masks)",
+    )
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="images with more pixels are skipped as decompression bombs")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only "
@@ -503,6 +538,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only "
                    "on a terminal anyway)")  # fmt: skip
     p.set_defaults(func=cmd_video)
+
+    from maskseg.serve.settings import MB
+    from maskseg.serve.settings import Settings as ServeSettings
+
+    d = ServeSettings()  # the defaults, in one place (no web framework imported here)
+    p = add("serve", "HTTP API and web page: upload photos (or use a webcam), get masks back "
+            "(needs maskseg[serve])")  # fmt: skip
+    p.add_argument("--host", default=d.host, help="address to listen on (0.0.0.0: all; "
+                   "then set an API key)")  # fmt: skip
+    p.add_argument("--port", type=int, default=d.port, help="port")
+    p.add_argument("--model", help="shipped model name or model file; default: the shipped "
+                   "unet-msfd")  # fmt: skip
+    p.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
+                   help="inference runtime (as for predict)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=d.workers, help="worker processes, each with its "
+                   "own copy of the model and its own --max-in-flight")  # fmt: skip
+    p.add_argument("--threads", type=int, default=d.threads, help="runtime threads per inference "
+                   "(0: the runtime's default)")  # fmt: skip
+    p.add_argument("--api-key", help="require this key in the X-API-Key header of /v1 "
+                   "requests (or set MASKSEG_API_KEY, which keeps it out of the process "
+                   "list)")  # fmt: skip
+    p.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / MB,
+                   help="largest upload, MB")  # fmt: skip
+    p.add_argument("--max-pixels", type=int, default=d.max_pixels,
+                   help="larger images are refused before decoding (decompression "
+                   "bombs)")  # fmt: skip
+    p.add_argument("--max-in-flight", type=int, default=d.max_in_flight,
+                   help="requests handled at once per worker; more get 503 with "
+                   "Retry-After")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=d.timeout_s,
+                   help="seconds per request (upload and segmentation)")  # fmt: skip
+    p.set_defaults(func=cmd_serve)
 
     p = add("compare", "U-Net vs classical methods on the test split (the U-Net's own split)")
     p.add_argument("--data", required=True, help="data folder (MSFD layout or images/ + masks/)")

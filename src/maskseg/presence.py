@@ -119,6 +119,81 @@ def fit_presence(
     return {"n_positive": len(positives), "n_negative": len(negatives), "train_accuracy": train_acc}
 
 
+def scene_crops(
+    masked: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    unmasked: Sequence[np.ndarray],
+    n_scenes: int = 400,
+    seed: int = 0,
+    size: int = 160,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Crops as the scene path cuts them, from synthetic scenes of the given faces.
+
+    Faces are placed in 640 x 480 frames over varied backgrounds (``maskseg.synth``; one scene
+    in five has none), found with the scene detector at a low score threshold (0.2), and cut
+    like ``ScenePredictor`` cuts them. A detection on a placed masked face (box IoU >= 0.5) is
+    a positive; one on an unmasked face (IoU >= 0.5), or one whose crop shows next to nothing
+    of any masked face (under 10 % of the crop: background), is a negative — the false
+    detections the gate must turn into "no mask". Detections that show part of a masked face
+    are left out: "no mask" would be a wrong label for them.
+
+    Args:
+        masked: (crop, its mask or None) of faces wearing a mask.
+        unmasked: crops of faces without one.
+
+    Returns:
+        (positive crops, negative crops), each size x size RGB.
+    """
+    from maskseg.detect import box_iou, crop_boxes, cut_crop, get_detector, load_crop_mapping
+    from maskseg.scene import CROP_SCALE, scale_rects
+    from maskseg.synth import compose
+
+    detector = get_detector("blazeface", mode="tiles", score_threshold=0.2)
+    mapping = load_crop_mapping("blazeface", "tiles")
+    rng = np.random.default_rng(seed)
+    pos: list[np.ndarray] = []
+    neg: list[np.ndarray] = []
+    for k in range(n_scenes):
+        faces: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+        if k % 5:
+            for _ in range(int(rng.integers(1, 3))):
+                crop, mask = masked[int(rng.integers(len(masked)))]
+                if mask is None:  # a photo-labelled face: any mask placeholder marks it masked
+                    mask = np.ones(crop.shape[:2], bool)
+                faces.append(("m", crop, mask))
+            for _ in range(int(rng.integers(0, 3))):
+                faces.append(("u", unmasked[int(rng.integers(len(unmasked)))], None))
+        photo = masked[int(rng.integers(len(masked)))][0]
+        scene = compose(faces, rng, photo=photo)
+        dets = detector.detect(scene.image)
+        if not len(dets):
+            continue
+        rects = scale_rects(crop_boxes(dets, mapping), CROP_SCALE)
+        placed = np.array([p.rect for p in scene.placements], np.float64).reshape(-1, 4)
+        for box, rect in zip(dets.boxes.astype(np.float64), rects, strict=True):
+            overlaps = box_iou(box, placed) if len(placed) else np.zeros(0)
+            j = int(overlaps.argmax()) if len(overlaps) else -1
+            best = float(overlaps[j]) if j >= 0 else 0.0
+            crop = cut_crop(scene.image, rect, size=size)
+            if best >= 0.5:
+                (pos if scene.placements[j].masked else neg).append(crop)
+            elif _masked_share(rect, scene) < 0.1:
+                neg.append(crop)
+    return pos, neg
+
+
+def _masked_share(rect: np.ndarray, scene: Any) -> float:
+    """The largest share of ``rect``'s area covered by one placed masked face."""
+    x1, y1, x2, y2 = rect
+    area = max(1e-6, (x2 - x1) * (y2 - y1))
+    shares = [0.0]
+    for p in scene.placements:
+        if p.masked:
+            a1, b1, a2, b2 = p.rect
+            iw, ih = min(x2, a2) - max(x1, a1), min(y2, b2) - max(y1, b1)
+            shares.append(max(0.0, iw) * max(0.0, ih) / area)
+    return max(shares)
+
+
 @dataclass
 class PresenceRates:
     """How the whole predictor (gate and segmentation) answers "mask or not" on face crops."""

@@ -90,7 +90,7 @@ def compose(
         photo: a photo to blur for the "blurred" background.
     """
     kind = kind or BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
-    image = background(kind, rng, shape, photo).astype(np.float32)
+    image = np.ascontiguousarray(background(kind, rng, shape, photo), dtype=np.float32)
     truth = np.zeros(shape, bool)
     taken: list[tuple[int, int, int, int]] = []
     placements = []

@@ -32,13 +32,11 @@ def _geometric(scale: tuple[float, float], rotate: float, translate: float) -> l
 
 def _photometric() -> list:
     return [
-            A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.7),
-            A.HueSaturationValue(hue_shift_limit=12, sat_shift_limit=25, val_shift_limit=15, p=0.5),
-            A.ToGray(p=0.05),
-            A.OneOf(
-                [A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.06))], p=0.2
-            ),
-            A.ImageCompression(quality_range=(40, 95), p=0.2),
+        A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.7),
+        A.HueSaturationValue(hue_shift_limit=12, sat_shift_limit=25, val_shift_limit=15, p=0.5),
+        A.ToGray(p=0.05),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.06))], p=0.2),
+        A.ImageCompression(quality_range=(40, 95), p=0.2),
     ]
 
 

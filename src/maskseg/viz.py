@@ -65,7 +65,7 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """Tint the mask region and outline its boundary, RGB uint8 in and out."""
-    out = image.astype(np.float32)
+    out = np.ascontiguousarray(image, dtype=np.float32)
     out[mask] = (1 - alpha) * out[mask] + alpha * OVERLAY_COLOUR
     out = out.astype(np.uint8)
     contours, _ = cv2.findContours(

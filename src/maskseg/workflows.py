@@ -1,10 +1,12 @@
-"""End-to-end workflows the CLI calls: train, cross-validate, evaluate, predict folders."""
+"""Training workflows the CLI calls: train, cross-validate, fit the presence gate.
+
+``evaluate_predictor`` and ``format_summary_table`` live in ``maskseg.evaluation`` (no
+PyTorch) and are re-exported here.
+"""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import logging
 from pathlib import Path
@@ -15,12 +17,11 @@ from maskseg import metrics as M
 from maskseg.config import Config, load_config, resume_config, save_config
 from maskseg.data import Sample, SplitData, Splits, load_split
 from maskseg.engine import BEST_WEIGHTS, evaluate, fit
+from maskseg.evaluation import evaluate_predictor, format_summary_table
 from maskseg.inference import Predictor
 from maskseg.io import atomic_write_bytes
 from maskseg.presence import GateConfig
 from maskseg.runtime import resolve_device
-from maskseg.scoring import score
-from maskseg.viz import image_grid, mask_rgb, overlay
 
 log = logging.getLogger(__name__)
 
@@ -177,58 +178,6 @@ def format_cv_table(summary: dict) -> str:
     return head + "\n".join(rows) + "\n"
 
 
-# --------------------------------------------------------------------------- evaluate
-
-
-def evaluate_predictor(
-    predictor: Predictor,
-    samples: list[Sample],
-    output_dir: str | Path,
-    n_worst: int = 8,
-    batch_size: int = 16,
-    about: dict | None = None,
-) -> dict:
-    """Score a predictor at each truth's own resolution; write summary.json (with ``about``
-    merged in), per_image.csv and worst_cases.png (image | truth | prediction) into output_dir."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    scored = score(predictor, samples, batch_size=batch_size)
-    counts = scored.counts
-    summary = scored.summary()
-    summary.update(about or {})
-    per = M.per_image(counts)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", *per, "tp", "fp", "fn", "tn"])
-    for j, s in enumerate(samples):
-        w.writerow([s.id, *(f"{per[k][j]:.6f}" for k in per), counts.tp[j], counts.fp[j],
-                    counts.fn[j], counts.tn[j]])  # fmt: skip
-    atomic_write_bytes(out / "per_image.csv", buf.getvalue().encode())
-    atomic_write_bytes(out / SUMMARY_JSON, json.dumps(summary, indent=2).encode())
-    worst = [samples[j] for j in np.argsort(per["iou"], kind="stable")[:n_worst]]
-    if worst:  # masks are not kept while scoring (a full MSFD would not fit): predict again
-        preds = predictor.predict_batch([s.image for s in worst])
-        ious = dict(zip(scored.ids, per["iou"], strict=True))
-        pairs = zip(worst, preds, strict=True)
-        image_grid(
-            [[s.image, mask_rgb(s.mask), overlay(s.image, p)] for s, p in pairs],
-            ["image", "truth", "prediction"],
-            [f"{s.id[:28]}\nIoU {ious[s.id]:.3f}" for s in worst],
-            out / "worst_cases.png",
-        )
-    return summary
-
-
-def format_summary_table(summary: dict) -> str:
-    lines = [f"{'metric':<12} {'mean':>8} {'std':>8}"]
-    for k in M.METRIC_NAMES:
-        lines.append(f"{k:<12} {summary[k]:>8.4f} {summary[k + '_std']:>8.4f}")
-    lines.append(f"{'pooled IoU':<12} {summary['iou_pooled']:>8.4f}")
-    lines.append(f"{'pooled Dice':<12} {summary['dice_pooled']:>8.4f}")
-    lines.append(f"{'images':<12} {int(summary['n_images']):>8d}")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- presence gate
 
 
@@ -250,7 +199,7 @@ def gate_model(
     from maskseg.backends.pytorch import load as load_torch
     from maskseg.checkpoint import save_weights
     from maskseg.faces import face_splits, load_crops, load_index
-    from maskseg.presence import fit_presence, presence_rates
+    from maskseg.presence import fit_presence, presence_rates, scene_crops
 
     gate = GateConfig() if gate is None else gate
     backend, cfg, info = load_torch(model_path, device="cpu", precision="fp32")
@@ -265,9 +214,15 @@ def gate_model(
     crops = load_crops(faces_dir, train_ids)
     pairs = load_split(data_root, cfg.data, "trainval")
     pair_ids = pairs.splits.train_val(val_fold)[0] if val_fold >= 0 else pairs.splits.trainval
-    positives = [c.image for c in crops if c.mask] + [s.image for s in pairs.take(pair_ids)]
+    train_pairs = pairs.take(pair_ids)
+    positives = [c.image for c in crops if c.mask] + [s.image for s in train_pairs]
     negatives = [c.image for c in crops if not c.mask]
-    figures = fit_presence(net, positives, negatives, cfg.data.image_size, gate)
+    # Crops of the scene path: detector-framed faces and its false detections (hard negatives)
+    masked = [(s.image, s.mask) for s in train_pairs] + [(c.image, None) for c in crops if c.mask]
+    scene_pos, scene_neg = scene_crops(masked, negatives, size=cfg.data.image_size)
+    figures = fit_presence(net, positives + scene_pos, negatives + scene_neg,
+                           cfg.data.image_size, gate)  # fmt: skip
+    figures.update(scene_positives=len(scene_pos), scene_negatives=len(scene_neg))
     cfg = cfg.replace("model", presence=True, presence_hidden=gate.hidden)
     summary = {"gate": {**figures, "config": dataclasses.asdict(gate), "val_fold": val_fold,
                         "faces": str(faces_dir)}}  # fmt: skip
@@ -277,3 +232,7 @@ def gate_model(
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     save_weights(output, net, cfg, {**info, **summary})
     return summary
+
+
+__all__ = ["cross_validate", "evaluate_predictor", "format_cv_table", "format_summary_table",
+           "gate_model", "train_run"]  # fmt: skip

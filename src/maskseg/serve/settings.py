@@ -1,0 +1,95 @@
+"""The service's settings: one frozen dataclass, built by the CLI (or by hand), passed down.
+
+Worker processes (``--workers N``) rebuild it from the environment, where ``run`` puts it as
+JSON; the API key may come from the environment alone, so it never has to be typed on a
+command line that other users can see in the process list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+
+API_KEY_ENV = "MASKSEG_API_KEY"
+SETTINGS_ENV = "MASKSEG_SERVE_SETTINGS"  # how run() hands the settings to worker processes
+API_KEY_HEADER = "X-API-Key"
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How ``maskseg serve`` runs.
+
+    Attributes:
+        host, port: where uvicorn listens.
+        model: a shipped model name or a model file (None: the shipped default).
+        backend: "auto", "onnx" or "torch" (as ``Predictor.load``).
+        threads: runtime threads per inference call (0: the runtime's default). With several
+            requests in flight on few cores, 1 avoids threads fighting over the same cores.
+        workers: uvicorn worker processes; each loads the model once and has its own
+            in-flight limit.
+        detector: the face detector of scene mode.
+        api_key: when set, every /v1 request must send it in the X-API-Key header.
+        max_upload_bytes: largest request body of the single-image endpoints (the image plus
+            a few KB of multipart framing); each file of a batch is held to it too.
+        max_batch_bytes: largest request body of the batch endpoint.
+        max_batch_files: most images in one batch request.
+        max_pixels: images with more pixels are refused before decoding (decompression bombs).
+        max_in_flight: requests being uploaded or processed at once; more get 503 with
+            Retry-After at once, without their body being read.
+        timeout_s: per request, from its arrival: reading the upload and segmenting.
+        retry_after_s: the Retry-After sent with a 503.
+        max_connections: uvicorn's own bound on open connections (its plain 503 beyond it).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str | None = None
+    backend: str = "auto"
+    threads: int = 0
+    workers: int = 1
+    detector: str = "blazeface"
+    api_key: str | None = None
+    max_upload_bytes: int = 10 * MB
+    max_batch_bytes: int = 40 * MB
+    max_batch_files: int = 16
+    max_pixels: int = 50_000_000
+    max_in_flight: int = 4
+    timeout_s: float = 30.0
+    retry_after_s: int = 1
+    max_connections: int = 256
+
+    def __post_init__(self):
+        for name in ("max_upload_bytes", "max_batch_bytes", "max_batch_files", "max_pixels",
+                     "max_in_flight", "workers", "max_connections"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("the API key is empty; give a non-empty key or none")
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        """Settings from ``MASKSEG_SERVE_SETTINGS`` (JSON, as ``run`` writes it) and the API
+        key from ``MASKSEG_API_KEY`` unless given; ``overrides`` win over both."""
+        values = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
+        if values.get("api_key") is None and os.environ.get(API_KEY_ENV):
+            values["api_key"] = os.environ[API_KEY_ENV]
+        return cls(**{**values, **overrides})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server is reachable from this machine only."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name: assume others can reach it
+            return False

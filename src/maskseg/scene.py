@@ -19,14 +19,18 @@ import numpy as np
 
 from maskseg.preprocess import as_rgb
 
-# Score threshold of the detector in scene mode: lower than MediaPipe's 0.5, because the
-# presence gate turns a detection without a mask (a face or not) into an empty mask, while a
-# missed face can never be segmented. Chosen on scenes of training crops (not the test split).
-SCENE_SCORE_THRESHOLD = 0.35
-# Crops are cut this many times the calibrated side: a little looser than the training crops'
-# framing, so a mask reaching below a jittery box's chin stays inside the crop (per-face IoU
-# on validation scenes 0.800 at 1.0, 0.825 at 1.15, 0.825 at 1.3; docs/shipped-model-plan.md).
-CROP_SCALE = 1.15
+# Scene settings, chosen on fold 0 validation scenes (docs/shipped-model-plan.md; full-frame
+# IoU 0.643 with 0.35 / x1.15 / no containment rule, 0.714 with the values below).
+# Detector score threshold: lower than MediaPipe's 0.5, because the presence gate turns a
+# detection without a mask (a face or not) into an empty mask, while a missed face can never
+# be segmented.
+SCENE_SCORE_THRESHOLD = 0.25
+# Crops are cut this many times the calibrated side.
+CROP_SCALE = 1.0
+# A detection mostly inside a better one (intersection over the smaller box's area above
+# this) is dropped: the detector's overlapping boxes around one face, which plain IoU
+# suppression keeps, would each paint a mask.
+CONTAINED = 0.5
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,26 @@ class SceneResult:
         }
 
 
+def drop_contained(detections: Any, limit: float) -> Any:
+    """Keep detections (best first) whose intersection with every better kept one is at most
+    ``limit`` of the smaller box's area."""
+    if len(detections) < 2:
+        return detections
+    b = np.asarray(detections.boxes, np.float64)
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
+    keep: list[int] = []
+    for i in range(len(b)):
+        if keep:
+            k = np.array(keep)
+            iw = np.minimum(b[i, 2], b[k, 2]) - np.maximum(b[i, 0], b[k, 0])
+            ih = np.minimum(b[i, 3], b[k, 3]) - np.maximum(b[i, 1], b[k, 1])
+            inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+            if (inter / np.minimum(area[i], area[k]) > limit).any():
+                continue
+        keep.append(i)
+    return detections[np.array(keep)]
+
+
 def scale_rects(rects: np.ndarray, factor: float) -> np.ndarray:
     """Grow (or shrink) x1, y1, x2, y2 rectangles about their centres."""
     rects = np.asarray(rects, np.float64).reshape(-1, 4)
@@ -127,8 +151,9 @@ class ScenePredictor:
         self.mappings = {m: load_crop_mapping(c.detector, m) for m in ("frame", "tiles", "roi")}
 
     def detect(self, image: np.ndarray, rois: np.ndarray | None = None):
-        """Faces in an image (``Detections``); with ``rois`` only there (tracked faces)."""
-        return self.detector.detect(image, rois=rois)
+        """Faces in an image (``Detections``, best first); with ``rois`` only there (tracked
+        faces). Boxes mostly inside a better one are dropped (``CONTAINED``)."""
+        return drop_contained(self.detector.detect(image, rois=rois), CONTAINED)
 
     def crop_rects(self, detections: Any, tracked: bool = False) -> np.ndarray:
         """Square crops (N, 4) for detections, by the mapping fitted for how they were found."""

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from maskseg.preprocess import as_rgb
+from maskseg.scene import CONTAINED, drop_contained
 from maskseg.video.sinks import Sink
 from maskseg.video.sources import Frame, prefetch
 from maskseg.video.tracking import (
@@ -205,7 +206,7 @@ class VideoSegmenter:
         )
         if not due:
             boxes = np.array([t.box for t in active])
-            dets = self.detector.detect(image, rois=boxes)
+            dets = drop_contained(self.detector.detect(image, rois=boxes), CONTAINED)
             # a search around known faces only continues them: what else it finds in their
             # surroundings is left to the next full detection (zoomed-in background fools
             # the detector more often than the full view)
@@ -219,7 +220,7 @@ class VideoSegmenter:
         # the schedule says so, nothing is followed, or a followed face was lost: look
         # everywhere, in this same frame, so the face is not missing from it
         self._since_full = 0
-        return self._gate(self.detector.detect(image), image), False
+        return self._gate(drop_contained(self.detector.detect(image), CONTAINED), image), False
 
     def _gate(self, dets: Any, image: np.ndarray) -> Any:
         """Keep detections that reach the scene's threshold, or continue a followed face

@@ -61,6 +61,10 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--score-threshold", type=float, default=None,
+                        help="minimum face score (default: the model's own, 0.5 / 0.6; the "
+                             "scene path uses maskseg.scene.SCENE_SCORE_THRESHOLD)")  # fmt: skip
+    parser.add_argument("--detectors", nargs="*", default=None, help="default: all")
     args = parser.parse_args()
 
     sets = {}
@@ -78,9 +82,11 @@ def main() -> None:
         f"\n{'detector':<15} {'mode':<6} {'regions':>7} {'with_mask':>9} {'without':>8} "
         f"{'ms 1 thr':>8} {'ms ' + str(threads) + ' thr':>8}"
     )
-    for name in list_detectors():
+    print(f"score threshold: {args.score_threshold or 'the model default'}")
+    for name in args.detectors or list_detectors():
         for mode in (*MODES, "roi"):
-            det = {t: get_detector(name, mode="frame" if mode == "roi" else mode, threads=t)
+            det = {t: get_detector(name, mode="frame" if mode == "roi" else mode, threads=t,
+                                   score_threshold=args.score_threshold)
                    for t in sorted({1, threads})}  # fmt: skip
             rois = None
             if mode == "roi":

@@ -17,7 +17,6 @@ size): resize, normalise, network, upsample, threshold, clean-up.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -32,26 +31,10 @@ from onnxruntime import __version__ as ort_version
 from maskseg.backends.onnx import OnnxBackend, open_session, session_options
 from maskseg.backends.pytorch import TorchBackend
 from maskseg.config import Config
+from maskseg.console import cpu_description
 from maskseg.export import quantize_int8, to_onnx
 from maskseg.inference import Predictor, resolve_model_path
 from maskseg.models import create_model
-
-
-def cpu_name() -> str:
-    """The CPU's model name and the matrix/vector features that decide these figures."""
-    name, flags = "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name") and name == "unknown CPU":
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    amx = "AMX" if "amx_tile" in flags else "no AMX"
-    extra = [f for f in ("avx512_bf16", "avx512_vnni", "avx_vnni") if f in flags]
-    return f"{name} ({os.cpu_count()} cores, {amx}, {' '.join(extra) or 'no AVX-512 bf16/VNNI'})"
 
 
 def smp_unet(classes: int = 1) -> torch.nn.Module:
@@ -159,7 +142,7 @@ def main() -> None:
 
     tb, cfg, _ = load_torch(resolve_model_path(a.model, "torch"), "cpu", "bf16", a.threads)
     size = cfg.data.image_size
-    print(f"CPU: {cpu_name()}")
+    print(f"CPU: {cpu_description()}")
     print(f"torch {torch.__version__}, {a.threads} threads; onnxruntime {ort_version}; "
           f"input {size}px; {a.rounds} rounds")  # fmt: skip
     smp = None if a.no_smp else smp_unet()

@@ -33,18 +33,10 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from maskseg.console import cpu_description
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def rss_mb(pid: int) -> float:
@@ -190,7 +182,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="server worker processes")
     a = ap.parse_args()
     pics = images()
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average "
+    print(f"CPU: {cpu_description()}, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")  # fmt: skip
     print(f"server: --max-in-flight {a.max_in_flight} --threads {a.threads} --workers "
           f"{a.workers}; images: {', '.join(n for n, _ in pics)} in turn")  # fmt: skip

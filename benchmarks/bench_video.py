@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 
+from maskseg.console import cpu_description
 from maskseg.inference import Predictor
 from maskseg.scene import SceneConfig, ScenePredictor
 from maskseg.video import (
@@ -38,17 +39,6 @@ CROPS = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD" / "1" / "face_cro
 STAGES = ("decode", "detect", "segment", "overlay", "encode")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-# Crops BlazeFace finds at 100-150 px (scores > 0.8): a benchmark of speed, not of hard faces.
 FACES = ("faceMsak_t1_JustinTrudeau_0002.jpg", "faceMask1_ttt_6591_2_3.jpg",
          "faceMsak_t1_KyriakosMitsotakis_0002.jpg")  # fmt: skip
 
@@ -84,7 +74,7 @@ def main() -> None:
     if not CROPS.is_dir():
         raise SystemExit(f"shared data not found at {CROPS}")
 
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average "
+    print(f"CPU: {cpu_description()}, load average "
           f"{os.getloadavg()[0]:.1f} (shared machine: medians of {a.runs} runs)")  # fmt: skip
     print(f"clip: 640x480, {a.frames} frames; codec {a.codec}; full detection ({a.mode}) every "
           f"{a.detect_every} frames, re-detection around tracked faces between")  # fmt: skip

@@ -65,13 +65,16 @@ def save_weights(
 ) -> None:
     """Write model weights + the config needed to rebuild and preprocess for it.
 
-    ``half`` stores floating-point tensors as float16 (half the size); loading casts them back
-    into the model's float32 parameters.
+    ``half`` stores floating-point tensors as float16 (half the size; the presence head's
+    stay float32); loading casts them back into the model's float32 parameters.
     """
     tensors = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
-        tensors[k] = v.half() if half and v.is_floating_point() else v
+        # The presence head stays float32: it is tiny, and its feature statistics and
+        # weights set one decision per face, where float16 rounding could flip it.
+        small = half and v.is_floating_point() and ".presence." not in f".{k}"
+        tensors[k] = v.half() if small else v
     meta = {
         "format": "maskseg",
         "format_version": str(FORMAT_VERSION),

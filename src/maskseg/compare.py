@@ -13,7 +13,6 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from maskseg.baselines import TUNED_PARAMS, get_method, list_methods, load_tuned
 from maskseg.config import DataConfig
+from maskseg.console import cpu_description
 from maskseg.data import Sample, load_split
 from maskseg.io import atomic_write_bytes
 from maskseg.metrics import METRIC_NAMES, per_image
@@ -70,21 +70,9 @@ def check_tuned_split(tuned: bool | str | Path, d: DataConfig) -> None:
         )
 
 
-def cpu_name() -> str:
-    """The CPU model, as the kernel names it (timings mean nothing without it)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(predictor: Any | None) -> str:
     """Where the timings were taken: they mean nothing without it."""
-    text = f"{platform.system()} {platform.machine()}, {cpu_name()}, {os.cpu_count()} CPU cores"
+    text = f"{platform.system()} {platform.machine()}, {cpu_description()}"
     describe = getattr(predictor, "describe", None)
     return text if describe is None else f"{text}; U-Net: {describe()}"
 

@@ -65,8 +65,12 @@ def test_models_and_evaluate_without_torch(no_torch_env, msfd_tiny: Path, tmp_pa
     res = _maskseg(no_torch_env, "models")
     assert res.returncode == 0, res.stderr
     assert "unet-msfd (default)" in res.stdout and "unet-msfd.onnx" in res.stdout
+    # the shipped default saw every pair of its data: no test split, and the error says why
     res = _maskseg(no_torch_env, "evaluate", "--data", str(msfd_tiny), "--backend", "onnx",
                    "--output", str(tmp_path / "ev"))  # fmt: skip
+    assert res.returncode == 1 and "--split all" in res.stderr
+    res = _maskseg(no_torch_env, "evaluate", "--data", str(msfd_tiny), "--backend", "onnx",
+                   "--split", "all", "--output", str(tmp_path / "ev"))  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "iou" in res.stdout and (tmp_path / "ev" / "summary.json").is_file()
 

@@ -125,9 +125,10 @@ def combine_weights(
 
     if not paths:
         raise ValueError("no member models given")
-    members, base = [], None
+    members, base, sources = [], None, []
     for p in paths:
-        state, cfg, _ = load_model_file(p)
+        state, cfg, source = load_model_file(p)
+        sources.append(source)
         if cfg.model.members != 1 or cfg.model.flip_tta:
             raise ValueError(f"{p}: already an ensemble/TTA model; give single models")
         key = (cfg.model, cfg.data.image_size)
@@ -142,6 +143,7 @@ def combine_weights(
     if flip_tta:
         model = FlipTTA(model)
     cfg = base.replace("model", members=len(members), flip_tta=flip_tta)
-    info = {"members": [str(p) for p in paths], "flip_tta": flip_tta, "float16": half}
+    info = {"members": [str(p) for p in paths], "flip_tta": flip_tta, "float16": half,
+            "member_metrics": sources}  # provenance (e.g. the gate's training) survives packing
     save_weights(output, model, cfg, info, half=half)
     return cfg, info

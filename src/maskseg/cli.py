@@ -168,7 +168,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
            "all": sorted(data.samples)}[a.split]  # fmt: skip
     samples = data.take(ids)
     if not samples and not a.faces:
-        print(f"error: the {a.split} split of {a.data} holds no readable pairs", file=sys.stderr)
+        hint = ""
+        if a.split == "test" and d.test_fraction == 0:
+            hint = (" (the model was trained on every pair of its data, so it has no test split; "
+                    "--split all scores every pair, fair only on data it never saw, and "
+                    "--model unet-msfd-heldout is the shipped model's twin that held out "
+                    "the test split)")
+        print(f"error: the {a.split} split of {a.data} holds no readable pairs{hint}",
+              file=sys.stderr)  # fmt: skip
         return 1
     out = a.output or Path("maskseg-eval")
     about = {"split": a.split, "split_seed": d.seed, "data": str(a.data),
@@ -351,8 +358,18 @@ def cmd_data_faces(a: argparse.Namespace) -> int:
 def cmd_compare(a: argparse.Namespace) -> int:
     from maskseg.compare import run_compare
 
+    from maskseg.inference import HELDOUT_MODEL
+
+    if a.model is None:  # the default model saw every pair: compare its held-out twin
+        a.model = HELDOUT_MODEL
     predictor = None if a.no_unet else _predictor(a)
     if predictor is not None:
+        if predictor.config.data.test_fraction == 0:
+            raise ValueError(
+                f"{a.model}: trained on every pair of its data (no held-out test split), so "
+                f"compare cannot score it fairly; use --model {HELDOUT_MODEL} or a model "
+                f"trained with a test split"
+            )
         if a.split_seed is not None and a.split_seed != predictor.config.data.seed:
             raise ValueError(
                 f"--split-seed {a.split_seed} differs from the model's split seed "
@@ -422,9 +439,9 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, default: str = "the shipped unet-msfd") -> None:
     p.add_argument("--model", help="shipped model name or model file (.onnx, .safetensors, "
-                   ".pt); default: the shipped unet-msfd")  # fmt: skip
+                   f".pt); default: {default}")  # fmt: skip
     p.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
                    help="inference runtime: auto picks onnxruntime for a shipped model when "
                    "installed, else PyTorch, and for a file the runtime that reads it; onnx "
@@ -574,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compare", "U-Net vs classical methods on the test split (the U-Net's own split)")
     p.add_argument("--data", required=True, help="data folder (MSFD layout or images/ + masks/)")
     p.add_argument("--output", required=True, type=Path, help="report folder")
-    _add_model_args(p)
+    _add_model_args(p, default="unet-msfd-heldout, the shipped model's twin that never saw "
+                    "the test split")  # fmt: skip
     p.add_argument(
         "--methods",
         nargs="*",

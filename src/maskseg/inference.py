@@ -28,6 +28,8 @@ from maskseg.preprocess import as_rgb, model_input
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "unet-msfd"
+# its twin trained without the test split: what held-out figures (compare, evaluate) use
+HELDOUT_MODEL = "unet-msfd-heldout"
 
 
 def shipped_files() -> dict[str, dict[str, Path]]:

@@ -143,7 +143,11 @@ def combine_weights(
     if flip_tta:
         model = FlipTTA(model)
     cfg = base.replace("model", members=len(members), flip_tta=flip_tta)
-    info = {"members": [str(p) for p in paths], "flip_tta": flip_tta, "float16": half,
-            "member_metrics": sources}  # provenance (e.g. the gate's training) survives packing
+    info = {
+        "members": [str(p) for p in paths],
+        "flip_tta": flip_tta,
+        "float16": half,
+        "member_metrics": sources,
+    }  # provenance (e.g. the gate's training) survives packing
     save_weights(output, model, cfg, info, half=half)
     return cfg, info

@@ -170,10 +170,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if not samples and not a.faces:
         hint = ""
         if a.split == "test" and d.test_fraction == 0:
-            hint = (" (the model was trained on every pair of its data, so it has no test split; "
-                    "--split all scores every pair, fair only on data it never saw, and "
-                    "--model unet-msfd-heldout is the shipped model's twin that held out "
-                    "the test split)")
+            hint = (
+                " (the model was trained on every pair of its data, so it has no test split; "
+                "--split all scores every pair, fair only on data it never saw, and "
+                "--model unet-msfd-heldout is the shipped model's twin that held out "
+                "the test split)"
+            )
         print(f"error: the {a.split} split of {a.data} holds no readable pairs{hint}",
               file=sys.stderr)  # fmt: skip
         return 1
@@ -357,7 +359,6 @@ def cmd_data_faces(a: argparse.Namespace) -> int:
 
 def cmd_compare(a: argparse.Namespace) -> int:
     from maskseg.compare import run_compare
-
     from maskseg.inference import HELDOUT_MODEL
 
     if a.model is None:  # the default model saw every pair: compare its held-out twin

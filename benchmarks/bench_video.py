@@ -2,13 +2,16 @@
 
     python benchmarks/bench_video.py [--faces 1 2 3] [--frames 150] [--runs 3]
                                      [--backends torch onnx] [--prefetch 0 4] [--codec h264]
+                                     [--write-ahead 0 2] [--detect-threads 1]
 
 Builds 640x480 clips (in a temporary folder) of 1-3 real face crops (the shared MSFD crops)
 moving a few pixels per frame over a background, runs the video loop on each (decode, detect
 or re-detect around tracked faces, segment all faces in one batch, smooth, overlay, encode)
 and prints the median over ``--runs`` of frames/s and of each stage's ms per frame. Decode
 runs in a reader thread when prefetch > 0, so the stages can add up to more than the wall
-time. Backends that are not installed or have no shipped model file are skipped.
+time; likewise detection (with decoding) runs ahead in a thread of its own when detect-ahead > 0,
+and overlay and encode in a writer thread when write-ahead > 0. Backends that
+are not installed or have no shipped model file are skipped.
 """
 
 from __future__ import annotations
@@ -63,8 +66,16 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--backends", nargs="+", default=["torch", "onnx"])
-    ap.add_argument("--prefetch", type=int, nargs="+", default=[0, 4],
+    ap.add_argument("--prefetch", type=int, nargs="+", default=[0],
                     help="frames decoded ahead in a reader thread (0: none)")  # fmt: skip
+    ap.add_argument("--write-ahead", type=int, nargs="+", default=[0, VideoOptions.write_ahead],
+                    help="frames queued for the writer thread (overlay, encode; 0: none)")  # fmt: skip
+    ap.add_argument("--detect-ahead", type=int, nargs="+", default=[0, VideoOptions.detect_ahead],
+                    help="frames located ahead in a detect thread (0: none)")  # fmt: skip
+    ap.add_argument("--detect-threads", type=int, default=VideoOptions.detect_threads,
+                    help="detector threads (0: the detector's default)")  # fmt: skip
+    ap.add_argument("--spinning", action="store_true",
+                    help="onnxruntime: idle segmenter threads spin (lower latency, more CPU)")  # fmt: skip
     ap.add_argument("--codec", default=default_codec(), choices=["h264", "mp4v"])
     ap.add_argument("--detect-every", type=int, default=VideoOptions.detect_every)
     ap.add_argument("--mode", default="tiles", choices=["frame", "tiles"])
@@ -78,8 +89,10 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} (shared machine: medians of {a.runs} runs)")  # fmt: skip
     print(f"clip: 640x480, {a.frames} frames; codec {a.codec}; full detection ({a.mode}) every "
           f"{a.detect_every} frames, re-detection around tracked faces between")  # fmt: skip
-    head = f"{'backend':<60} {'faces':>5} {'prefetch':>8} {'fps':>6} " + " ".join(
-        f"{s:>8}" for s in STAGES
+    print(f"detector threads: {a.detect_threads or 'default'}")
+    head = (
+        f"{'backend':<60} {'faces':>5} {'prefetch':>8} {'detect':>6} {'write':>5} {'fps':>6} "
+        + " ".join(f"{s:>8}" for s in STAGES)
     )
     print(head + f" {'full det':>8}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +100,8 @@ def main() -> None:
         clips = {n: make_clip(folder, n, a.frames) for n in a.faces}
         for backend in a.backends:
             try:
-                options = {"precision": a.precision} if backend == "torch" else {}
+                options = ({"precision": a.precision} if backend == "torch"
+                           else {"spinning": a.spinning})  # fmt: skip
                 predictor = Predictor.load(backend=backend, **options)
             except (ImportError, ValueError, FileNotFoundError) as exc:
                 print(f"{backend}: skipped ({exc})")
@@ -95,8 +109,12 @@ def main() -> None:
             scene = ScenePredictor(predictor, SceneConfig(mode=a.mode))
             name = predictor.backend.describe()
             for n, clip in clips.items():
-                for depth in a.prefetch:
-                    options = VideoOptions(detect_every=a.detect_every, prefetch=depth)
+                combos = [(d, w, x) for d in a.prefetch for x in a.detect_ahead
+                          for w in a.write_ahead]  # fmt: skip
+                for depth, ahead, det_ahead in combos:
+                    options = VideoOptions(detect_every=a.detect_every, prefetch=depth,
+                                           write_ahead=ahead, detect_ahead=det_ahead,
+                                           detect_threads=a.detect_threads or None)  # fmt: skip
                     run_once(clip, scene, options, folder / "warm.mp4", a.codec, 20)  # warm-up
                     runs = [run_once(clip, scene, options, folder / "out.mp4", a.codec)
                             for _ in range(a.runs)]  # fmt: skip
@@ -104,7 +122,7 @@ def main() -> None:
                     ms = {s: statistics.median(r.ms_per_frame().get(s, 0.0) for r in runs)
                           for s in STAGES}  # fmt: skip
                     full = statistics.median(r.full_detections for r in runs)
-                    print(f"{name[:60]:<60} {n:>5} {depth:>8} {fps:>6.1f} "
+                    print(f"{name[:60]:<60} {n:>5} {depth:>8} {det_ahead:>6} {ahead:>5} {fps:>6.1f} "
                           + " ".join(f"{ms[s]:>8.1f}" for s in STAGES)
                           + f" {full:>8.0f}")  # fmt: skip
 

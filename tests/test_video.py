@@ -270,6 +270,44 @@ def test_run_video_stops_on_request_and_finishes_the_file(tmp_path: Path, scene)
     assert "frames/s" in stats.summary()
 
 
+class _RecordingSink:
+    """Records frame indices; fails at ``fail_at``; slow, so frames queue up behind it."""
+
+    stage, needs_overlay = "write", True
+
+    def __init__(self, fail_at: int | None = None):
+        self.seen: list[int] = []
+        self.shown_shapes: set[tuple[int, ...]] = set()
+        self.fail_at, self.closed = fail_at, False
+
+    def write(self, frame, result, shown) -> None:
+        time.sleep(0.01)
+        if frame.index == self.fail_at:
+            raise OSError(f"disk full at frame {frame.index}")
+        self.seen.append(frame.index)
+        self.shown_shapes.add(shown.shape)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("ahead", [0, 3])
+def test_writer_thread_keeps_order_and_raises_a_sink_failure(tmp_path: Path, scene, ahead: int):
+    clip = noise_clip(tmp_path / "noise.avi", 12)
+    options = VideoOptions(write_ahead=ahead)
+    with open_source(clip) as source:
+        ok = _RecordingSink()
+        stats = run_video(source, VideoSegmenter(scene, options), [ok])
+    assert ok.seen == list(range(12)) and ok.closed  # every frame, in order, then closed
+    assert ok.shown_shapes == {(64, 96, 3)} and stats.frames == 12
+    with open_source(clip) as source:
+        bad, good = _RecordingSink(fail_at=5), _RecordingSink()
+        with pytest.raises(OSError, match="disk full at frame 5"):
+            run_video(source, VideoSegmenter(scene, options), [good, bad])
+    assert bad.seen == [0, 1, 2, 3, 4] and bad.closed and good.closed
+    assert good.seen[:6] == [0, 1, 2, 3, 4, 5]  # frames before the failure were all written
+
+
 def face_clip(path: Path, crops: list[np.ndarray], n: int) -> Path:
     frames = (f for f, _ in moving_faces(crops, n, size=SIZE, side=100, speed=3.0, seed=2))
     return write_clip(path, frames)
@@ -299,6 +337,38 @@ def test_cli_video_writes_video_json_and_masks(tmp_path: Path, crops, capsys):
     mask = cv2.imread(str(masks / "000005.png"), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (SIZE[1], SIZE[0]) and set(np.unique(mask)) <= {0, 255}
     assert mask.any()
+
+
+def test_threads_ahead_give_the_same_frames_as_one_thread(tmp_path: Path, crops, scene):
+    """Detecting ahead and writing behind in threads only overlaps the work: the tracker and
+    the smoother must see the frames in the same order with the same boxes."""
+    bg = backdrop(SIZE[1], SIZE[0], 4)
+    frames = []
+    for k in range(16):  # two faces drifting; one of them jumps at frame 8
+        frame = bg.copy()
+        x = 20 + 2 * k if k < 8 else 190
+        paste_face(frame, crops[1], (x, 70, x + 100, 170))
+        paste_face(frame, crops[0], (200 - k, 10, 260 - k, 70))
+        frames.append(frame)
+    clip = write_clip(tmp_path / "clip.avi", frames)
+    runs = {}
+    for ahead in (0, 2):
+        options = VideoOptions(detect_ahead=ahead, write_ahead=ahead, detect_every=4)
+        js, masks = tmp_path / f"f{ahead}.jsonl", tmp_path / f"m{ahead}"
+        with open_source(clip) as source:
+            stats = run_video(source, VideoSegmenter(scene, options),
+                              [JsonLinesSink(js), MaskFolderSink(masks)])  # fmt: skip
+        assert stats.frames == 16 and stats.full_detections >= 4
+        lines = [json.loads(line) for line in js.read_text().splitlines()]
+        runs[ahead] = (lines, [cv2.imread(str(masks / f"{i:06d}.png"), 0) for i in range(16)])
+    (serial, serial_masks), (threaded, threaded_masks) = runs[0], runs[2]
+    assert [r["index"] for r in threaded] == list(range(16))
+    for a, b in zip(serial, threaded, strict=True):
+        assert [f["id"] for f in a["faces"]] == [f["id"] for f in b["faces"]]
+        for fa, fb in zip(a["faces"], b["faces"], strict=True):
+            assert fa["box"] == pytest.approx(fb["box"], abs=0.5)
+    differ = sum(int((x != y).sum()) for x, y in zip(serial_masks, threaded_masks, strict=True))
+    assert differ <= 1e-4 * 16 * SIZE[0] * SIZE[1]
 
 
 def masks_of(scene, frames: list[np.ndarray], smooth: bool) -> list[np.ndarray]:

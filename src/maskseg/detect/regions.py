@@ -10,6 +10,7 @@ as MediaPipe's ``BORDER_ZERO``.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import cv2
@@ -131,10 +132,11 @@ def cut_squares(
     """
     h, w = image.shape[:2]
     small: dict[float, tuple[np.ndarray, float, float]] = {}
+    sides = Counter(sq.side for sq in squares)
     out = []
     for sq in squares:
         scale = size / sq.side
-        if scale >= 1.0:
+        if scale >= 1.0 or sides[sq.side] == 1:  # a lone square (a tracked face): its part only
             out.append(cut_square(image, sq, size))
             continue
         if sq.side not in small:

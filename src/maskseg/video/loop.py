@@ -16,6 +16,7 @@ weak detection must overlap the face's last box and look like it (``keep_iou``,
 
 from __future__ import annotations
 
+import queue
 import signal
 import threading
 import time
@@ -28,7 +29,7 @@ import numpy as np
 
 from maskseg.preprocess import as_rgb
 from maskseg.scene import CONTAINED, drop_contained
-from maskseg.video.sinks import Sink
+from maskseg.video.sinks import PreviewSink, Sink
 from maskseg.video.sources import Frame, prefetch
 from maskseg.video.tracking import (
     CropSmoother,
@@ -63,6 +64,18 @@ class VideoOptions:
         prefetch: frames decoded ahead in a reader thread (0: decode in the loop). Off by
             default: decoding a 640x480 frame takes under 1 ms, and on a busy 2-core CPU
             the extra thread cost more than it hid (``benchmarks/bench_video.py``).
+        write_ahead: frames handed to a writer thread that draws the overlay and feeds the
+            sinks (encoding releases the GIL), so they overlap detection and segmentation
+            of the next frame; 0 does it in the loop. A preview window always runs in the
+            loop (GUI calls belong to the main thread).
+        detect_ahead: frames located (decoded, detected, tracked) ahead in a thread of their
+            own, so detection overlaps segmentation of the frame before; 0 does it in the
+            loop. Adds that many frames of latency to a live source.
+        detect_threads: onnxruntime threads of the video's detector (None: the scene's
+            setting). One by default: most frames only search small regions around
+            followed faces, where a second thread costs more in hand-off than it saves
+            (``benchmarks/bench_detect.py``: 3.5 ms per region at one thread, 5.1 at two),
+            and the writer thread needs the other core.
     """
 
     detect_every: int = 15
@@ -75,12 +88,19 @@ class VideoOptions:
     track_iou: float = 0.3
     max_misses: int = 5
     prefetch: int = 0
+    write_ahead: int = 2
+    detect_ahead: int = 2
+    detect_threads: int | None = 1
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.prefetch < 0:
             raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
+        if self.write_ahead < 0:
+            raise ValueError(f"write_ahead must be >= 0, got {self.write_ahead}")
+        if self.detect_ahead < 0:
+            raise ValueError(f"detect_ahead must be >= 0, got {self.detect_ahead}")
 
 
 @dataclass
@@ -132,6 +152,18 @@ class VideoStats:
 
 
 @dataclass
+class Located:
+    """A frame after ``VideoSegmenter.locate``: its RGB image, detections, whether they were
+    re-detections, their tracks and each track's box in this frame."""
+
+    image: np.ndarray
+    dets: Any
+    tracked: bool
+    tracks: list[Track]
+    boxes: list[np.ndarray]
+
+
+@dataclass
 class FrameResult:
     """One frame's faces and mask (``scene``), the track id of each face, and whether the
     faces came from a full detection."""
@@ -161,7 +193,7 @@ class VideoSegmenter:
         # held to the scene's own threshold in _gate
         self.detector = get_detector(
             c.detector, mode=c.mode, score_threshold=min(self.options.keep_score, self.new_score),
-            threads=c.threads,
+            threads=self.options.detect_threads or c.threads,
         )  # fmt: skip
         self.reset()
 
@@ -175,6 +207,13 @@ class VideoSegmenter:
         """Detect (or re-detect around tracked faces), segment all faces in one batch,
         smooth, paste into the frame's mask."""
         stats = stats or VideoStats()
+        return self.segment(self.locate(image, stats), stats)
+
+    def locate(self, image: np.ndarray, stats: VideoStats | None = None) -> Located:
+        """The first half of a frame: find the faces and follow them. It may run a frame or
+        two ahead of ``segment`` (in another thread): what ``segment`` needs is kept in the
+        result, not read from the tracker."""
+        stats = stats or VideoStats()
         image = as_rgb(image)
         with stats.stage("detect"):
             dets, tracked = self._detect(image)
@@ -183,18 +222,26 @@ class VideoSegmenter:
                 t.look = appearance(image, t.box)
         if not tracked:
             stats.full_detections += 1
+        boxes = [t.box.copy() for t in tracks]
+        return Located(image, dets, tracked, tracks, boxes)
+
+    def segment(self, located: Located, stats: VideoStats | None = None) -> FrameResult:
+        """The second half: crop, segment all faces in one batch, smooth, paste. Frames must
+        come in order (the smoother's memory)."""
+        stats = stats or VideoStats()
+        image, dets, tracks, boxes = located.image, located.dets, located.tracks, located.boxes
         with stats.stage("segment"):
             scene = self.scene
-            rects = scene.crop_rects(dets, tracked)
+            rects = scene.crop_rects(dets, located.tracked)
             if self.smoother is not None and len(rects):
-                pairs = zip(tracks, rects, strict=True)
-                rects = np.stack([self.smoother.window(t, r) for t, r in pairs])
+                parts = zip(tracks, rects, boxes, strict=True)
+                rects = np.stack([self.smoother.window(t, r, b) for t, r, b in parts])
             logits = scene.crop_logits(image, rects)
             if self.smoother is not None and len(logits):
-                parts = zip(tracks, rects, logits, strict=True)
-                logits = np.stack([self.smoother(t, r, lg) for t, r, lg in parts])
+                parts = zip(tracks, rects, logits, boxes, strict=True)
+                logits = np.stack([self.smoother(t, r, lg, b) for t, r, lg, b in parts])
             result = scene.paste(image.shape[:2], None, dets, rects, logits)
-        return FrameResult(result, [t.id for t in tracks], not tracked)
+        return FrameResult(result, [t.id for t in tracks], not located.tracked)
 
     def _detect(self, image: np.ndarray) -> tuple[Any, bool]:
         """(detections, whether they were re-detected around followed faces)."""
@@ -309,20 +356,23 @@ def run_video(
         ``VideoStats``: frames, wall time, per-stage times, why it stopped.
     """
     stats = VideoStats()
-    overlay = any(s.needs_overlay for s in sinks)
-    depth = segmenter.options.prefetch
-    frames = prefetch(source, depth, stop) if depth else iter(source)
+    options = segmenter.options
+    depth = options.prefetch
+    frames: Iterator[Frame] = prefetch(source, depth, stop) if depth else iter(source)
+    ahead = options.detect_ahead
+    located = ((f, segmenter.locate(f.image, stats)) for f in frames)
+    work = prefetch(located, ahead, stop) if ahead else located
+    # a preview window stays on this thread; files go to the writer thread when asked
+    here = [s for s in sinks if isinstance(s, PreviewSink)] if options.write_ahead else sinks
+    behind = [s for s in sinks if s not in here]
+    writer = _Writer(behind, stats, options.write_ahead) if behind else None
     t0 = time.perf_counter()
     try:
-        for frame in frames:
-            result = segmenter(frame.image, stats)
-            shown = None
-            if overlay:
-                with stats.stage("overlay"):
-                    shown = annotate(frame.image, result.scene)
-            for sink in sinks:
-                with stats.stage(sink.stage):
-                    sink.write(frame, result, shown)
+        for frame, loc in work:
+            result = segmenter.segment(loc, stats)
+            if writer is not None:
+                writer.put(frame, result)
+            _write(here, frame, result, stats)
             stats.frames += 1
             if on_frame is not None:
                 on_frame(frame, result)
@@ -339,15 +389,69 @@ def run_video(
     except KeyboardInterrupt:
         stats.stopped = "SIGINT"
     finally:
-        close = getattr(frames, "close", None)
-        if close is not None:
-            close()  # ends the reader thread before the source may be closed
-        _close_all(sinks, stats)
+        for it in (work, frames):  # ends the detect and reader threads, outermost first,
+            close = getattr(it, "close", None)  # before the source may be closed
+            if close is not None:
+                close()
+        try:
+            if writer is not None:
+                writer.finish()  # every frame handed over is written before files close
+        finally:
+            _close_all(sinks, stats)
         stats.wall = time.perf_counter() - t0
         decode = getattr(source, "decode_seconds", None)
         if decode is not None:
             stats.seconds["decode"] = decode
     return stats
+
+
+def _write(sinks: Sequence[Sink], frame: Frame, result: FrameResult, stats: VideoStats) -> None:
+    """One frame to ``sinks``, with the overlay drawn once if any of them shows it."""
+    shown = None
+    if any(s.needs_overlay for s in sinks):
+        with stats.stage("overlay"):
+            shown = annotate(frame.image, result.scene)
+    for sink in sinks:
+        with stats.stage(sink.stage):
+            sink.write(frame, result, shown)
+
+
+class _Writer:
+    """Feeds sinks from a background thread, in frame order, up to ``depth`` frames behind
+    the loop. A failure in the thread is raised in the loop at the next ``put`` (or at
+    ``finish``); the frames before it are written."""
+
+    def __init__(self, sinks: Sequence[Sink], stats: VideoStats, depth: int):
+        self.sinks, self.stats = list(sinks), stats
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="maskseg-writer", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is None:  # after a failure, drain without writing
+                try:
+                    _write(self.sinks, *item, self.stats)
+                except BaseException as exc:
+                    self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def put(self, frame: Frame, result: FrameResult) -> None:
+        self._raise()
+        self.queue.put((frame, result))
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self._raise()
 
 
 def _close_all(sinks: Sequence[Sink], stats: VideoStats) -> None:

@@ -170,14 +170,16 @@ class CropSmoother:
         self.weight = weight
         self.reset_iou = reset_iou
 
-    def window(self, track: Track, rect: np.ndarray) -> np.ndarray:
+    def window(self, track: Track, rect: np.ndarray, box: np.ndarray | None = None) -> np.ndarray:
         """The square crop ``rect`` (x1, y1, x2, y2) mapped from this frame's detection ->
-        the steadied crop to cut instead."""
+        the steadied crop to cut instead. ``box``: the face's box in this frame (default:
+        ``track.box``; pass it when the tracker may already be a frame ahead)."""
         rect = np.asarray(rect, np.float64).reshape(4)
+        box = np.array(track.box if box is None else box, np.float64).reshape(4)
         raw = np.array([(rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2, rect[2] - rect[0]])
         m = track.state
-        if not isinstance(m, _Memory) or box_iou(m.box, track.box[None])[0] < self.reset_iou:
-            track.state = _Memory(track.box.copy(), raw, np.zeros(3))
+        if not isinstance(m, _Memory) or box_iou(m.box, box[None])[0] < self.reset_iou:
+            track.state = _Memory(box, raw, np.zeros(3))
             return rect
         predicted = m.window + m.velocity
         surprise = raw - predicted
@@ -185,18 +187,20 @@ class CropSmoother:
                           WINDOW_MIN_GAIN, 1.0))  # fmt: skip
         m.window = predicted + a * surprise
         m.velocity = m.velocity + a * a / (2 - a) * surprise  # critically damped
-        m.box = track.box.copy()
+        m.box = box
         cx, cy, side = m.window
         return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
 
-    def __call__(self, track: Track, rect: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    def __call__(
+        self, track: Track, rect: np.ndarray, logits: np.ndarray, box: np.ndarray | None = None
+    ) -> np.ndarray:
         """This frame's logits (1, S, S) for ``track``'s crop ``rect`` -> smoothed logits.
         Call ``window`` first in each frame (it also decides whether to start afresh)."""
         prob = sigmoid(logits.reshape(logits.shape[-2:]))
         rect = np.asarray(rect, np.float64).reshape(4)
         m = track.state
         if not isinstance(m, _Memory):
-            self.window(track, rect)
+            self.window(track, rect, box)
             m = track.state
         if m.prob is not None:
             shift = _centre(prob, rect) - _centre(m.prob, m.rect)

@@ -69,13 +69,13 @@ def main() -> None:
     ap.add_argument("--prefetch", type=int, nargs="+", default=[0],
                     help="frames decoded ahead in a reader thread (0: none)")  # fmt: skip
     ap.add_argument("--write-ahead", type=int, nargs="+", default=[0, VideoOptions.write_ahead],
-                    help="frames queued for the writer thread (overlay, encode; 0: none)")  # fmt: skip
+                    help="frames queued for the writer thread (0: none)")  # fmt: skip
     ap.add_argument("--detect-ahead", type=int, nargs="+", default=[0, VideoOptions.detect_ahead],
                     help="frames located ahead in a detect thread (0: none)")  # fmt: skip
     ap.add_argument("--detect-threads", type=int, default=VideoOptions.detect_threads,
                     help="detector threads (0: the detector's default)")  # fmt: skip
     ap.add_argument("--spinning", action="store_true",
-                    help="onnxruntime: idle segmenter threads spin (lower latency, more CPU)")  # fmt: skip
+                    help="onnxruntime: idle segmenter threads spin")  # fmt: skip
     ap.add_argument("--codec", default=default_codec(), choices=["h264", "mp4v"])
     ap.add_argument("--detect-every", type=int, default=VideoOptions.detect_every)
     ap.add_argument("--mode", default="tiles", choices=["frame", "tiles"])
@@ -122,7 +122,8 @@ def main() -> None:
                     ms = {s: statistics.median(r.ms_per_frame().get(s, 0.0) for r in runs)
                           for s in STAGES}  # fmt: skip
                     full = statistics.median(r.full_detections for r in runs)
-                    print(f"{name[:60]:<60} {n:>5} {depth:>8} {det_ahead:>6} {ahead:>5} {fps:>6.1f} "
+                    row = f"{n:>5} {depth:>8} {det_ahead:>6} {ahead:>5} {fps:>6.1f} "
+                    print(f"{name[:60]:<60} {row}"
                           + " ".join(f"{ms[s]:>8.1f}" for s in STAGES)
                           + f" {full:>8.0f}")  # fmt: skip
 

@@ -192,8 +192,8 @@ class Gate:
             declared = int(headers.get("content-length", "0"))
         except ValueError:
             declared = 0
-        if declared > limit:
-            return await self._refuse(scope, receive, send, *too_large)
+        if declared > limit:  # not read: the client is told at once and the socket closed
+            return await self._refuse(scope, receive, send, *too_large, drain=False)
         scope[TICKET] = ticket
         failure: tuple | None = None
         received = 0
@@ -229,10 +229,35 @@ class Gate:
         if failure is not None:
             await error_response(*failure, {"Connection": "close"})(scope, receive, send)
 
-    @staticmethod
-    async def _refuse(scope, receive, send, status, code, detail, headers=None) -> None:
-        headers = {**(headers or {}), "Connection": "close"}  # the unread body is not drained
+    async def _refuse(self, scope, receive, send, status, code, detail, headers=None,
+                      drain: bool = True) -> None:  # fmt: skip
+        """Answer with an error and close the connection. The body is read (and dropped)
+        first, up to the upload limit and for at most a second: closing a socket with unread
+        bytes in it makes the kernel reset the connection, and the client may then see a
+        reset instead of this answer."""
+        if drain:
+            await _drain(receive, self.settings.max_batch_bytes, min(1.0, self.settings.timeout_s))
+        headers = {**(headers or {}), "Connection": "close"}
         await error_response(status, code, detail, headers)(scope, receive, send)
+
+
+async def _drain(receive: Callable, limit: int, seconds: float) -> None:
+    """Read and drop a request body until it ends, ``limit`` bytes or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    received = 0
+    while received <= limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), left)
+        except asyncio.TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return  # the client went away
+        received += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _unauthorized(headers: dict[str, str]) -> tuple:

@@ -497,6 +497,14 @@ async def run_work(request: Request, fn: Callable, *args: Any) -> Any:
                        "details are in its log") from None  # fmt: skip
 
 
+async def one_image(request: Request, file: UploadFile, fn: Callable, *args: Any) -> Any:
+    """The single-image endpoints: read the upload, then ``fn(data, *args, start)`` as
+    ``run_work`` does (``start``: when the request arrived, for the reported timings)."""
+    start = request.scope[TICKET].start
+    data = await read_upload(file, get_settings(request).max_upload_bytes)
+    return await run_work(request, fn, data, *args, start)
+
+
 async def read_upload(file: UploadFile, limit: int) -> bytes:
     data = await file.read(limit + 1)
     if not data:
@@ -542,28 +550,22 @@ def api_router() -> APIRouter:
         request: Request, file: Upload, mode: ModeQuery = Mode.auto,
         mask_format: FormatQuery = MaskFormat.rle, tolerance: ToleranceQuery = 1.0,
     ) -> SegmentResult:  # fmt: skip
-        start = request.scope[TICKET].start
-        data = await read_upload(file, get_settings(request).max_upload_bytes)
-        engine = get_engine(request)
-        return await run_work(request, engine.as_json, data, mode, mask_format, tolerance, start)
+        return await one_image(request, file, get_engine(request).as_json, mode, mask_format,
+                               tolerance)  # fmt: skip
 
     images = {"content": {"image/png": {}}, "description": "0/255 mask at the image's size"}
 
     @router.post("/segment/mask", response_class=Response, responses={200: images},
                  summary="the mask of one image, as a PNG")  # fmt: skip
     async def segment_mask(request: Request, file: Upload, mode: ModeQuery = Mode.auto):
-        start = request.scope[TICKET].start
-        data = await read_upload(file, get_settings(request).max_upload_bytes)
-        return await run_work(request, get_engine(request).as_mask_png, data, mode, start)
+        return await one_image(request, file, get_engine(request).as_mask_png, mode)
 
     jpeg = {"content": {"image/jpeg": {}}, "description": "the image, mask tinted, boxes drawn"}
 
     @router.post("/segment/overlay", response_class=Response, responses={200: jpeg},
                  summary="the image with its mask tinted and faces boxed, as a JPEG")  # fmt: skip
     async def segment_overlay(request: Request, file: Upload, mode: ModeQuery = Mode.auto):
-        start = request.scope[TICKET].start
-        data = await read_upload(file, get_settings(request).max_upload_bytes)
-        return await run_work(request, get_engine(request).as_overlay, data, mode, start)
+        return await one_image(request, file, get_engine(request).as_overlay, mode)
 
     @router.post("/segment/batch", response_model=BatchResult,
                  summary="several images in one request; an image's error does not fail "

@@ -253,7 +253,15 @@ def test_health_model_docs_and_page(client):
     for path in ("/v1/segment", "/v1/segment/mask", "/v1/segment/overlay",
                  "/v1/segment/batch", "/v1/model", "/health"):  # fmt: skip
         assert path in spec["paths"], path
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    # offline: Swagger UI's files come from this server, not from a CDN
+    assert "https://" not in docs.text and "http://" not in docs.text
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css",
+                  "/static/favicon.svg"):  # fmt: skip
+        assert client.get(asset).status_code == 200, asset
+    redoc = client.get("/redoc")
+    assert redoc.status_code == 200 and "https://" not in redoc.text
     page = client.get("/")
     assert page.status_code == 200
     assert "default-src 'self'" in page.headers["content-security-policy"]

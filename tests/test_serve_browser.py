@@ -178,3 +178,13 @@ def test_webcam_live_mode_draws_masks(page, tmp_path):
     page.click("#camera")
     assert page.inner_text("#camera") == "Start webcam"
     print(f"\nscreenshot: {shot}\n{page.inner_text('#timing')}")
+
+
+def test_api_docs_render_without_the_internet(page, server):
+    """/docs draws its operations from files this server ships (the page fixture fails the
+    test on any request to another host)."""
+    page.goto(server + "/docs")
+    page.wait_for_selector(".opblock", timeout=20_000)
+    text = page.inner_text("body")
+    for path in ("/v1/segment", "/v1/segment/batch", "/health"):
+        assert path in text, path

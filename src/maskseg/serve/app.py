@@ -620,7 +620,7 @@ def create_app(settings: Settings | None = None, predictor: Any = None) -> FastA
         finally:
             app.state.engine.close()
 
-    app = FastAPI(
+    app = _fastapi(
         title="maskseg",
         version=__version__,
         summary="Segment the face mask a person wears: photos in, masks out.",
@@ -666,6 +666,17 @@ def create_app(settings: Settings | None = None, predictor: Any = None) -> FastA
     app.include_router(api_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _fastapi(**kwargs: Any) -> FastAPI:
+    """The app object. With ``fastapi-offline`` (a ``[serve]`` dependency) ``/docs`` and
+    ``/redoc`` load Swagger UI and ReDoc from files this server ships, so they work offline;
+    without it, FastAPI's own pages load them from a CDN."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:
+        return FastAPI(**kwargs)
+    return FastAPIOffline(static_url="/docs-assets", favicon_url="/static/favicon.svg", **kwargs)
 
 
 def app_from_env() -> FastAPI:

@@ -1,0 +1,111 @@
+"""Video accuracy against ground truth: does smoothing help, and does it lag a moving face?
+
+    python benchmarks/bench_video_accuracy.py [--model unet-msfd-heldout] [--clips 11]
+                                              [--frames 90] [--faces 2] [--speeds 2 6]
+
+Clips are built from the model's held-out test pairs (so the default is the held-out twin;
+the shipped model saw every pair): ``--faces`` labelled crops move over a background at
+``--speeds`` px per frame, bouncing off the edges, and each frame's truth is the crops'
+masks at the place and size they were pasted (``maskseg.video.synthetic.moving_faces``).
+Each clip runs through ``VideoSegmenter`` four ways: the default (tracking, re-detection
+around followed faces, smoothing), the same with ``--no-smooth``, a full detection in every
+frame with smoothing (``--detect-every 1``), and a full detection in every frame without
+smoothing (each frame on its own, as ``predict --scene``). Prints mean
+per-frame IoU against the truth, the frame-to-frame flicker (pixels that change between
+consecutive frames beyond what the truth changes, as a share of the truth's area), and the
+IoU of the 10 frames after each bounce (where lag would show).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskseg.data import load_split
+from maskseg.inference import Predictor
+from maskseg.metrics import confusion, iou
+from maskseg.scene import ScenePredictor
+from maskseg.video import VideoOptions, VideoSegmenter
+from maskseg.video.synthetic import moving_faces
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD"
+SIZE = (640, 480)
+SIDE = 150
+
+
+def truth_of(masks: list[np.ndarray], rects: list[tuple[int, int, int, int]]) -> np.ndarray:
+    w, h = SIZE
+    out = np.zeros((h, w), bool)
+    for m, (x, y, x2, _) in zip(masks, rects, strict=True):
+        side = x2 - x
+        small = cv2.resize(m.astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST)
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
+        out[y0:y1, x0:x1] |= small[y0 - y : y1 - y, x0 - x : x1 - x].astype(bool)
+    return out
+
+
+def run(scene: ScenePredictor, options: VideoOptions, frames: list[np.ndarray]) -> list:
+    seg = VideoSegmenter(scene, options)
+    return [seg(f).scene.mask for f in frames]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="unet-msfd-heldout")
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--clips", type=int, default=11)
+    ap.add_argument("--frames", type=int, default=90)
+    ap.add_argument("--faces", type=int, default=2)
+    ap.add_argument("--speeds", type=float, nargs="+", default=[2.0, 6.0])
+    a = ap.parse_args()
+
+    predictor = Predictor.load(a.model)
+    scene = ScenePredictor(predictor)
+    d = predictor.config.data
+    data = load_split(a.data, d, "test")
+    pairs = data.take(data.splits.test)
+    if len(pairs) < a.faces:
+        raise SystemExit(f"{a.model}: its test split of {a.data} has {len(pairs)} pairs")
+    ways = {"default (track + smooth)": VideoOptions(),
+            "--no-smooth": VideoOptions(smooth=False),
+            "full detection + smooth": VideoOptions(detect_every=1),
+            "each frame alone": VideoOptions(smooth=False, detect_every=1)}  # fmt: skip
+    print(f"model {a.model} ({predictor.describe()}); {a.clips} clips x {a.frames} frames, "
+          f"{a.faces} held-out test faces each, {SIDE} px, 640x480")  # fmt: skip
+    for speed in a.speeds:
+        scores = {k: {"iou": [], "flicker": [], "after_bounce": []} for k in ways}
+        for c in range(a.clips):
+            chosen = [pairs[(c * a.faces + k) % len(pairs)] for k in range(a.faces)]
+            frames, truths, pos = [], [], []
+            for frame, rects in moving_faces([s.image for s in chosen], a.frames, SIZE, SIDE,
+                                             speed, seed=c):  # fmt: skip
+                frames.append(frame)
+                truths.append(truth_of([s.mask for s in chosen], rects))
+                pos.append(np.array([(r[0], r[1]) for r in rects], float))
+            step = np.diff(np.array(pos), axis=0)  # (frames - 1, faces, 2)
+            turned = (np.sign(step[1:]) * np.sign(step[:-1]) < 0).any(axis=(1, 2))
+            bounces = [i + 2 for i in np.flatnonzero(turned)]  # the frame after the turn
+            after = sorted({j for b in bounces for j in range(b, min(b + 10, a.frames))})
+            for name, options in ways.items():
+                masks = run(scene, options, frames)
+                per = [float(iou(confusion(m, t))) for m, t in zip(masks, truths, strict=True)]
+                scores[name]["iou"].append(np.mean(per))
+                if after:
+                    scores[name]["after_bounce"].append(np.mean([per[j] for j in after]))
+                change = [int((m1 ^ m0).sum()) - int((t1 ^ t0).sum()) for m0, m1, t0, t1
+                          in zip(masks, masks[1:], truths, truths[1:], strict=False)]  # fmt: skip
+                area = np.mean([t.sum() for t in truths])
+                scores[name]["flicker"].append(max(0.0, float(np.mean(change))) / area)
+        print(f"\nspeed {speed:g} px/frame")
+        print(f"{'':<26}{'mean IoU':>10}{'IoU after bounces':>19}{'flicker':>9}")
+        for name, s in scores.items():
+            ab = np.mean(s["after_bounce"]) if s["after_bounce"] else float("nan")
+            print(f"{name:<26}{np.mean(s['iou']):>10.4f}{ab:>19.4f}{np.mean(s['flicker']):>9.3f}")
+
+
+if __name__ == "__main__":
+    main()

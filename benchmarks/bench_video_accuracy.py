@@ -19,6 +19,7 @@ IoU of the 10 frames after each bounce (where lag would show).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
@@ -30,6 +31,9 @@ from maskseg.metrics import confusion, iou
 from maskseg.scene import ScenePredictor
 from maskseg.video import VideoOptions, VideoSegmenter
 from maskseg.video.synthetic import moving_faces
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scene import part_ids  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD"
@@ -57,25 +61,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="unet-msfd-heldout")
     ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--part", default="test", help="test, or foldK: validation of fold K "
+                    "(for choices, with that fold's model)")  # fmt: skip
+    ap.add_argument("--backend", default="auto")
     ap.add_argument("--clips", type=int, default=11)
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--faces", type=int, default=2)
     ap.add_argument("--speeds", type=float, nargs="+", default=[2.0, 6.0])
     a = ap.parse_args()
 
-    predictor = Predictor.load(a.model)
+    predictor = Predictor.load(a.model, backend=a.backend)
     scene = ScenePredictor(predictor)
     d = predictor.config.data
-    data = load_split(a.data, d, "test")
-    pairs = data.take(data.splits.test)
+    data = load_split(a.data, d, "all")
+    pairs = data.take(part_ids(data.splits, a.part))
     if len(pairs) < a.faces:
-        raise SystemExit(f"{a.model}: its test split of {a.data} has {len(pairs)} pairs")
+        raise SystemExit(f"{a.model}: its {a.part} part of {a.data} has {len(pairs)} pairs")
     ways = {"default (track + smooth)": VideoOptions(),
             "--no-smooth": VideoOptions(smooth=False),
             "full detection + smooth": VideoOptions(detect_every=1),
             "each frame alone": VideoOptions(smooth=False, detect_every=1)}  # fmt: skip
     print(f"model {a.model} ({predictor.describe()}); {a.clips} clips x {a.frames} frames, "
-          f"{a.faces} held-out test faces each, {SIDE} px, 640x480")  # fmt: skip
+          f"{a.faces} faces of the {a.part} part each, {SIDE} px, 640x480")  # fmt: skip
     for speed in a.speeds:
         scores = {k: {"iou": [], "flicker": [], "after_bounce": []} for k in ways}
         for c in range(a.clips):

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from maskseg.console import show_progress
@@ -74,7 +73,7 @@ def predict_paths(
     """
     from tqdm import tqdm
 
-    from maskseg.viz import draw_faces, overlay
+    from maskseg.viz import annotate
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,12 +108,6 @@ def predict_paths(
             mask = segmenter.predict(image, size=full)
         result.written.append(write_mask(out / f"{name}.png", mask))
         if overlay_images:
-            if mask.shape != image.shape[:2]:
-                h, w = image.shape[:2]
-                mask = cv2.resize(mask.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-            shown = overlay(image, mask.astype(bool))
-            if faces is not None:
-                shown = draw_faces(shown, faces, image.shape[1] / full[1])
-            write_rgb(out / f"{name}_overlay.jpg", shown)
+            write_rgb(out / f"{name}_overlay.jpg", annotate(image, mask, faces, full[1]))
         del image, mask  # a 144 MP mask should not outlive its file
     return result

@@ -95,6 +95,24 @@ def draw_faces(
     return out
 
 
+def annotate(
+    image: np.ndarray, mask: np.ndarray, faces: list | None = None, full_width: int | None = None
+) -> np.ndarray:
+    """``image`` with ``mask`` tinted and outlined and each face's box drawn (``draw_faces``).
+
+    An image decoded reduced keeps its mask and faces at the file's full size (``full_width``
+    its width): the mask is resized to the image and the boxes scaled, so the picture is
+    drawn at the decoded size.
+    """
+    if mask.shape != image.shape[:2]:
+        h, w = image.shape[:2]
+        mask = cv2.resize(mask.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    shown = overlay(image, mask.astype(bool))
+    if faces:
+        shown = draw_faces(shown, faces, image.shape[1] / full_width if full_width else 1.0)
+    return shown
+
+
 def mask_rgb(mask: np.ndarray) -> np.ndarray:
     return np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
 

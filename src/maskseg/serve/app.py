@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import cv2
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -398,18 +397,12 @@ class Engine:
         return Response(body, media_type="image/png", headers=_headers(seg, t, start))
 
     def as_overlay(self, data: bytes, mode: Mode, start: float) -> Response:
-        from maskseg.viz import draw_faces, overlay
+        from maskseg.viz import annotate
 
         seg = self.segment(data, mode)
         t = time.perf_counter()
-        image, mask = seg.image, seg.mask
-        if mask.shape != image.shape[:2]:  # decoded reduced: draw at the decoded size
-            h, w = image.shape[:2]
-            mask = cv2.resize(mask.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-        shown = overlay(image, mask.astype(bool))
-        if seg.scene_faces:
-            shown = draw_faces(shown, seg.scene_faces, image.shape[1] / seg.full[1])
-        body = encode.jpeg_bytes(shown)
+        # an image decoded reduced is drawn at its decoded size
+        body = encode.jpeg_bytes(annotate(seg.image, seg.mask, seg.scene_faces, seg.full[1]))
         return Response(body, media_type="image/jpeg", headers=_headers(seg, t, start))
 
     def batch(

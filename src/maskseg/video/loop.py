@@ -292,9 +292,9 @@ class VideoSegmenter:
 
 def annotate(image: np.ndarray, scene: Any) -> np.ndarray:
     """The frame with its mask tinted and outlined and each face's box and score drawn."""
-    from maskseg.viz import draw_faces, overlay
+    from maskseg import viz
 
-    return draw_faces(overlay(image, scene.mask), scene.faces)
+    return viz.annotate(image, scene.mask, scene.faces)
 
 
 class StopEvent(threading.Event):

@@ -62,6 +62,14 @@ def background(
     return bg
 
 
+def feather_alpha(side: int, width: float) -> np.ndarray:
+    """Blend weights (side, side, 1) of a pasted square: 1 inside, fading to 0 over ``width``
+    pixels (at least one) at its edges, so a paste leaves no hard seam."""
+    ramp = np.clip((np.minimum(np.arange(side), np.arange(side)[::-1]) + 0.5) / max(1.0, width),
+                   0, 1)  # fmt: skip
+    return np.minimum.outer(ramp, ramp)[..., None]
+
+
 def _free_spot(
     rng: np.random.Generator, side: int, shape: tuple[int, int], taken: list, tries: int = 50
 ) -> tuple[int, int] | None:
@@ -101,9 +109,7 @@ def compose(
             continue
         x, y = spot
         face = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
-        feather = float(rng.uniform(0.02, 0.08)) * side
-        ramp = np.clip((np.minimum(np.arange(side), np.arange(side)[::-1]) + 0.5) / feather, 0, 1)
-        alpha = np.minimum.outer(ramp, ramp)[..., None]
+        alpha = feather_alpha(side, float(rng.uniform(0.02, 0.08)) * side)
         region = image[y : y + side, x : x + side]
         image[y : y + side, x : x + side] = alpha * face + (1 - alpha) * region
         if mask is not None:

@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from maskseg.synth import feather_alpha
+
 
 @dataclass
 class Mover:
@@ -54,9 +56,7 @@ def paste_face(image: np.ndarray, crop: np.ndarray, rect: Sequence[int], feather
     x, y, x2, _ = rect
     side = x2 - x
     face = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
-    ramp = np.clip((np.minimum(np.arange(side), np.arange(side)[::-1]) + 0.5) /
-                   max(1.0, feather * side), 0, 1)  # fmt: skip
-    alpha = np.minimum.outer(ramp, ramp)[..., None]
+    alpha = feather_alpha(side, feather * side)
     h, w = image.shape[:2]
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
     if x1 <= x0 or y1 <= y0:

@@ -435,8 +435,11 @@ def _parity(net, blob: bytes, cfg: Config, data, part: str) -> dict[str, Any]:
     ref = Predictor(TorchBackend(net, "cpu", "fp32"), cfg)
     mine = Predictor(onnx_backend, cfg)
     images = [s.image for s in samples]
-    diff = float(np.abs(mine.logits(images) - ref.logits(images)).max())
-    ref_masks, my_masks = ref.predict_batch(images), mine.predict_batch(images)
+    sizes = [im.shape[:2] for im in images]
+    ref_logits, my_logits = ref.logits(images), mine.logits(images)
+    diff = float(np.abs(my_logits - ref_logits).max())
+    ref_masks = ref.masks_from_logits(ref_logits, sizes)
+    my_masks = mine.masks_from_logits(my_logits, sizes)
     differing = sum(int((a != b).sum()) for a, b in zip(ref_masks, my_masks, strict=True))
     ious = {"torch fp32": float(iou(score_masks(ref_masks, samples))),
             "onnx": float(iou(score_masks(my_masks, samples)))}  # fmt: skip

@@ -143,12 +143,13 @@ def scene_crops(
     Returns:
         (positive crops, negative crops), each size x size RGB.
     """
-    from maskseg.detect import box_iou, crop_boxes, cut_crop, get_detector, load_crop_mapping
-    from maskseg.scene import CROP_SCALE, scale_rects
+    from maskseg.detect import box_iou, cut_crop
+    from maskseg.scene import SceneConfig, ScenePredictor
     from maskseg.synth import compose
 
-    detector = get_detector("blazeface", mode="tiles", score_threshold=0.2)
-    mapping = load_crop_mapping("blazeface", "tiles")
+    # the scene path's detector and crops (no segmenter needed); every detection is kept,
+    # also the overlapping ones the scene path drops
+    finder = ScenePredictor(None, SceneConfig(score_threshold=0.2))
     rng = np.random.default_rng(seed)
     pos: list[np.ndarray] = []
     neg: list[np.ndarray] = []
@@ -164,10 +165,10 @@ def scene_crops(
                 faces.append(("u", unmasked[int(rng.integers(len(unmasked)))], None))
         photo = masked[int(rng.integers(len(masked)))][0]
         scene = compose(faces, rng, photo=photo)
-        dets = detector.detect(scene.image)
+        dets = finder.detector.detect(scene.image)
         if not len(dets):
             continue
-        rects = scale_rects(crop_boxes(dets, mapping), CROP_SCALE)
+        rects = finder.crop_rects(dets)
         placed = np.array([p.rect for p in scene.placements], np.float64).reshape(-1, 4)
         for box, rect in zip(dets.boxes.astype(np.float64), rects, strict=True):
             overlaps = box_iou(box, placed) if len(placed) else np.zeros(0)

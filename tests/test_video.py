@@ -36,7 +36,7 @@ from maskseg.video import (
     prefetch,
     run_video,
 )
-from maskseg.video.sinks import has_pyav
+from maskseg.video.sinks import PreviewSink, has_pyav
 from maskseg.video.synthetic import backdrop, moving_faces, paste_face, write_clip
 
 # Crops the detector finds well at 100 px (scores > 0.8): the tests are about the video
@@ -306,6 +306,31 @@ def test_writer_thread_keeps_order_and_raises_a_sink_failure(tmp_path: Path, sce
             run_video(source, VideoSegmenter(scene, options), [good, bad])
     assert bad.seen == [0, 1, 2, 3, 4] and bad.closed and good.closed
     assert good.seen[:6] == [0, 1, 2, 3, 4, 5]  # frames before the failure were all written
+
+
+class _FakePreview(PreviewSink):
+    """A preview window without a window: records the overlays it was given."""
+
+    def __init__(self) -> None:
+        self.stop_requested = False
+        self.shown: list[np.ndarray] = []
+
+    def write(self, frame, result, shown) -> None:
+        self.shown.append(shown)
+
+    def close(self) -> None:
+        pass
+
+
+def test_preview_stays_in_the_loop_and_shares_its_overlay_with_the_writer(tmp_path, scene):
+    clip = noise_clip(tmp_path / "noise.avi", 6)
+    preview, behind = _FakePreview(), _RecordingSink()
+    behind.write = lambda frame, result, shown: behind.seen.append(shown)  # type: ignore
+    with open_source(clip) as source:
+        run_video(source, VideoSegmenter(scene, VideoOptions(write_ahead=2)), [behind, preview])
+    assert len(preview.shown) == len(behind.seen) == 6
+    # drawn once per frame, in the loop, and handed to the writer thread as it is
+    assert all(a is b for a, b in zip(preview.shown, behind.seen, strict=True))
 
 
 def face_clip(path: Path, crops: list[np.ndarray], n: int) -> Path:

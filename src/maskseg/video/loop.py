@@ -370,9 +370,9 @@ def run_video(
     try:
         for frame, loc in work:
             result = segmenter.segment(loc, stats)
+            shown = _write(here, frame, result, stats)  # a preview's overlay, drawn once
             if writer is not None:
-                writer.put(frame, result)
-            _write(here, frame, result, stats)
+                writer.put(frame, result, shown)
             stats.frames += 1
             if on_frame is not None:
                 on_frame(frame, result)
@@ -405,15 +405,22 @@ def run_video(
     return stats
 
 
-def _write(sinks: Sequence[Sink], frame: Frame, result: FrameResult, stats: VideoStats) -> None:
-    """One frame to ``sinks``, with the overlay drawn once if any of them shows it."""
-    shown = None
-    if any(s.needs_overlay for s in sinks):
+def _write(
+    sinks: Sequence[Sink],
+    frame: Frame,
+    result: FrameResult,
+    stats: VideoStats,
+    shown: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """One frame to ``sinks``, with the overlay drawn once if any of them shows it (unless
+    ``shown`` already holds it); returns the overlay, or None when none was needed."""
+    if shown is None and any(s.needs_overlay for s in sinks):
         with stats.stage("overlay"):
             shown = annotate(frame.image, result.scene)
     for sink in sinks:
         with stats.stage(sink.stage):
             sink.write(frame, result, shown)
+    return shown
 
 
 class _Writer:
@@ -435,7 +442,8 @@ class _Writer:
                 return
             if self.error is None:  # after a failure, drain without writing
                 try:
-                    _write(self.sinks, *item, self.stats)
+                    frame, result, shown = item
+                    _write(self.sinks, frame, result, self.stats, shown)
                 except BaseException as exc:
                     self.error = exc
 
@@ -444,9 +452,9 @@ class _Writer:
             error, self.error = self.error, None
             raise error
 
-    def put(self, frame: Frame, result: FrameResult) -> None:
+    def put(self, frame: Frame, result: FrameResult, shown: np.ndarray | None = None) -> None:
         self._raise()
-        self.queue.put((frame, result))
+        self.queue.put((frame, result, shown))
 
     def finish(self) -> None:
         self.queue.put(None)

@@ -232,13 +232,11 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
         segmenter = get_method(a.method)
     if a.scene:
-        from maskseg.scene import SceneConfig, ScenePredictor
+        from maskseg.scene import ScenePredictor
 
         if a.method != "unet":
             raise ValueError("--scene segments detected faces with the U-Net; drop --method")
-        config = SceneConfig(detector=a.detector, mode=a.detect_mode,
-                             score_threshold=a.detect_threshold)  # fmt: skip
-        segmenter = ScenePredictor(segmenter, config)
+        segmenter = ScenePredictor(segmenter, _scene_config(a))
     elif a.json:
         raise ValueError("--json describes the faces found with --scene; add --scene")
 
@@ -264,15 +262,13 @@ def cmd_video(a: argparse.Namespace) -> int:
 
     from maskseg import video
     from maskseg.console import show_progress
-    from maskseg.scene import SceneConfig, ScenePredictor
+    from maskseg.scene import ScenePredictor
 
     if not (a.output or a.json or a.masks or a.show):
         raise ValueError("nothing to write: give --output, --json, --masks or --show")
     with video.open_source(a.source) as source:  # a bad source fails before the model loads
-        config = SceneConfig(detector=a.detector, mode=a.detect_mode,
-                             score_threshold=a.detect_threshold)  # fmt: skip
         options = video.VideoOptions(detect_every=a.detect_every, smooth=not a.no_smooth)
-        segmenter = video.VideoSegmenter(ScenePredictor(_predictor(a), config), options)
+        segmenter = video.VideoSegmenter(ScenePredictor(_predictor(a), _scene_config(a)), options)
         sinks: list[Any] = []
         try:
             if a.output:
@@ -440,6 +436,25 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_detector_args(p: argparse.ArgumentParser, video: bool) -> None:
+    """The face detector of ``predict --scene`` and ``video`` (read by ``_scene_config``)."""
+    p.add_argument("--detector", default="blazeface",
+                   help="face detector" if video else "face detector for --scene")  # fmt: skip
+    p.add_argument("--detect-mode", default="tiles", choices=["frame", "tiles"],
+                   help=("full detection: " if video else "") + "frame: one pass (large "
+                   "faces); tiles: also overlapping tiles (small faces)")  # fmt: skip
+    p.add_argument("--detect-threshold", type=float, default=SCENE_SCORE_THRESHOLD,
+                   help="minimum detection score of a new face" if video else "minimum "
+                   "detection score (low: the mask gate rejects non-masks)")  # fmt: skip
+
+
+def _scene_config(a: argparse.Namespace):
+    from maskseg.scene import SceneConfig
+
+    return SceneConfig(detector=a.detector, mode=a.detect_mode,
+                       score_threshold=a.detect_threshold)  # fmt: skip
+
+
 def _add_model_args(p: argparse.ArgumentParser, default: str = "the shipped unet-msfd") -> None:
     p.add_argument("--model", help="shipped model name or model file (.onnx, .safetensors, "
                    f".pt); default: {default}")  # fmt: skip
@@ -512,16 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "one face crop)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="with --scene: also write <stem>.json "
                    "(per face: box, score, mask share of the box, mask or not)")  # fmt: skip
-    p.add_argument("--detector", default="blazeface", help="face detector for --scene")
-    p.add_argument("--detect-mode", default="tiles", choices=["frame", "tiles"],
-                   help="frame: one pass (large faces); tiles: also overlapping tiles "
-                        "(small faces)")  # fmt: skip
-    p.add_argument(
-        "--detect-threshold",
-        type=float,
-        default=SCENE_SCORE_THRESHOLD,
-        help="minimum detection score (low: the mask gate rejects non-masks)",
-    )
+    _add_detector_args(p, video=False)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="images with more pixels are skipped as decompression bombs")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only "
@@ -547,12 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "between them faces are re-detected around their last boxes")  # fmt: skip
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     _add_model_args(p)
-    p.add_argument("--detector", default="blazeface", help="face detector")
-    p.add_argument("--detect-mode", default="tiles", choices=["frame", "tiles"],
-                   help="full detection: frame: one pass (large faces); tiles: also "
-                        "overlapping tiles (small faces)")  # fmt: skip
-    p.add_argument("--detect-threshold", type=float, default=SCENE_SCORE_THRESHOLD,
-                   help="minimum detection score of a new face")  # fmt: skip
+    _add_detector_args(p, video=True)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only "
                    "on a terminal anyway)")  # fmt: skip
     p.set_defaults(func=cmd_video)

@@ -17,6 +17,7 @@ picture on average).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from maskseg.console import cpu_description
-from maskseg.faces import face_splits, load_index
+from maskseg.faces import INDEX, face_splits, load_index
 from maskseg.inference import Predictor
 from maskseg.io import ImageReadError, read_image
 from maskseg.scene import ScenePredictor
@@ -43,10 +44,7 @@ def main() -> None:
     a = ap.parse_args()
 
     index = load_index(a.faces)
-    root = Path(a.faces) / "index.json"
-    import json
-
-    photos_root = Path(json.loads(root.read_text())["root"])
+    photos_root = Path(json.loads((Path(a.faces) / INDEX).read_text())["root"])  # the photos'
     if not photos_root.is_absolute():
         photos_root = (Path.cwd() / photos_root).resolve()
     predictor = Predictor.load(a.model, backend=a.backend)

@@ -44,7 +44,8 @@ def main() -> None:
     a = ap.parse_args()
 
     index = load_index(a.faces)
-    photos_root = Path(json.loads((Path(a.faces) / INDEX).read_text())["root"])  # the photos'
+    # where `maskseg data faces` read the photos (relative to the folder it ran in)
+    photos_root = Path(json.loads((Path(a.faces) / INDEX).read_text())["root"])
     if not photos_root.is_absolute():
         photos_root = (Path.cwd() / photos_root).resolve()
     predictor = Predictor.load(a.model, backend=a.backend)

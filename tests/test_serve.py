@@ -31,7 +31,7 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 and says so at
 
 from maskseg.inference import Predictor  # noqa: E402
 from maskseg.serve import Settings, create_app  # noqa: E402
-from maskseg.serve.app import looks_like_crop, sniff  # noqa: E402
+from maskseg.serve.app import uvicorn_options  # noqa: E402
 from maskseg.serve.encode import (  # noqa: E402
     counts_to_string,
     decode_rle,
@@ -40,6 +40,7 @@ from maskseg.serve.encode import (  # noqa: E402
     rle_counts,
     string_to_counts,
 )
+from maskseg.serve.engine import looks_like_crop, sniff  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FACE = EXAMPLES / "face.jpg"
@@ -204,7 +205,8 @@ def live_server(app):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    options = uvicorn_options(app.state.settings)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -245,7 +247,8 @@ def raw_request(port: int, data: bytes) -> bytes:
 
 def test_health_model_docs_and_page(client):
     health = client.get("/health").json()
-    assert health == {"status": "ok", "model_loaded": True, "in_flight": 0, "max_in_flight": 4}
+    assert health == {"status": "ok", "model_loaded": True, "in_flight": 0, "max_in_flight": 4,
+                      "queued": 0, "max_queue": 32}  # fmt: skip
     info = client.get("/v1/model").json()
     assert info["name"] == "unet-msfd" and info["input_size"] == 160
     assert "onnxruntime" in info["backend"] and info["version"]
@@ -260,8 +263,11 @@ def test_health_model_docs_and_page(client):
     for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css",
                   "/static/favicon.svg"):  # fmt: skip
         assert client.get(asset).status_code == 200, asset
-    redoc = client.get("/redoc")
-    assert redoc.status_code == 200 and "https://" not in redoc.text
+    # ReDoc is not served: its bundle fetches its logo from a CDN
+    assert_error(client.get("/redoc"), 404, "not_found")
+    # upload errors are listed for the endpoints that take uploads, not for GET /v1/model
+    assert set(spec["paths"]["/v1/model"]["get"]["responses"]) == {"200", "401"}
+    assert {"400", "408", "413", "503"} <= set(spec["paths"]["/v1/segment"]["post"]["responses"])
     page = client.get("/")
     assert page.status_code == 200
     assert "default-src 'self'" in page.headers["content-security-policy"]
@@ -351,11 +357,14 @@ def test_bad_uploads_say_what_was_wrong(client, face):
     assert "cannot be decoded" in body["detail"]
     body = assert_error(client.post("/v1/segment", files=upload(bomb_png(), "bomb.png")), 413,
                         "too_many_pixels")  # fmt: skip
-    assert "20000x20000" in body["detail"]
+    assert "20000x20000" in body["detail"] and body["detail"].count("MP") == 2, body  # once each
     body = assert_error(client.post("/v1/segment", files=upload(jpeg), params={"mode": "x"}),
                         422, "invalid_request")  # fmt: skip
     assert "mode" in body["detail"]
-    assert_error(client.post("/v1/segment"), 422, "invalid_request")  # no file at all
+    body = assert_error(client.post("/v1/segment"), 400, "empty_upload")  # no body at all
+    assert "'file'" in body["detail"]
+    form = {"other": ("a.jpg", jpeg)}  # a form without the file field
+    assert_error(client.post("/v1/segment", files=form), 422, "invalid_request")
     assert_error(client.get("/v1/segment"), 405, "method_not_allowed")
     assert_error(client.get("/nothing/here"), 404, "not_found")
     assert client.get("/health").json()["in_flight"] == 0  # every refusal gave its slot back
@@ -412,6 +421,8 @@ def test_api_key(predictor, face, monkeypatch):
         assert c.get("/v1/model", headers={"X-API-Key": "s3cret"}).status_code == 200
     with pytest.raises(ValueError, match="empty"):
         Settings(api_key=" ")
+    with pytest.raises(ValueError, match="ASCII"):  # could never match a header
+        Settings(api_key="clé")
 
 
 def test_internal_errors_do_not_leak(predictor, face, caplog):
@@ -430,7 +441,7 @@ def test_in_flight_limit_and_timeout(predictor, face):
     """One slot: a second request meanwhile gets 503 + Retry-After at once; a request over
     its deadline gets 504, and its slot stays taken until the work really ends."""
     jpeg = encoded(face, "JPEG")
-    settings = Settings(max_in_flight=1, timeout_s=0.6, retry_after_s=2)
+    settings = Settings(max_in_flight=1, queue=0, timeout_s=0.6, retry_after_s=2)
     slow = SlowPredictor(predictor)
     app = create_app(settings, slow)
     with live_server(app) as (url, _), httpx.Client(base_url=url, timeout=10) as http:
@@ -465,7 +476,7 @@ def test_concurrent_requests_share_the_model(predictor):
 def test_streamed_oversize_and_slow_uploads_are_cut(predictor):
     """Without Content-Length (chunked) the bytes are counted as they arrive; an upload that
     stalls is answered 408 when the request's time is up."""
-    settings = Settings(max_upload_bytes=20_000, timeout_s=0.5)
+    settings = Settings(max_upload_bytes=20_000, upload_timeout_s=0.5)
     with live_server(create_app(settings, predictor)) as (_, port):
         head = (b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                 b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")  # fmt: skip

@@ -32,3 +32,15 @@ def cpu_description() -> str:
     extra = [f for f in ("avx512_bf16", "avx512_vnni", "avx_vnni") if f in flags]
     features = " ".join(extra) if extra else "no AVX-512 bf16/VNNI"
     return f"{name} ({os.cpu_count()} cores, {amx}, {features})"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """One log format for the CLI and for the server's worker processes (which start fresh
+    and would otherwise log nothing of maskseg's own)."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)

@@ -88,6 +88,8 @@ class Health(BaseModel):
     model_loaded: bool
     in_flight: int
     max_in_flight: int
+    queued: int = Field(0, description="requests whose upload has arrived, waiting for a slot")
+    max_queue: int = 0
 
 
 class ModelInfo(BaseModel):

@@ -38,11 +38,24 @@ class Settings:
         max_batch_bytes: largest request body of the batch endpoint.
         max_batch_files: most images in one batch request.
         max_pixels: images with more pixels are refused before decoding (decompression bombs).
-        max_in_flight: requests being uploaded or processed at once; more get 503 with
-            Retry-After at once, without their body being read.
-        timeout_s: per request, from its arrival: reading the upload and segmenting.
+        max_in_flight: requests segmented at once (each holds a slot from when its body has
+            arrived until its work ends).
+        queue: requests whose body has arrived that may wait for a slot, in arrival order;
+            beyond them a request gets 503 with Retry-After.
+        queue_timeout_s: the longest wait in that line before a 503.
+        timeout_s: the work's deadline, from when the request got its slot: a request not
+            answered by then gets 504, and its work stops at the next stage.
+        upload_timeout_s: the whole upload must arrive within this, from the request's head.
+        min_upload_rate: bytes/s an upload must average after its first few seconds
+            (``maskseg.serve.admission.UPLOAD_GRACE_S``); slower ones get 408.
+        max_pending_bytes: request bodies held in memory at once, all requests together
+            (being received, waiting or at work); beyond it a new upload gets 503.
         retry_after_s: the Retry-After sent with a 503.
-        max_connections: uvicorn's own bound on open connections (its plain 503 beyond it).
+        header_timeout_s: a connection must send a whole request head within this, from when
+            it opens and after each answer (slow-header attacks); idle keep-alive
+            connections are closed after ``keep_alive_s``.
+        keep_alive_s: uvicorn's keep-alive timeout.
+        max_connections: open connections; one more is answered 503 (JSON) and closed.
     """
 
     host: str = "127.0.0.1"
@@ -58,19 +71,37 @@ class Settings:
     max_batch_files: int = 16
     max_pixels: int = 50_000_000
     max_in_flight: int = 4
+    queue: int = 32
+    queue_timeout_s: float = 10.0
     timeout_s: float = 30.0
+    upload_timeout_s: float = 30.0
+    min_upload_rate: int = 20_000
+    max_pending_bytes: int = 400 * MB
     retry_after_s: int = 1
-    max_connections: int = 256
+    header_timeout_s: float = 10.0
+    keep_alive_s: int = 5
+    max_connections: int = 512
 
     def __post_init__(self):
         for name in ("max_upload_bytes", "max_batch_bytes", "max_batch_files", "max_pixels",
-                     "max_in_flight", "workers", "max_connections"):  # fmt: skip
+                     "max_in_flight", "workers", "max_connections", "min_upload_rate",
+                     "max_pending_bytes", "keep_alive_s"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
-        if self.api_key is not None and not self.api_key.strip():
-            raise ValueError("the API key is empty; give a non-empty key or none")
+        for name in ("timeout_s", "upload_timeout_s", "header_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.queue < 0 or self.queue_timeout_s < 0:
+            raise ValueError("queue and queue_timeout_s must be >= 0")
+        if self.max_pending_bytes < self.max_batch_bytes:
+            raise ValueError(f"max_pending_bytes ({self.max_pending_bytes:,}) must hold at "
+                             f"least one batch ({self.max_batch_bytes:,} bytes)")  # fmt: skip
+        if self.api_key is not None:
+            if not self.api_key.strip():
+                raise ValueError("the API key is empty; give a non-empty key or none")
+            if not (self.api_key.isascii() and self.api_key.isprintable()):
+                raise ValueError("the API key must be printable ASCII: HTTP headers carry "
+                                 "ASCII, so any other key could never match")  # fmt: skip
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:

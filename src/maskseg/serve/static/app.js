@@ -204,12 +204,22 @@ async function segmentBlob(blob, name) {
   return { result, roundTripMs: performance.now() - started };
 }
 
+function clearResult() {
+  $("photo").hidden = true;
+  $("faces").hidden = true;
+  $("faces").querySelector("tbody").replaceChildren();
+  $("timing").textContent = "";
+  $("summary").textContent = "";
+  $("download").disabled = true;
+  state.mask = null;
+}
+
 async function segmentPhoto(file) {
   stopCamera();
   state.stem = file.name.replace(/\.[^.]*$/, "") || "photo";
   document.body.dataset.state = "busy";
   setStatus(`Segmenting ${file.name}…`);
-  $("download").disabled = true;
+  clearResult(); // an error must not leave the previous photo's mask and table on show
   try {
     const [{ result, roundTripMs }, bitmap] = await Promise.all([
       segmentBlob(file, file.name),

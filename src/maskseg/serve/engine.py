@@ -1,0 +1,269 @@
+"""The request engine of ``maskseg serve``: bytes in, a segmented image out, with no HTTP.
+
+``Engine`` holds the loaded models and the thread pool they run in (one per process): it
+checks an upload by its content, decodes it under the pixel limit, chooses crop or scene mode
+(``auto``), segments, and encodes the answer (JSON with RLE or polygons, a mask PNG, an
+overlay JPEG). Errors are ``ApiError`` with the status and code the API answers.
+The onnxruntime sessions of the detector and the U-Net may be run from several threads at
+once, and nothing else in the path keeps per-call state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi.responses import Response
+
+from maskseg import __version__
+from maskseg.io import ImageReadError, decode_image
+from maskseg.predict import DECODE_SIDE
+from maskseg.serve import encode
+from maskseg.serve.schemas import (
+    RLE,
+    BatchItem,
+    BatchResult,
+    Error,
+    FaceOut,
+    MaskFormat,
+    Mode,
+    ModelInfo,
+    Polygon,
+    SegmentResult,
+    Timing,
+)
+from maskseg.serve.settings import Settings
+
+log = logging.getLogger("maskseg.serve")
+
+# auto mode reads an image without faces as one face crop when it is shaped like one: nearly
+# square (the MSFD crops the model was trained on are square) and small (a photo of a room is
+# larger). A webcam frame (4:3) stays a scene.
+CROP_ASPECT = (0.8, 1.25)
+CROP_MAX_SIDE = 512
+# Accepted image types, recognised by their first bytes (never by name or declared type);
+# this also keeps Pillow's other decoders (some call external programs) out of reach.
+SIGNATURES = {
+    "JPEG": (b"\xff\xd8\xff",),
+    "PNG": (b"\x89PNG\r\n\x1a\n",),
+    "WebP": (b"RIFF",),  # + "WEBP" at offset 8, checked below
+    "BMP": (b"BM",),
+    "TIFF": (b"II*\x00", b"MM\x00*"),
+}
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": code, "detail": ...}`` with this status."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict | None = None):
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+def sniff(data: bytes) -> str | None:
+    """The image type the bytes start with, among the accepted ones; None otherwise."""
+    for kind, heads in SIGNATURES.items():
+        if data.startswith(heads) and (kind != "WebP" or data[8:12] == b"WEBP"):
+            return kind
+    return None
+
+
+def looks_like_crop(height: int, width: int) -> bool:
+    """Whether auto mode may read a faceless image as one face crop (see CROP_ASPECT)."""
+    ratio_ok = CROP_ASPECT[0] <= width / height <= CROP_ASPECT[1]
+    return ratio_ok and max(height, width) <= CROP_MAX_SIDE
+
+
+# ---------------------------------------------------------------------------- the engine
+
+
+@dataclass
+class Segmented:
+    """One image's answer, before it is encoded."""
+
+    image: np.ndarray  # as decoded (reduced for very large files)
+    full: tuple[int, int]  # (height, width) of the file as displayed: the mask's size
+    mask: np.ndarray
+    faces: list[FaceOut]
+    scene_faces: list  # maskseg.scene.Face, for drawing
+    mode: Mode
+    decode_ms: float
+    inference_ms: float
+
+
+class Engine:
+    """The loaded models and the thread pool they run in; one per process.
+
+    Args:
+        settings: model, backend, threads, limits.
+        predictor: a loaded ``Predictor`` to use instead of loading ``settings.model``.
+    """
+
+    def __init__(self, settings: Settings, predictor: Any = None):
+        from maskseg.inference import Predictor
+        from maskseg.scene import SceneConfig, ScenePredictor
+
+        self.settings = settings
+        if predictor is None:
+            options = {"threads": settings.threads} if settings.threads else {}
+            predictor = Predictor.load(settings.model, backend=settings.backend, **options)
+        self.predictor = predictor
+        config = SceneConfig(detector=settings.detector, threads=settings.threads or None)
+        self.scene = ScenePredictor(predictor, config)
+        self.pool = ThreadPoolExecutor(settings.max_in_flight, thread_name_prefix="maskseg")
+        # onnxruntime's first run is slow (allocations, kernel choice): not the first user's
+        blank = np.full((256, 256, 3), 128, np.uint8)
+        self.scene.segment(blank)
+        predictor.predict(blank)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def info(self) -> ModelInfo:
+        s, p = self.settings, self.predictor
+        name = Path(s.model).name if s.model and Path(s.model).suffix else s.model
+        from maskseg.inference import DEFAULT_MODEL
+
+        c = self.scene.config
+        return ModelInfo(
+            name=name or DEFAULT_MODEL,
+            architecture=p.config.model.name,
+            input_size=p.size,
+            threshold=p.threshold,
+            backend=p.backend.describe(),
+            int8=p.info.get("int8") == "yes",
+            detector=f"{c.detector} ({c.mode}, score >= {c.score_threshold})",
+            version=__version__,
+            limits={"max_upload_bytes": s.max_upload_bytes, "max_batch_bytes": s.max_batch_bytes,
+                    "max_batch_files": s.max_batch_files, "max_pixels": s.max_pixels,
+                    "max_in_flight": s.max_in_flight, "queue": s.queue,
+                    "queue_timeout_s": s.queue_timeout_s, "timeout_s": s.timeout_s,
+                    "upload_timeout_s": s.upload_timeout_s,
+                    "min_upload_rate": s.min_upload_rate},
+        )  # fmt: skip
+
+    def decode(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+        if sniff(data) is None:
+            raise ApiError(415, "unsupported_type", "the upload is not an image of an accepted "
+                           f"type ({', '.join(SIGNATURES)}), judged by its content")  # fmt: skip
+        try:
+            return decode_image(data, max_pixels=self.settings.max_pixels, min_side=DECODE_SIDE)
+        except ImageReadError as exc:
+            if "over the limit" in exc.reason:  # "... MP, over the limit of N MP (raise ...)"
+                detail = exc.reason.split(" (raise")[0].replace("the limit", "this server's limit")
+                raise ApiError(413, "too_many_pixels", detail) from None
+            reason = f"the image cannot be decoded: {exc.reason}"
+            raise ApiError(422, "corrupt_image", reason) from None
+        except Exception:  # a decoder's own failure on hostile bytes is still the client's
+            log.warning("image decoding failed", exc_info=True)
+            raise ApiError(422, "corrupt_image", "the image cannot be decoded") from None
+
+    def segment(self, data: bytes, mode: Mode, deadline: float | None = None) -> Segmented:
+        """Decode and segment one upload (in a worker thread). ``deadline`` (time.monotonic):
+        past it the work stops at the next stage with a 504 ``ApiError``."""
+        t0 = time.perf_counter()
+        image, full = self.decode(data)
+        check_deadline(deadline)
+        t1 = time.perf_counter()
+        ran, scene_faces = mode, []
+        if mode != Mode.crop:
+            result = self.scene.segment(image, size=full)
+            mask, scene_faces = result.mask, result.faces
+            ran = Mode.scene
+            if mode == Mode.auto and not scene_faces and looks_like_crop(*full):
+                ran = Mode.crop
+        if ran == Mode.crop:
+            mask = self.predictor.predict(image, size=full)
+            h, w = full
+            box = [0.0, 0.0, float(w), float(h)]
+            faces = [FaceOut(box=box, score=None, crop=box, mask_area=round(float(mask.mean()), 4),
+                             mask=bool(mask.any()))]  # fmt: skip
+        else:
+            faces = [FaceOut(**f.as_record()) for f in scene_faces]
+        t2 = time.perf_counter()
+        return Segmented(image, full, mask, faces, scene_faces, ran,
+                         (t1 - t0) * 1e3, (t2 - t1) * 1e3)  # fmt: skip
+
+    def as_json(
+        self, data: bytes, mode: Mode, fmt: MaskFormat, tolerance: float, start: float,
+        deadline: float | None = None,
+    ) -> SegmentResult:  # fmt: skip
+        seg = self.segment(data, mode, deadline)
+        t = time.perf_counter()
+        h, w = seg.full
+        rle = polygons = None
+        if fmt == MaskFormat.rle:
+            rle = RLE(**encode.encode_rle(seg.mask))
+        elif fmt == MaskFormat.polygons:
+            polygons = [Polygon(**p) for p in encode.mask_polygons(seg.mask, tolerance)]
+        return SegmentResult(
+            mode=seg.mode, requested_mode=mode, width=w, height=h,
+            mask_area=round(float(seg.mask.mean()), 6), faces=seg.faces, rle=rle,
+            polygons=polygons, timing=_timing(seg, t, start),
+        )  # fmt: skip
+
+    def as_mask_png(
+        self, data: bytes, mode: Mode, start: float, deadline: float | None = None
+    ) -> Response:
+        seg = self.segment(data, mode, deadline)
+        t = time.perf_counter()
+        body = encode.png_bytes(seg.mask)
+        return Response(body, media_type="image/png", headers=_headers(seg, t, start))
+
+    def as_overlay(
+        self, data: bytes, mode: Mode, start: float, deadline: float | None = None
+    ) -> Response:
+        from maskseg.viz import annotate
+
+        seg = self.segment(data, mode, deadline)
+        t = time.perf_counter()
+        # an image decoded reduced is drawn at its decoded size
+        body = encode.jpeg_bytes(annotate(seg.image, seg.mask, seg.scene_faces, seg.full[1]))
+        return Response(body, media_type="image/jpeg", headers=_headers(seg, t, start))
+
+    def batch(
+        self, files: list[tuple[str | None, bytes]], mode: Mode, fmt: MaskFormat,
+        tolerance: float, start: float, deadline: float | None = None,
+    ) -> BatchResult:  # fmt: skip
+        items = []
+        for name, data in files:
+            try:
+                if not data:
+                    raise ApiError(400, "empty_upload", "the file is empty")
+                check_deadline(deadline)  # the images not reached are not worked on
+                result = self.as_json(data, mode, fmt, tolerance, time.perf_counter(), deadline)
+                items.append(BatchItem(filename=name, result=result))
+            except ApiError as exc:
+                items.append(BatchItem(filename=name, error=Error(error=exc.code,
+                                                                  detail=exc.detail)))  # fmt: skip
+        ok = sum(i.result is not None for i in items)
+        return BatchResult(items=items, ok=ok, failed=len(items) - ok,
+                           total_ms=round((time.perf_counter() - start) * 1e3, 2))  # fmt: skip
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Stop work whose answer has already gone out as a 504."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise ApiError(504, "timeout", "the request ran past its deadline")
+
+
+def _timing(seg: Segmented, encode_start: float, start: float) -> Timing:
+    now = time.perf_counter()
+    return Timing(decode_ms=round(seg.decode_ms, 2), inference_ms=round(seg.inference_ms, 2),
+                  encode_ms=round((now - encode_start) * 1e3, 2),
+                  total_ms=round((now - start) * 1e3, 2))  # fmt: skip
+
+
+def _headers(seg: Segmented, encode_start: float, start: float) -> dict[str, str]:
+    t = _timing(seg, encode_start, start)
+    return {
+        "Server-Timing": f"decode;dur={t.decode_ms}, inference;dur={t.inference_ms}, "
+        f"encode;dur={t.encode_ms}, total;dur={t.total_ms}",
+        "X-Maskseg-Mode": seg.mode.value,
+        "X-Maskseg-Faces": str(len(seg.faces)),
+    }

@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 
 from maskseg.config import Config
-from maskseg.io import atomic_write_bytes
+from maskseg.io import atomic_write_bytes, refuse_overwrite
 
 FORMAT_VERSION = 1
 
@@ -120,11 +120,13 @@ def combine_weights(
     optionally with flip TTA and float16 storage.
 
     The members' configs must agree on everything that shapes the network or its input.
+    ``output`` may not be one of them (``OverwriteError``, before anything is read).
     """
     from maskseg.models import Ensemble, FlipTTA, create_model
 
     if not paths:
         raise ValueError("no member models given")
+    refuse_overwrite([output], paths, "write the packed model to a new file (--output)")
     members, base, sources = [], None, []
     for p in paths:
         state, cfg, source = load_model_file(p)

@@ -154,6 +154,43 @@ def _predictor(a: argparse.Namespace):
     return Predictor.load(a.model, backend=a.backend, threshold=a.threshold, **options)
 
 
+def _refuse_overwrite(
+    outputs: list[Path], files: list[Any], data: Any = None, faces: Path | None = None
+) -> None:
+    """Refuse, before any work, outputs that are input files of the command: ``files`` (a
+    model, splits, parameters), the image/mask pairs of ``data`` and the crops and index of
+    ``faces``. Inputs that cannot be listed are left to the command's own errors."""
+    from maskseg.io import refuse_overwrite
+
+    inputs = [Path(f) for f in files if f]
+    if data is not None:
+        from maskseg.data import find_pairs
+
+        try:
+            inputs += [f for pair in find_pairs(data).pairs for f in (pair.image, pair.mask)]
+        except OSError:
+            pass
+    if faces is not None:
+        from maskseg.faces import INDEX, load_index
+
+        try:
+            inputs += [faces / e.crop for e in load_index(faces) if e.crop]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        inputs.append(faces / INDEX)
+    refuse_overwrite(outputs, inputs)
+
+
+def _model_file(a: argparse.Namespace) -> Path | None:
+    """The file --model names (None when it cannot be found: loading it reports that)."""
+    from maskseg.inference import resolve_model_path
+
+    try:
+        return resolve_model_path(a.model, backend=a.backend)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     import json
 
@@ -161,6 +198,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from maskseg.evaluation import evaluate_predictor, format_summary_table
     from maskseg.io import atomic_write_bytes
 
+    out = a.output or Path("maskseg-eval")
+    reports = [out, *(out / name for name in ("summary.json", "per_image.csv", "worst_cases.png"))]
+    _refuse_overwrite(reports, [_model_file(a), a.splits], a.data, a.faces)
     predictor = _predictor(a)
     d = predictor.config.data  # the model's own split settings: it never saw their test ids
     data = load_split(a.data, d, a.split, Splits.load(a.splits) if a.splits else None)
@@ -179,7 +219,6 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"error: the {a.split} split of {a.data} holds no readable pairs{hint}",
               file=sys.stderr)  # fmt: skip
         return 1
-    out = a.output or Path("maskseg-eval")
     about = {"split": a.split, "split_seed": d.seed, "data": str(a.data),
              "model": str(a.model or "default"), "test_ids": data.splits.test}  # fmt: skip
     if a.faces:
@@ -211,6 +250,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_gate(a: argparse.Namespace) -> int:
     from maskseg.workflows import gate_model
 
+    _refuse_overwrite([a.output], [a.model], a.data, a.faces)
     s = gate_model(a.model, a.faces, a.data, a.output, a.val_fold)["gate"]
     print(f"gate fitted on {s['n_positive']} masked and {s['n_negative']} unmasked face crops "
           f"(training accuracy {s['train_accuracy']:.3f}); wrote {a.output}")  # fmt: skip
@@ -266,6 +306,7 @@ def cmd_video(a: argparse.Namespace) -> int:
 
     if not (a.output or a.json or a.masks or a.show):
         raise ValueError("nothing to write: give --output, --json, --masks or --show")
+    video.sinks.check_outputs(a.source, a.output, a.json, a.masks)  # before anything is opened
     with video.open_source(a.source) as source:  # a bad source fails before the model loads
         options = video.VideoOptions(detect_every=a.detect_every, smooth=not a.no_smooth)
         segmenter = video.VideoSegmenter(ScenePredictor(_predictor(a), _scene_config(a)), options)
@@ -359,6 +400,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
     if a.model is None:  # the default model saw every pair: compare its held-out twin
         a.model = HELDOUT_MODEL
+    reports = ("results.json", "results.md", "per_image.csv", "bar_chart.png", "examples.png")
+    files = [a.tuned] + ([] if a.no_unet else [_model_file(a)])
+    _refuse_overwrite([a.output, *(a.output / name for name in reports)], files, a.data)
     predictor = None if a.no_unet else _predictor(a)
     if predictor is not None:
         if predictor.config.data.test_fraction == 0:

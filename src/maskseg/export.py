@@ -37,7 +37,7 @@ import numpy as np
 
 from maskseg import __version__
 from maskseg.config import Config
-from maskseg.io import atomic_write_bytes
+from maskseg.io import atomic_write_bytes, refuse_overwrite
 from maskseg.preprocess import model_input
 
 EXPORTERS = ("dynamo", "legacy")
@@ -358,6 +358,7 @@ def export_onnx(
         raise ValueError("--int8 needs calibration crops: give --data (the training part of "
                          "the model's split is used, never its test part)")  # fmt: skip
     source = resolve_model_path(model, backend="torch")
+    refuse_overwrite([output], [source], "write the ONNX file to a new file (--output)")
     net, cfg, info = _torch_model(source)
     size = cfg.data.image_size
     meta: dict[str, Any] = {

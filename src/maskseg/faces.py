@@ -27,7 +27,15 @@ import numpy as np
 
 from maskseg.config import DataConfig
 from maskseg.data import Splits, make_splits
-from maskseg.io import ImageReadError, atomic_write_bytes, collect_inputs, read_image
+from maskseg.io import (
+    ImageReadError,
+    OverwriteError,
+    atomic_write_bytes,
+    collect_inputs,
+    is_within,
+    read_image,
+    refuse_overwrite,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +125,19 @@ def crop_faces(
 
     Photos are tried with one whole-frame detector pass first, then with tiles; a photo with
     no face is listed with status "no face", an unreadable one with the reason.
+
+    ``output`` may not lie inside ``root/with_mask`` or ``root/without_mask`` (its crops would
+    be read as photos by the next run), nor may a crop or the index be one of the photos:
+    ``OverwriteError`` (a ``ValueError``) before anything is written.
     """
     from maskseg.detect import crop_box, cut_crop, get_detector, load_crop_mapping
 
     root, out = Path(root), Path(output)
+    for folder in LABELS:
+        if is_within(out, root / folder):
+            raise OverwriteError(f"{out}: the output folder is inside the photo folder "
+                                 f"{root / folder}, where its crops would be read as photos; "
+                                 f"choose another --output")  # fmt: skip
     passes = [(get_detector(detector, mode=m), load_crop_mapping(detector, m))
               for m in ("frame", "tiles")]  # fmt: skip
     items: list[tuple[str, Path, bool]] = []
@@ -132,6 +149,8 @@ def crop_faces(
                   for p, _ in found]  # fmt: skip
         for p, why in skipped:
             log.warning("skipped %s: %s", p, why)
+    planned = [out / _crop_name(label, k) for k, (_, _, label) in enumerate(items)]
+    refuse_overwrite([*planned, out / INDEX], [path for _, path, _ in items])
     entries: list[FaceCrop] = []
     hashes: dict[str, int] = {}
     for k, (pid, path, label) in enumerate(items):
@@ -153,7 +172,7 @@ def crop_faces(
             continue
         rect = crop_box(faces.boxes[0], faces.keypoints[0], mapping)
         crop = cut_crop(image, rect, CROP_SIDE)
-        name = f"{'with' if label else 'without'}/{k:05d}.jpg"
+        name = _crop_name(label, k)
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         ok, buf = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
         if not ok:
@@ -168,6 +187,11 @@ def crop_faces(
              "crops": [asdict(e) for e in entries]}  # fmt: skip
     atomic_write_bytes(out / INDEX, json.dumps(index, indent=1, ensure_ascii=False).encode())
     return entries
+
+
+def _crop_name(label: bool, k: int) -> str:
+    """The crop of the k-th photo, relative to the output folder."""
+    return f"{'with' if label else 'without'}/{k:05d}.jpg"
 
 
 def load_index(folder: str | Path) -> list[FaceCrop]:

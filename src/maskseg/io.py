@@ -9,6 +9,7 @@ import stat
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -319,3 +320,73 @@ def _walk(
                 files.append(path)
             else:
                 skipped.append((path, "not a regular file"))
+
+
+# --------------------------------------------------------------------------- inputs vs outputs
+
+
+class OverwriteError(ValueError):
+    """Some output of a run would replace one of its inputs; raised before anything is written."""
+
+
+def _real(path: str | os.PathLike) -> Path:
+    """The absolute path with links resolved (as far as they exist)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop on the way
+        return Path(os.path.abspath(path))
+
+
+def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True when ``path`` is ``folder`` or lies anywhere below it (links resolved)."""
+    p, f = _real(path), _real(folder)
+    return p == f or f in p.parents
+
+
+def _inode(path: str | os.PathLike) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def find_overwrites(
+    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]
+) -> list[tuple[Path, Path]]:
+    """(output, input) for every output that is an input: the same path once links are
+    resolved, or the same file under another name (``os.path.samefile``: hard links). In the
+    order of ``outputs``; linear in the number of paths."""
+    by_path: dict[Path, Path] = {}
+    by_inode: dict[tuple[int, int], Path] = {}
+    for item in inputs:
+        by_path.setdefault(_real(item), Path(item))
+        key = _inode(item)
+        if key is not None:
+            by_inode.setdefault(key, Path(item))
+    hits = []
+    for out in outputs:
+        hit = by_path.get(_real(out))
+        if hit is None:
+            key = _inode(out)
+            hit = by_inode.get(key) if key is not None else None
+        if hit is not None:
+            hits.append((Path(out), hit))
+    return hits
+
+
+def refuse_overwrite(
+    outputs: Iterable[str | os.PathLike],
+    inputs: Iterable[str | os.PathLike],
+    hint: str = "choose another --output",
+) -> None:
+    """Raise ``OverwriteError`` naming the first outputs that would replace an input (see
+    ``find_overwrites``); call it with every planned output before writing any of them."""
+    hits = find_overwrites(outputs, inputs)
+    if not hits:
+        return
+    named = ", ".join(str(src) if out == src else f"{src} (as the output {out})"
+                      for out, src in hits[:3])  # fmt: skip
+    more = f" and {len(hits) - 3} more" if len(hits) > 3 else ""
+    raise OverwriteError(f"refusing to write over the input(s) {named}{more}; nothing was "
+                         f"written; {hint}")  # fmt: skip

@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from maskseg.io import OverwriteError, refuse_overwrite
 from maskseg.preprocess import as_rgb
 from maskseg.scene import CONTAINED, drop_contained
 from maskseg.video.sinks import PreviewSink, Sink
-from maskseg.video.sources import Frame, prefetch
+from maskseg.video.sources import FileSource, Frame, prefetch
 from maskseg.video.tracking import (
     CropSmoother,
     FaceTracker,
@@ -343,7 +344,8 @@ def run_video(
 ) -> VideoStats:
     """Process frames until the source ends, ``stop`` is set, ``max_frames`` are done or a
     sink asks to stop (a preview window's q key). The sinks are always closed (a video file
-    is finished and playable) before returning, also on Ctrl-C or an error.
+    is finished and playable) before returning, also on Ctrl-C or an error. Sinks that would
+    replace the source file are discarded and refused (``OverwriteError``) before any frame.
 
     Args:
         source: frames (a ``Source``: its ``decode_seconds`` become the decode stage).
@@ -355,6 +357,7 @@ def run_video(
     Returns:
         ``VideoStats``: frames, wall time, per-stage times, why it stopped.
     """
+    _refuse_overwriting_source(source, sinks)
     stats = VideoStats()
     options = segmenter.options
     depth = options.prefetch
@@ -403,6 +406,21 @@ def run_video(
         if decode is not None:
             stats.seconds["decode"] = decode
     return stats
+
+
+def _refuse_overwriting_source(source: Iterable[Frame], sinks: Sequence[Sink]) -> None:
+    """No sink may replace the video file being read (``maskseg video`` checks its options
+    earlier, ``sinks.check_outputs``); on refusal the sinks are discarded unwritten."""
+    if not isinstance(source, FileSource):
+        return
+    targets = [getattr(s, "path", None) or getattr(s, "folder", None) for s in sinks]
+    try:
+        refuse_overwrite([t for t in targets if t is not None], [source.name],
+                         "give the sink another path than the source video")  # fmt: skip
+    except OverwriteError:
+        for sink in sinks:
+            getattr(sink, "discard", sink.close)()
+        raise
 
 
 def _write(

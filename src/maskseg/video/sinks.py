@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import uuid
 from fractions import Fraction
@@ -23,11 +24,12 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from maskseg.io import write_mask
+from maskseg.io import OverwriteError, find_overwrites, refuse_overwrite, write_mask
 
 CODECS = ("h264", "mp4v")
 H264_PRESET = "veryfast"  # libx264: ~3x faster than its default (medium), files ~10% larger
 H264_CRF = 23
+_FRAME_MASK = re.compile(r"\d{6,}\.png")  # MaskFolderSink's file names
 
 
 class Sink(Protocol):
@@ -50,6 +52,48 @@ def has_pyav() -> bool:
 def default_codec() -> str:
     """h264 when PyAV is installed, else mp4v (OpenCV alone)."""
     return "h264" if has_pyav() else "mp4v"
+
+
+def source_file(source: str | int | os.PathLike) -> Path | None:
+    """The file a source reads (None for a camera index or a stream URL), as ``open_source``
+    tells them apart."""
+    if isinstance(source, int):
+        return None
+    if isinstance(source, str) and (source.isdigit() or "://" in source):
+        return None
+    return Path(source)
+
+
+def check_outputs(
+    source: str | int | os.PathLike,
+    output: str | os.PathLike | None = None,
+    json: str | os.PathLike | None = None,
+    masks: str | os.PathLike | None = None,
+) -> None:
+    """Refuse, before anything is opened for writing, outputs that would replace the source
+    file or each other: ``--output``, ``--json`` and the ``--masks`` folder (and the frame
+    masks in it) must all be different files, none of them the source (links resolved).
+
+    Raises:
+        OverwriteError: a ``ValueError`` naming the options and the path.
+    """
+    given = [(flag, Path(p)) for flag, p in (("--output", output), ("--json", json),
+                                             ("--masks", masks)) if p is not None]  # fmt: skip
+    src = source_file(source)
+    if src is not None:
+        for flag, path in given:
+            refuse_overwrite([path], [src], f"give {flag} another path than the source video")
+    for k, (flag, path) in enumerate(given):
+        for other, there in given[k + 1 :]:
+            if find_overwrites([path], [there]):
+                raise OverwriteError(f"{flag} and {other} are the same path ({path}); give "
+                                     f"each output its own")  # fmt: skip
+    if masks is not None:
+        for flag, path in given:
+            in_masks = find_overwrites([path.parent], [masks])
+            if flag != "--masks" and in_masks and _FRAME_MASK.fullmatch(path.name):
+                raise OverwriteError(f"{flag} {path} is a frame mask of --masks {masks}; give "
+                                     f"it another name or folder")  # fmt: skip
 
 
 def _temp_beside(path: Path) -> Path:

@@ -527,3 +527,14 @@ def test_cli_serve_builds_settings(monkeypatch):
     s = seen[0]
     assert (s.port, s.max_upload_bytes, s.max_in_flight, s.api_key) == (8123, 2_000_000, 2,
                                                                        "from-env")  # fmt: skip
+    flags = (
+        "serve --queue 3 --queue-timeout 2.5 --timeout 7 --upload-timeout 9 --min-upload-rate 5 "
+        "--max-pending-mb 100 --max-batch-mb 20 --max-batch-files 4 --header-timeout 3 "
+        "--keep-alive 2 --max-connections 64 --retry-after 2"
+    ).split()
+    assert main(flags) == 0
+    s = seen[1]
+    assert (s.queue, s.queue_timeout_s, s.timeout_s, s.upload_timeout_s, s.min_upload_rate,
+            s.max_pending_bytes, s.max_batch_bytes, s.max_batch_files, s.header_timeout_s,
+            s.keep_alive_s, s.max_connections, s.retry_after_s) == (
+        3, 2.5, 7.0, 9.0, 5000, 100_000_000, 20_000_000, 4, 3.0, 2, 64, 2)  # fmt: skip

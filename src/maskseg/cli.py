@@ -14,6 +14,7 @@ from typing import Any
 
 from maskseg import __version__
 from maskseg.config import Config, DataConfig, InferConfig, ModelConfig, TrainConfig
+from maskseg.console import setup_logging
 from maskseg.io import DEFAULT_MAX_PIXELS
 from maskseg.scene import SCENE_SCORE_THRESHOLD
 
@@ -355,8 +356,16 @@ def cmd_serve(a: argparse.Namespace) -> int:
     settings = Settings(host=a.host, port=a.port, model=a.model, backend=a.backend,
                         threads=a.threads, workers=a.workers,
                         api_key=a.api_key or os.environ.get(API_KEY_ENV) or None,
-                        max_upload_bytes=int(a.max_upload_mb * MB), max_pixels=a.max_pixels,
-                        max_in_flight=a.max_in_flight, timeout_s=a.timeout)  # fmt: skip
+                        max_upload_bytes=int(a.max_upload_mb * MB),
+                        max_batch_bytes=int(a.max_batch_mb * MB),
+                        max_batch_files=a.max_batch_files, max_pixels=a.max_pixels,
+                        max_in_flight=a.max_in_flight, queue=a.queue,
+                        queue_timeout_s=a.queue_timeout, timeout_s=a.timeout,
+                        upload_timeout_s=a.upload_timeout,
+                        min_upload_rate=int(a.min_upload_rate * 1000),
+                        max_pending_bytes=int(a.max_pending_mb * MB),
+                        retry_after_s=a.retry_after, header_timeout_s=a.header_timeout,
+                        keep_alive_s=a.keep_alive, max_connections=a.max_connections)  # fmt: skip
     run(settings)
     return 0
 
@@ -623,15 +632,39 @@ def build_parser() -> argparse.ArgumentParser:
                    "requests (or set MASKSEG_API_KEY, which keeps it out of the process "
                    "list)")  # fmt: skip
     p.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / MB,
-                   help="largest upload, MB")  # fmt: skip
+                   help="largest upload of one image, MB")  # fmt: skip
+    p.add_argument("--max-batch-mb", type=float, default=d.max_batch_bytes / MB,
+                   help="largest batch request, MB")  # fmt: skip
+    p.add_argument("--max-batch-files", type=int, default=d.max_batch_files,
+                   help="most images in one batch request")  # fmt: skip
     p.add_argument("--max-pixels", type=int, default=d.max_pixels,
                    help="larger images are refused before decoding (decompression "
                    "bombs)")  # fmt: skip
     p.add_argument("--max-in-flight", type=int, default=d.max_in_flight,
-                   help="requests handled at once per worker; more get 503 with "
-                   "Retry-After")  # fmt: skip
+                   help="requests segmented at once per worker (each from when its upload "
+                   "has arrived)")  # fmt: skip
+    p.add_argument("--queue", type=int, default=d.queue,
+                   help="requests that may wait for a slot, in arrival order; more get 503 "
+                   "with Retry-After")  # fmt: skip
+    p.add_argument("--queue-timeout", type=float, default=d.queue_timeout_s,
+                   help="seconds a request may wait in that line")  # fmt: skip
     p.add_argument("--timeout", type=float, default=d.timeout_s,
-                   help="seconds per request (upload and segmentation)")  # fmt: skip
+                   help="seconds of work per request, from when it gets its slot (504 "
+                   "after, and the work stops)")  # fmt: skip
+    p.add_argument("--upload-timeout", type=float, default=d.upload_timeout_s,
+                   help="seconds for the whole upload (408 after)")  # fmt: skip
+    p.add_argument("--min-upload-rate", type=float, default=d.min_upload_rate / 1000,
+                   help="kB/s an upload must average after its first 5 s (408 below)")  # fmt: skip
+    p.add_argument("--max-pending-mb", type=float, default=d.max_pending_bytes / MB,
+                   help="MB of uploads held, all requests together (503 beyond)")  # fmt: skip
+    p.add_argument("--retry-after", type=int, default=d.retry_after_s,
+                   help="seconds a 503 asks the client to wait")  # fmt: skip
+    p.add_argument("--header-timeout", type=float, default=d.header_timeout_s,
+                   help="seconds a connection has to send a request head")  # fmt: skip
+    p.add_argument("--keep-alive", type=int, default=d.keep_alive_s,
+                   help="seconds an idle keep-alive connection stays open")  # fmt: skip
+    p.add_argument("--max-connections", type=int, default=d.max_connections,
+                   help="open connections; one more gets 503 and is closed")  # fmt: skip
     p.set_defaults(func=cmd_serve)
 
     p = add("compare", "U-Net vs classical methods on the test split (the U-Net's own split)")
@@ -725,11 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    setup_logging(args.verbose)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, ImportError) as exc:

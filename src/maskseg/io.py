@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 import os
 import stat
 import tempfile
@@ -22,6 +23,20 @@ MASK_THRESHOLD = 127  # the MSFD authors binarise JPEG masks with value > 127
 # Images with more pixels are refused before decoding (a 20000 x 20000 PNG is a few KB on disk
 # and 1.2 GB decoded). 150 MP admits a 12000 x 12000 scan; Pillow's own error starts at 179 MP.
 DEFAULT_MAX_PIXELS = 150_000_000
+# Shapes no model here can use, refused by ``decode_image`` when it decodes for a model (see
+# ``check_shape``). Beyond 100:1 the detector's tiles (at most 64 per image,
+# ``maskseg.detect.MAX_TILES``) grow past three short sides, so even a face as tall as the
+# image shrinks under 40 px of the 128 px detector input (and further with the ratio), and
+# the crop path would squash the image more than 100x into its square input; the widest
+# camera panoramas (360 degrees) are about 10:1. A side under 4 px holds no face at all; the
+# limit stays that low because the CLI's crop mode takes small thumbnails (5 x 6 in its tests).
+MAX_ASPECT_RATIO = 100
+MIN_IMAGE_SIDE = 4
+UNUSABLE_SHAPE = "unusable image shape"  # the stable start of ``UnusableImageError.reason``
+# Decoding reduced keeps the short side at least ``min_side // SHORT_SIDE_SHARE`` (512 px for
+# the CLI's and serve's 2048): a face a third of that tall still fills the 160 px segmentation
+# input, and the tiles (2/3 of the short side) stay well above the detector's 128 px input.
+SHORT_SIDE_SHARE = 4
 
 
 class ImageReadError(ValueError):
@@ -31,6 +46,47 @@ class ImageReadError(ValueError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class UnusableImageError(ImageReadError):
+    """An image whose shape no model can use (``check_shape``): its reason starts with
+    ``UNUSABLE_SHAPE``, names the size and the rule; ``size`` is its (width, height)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, size: tuple[int, int]):
+        self.size = size
+        super().__init__(path, reason)
+
+
+def check_shape(name: str, width: int, height: int) -> None:
+    """Raise ``UnusableImageError`` for an image with a side under ``MIN_IMAGE_SIDE`` or an
+    aspect ratio beyond ``MAX_ASPECT_RATIO``:1 (see there why)."""
+    short, long = min(width, height), max(width, height)
+    if short < MIN_IMAGE_SIDE:
+        reason = (f"{UNUSABLE_SHAPE}: {width}x{height} has a side of {short} px, under the "
+                  f"{MIN_IMAGE_SIDE} px minimum")  # fmt: skip
+    elif long > MAX_ASPECT_RATIO * short:
+        reason = (f"{UNUSABLE_SHAPE}: {width}x{height} has an aspect ratio of "
+                  f"{long / short:.0f}:1, over the {MAX_ASPECT_RATIO}:1 maximum")  # fmt: skip
+    else:
+        return
+    raise UnusableImageError(name, reason, (width, height))
+
+
+def reduction_factor(width: int, height: int, min_side: int | None) -> int:
+    """The integer factor an image is decoded reduced by (1: not reduced).
+
+    The largest factor that keeps the long side >= ``min_side`` and the short side >=
+    ``min_side // SHORT_SIDE_SHARE`` (a panorama keeps the height its faces need; for aspect
+    ratios up to ``SHORT_SIDE_SHARE``:1 the long side decides alone), but at least the one
+    that brings the pixel count down to ``(2 * min_side) ** 2`` (memory stays bounded;
+    this binds only for very long images: a photo reduced by the rules above is smaller).
+    """
+    if not min_side:
+        return 1
+    short_min = max(1, min_side // SHORT_SIDE_SHARE)
+    factor = min(max(width, height) // min_side, min(width, height) // short_min)
+    bound = math.ceil(math.sqrt(width * height / (2 * min_side) ** 2))
+    return max(1, factor, bound)
 
 
 def is_image_name(path: Path) -> bool:
@@ -67,10 +123,11 @@ def _orientation(im: Image.Image) -> int:
 
 
 def _open(
-    source: ImageSource, max_pixels: int, min_side: int | None
+    source: ImageSource, max_pixels: int, min_side: int | None, shape_check: bool = False
 ) -> tuple[Image.Image, tuple[int, int]]:
-    """Open, check the pixel count before decoding, decode (reduced when ``min_side`` allows)
-    and orient as viewers show it. Returns the image and its full displayed (height, width)."""
+    """Open, check the pixel count (and with ``shape_check`` the shape, ``check_shape``)
+    before decoding, decode (reduced when ``min_side`` allows) and orient as viewers show it.
+    Returns the image and its full displayed (height, width)."""
     name = _source_name(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -97,9 +154,11 @@ def _open(
                         f"image is {w}x{h} ({w * h / 1e6:.0f} MP), over the limit of "
                         f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels)",
                     )
+                if shape_check:
+                    check_shape(name, w, h)
                 orientation = _orientation(im)
                 full = (w, h) if orientation < 5 else (h, w)
-                factor = max(w, h) // min_side if min_side else 1
+                factor = reduction_factor(w, h, min_side)
                 if factor >= 2 and im.format == "JPEG":
                     im.draft(None, (-(-w // factor), -(-h // factor)))  # DCT-domain scaling
                 im.load()  # force a full decode so truncated files fail here, not later
@@ -128,10 +187,8 @@ def _open_header(fp: Any) -> Image.Image:
 
 
 def _reduce(im: Image.Image, min_side: int | None) -> Image.Image:
-    """Shrink by an integer factor while the long side stays >= ``min_side`` (box filter)."""
-    if not min_side:
-        return im
-    factor = max(im.size) // min_side
+    """Shrink by ``reduction_factor`` (box filter)."""
+    factor = reduction_factor(*im.size, min_side)
     if factor < 2:
         return im
     if im.mode == "1":
@@ -165,7 +222,11 @@ def _to_rgb_array(im: Image.Image, name: str) -> np.ndarray:
 
 
 def decode_image(
-    source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None
+    source: ImageSource,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int | None = None,
+    shape_check: bool | None = None,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode an image, reduced where that is all the caller needs.
 
@@ -173,13 +234,23 @@ def decode_image(
         source: a path, the encoded bytes, or a binary file object (an upload).
         max_pixels: images with more pixels are refused before decoding (decompression bombs).
         min_side: the long side the caller needs; larger images are decoded reduced by an
-            integer factor that keeps at least this (JPEG in the DCT domain, others by box
-            filtering right after decoding), so a 12000 x 12000 photo never lives as floats.
+            integer factor (JPEG in the DCT domain, others by box filtering right after
+            decoding), so a 12000 x 12000 photo never lives as floats. The factor keeps the
+            short side >= ``min_side // SHORT_SIDE_SHARE`` too, so a 20000 x 300 panorama
+            keeps its 300 px (``reduction_factor``).
+        shape_check: refuse shapes no model can use (``check_shape``) before decoding, with
+            ``UnusableImageError``; None: when ``min_side`` is given (decoding for a model).
 
     Returns:
         (RGB uint8 array, (height, width) of the full image as displayed).
+
+    Raises:
+        ImageReadError: unreadable, over ``max_pixels``, or (``UnusableImageError``, reason
+            starting with ``UNUSABLE_SHAPE``) of a shape no model can use.
     """
-    im, full = _open(source, max_pixels, min_side)
+    if shape_check is None:
+        shape_check = min_side is not None
+    im, full = _open(source, max_pixels, min_side, shape_check)
     return _to_rgb_array(im, _source_name(source)), full
 
 

@@ -7,6 +7,15 @@ Detection -> segmentation -> annotation stay three separate steps (``maskseg.viz
     scene = ScenePredictor(Predictor.load())
     result = scene.segment(image)      # SceneResult: full-frame mask + one Face per face
     mask = scene.predict(image)        # just the mask, like Predictor.predict
+
+A caller with a time limit passes ``deadline`` (a ``time.monotonic()`` value): the work stops
+with ``DeadlineExceeded`` (a ``TimeoutError``) at the next check after it, so a request that
+timed out does not hold its thread:
+
+    try:
+        result = scene.segment(image, size=full, deadline=time.monotonic() + 10)
+    except DeadlineExceeded:
+        ...                            # nothing of the image's work goes on
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from maskseg.detect._base import MAX_TILES, check_deadline
+from maskseg.detect._base import DeadlineExceeded as DeadlineExceeded  # raised by segment
 from maskseg.preprocess import as_rgb
 
 # Scene settings, chosen on fold 0 validation scenes (docs/shipped-model-plan.md; full-frame
@@ -33,6 +44,9 @@ CROP_SCALE = 1.0
 # validation (docs/shipped-model-plan.md): unmasked photos given a mask 7.6 % -> 5.8 % at 0.5
 # -> 0.2, masked photos 90.4 % -> 90.2 %, scene IoU 0.724 -> 0.727.
 CONTAINED = 0.2
+# With a deadline, crops are segmented this many per backend call, the deadline checked
+# between calls (16 crops of the shipped model: about 0.2 s on two CPU cores).
+SEGMENT_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,8 @@ class SceneConfig:
         crop_scale: crops are this many times the calibrated crop side.
         max_faces: at most this many faces per image (best first); None for all.
         threads: detector threads (None: its default).
+        max_tiles: at most this many detector tiles per image ("tiles" mode); very long
+            images get fewer, larger tiles (``maskseg.detect.regions.tile_squares``).
     """
 
     detector: str = "blazeface"
@@ -54,6 +70,7 @@ class SceneConfig:
     crop_scale: float = CROP_SCALE
     max_faces: int | None = None
     threads: int | None = None
+    max_tiles: int | None = MAX_TILES
 
 
 @dataclass
@@ -148,14 +165,22 @@ class ScenePredictor:
         c = self.config
         self.detector = detector or get_detector(
             c.detector, mode=c.mode, score_threshold=c.score_threshold, max_faces=c.max_faces,
-            threads=c.threads,
+            threads=c.threads, max_tiles=c.max_tiles,
         )  # fmt: skip
         self.mappings = {m: load_crop_mapping(c.detector, m) for m in ("frame", "tiles", "roi")}
 
-    def detect(self, image: np.ndarray, rois: np.ndarray | None = None):
+    def detect(
+        self, image: np.ndarray, rois: np.ndarray | None = None, *, deadline: float | None = None
+    ):
         """Faces in an image (``Detections``, best first); with ``rois`` only there (tracked
-        faces). Boxes mostly inside a better one are dropped (``CONTAINED``)."""
-        return drop_contained(self.detector.detect(image, rois=rois), CONTAINED)
+        faces). Boxes mostly inside a better one are dropped (``CONTAINED``). ``deadline``:
+        see ``segment``."""
+        if deadline is None:
+            return drop_contained(self.detector.detect(image, rois=rois), CONTAINED)
+        check_deadline(deadline, "face detection")
+        found = self.detector.detect(image, rois=rois, deadline=deadline)
+        check_deadline(deadline, "dropping contained boxes")
+        return drop_contained(found, CONTAINED)
 
     def crop_rects(self, detections: Any, tracked: bool = False) -> np.ndarray:
         """Square crops (N, 4) for detections, by the mapping fitted for how they were found."""
@@ -170,6 +195,8 @@ class ScenePredictor:
         size: tuple[int, int] | None = None,
         detections: Any = None,
         tracked: bool = False,
+        *,
+        deadline: float | None = None,
     ) -> SceneResult:
         """Detect (unless ``detections`` are given), segment every face in one batch, paste.
 
@@ -179,20 +206,46 @@ class ScenePredictor:
                 boxes and crops are then reported in that full size's pixels.
             detections: faces found elsewhere (e.g. tracked in a video).
             tracked: those faces come from regions tracked between frames ("roi" mapping).
-        """
-        image = as_rgb(image)
-        dets = self.detect(image) if detections is None else detections
-        rects = self.crop_rects(dets, tracked)
-        logits = self.crop_logits(image, rects)
-        return self.paste(image.shape[:2], size, dets, rects, logits)
+            deadline: a ``time.monotonic()`` value. Once it has passed, ``DeadlineExceeded``
+                is raised at the next check: before each stage, between the detector's model
+                calls (32 regions, tens of ms each) and, with a deadline, between calls of
+                ``SEGMENT_CHUNK`` crops and between pasted faces. None: no limit.
 
-    def crop_logits(self, image: np.ndarray, rects: np.ndarray) -> np.ndarray:
-        """The model's logits (N, 1, S, S) for the crops, in one backend call."""
+        Raises:
+            DeadlineExceeded: the deadline passed before the work was done.
+        """
+        check_deadline(deadline, "the scene")
+        image = as_rgb(image)
+        if detections is None:
+            dets = self.detect(image, deadline=deadline)
+        else:
+            dets = detections
+        check_deadline(deadline, "cropping faces")
+        rects = self.crop_rects(dets, tracked)
+        logits = self.crop_logits(image, rects, deadline=deadline)
+        return self.paste(image.shape[:2], size, dets, rects, logits, deadline=deadline)
+
+    def crop_logits(
+        self, image: np.ndarray, rects: np.ndarray, *, deadline: float | None = None
+    ) -> np.ndarray:
+        """The model's logits (N, 1, S, S) for the crops, in one backend call; with a
+        ``deadline``, ``SEGMENT_CHUNK`` crops per call, the deadline checked before each."""
         from maskseg.detect import cut_crop
 
         s = self.predictor.size
-        crops = [cut_crop(image, r, size=s) for r in rects]
-        return self.predictor.logits(crops) if crops else np.zeros((0, 1, s, s), np.float32)
+        crops = []
+        for r in rects:
+            check_deadline(deadline, "cutting face crops")
+            crops.append(cut_crop(image, r, size=s))
+        if not crops:
+            return np.zeros((0, 1, s, s), np.float32)
+        if deadline is None:
+            return self.predictor.logits(crops)
+        parts = []
+        for start in range(0, len(crops), SEGMENT_CHUNK):
+            check_deadline(deadline, "segmenting face crops")
+            parts.append(self.predictor.logits(crops[start : start + SEGMENT_CHUNK]))
+        return np.concatenate(parts)
 
     def paste(
         self,
@@ -201,9 +254,12 @@ class ScenePredictor:
         dets: Any,
         rects: np.ndarray,
         logits: np.ndarray,
+        *,
+        deadline: float | None = None,
     ) -> SceneResult:
         """Masks at each crop's own pixel size (upsampled logits, thresholded, cleaned: the
-        crop path of ``Predictor``), OR-ed into the frame; the part outside it is dropped."""
+        crop path of ``Predictor``), OR-ed into the frame; the part outside it is dropped.
+        With a ``deadline``, each face's mask is made after checking it."""
         from maskseg.detect import pixel_rect
 
         h, w = size if size is not None else shape
@@ -211,7 +267,13 @@ class ScenePredictor:
         full = np.zeros((h, w), bool)
         rects = np.asarray(rects, np.float64).reshape(-1, 4) * scale
         windows = [pixel_rect(r) for r in rects]
-        masks = self.predictor.masks_from_logits(logits, [(side, side) for _, _, side in windows])
+        if deadline is None:
+            masks = self.predictor.masks_from_logits(logits, [(s, s) for _, _, s in windows])
+        else:
+            masks = []
+            for lg, (_, _, s) in zip(logits, windows, strict=True):
+                check_deadline(deadline, "pasting face masks")
+                masks += self.predictor.masks_from_logits(lg[None], [(s, s)])
         faces = []
         for i, ((x, y, side), crop_mask) in enumerate(zip(windows, masks, strict=True)):
             x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)

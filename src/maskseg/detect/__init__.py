@@ -21,7 +21,16 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from maskseg.detect._base import MODES, DetectorOptions, FaceDetector, default_threads
+from maskseg.detect._base import (
+    MAX_TILES,
+    MIN_TILE_SHARE,
+    MODES,
+    DeadlineExceeded,
+    DetectorOptions,
+    FaceDetector,
+    check_deadline,
+    default_threads,
+)
 from maskseg.detect.anchors import (
     FULL_RANGE,
     KEYPOINT_NAMES,
@@ -99,15 +108,19 @@ __all__ = [
     "DEFAULT_DETECTOR",
     "FULL_RANGE",
     "KEYPOINT_NAMES",
+    "MAX_TILES",
+    "MIN_TILE_SHARE",
     "MODES",
     "SHORT_RANGE",
     "AnchorSpec",
     "BlazeFace",
     "CropMapping",
+    "DeadlineExceeded",
     "Detections",
     "DetectorOptions",
     "FaceDetector",
     "box_iou",
+    "check_deadline",
     "crop_box",
     "crop_boxes",
     "cut_crop",

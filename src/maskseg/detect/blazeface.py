@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from maskseg.detect._base import DetectorOptions, FaceDetector, default_threads
+from maskseg.detect._base import (
+    MIN_TILE_SHARE,
+    DetectorOptions,
+    FaceDetector,
+    check_deadline,
+    default_threads,
+)
 from maskseg.detect.anchors import FULL_RANGE, SHORT_RANGE, AnchorSpec, decode, generate_anchors
 from maskseg.detect.detections import Detections
 from maskseg.detect.nms import weighted_nms
@@ -20,7 +26,7 @@ MODELS = {
     "short": (SHORT_RANGE, WEIGHTS_DIR / "blazeface_short.onnx"),
     "full": (FULL_RANGE, WEIGHTS_DIR / "blazeface_full.onnx"),
 }
-MAX_BATCH = 32  # regions per onnxruntime call; bounds memory on many-image batches
+MAX_BATCH = 32  # regions per onnxruntime call; bounds memory, a deadline is checked between
 EDGE_MARGIN = 0.02  # of a tile's side: a box this close to an inner tile edge is cut off
 
 
@@ -53,6 +59,12 @@ class BlazeFace(FaceDetector):
         )
         self._session = _make_session(self.model_path, self.options)
 
+    @property
+    def min_tile_side(self) -> float:
+        """Smallest tile side in image pixels: the option, else a share of the model input."""
+        opt = self.options.min_tile_side
+        return MIN_TILE_SHARE * self.spec.input_size if opt is None else float(opt)
+
     # ------------------------------------------------------------------ regions
 
     def regions(self, height: int, width: int, rois: np.ndarray | None = None) -> list[Square]:
@@ -62,7 +74,8 @@ class BlazeFace(FaceDetector):
             return roi_squares(rois, opt.roi_margin)
         squares = [frame_square(height, width)]
         if opt.mode == "tiles":
-            tiles = tile_squares(height, width, opt.tile_fraction, opt.tile_overlap)
+            tiles = tile_squares(height, width, opt.tile_fraction, opt.tile_overlap,
+                                 self.min_tile_side, opt.max_tiles)  # fmt: skip
             if len(tiles) > 1:  # a single tile would repeat the frame pass at best
                 squares += tiles
         return squares
@@ -70,8 +83,14 @@ class BlazeFace(FaceDetector):
     # ------------------------------------------------------------------ detection
 
     def detect_batch(
-        self, images: Sequence[np.ndarray], rois: Sequence[np.ndarray | None] | None = None
+        self,
+        images: Sequence[np.ndarray],
+        rois: Sequence[np.ndarray | None] | None = None,
+        *,
+        deadline: float | None = None,
     ) -> list[Detections]:
+        """See ``FaceDetector.detect_batch``; ``deadline`` is checked before each image's
+        regions are cut and before each model call of ``MAX_BATCH`` regions."""
         if isinstance(images, np.ndarray) and images.ndim < 4:
             raise TypeError("detect_batch takes a list of images; use detect() for one image")
         if rois is not None and len(rois) != len(images):
@@ -79,6 +98,7 @@ class BlazeFace(FaceDetector):
         size = self.spec.input_size
         inputs, maps, owners, inner = [], [], [], []
         for i, image in enumerate(images):
+            check_deadline(deadline, "cutting detector regions")
             image = as_rgb(image)
             h, w = image.shape[:2]
             squares = self.regions(h, w, None if rois is None else rois[i])
@@ -90,7 +110,7 @@ class BlazeFace(FaceDetector):
                 maps.append(pixel_map)
                 owners.append(i)
                 inner.append(_inner_edges(square, h, w) if tiled and k > 0 else None)
-        regressors, logits = self._run(inputs)
+        regressors, logits = self._run(inputs, deadline)
 
         found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in images]
         for j in range(len(inputs)):
@@ -114,13 +134,16 @@ class BlazeFace(FaceDetector):
             *weighted_nms(boxes, scores, kps, self.options.iou_threshold, self.options.max_faces)
         )
 
-    def _run(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _run(
+        self, inputs: list[np.ndarray], deadline: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """uint8 NHWC crops -> (regressors (N, A, 16), logits (N, A, 1)), MAX_BATCH at a time."""
         n_anchors = len(self.anchors)
         if not inputs:
             return np.zeros((0, n_anchors, 16), np.float32), np.zeros((0, n_anchors, 1), np.float32)
         regs, logs = [], []
         for start in range(0, len(inputs), MAX_BATCH):
+            check_deadline(deadline, "the detector model")
             batch = np.stack(inputs[start : start + MAX_BATCH]).astype(np.float32)
             # MediaPipe's output_tensor_float_range [-1, 1]; the ONNX input is NCHW
             batch = np.ascontiguousarray((batch * (2.0 / 255.0) - 1.0).transpose(0, 3, 1, 2))

@@ -57,7 +57,14 @@ def frame_square(height: int, width: int) -> Square:
     return Square((width - side) / 2.0, (height - side) / 2.0, side)
 
 
-def tile_squares(height: int, width: int, fraction: float, overlap: float) -> list[Square]:
+def tile_squares(
+    height: int,
+    width: int,
+    fraction: float,
+    overlap: float,
+    min_side: float = 0.0,
+    max_tiles: int | None = None,
+) -> list[Square]:
     """Overlapping square tiles covering the image, row by row.
 
     Args:
@@ -65,17 +72,58 @@ def tile_squares(height: int, width: int, fraction: float, overlap: float) -> li
             4k photo gets as many tiles as a 640x480 frame).
         overlap: fraction of a tile shared with its neighbour; a face no larger than
             ``overlap * side`` lies wholly inside at least one tile.
+        min_side: tiles are at least this many pixels (the detector sets it from its input
+            size): on a thin image, 2/3 of a short side of a few pixels would be tiles of a
+            pixel or less, tens of thousands of them, each upscaled to the model input.
+        max_tiles: at most this many tiles; when the side above would give more (very long
+            images), tiles grow to the smallest side that gives no more than this.
+
+    A tile larger than the image's extent along an axis is centred on it (the part outside is
+    black, as in the frame pass). Photos of ordinary shape (aspect ratio up to 11:1 with 64 tiles,
+    short side at least 1.5 ``min_side``) keep ``fraction`` of the short side.
     """
     if not 0.0 < fraction <= 1.0 or not 0.0 <= overlap < 1.0:
         raise ValueError(f"need 0 < fraction <= 1 and 0 <= overlap < 1, got {fraction}, {overlap}")
-    side = fraction * min(height, width)
-    step = side * (1.0 - overlap)
+    if max_tiles is not None and max_tiles < 1:
+        raise ValueError(f"max_tiles must be >= 1 or None, got {max_tiles}")
+    side = max(fraction * min(height, width), float(min_side))
+    if max_tiles is not None and _tile_count(height, width, side, overlap) > max_tiles:
+        side = _grown_side(height, width, side, overlap, max_tiles)
 
     def starts(length: int) -> np.ndarray:
-        n = max(1, math.ceil((length - side) / step - 1e-9) + 1)
+        if length < side:
+            return np.array([(length - side) / 2.0])
+        n = _tiles_along(length, side, overlap)
         return np.linspace(0.0, length - side, n)
 
     return [Square(float(x), float(y), side) for y in starts(height) for x in starts(width)]
+
+
+def _tiles_along(length: float, side: float, overlap: float) -> int:
+    """How many tiles of ``side`` with ``overlap`` cover ``length`` (at least one)."""
+    return max(1, math.ceil((length - side) / (side * (1.0 - overlap)) - 1e-9) + 1)
+
+
+def _tile_count(height: int, width: int, side: float, overlap: float) -> int:
+    return _tiles_along(height, side, overlap) * _tiles_along(width, side, overlap)
+
+
+def _grown_side(height: int, width: int, side: float, overlap: float, max_tiles: int) -> float:
+    """The smallest tile side >= ``side`` giving at most ``max_tiles`` tiles.
+
+    The count only changes where ``length = side * (1 + k * (1 - overlap))`` along one axis,
+    so the answer is ``side`` or one of those sides (exact; no search tolerance).
+    """
+    candidates = sorted(
+        length / (1.0 + k * (1.0 - overlap))
+        for length in (height, width)
+        for k in range(max_tiles)
+        if length / (1.0 + k * (1.0 - overlap)) > side
+    )
+    for candidate in candidates:
+        if _tile_count(height, width, candidate, overlap) <= max_tiles:
+            return candidate
+    return float(max(height, width))  # unreachable: k = 0 gives one tile
 
 
 def roi_squares(rois: np.ndarray, margin: float) -> list[Square]:

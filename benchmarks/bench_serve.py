@@ -309,16 +309,19 @@ class Attackers:
             t.join(10)
 
 
-def patient(url: str, pics: list, n: int, concurrency: int, tries: int = 30) -> dict:
+def patient(url: str, pics: list, n: int, concurrency: int, tries: int = 30,
+            duration: float = float("inf")) -> dict:  # fmt: skip
     """Normal clients with the key: on 503 they wait Retry-After and try again (up to
-    ``tries``). Latency is from the first try to the final answer."""
+    ``tries``). Latency is from the first try to the final answer. No request is started
+    after ``duration`` seconds (the phase ends by itself against a server that refuses all)."""
     results, first = [], Counter()
     lock = threading.Lock()
     counter = iter(range(n))
+    stop_at = time.perf_counter() + duration
 
     def worker() -> None:
         with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": KEY}) as client:
-            while (i := next(counter, None)) is not None:
+            while (i := next(counter, None)) is not None and time.perf_counter() < stop_at:
                 name, data = pics[i % len(pics)]
                 t = time.perf_counter()
                 for attempt in range(tries):
@@ -355,7 +358,7 @@ def adversarial(args: argparse.Namespace, pics: list) -> None:
         with Attackers(url, port, pics, idle=args.idle, slow=args.slow, keyless=args.keyless,
                        thin=args.thin, half=args.half) as attackers:  # fmt: skip
             time.sleep(3)  # the attackers settle in
-            r = patient(url, pics, args.requests, args.normal)
+            r = patient(url, pics, args.requests, args.normal, duration=args.duration)
             peak = rss_mb(proc.pid)
         codes = Counter(str(code) for code, _, _ in r["results"])
         ok = sorted(s for code, s, _ in r["results"] if code == 200)
@@ -419,6 +422,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="server worker processes")
     ap.add_argument("--phase", choices=("load", "adversarial", "all"), default="all")
     ap.add_argument("--normal", type=int, default=4, help="adversarial: normal clients")
+    ap.add_argument("--duration", type=float, default=180,
+                    help="adversarial: no normal request starts after this (s)")  # fmt: skip
     ap.add_argument("--idle", type=int, default=300, help="adversarial: idle connections")
     ap.add_argument("--slow", type=int, default=8, help="adversarial: slow uploads")
     ap.add_argument("--half", type=int, default=8, help="adversarial: half-sent headers")

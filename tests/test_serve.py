@@ -358,6 +358,10 @@ def test_bad_uploads_say_what_was_wrong(client, face):
     body = assert_error(client.post("/v1/segment", files=upload(bomb_png(), "bomb.png")), 413,
                         "too_many_pixels")  # fmt: skip
     assert "20000x20000" in body["detail"] and body["detail"].count("MP") == 2, body  # once each
+    for w, h in ((4095, 1), (1, 40000), (30000, 200)):  # thin: nothing a model could use
+        thin = encoded(Image.new("L", (w, h)), "PNG", optimize=True)
+        body = assert_error(client.post("/v1/segment", files=upload(thin)), 422, "unusable_image")
+        assert f"{w}x{h}" in body["detail"], body
     body = assert_error(client.post("/v1/segment", files=upload(jpeg), params={"mode": "x"}),
                         422, "invalid_request")  # fmt: skip
     assert "mode" in body["detail"]

@@ -21,8 +21,9 @@ import numpy as np
 from fastapi.responses import Response
 
 from maskseg import __version__
-from maskseg.io import ImageReadError, decode_image
+from maskseg.io import ImageReadError, UnusableImageError, decode_image
 from maskseg.predict import DECODE_SIDE
+from maskseg.scene import DeadlineExceeded
 from maskseg.serve import encode
 from maskseg.serve.schemas import (
     RLE,
@@ -153,6 +154,8 @@ class Engine:
                            f"type ({', '.join(SIGNATURES)}), judged by its content")  # fmt: skip
         try:
             return decode_image(data, max_pixels=self.settings.max_pixels, min_side=DECODE_SIDE)
+        except UnusableImageError as exc:  # e.g. 4095 x 1: nothing a model could use
+            raise ApiError(422, "unusable_image", exc.reason) from None
         except ImageReadError as exc:
             if "over the limit" in exc.reason:  # "... MP, over the limit of N MP (raise ...)"
                 detail = exc.reason.split(" (raise")[0].replace("the limit", "this server's limit")
@@ -172,7 +175,10 @@ class Engine:
         t1 = time.perf_counter()
         ran, scene_faces = mode, []
         if mode != Mode.crop:
-            result = self.scene.segment(image, size=full)
+            try:
+                result = self.scene.segment(image, size=full, deadline=deadline)
+            except DeadlineExceeded:
+                raise ApiError(504, "timeout", "the request ran past its deadline") from None
             mask, scene_faces = result.mask, result.faces
             ran = Mode.scene
             if mode == Mode.auto and not scene_faces and looks_like_crop(*full):

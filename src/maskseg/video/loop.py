@@ -449,7 +449,8 @@ class _Writer:
     def __init__(self, sinks: Sequence[Sink], stats: VideoStats, depth: int):
         self.sinks, self.stats = list(sinks), stats
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # raised once in the loop
+        self.failed = False  # stays set: once a sink failed, nothing more is written
         self.thread = threading.Thread(target=self._work, name="maskseg-writer", daemon=True)
         self.thread.start()
 
@@ -458,12 +459,12 @@ class _Writer:
             item = self.queue.get()
             if item is None:
                 return
-            if self.error is None:  # after a failure, drain without writing
+            if not self.failed:  # after a failure, drain without writing
                 try:
                     frame, result, shown = item
                     _write(self.sinks, frame, result, self.stats, shown)
                 except BaseException as exc:
-                    self.error = exc
+                    self.error, self.failed = exc, True
 
     def _raise(self) -> None:
         if self.error is not None:

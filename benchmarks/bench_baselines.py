@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from maskseg.baselines import get_method, list_methods
-from maskseg.data import find_pairs, load_samples, splits_for
-from maskseg.metrics import confusion, iou
+from maskseg.data.pairs import find_pairs, load_samples, splits_for
+from maskseg.evaluate.baselines import get_method, list_methods
+from maskseg.evaluate.metrics import confusion, iou
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mfsd-real" / "MSFD"
 TARGET_SECONDS = 120.0

@@ -38,8 +38,10 @@ def main() -> None:
     warm = times[1:]
     print(f"maskseg predict {Path(a.image).name} {a.args}".rstrip())
     med = statistics.median(warm)
-    print(f"first run {times[0]:.2f} s; median of next {len(warm)}: {med:.2f} s "
-          f"(min {min(warm):.2f}, max {max(warm):.2f})")  # fmt: skip
+    print(
+        f"first run {times[0]:.2f} s; median of next {len(warm)}: {med:.2f} s "
+        f"(min {min(warm):.2f}, max {max(warm):.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskseg.detect import default_threads, get_detector, list_detectors
-from maskseg.detect._base import MODES
 from maskseg.io import ImageReadError, read_image
+from maskseg.pipeline.detect import default_threads, get_detector, list_detectors
+from maskseg.pipeline.detect._base import MODES
 
 DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
 FRAME = (480, 640)  # height, width
@@ -61,9 +61,13 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--score-threshold", type=float, default=None,
-                        help="minimum face score (default: the model's own, 0.5 / 0.6; the "
-                             "scene path uses maskseg.scene.SCENE_SCORE_THRESHOLD)")  # fmt: skip
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="minimum face score (default: the model's own, 0.5 / 0.6; the "
+        "scene path uses maskseg.pipeline.scene.SCENE_SCORE_THRESHOLD)",
+    )
     parser.add_argument("--detectors", nargs="*", default=None, help="default: all")
     args = parser.parse_args()
 
@@ -85,9 +89,15 @@ def main() -> None:
     print(f"score threshold: {args.score_threshold or 'the model default'}")
     for name in args.detectors or list_detectors():
         for mode in (*MODES, "roi"):
-            det = {t: get_detector(name, mode="frame" if mode == "roi" else mode, threads=t,
-                                   score_threshold=args.score_threshold)
-                   for t in sorted({1, threads})}  # fmt: skip
+            det = {
+                t: get_detector(
+                    name,
+                    mode="frame" if mode == "roi" else mode,
+                    threads=t,
+                    score_threshold=args.score_threshold,
+                )
+                for t in sorted({1, threads})
+            }
             rois = None
             if mode == "roi":
                 found = det[1].detect(frame)

@@ -21,8 +21,17 @@ import numpy as np
 
 
 def run(image: Path, out: Path) -> tuple[float, float]:
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "maskseg", "predict", str(image),
-           "--output", str(out)]  # fmt: skip
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        sys.executable,
+        "-m",
+        "maskseg",
+        "predict",
+        str(image),
+        "--output",
+        str(out),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     rss = float(re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)[1]) / 1024
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
@@ -45,9 +54,11 @@ def main() -> None:
         big_s, big_mb = run(tmp / f"big.{a.format}", tmp / "out")
     mask_mb = a.side * a.side / 2**20
     print(f"250x250 jpg: {base_s:.1f} s, peak RSS {base_mb:.0f} MB (the process's baseline)")
-    print(f"{a.side}x{a.side} {a.format}: {big_s:.1f} s, peak RSS {big_mb:.0f} MB; "
-          f"{big_mb - base_mb:.0f} MB above baseline = {(big_mb - base_mb) / mask_mb:.1f}x "
-          f"the {mask_mb:.0f} MB output mask")  # fmt: skip
+    print(
+        f"{a.side}x{a.side} {a.format}: {big_s:.1f} s, peak RSS {big_mb:.0f} MB; "
+        f"{big_mb - base_mb:.0f} MB above baseline = {(big_mb - base_mb) / mask_mb:.1f}x "
+        f"the {mask_mb:.0f} MB output mask"
+    )
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from maskseg.console import cpu_description
-from maskseg.faces import INDEX, face_splits, load_index
-from maskseg.inference import Predictor
+from maskseg.data.faces import INDEX, face_splits, load_index
 from maskseg.io import ImageReadError, read_image
-from maskseg.scene import ScenePredictor
+from maskseg.pipeline.predictor import Predictor
+from maskseg.pipeline.scene import ScenePredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "runs" / "faces"
@@ -84,10 +84,12 @@ def main() -> None:
             continue
         masked_crop = np.mean([s > MIN_SHARE for s in crop_share])
         masked_scene = np.mean([s > MIN_SHARE for s in scene_share])
-        print(f"{label:<14}{n:>7}{unread:>7} | {masked_crop:6.1%} {np.mean(crop_share):6.1%}"
-              f"          | {np.mean(found):6.1%} {masked_scene:6.1%} {np.mean(scene_share):6.1%}"
-              f"                  | {statistics.median(t_crop):6.1f} "
-              f"{statistics.median(t_scene):6.1f}")  # fmt: skip
+        print(
+            f"{label:<14}{n:>7}{unread:>7} | {masked_crop:6.1%} {np.mean(crop_share):6.1%}"
+            f"          | {np.mean(found):6.1%} {masked_scene:6.1%} {np.mean(scene_share):6.1%}"
+            f"                  | {statistics.median(t_crop):6.1f} "
+            f"{statistics.median(t_scene):6.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from onnxruntime import __version__ as ort_version
 
-from maskseg.backends.onnx import OnnxBackend, open_session, session_options
-from maskseg.backends.pytorch import TorchBackend
 from maskseg.config import Config
 from maskseg.console import cpu_description
-from maskseg.export import quantize_int8, to_onnx
-from maskseg.inference import Predictor, resolve_model_path
 from maskseg.models import create_model
+from maskseg.pipeline.backends.onnx import OnnxBackend, open_session, session_options
+from maskseg.pipeline.backends.pytorch import TorchBackend
+from maskseg.pipeline.predictor import Predictor, resolve_model_path
+from maskseg.train.export import quantize_int8, to_onnx
 
 
 def smp_unet(classes: int = 1) -> torch.nn.Module:
@@ -129,8 +129,12 @@ def ort(path: Path, threads: int, **options) -> OnnxBackend:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="unet-msfd", help="maskseg model (name or file)")
-    ap.add_argument("--int8", type=Path, help="INT8 .onnx to race (default: the shipped one "
-                    "when it is INT8, else one exported here with random calibration)")  # fmt: skip
+    ap.add_argument(
+        "--int8",
+        type=Path,
+        help="INT8 .onnx to race (default: the shipped one "
+        "when it is INT8, else one exported here with random calibration)",
+    )
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-smp", action="store_true", help="leave the reference out")
@@ -138,13 +142,15 @@ def main() -> None:
     ap.add_argument("--variants", action="store_true", help="time faster U-Net variants")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from maskseg.backends.pytorch import load as load_torch
+    from maskseg.pipeline.backends.pytorch import load as load_torch
 
     tb, cfg, _ = load_torch(resolve_model_path(a.model, "torch"), "cpu", "bf16", a.threads)
     size = cfg.data.image_size
     print(f"CPU: {cpu_description()}")
-    print(f"torch {torch.__version__}, {a.threads} threads; onnxruntime {ort_version}; "
-          f"input {size}px; {a.rounds} rounds")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {a.threads} threads; onnxruntime {ort_version}; "
+        f"input {size}px; {a.rounds} rounds"
+    )
     smp = None if a.no_smp else smp_unet()
     ref_name = "smp Unet resnet34 bf16"
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,8 +166,11 @@ def main() -> None:
         elif a.variants:
             run_variants(cfg, size, tmp, smp, a)
         else:
-            backends = {"maskseg torch bf16": tb, "maskseg onnx fp32": ort(fp32, a.threads),
-                        "maskseg onnx int8": ort(int8, a.threads)}  # fmt: skip
+            backends = {
+                "maskseg torch bf16": tb,
+                "maskseg onnx fp32": ort(fp32, a.threads),
+                "maskseg onnx int8": ort(int8, a.threads),
+            }
             if smp is not None:
                 backends[ref_name] = TorchBackend(smp, "cpu", "bf16", a.threads)
             cs = [Contender(name, b, Predictor(b, cfg)) for name, b in backends.items()]
@@ -171,7 +180,7 @@ def main() -> None:
 
 
 def _is_int8(path: Path) -> bool:
-    from maskseg.modelfile import read_model_info
+    from maskseg.pipeline.modelfile import read_model_info
 
     try:
         return read_model_info(path)[1].get("int8") == "yes"
@@ -216,8 +225,9 @@ def run_variants(cfg: Config, size: int, tmp: Path, smp, a) -> None:
     model's input size (the reference's work does not shrink with a variant's input)."""
     cs: list[Contender] = []
     for name, channels, block, side in VARIANTS:
-        mc = cfg.model.__class__(**{**cfg.model.__dict__, "base_channels": channels,
-                                    "block": block})  # fmt: skip
+        mc = cfg.model.__class__(
+            **{**cfg.model.__dict__, "base_channels": channels, "block": block}
+        )
         fp32, int8 = onnx_files(mc, side, tmp)
         for label, path in (("fp32", fp32), ("int8", int8)):
             cs.append(Contender(f"{name} {label}", _at_size(ort(path, a.threads), side)))

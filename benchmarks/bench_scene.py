@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scene.py [--model unet-msfd] [--part test] [--repeats 3]
 
-Scenes are built (``maskseg.synth``) from the labelled crops of one part of the model's own
+Scenes are built (``maskseg.data.synth``) from the labelled crops of one part of the model's own
 split (default: its held-out test pairs): each masked face is placed, at 110-240 px, in
 ``--repeats`` scenes over varied backgrounds, with up to one more masked face of the same part
 and up to two unmasked faces (crops of the face photos' same part, ``maskseg data faces``)
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from maskseg.data import load_split
-from maskseg.detect import box_iou
-from maskseg.inference import Predictor
-from maskseg.metrics import confusion, iou
-from maskseg.scene import SCENE_SCORE_THRESHOLD, SceneConfig, ScenePredictor
-from maskseg.synth import compose
+from maskseg.data.pairs import load_split
+from maskseg.data.synth import compose
+from maskseg.evaluate.metrics import confusion, iou
+from maskseg.pipeline.detect import box_iou
+from maskseg.pipeline.predictor import Predictor
+from maskseg.pipeline.scene import SCENE_SCORE_THRESHOLD, SceneConfig, ScenePredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD"
@@ -61,7 +61,7 @@ def main() -> None:
     pairs = data.take(part_ids(data.splits, a.part))
     unmasked = []
     if a.faces and a.unmasked > 0:
-        from maskseg.faces import face_splits, load_crops, load_index
+        from maskseg.data.faces import face_splits, load_crops, load_index
 
         fs = face_splits(load_index(a.faces), d)
         unmasked = [c for c in load_crops(a.faces, part_ids(fs, a.part)) if not c.mask]
@@ -101,16 +101,22 @@ def main() -> None:
                 else:
                     placed_unmasked += 1
                     false_masks += result.mask[y1:y2, x1:x2].mean() > 0.01
-    print(f"model {a.model or 'default'} ({predictor.describe()}); part {a.part}: "
-          f"{len(pairs)} masked faces, {len(unmasked)} unmasked crops; detector "
-          f"blazeface {a.mode}, score >= {a.score_threshold}")  # fmt: skip
-    print(f"scenes: {len(scene_ious)} (640x480), masked faces placed {placed_masked}, "
-          f"unmasked faces placed {placed_unmasked}")  # fmt: skip
+    print(
+        f"model {a.model or 'default'} ({predictor.describe()}); part {a.part}: "
+        f"{len(pairs)} masked faces, {len(unmasked)} unmasked crops; detector "
+        f"blazeface {a.mode}, score >= {a.score_threshold}"
+    )
+    print(
+        f"scenes: {len(scene_ious)} (640x480), masked faces placed {placed_masked}, "
+        f"unmasked faces placed {placed_unmasked}"
+    )
     print(f"scene IoU  mean {np.mean(scene_ious):.4f}  (pooled {inter / max(1, union):.4f})")
     print(f"crop IoU   mean {np.mean(crop_ious_of_placed):.4f}  (the same faces, as crops)")
     print(f"missed masked faces {missed}/{placed_masked} ({missed / max(1, placed_masked):.1%})")
-    print(f"unmasked faces given a mask {false_masks}/{placed_unmasked} "
-          f"({false_masks / max(1, placed_unmasked):.1%})")  # fmt: skip
+    print(
+        f"unmasked faces given a mask {false_masks}/{placed_unmasked} "
+        f"({false_masks / max(1, placed_unmasked):.1%})"
+    )
     print(f"ms per scene: median {statistics.median(ms):.1f}")
 
 

@@ -86,9 +86,22 @@ def free_port() -> int:
 
 def start_server(args: argparse.Namespace, key: str | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "maskseg", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--max-in-flight", str(args.max_in_flight), "--threads", str(args.threads),
-           "--workers", str(args.workers)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "maskseg",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-in-flight",
+        str(args.max_in_flight),
+        "--threads",
+        str(args.threads),
+        "--workers",
+        str(args.workers),
+    ]
     env = {k: v for k, v in os.environ.items() if k != "MASKSEG_API_KEY"}
     if key:
         env["MASKSEG_API_KEY"] = key
@@ -180,24 +193,39 @@ class Attackers:
     """Bad clients, each kind in its own thread, until ``stop`` is set. Every socket has a
     timeout, every loop checks ``stop``: the load ends by itself."""
 
-    def __init__(self, url: str, port: int, pics: list, idle: int, slow: int, keyless: int,
-                 thin: int, half: int):  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        port: int,
+        pics: list,
+        idle: int,
+        slow: int,
+        keyless: int,
+        thin: int,
+        half: int,
+    ):
         self.url, self.port, self.pics = url, port, pics
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.stats: dict[str, Counter] = {k: Counter() for k in
-                                          ("idle", "slow", "half", "keyless", "thin")}  # fmt: skip
+        self.stats: dict[str, Counter] = {
+            k: Counter() for k in ("idle", "slow", "half", "keyless", "thin")
+        }
         self.held: dict[str, list[float]] = {"idle": [], "slow": [], "half": []}
         self.latency: dict[str, list[float]] = {"keyless": [], "thin": []}
         self.threads = [threading.Thread(target=self.idle, args=(idle,), daemon=True)]
-        self.threads += [threading.Thread(target=self.dribble, args=("slow",), daemon=True)
-                         for _ in range(slow)]  # fmt: skip
-        self.threads += [threading.Thread(target=self.dribble, args=("half",), daemon=True)
-                         for _ in range(half)]  # fmt: skip
-        self.threads += [threading.Thread(target=self.flood, args=("keyless",), daemon=True)
-                         for _ in range(keyless)]  # fmt: skip
-        self.threads += [threading.Thread(target=self.flood, args=("thin",), daemon=True)
-                         for _ in range(thin)]  # fmt: skip
+        self.threads += [
+            threading.Thread(target=self.dribble, args=("slow",), daemon=True) for _ in range(slow)
+        ]
+        self.threads += [
+            threading.Thread(target=self.dribble, args=("half",), daemon=True) for _ in range(half)
+        ]
+        self.threads += [
+            threading.Thread(target=self.flood, args=("keyless",), daemon=True)
+            for _ in range(keyless)
+        ]
+        self.threads += [
+            threading.Thread(target=self.flood, args=("thin",), daemon=True) for _ in range(thin)
+        ]
 
     def count(self, kind: str, what: str, held: float | None = None) -> None:
         with self.lock:
@@ -252,9 +280,11 @@ class Attackers:
                 continue
             since = time.monotonic()
             if kind == "slow":
-                head = (f"POST /v1/segment HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n"
-                        "Content-Type: multipart/form-data; boundary=bench\r\n"
-                        "Content-Length: 200000\r\n\r\n").encode()  # fmt: skip
+                head = (
+                    f"POST /v1/segment HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n"
+                    "Content-Type: multipart/form-data; boundary=bench\r\n"
+                    "Content-Length: 200000\r\n\r\n"
+                ).encode()
             else:
                 head = b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nX-API-Key: " + KEY.encode()
             answer = b""
@@ -309,8 +339,9 @@ class Attackers:
             t.join(10)
 
 
-def patient(url: str, pics: list, n: int, concurrency: int, tries: int = 30,
-            duration: float = float("inf")) -> dict:  # fmt: skip
+def patient(
+    url: str, pics: list, n: int, concurrency: int, tries: int = 30, duration: float = float("inf")
+) -> dict:
     """Normal clients with the key: on 503 they wait Retry-After and try again (up to
     ``tries``). Latency is from the first try to the final answer. No request is started
     after ``duration`` seconds (the phase ends by itself against a server that refuses all)."""
@@ -355,26 +386,40 @@ def adversarial(args: argparse.Namespace, pics: list) -> None:
     try:
         patient(url, pics, 30, args.concurrency)  # warm-up
         base = rss_mb(proc.pid)
-        with Attackers(url, port, pics, idle=args.idle, slow=args.slow, keyless=args.keyless,
-                       thin=args.thin, half=args.half) as attackers:  # fmt: skip
+        with Attackers(
+            url,
+            port,
+            pics,
+            idle=args.idle,
+            slow=args.slow,
+            keyless=args.keyless,
+            thin=args.thin,
+            half=args.half,
+        ) as attackers:
             time.sleep(3)  # the attackers settle in
             r = patient(url, pics, args.requests, args.normal, duration=args.duration)
             peak = rss_mb(proc.pid)
         codes = Counter(str(code) for code, _, _ in r["results"])
         ok = sorted(s for code, s, _ in r["results"] if code == 200)
         n = len(r["results"])
-        print(f"adversarial: {args.normal} normal clients with the key, {n} requests in "
-              f"{r['wall']:.1f} s, alongside {args.idle} idle connections, {args.slow} slow "
-              f"uploads, {args.half} half-sent headers, {args.keyless} keyless flooders, "
-              f"{args.thin} thin-image senders")  # fmt: skip
+        print(
+            f"adversarial: {args.normal} normal clients with the key, {n} requests in "
+            f"{r['wall']:.1f} s, alongside {args.idle} idle connections, {args.slow} slow "
+            f"uploads, {args.half} half-sent headers, {args.keyless} keyless flooders, "
+            f"{args.thin} thin-image senders"
+        )
         retried = sum(tries > 1 for _, _, tries in r["results"])
-        print(f"  normal clients: success {len(ok) / max(n, 1):.1%} ({dict(codes)}); first "
-              f"answers {dict(r['first'])}; {retried} needed a retry")  # fmt: skip
+        print(
+            f"  normal clients: success {len(ok) / max(n, 1):.1%} ({dict(codes)}); first "
+            f"answers {dict(r['first'])}; {retried} needed a retry"
+        )
         every = sorted(s for _, s, _ in r["results"])
         if every:
-            print(f"  latency, first try to answer: p50 {pct(every, 50) * 1e3:.0f} ms, p90 "
-                  f"{pct(every, 90) * 1e3:.0f} ms, p99 {pct(every, 99) * 1e3:.0f} ms, max "
-                  f"{every[-1] * 1e3:.0f} ms")  # fmt: skip
+            print(
+                f"  latency, first try to answer: p50 {pct(every, 50) * 1e3:.0f} ms, p90 "
+                f"{pct(every, 90) * 1e3:.0f} ms, p99 {pct(every, 99) * 1e3:.0f} ms, max "
+                f"{every[-1] * 1e3:.0f} ms"
+            )
         for kind, counts in attackers.stats.items():
             line = f"  {kind}: {dict(counts)}"
             held = attackers.held.get(kind) or attackers.latency.get(kind)
@@ -405,11 +450,15 @@ def pct(values: list[float], q: float) -> float:
 def report_steady(title: str, r: dict) -> None:
     ok = r["ok"]
     n = sum(r["codes"].values())
-    print(f"{title}: {n} requests in {r['wall']:.1f} s = {n / r['wall']:.1f} requests/s; "
-          f"statuses {dict(r['codes'])}")  # fmt: skip
+    print(
+        f"{title}: {n} requests in {r['wall']:.1f} s = {n / r['wall']:.1f} requests/s; "
+        f"statuses {dict(r['codes'])}"
+    )
     if ok:
-        print(f"  latency of 200s: p50 {pct(ok, 50) * 1e3:.0f} ms, p90 {pct(ok, 90) * 1e3:.0f} "
-              f"ms, p99 {pct(ok, 99) * 1e3:.0f} ms, max {ok[-1] * 1e3:.0f} ms")  # fmt: skip
+        print(
+            f"  latency of 200s: p50 {pct(ok, 50) * 1e3:.0f} ms, p90 {pct(ok, 90) * 1e3:.0f} "
+            f"ms, p99 {pct(ok, 99) * 1e3:.0f} ms, max {ok[-1] * 1e3:.0f} ms"
+        )
 
 
 def main() -> None:
@@ -422,8 +471,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="server worker processes")
     ap.add_argument("--phase", choices=("load", "adversarial", "all"), default="all")
     ap.add_argument("--normal", type=int, default=4, help="adversarial: normal clients")
-    ap.add_argument("--duration", type=float, default=180,
-                    help="adversarial: no normal request starts after this (s)")  # fmt: skip
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=180,
+        help="adversarial: no normal request starts after this (s)",
+    )
     ap.add_argument("--idle", type=int, default=300, help="adversarial: idle connections")
     ap.add_argument("--slow", type=int, default=8, help="adversarial: slow uploads")
     ap.add_argument("--half", type=int, default=8, help="adversarial: half-sent headers")
@@ -431,10 +484,11 @@ def main() -> None:
     ap.add_argument("--thin", type=int, default=2, help="adversarial: thin-image senders")
     a = ap.parse_args()
     pics = images()
-    print(f"CPU: {cpu_description()}, load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")  # fmt: skip
-    print(f"server: --max-in-flight {a.max_in_flight} --threads {a.threads} --workers "
-          f"{a.workers}; images: {', '.join(n for n, _ in pics)} in turn")  # fmt: skip
+    print(f"CPU: {cpu_description()}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"server: --max-in-flight {a.max_in_flight} --threads {a.threads} --workers "
+        f"{a.workers}; images: {', '.join(n for n, _ in pics)} in turn"
+    )
     if a.phase != "load":
         adversarial(a, pics)
         if a.phase == "adversarial":
@@ -444,19 +498,26 @@ def main() -> None:
         memory = {"after start": rss_mb(proc.pid)}
         steady(url, pics, 50, a.concurrency)  # every pool thread has run once
         memory["after warm-up"] = rss_mb(proc.pid)
-        report_steady(f"steady, concurrency {a.concurrency}",
-                      steady(url, pics, a.requests, a.concurrency))  # fmt: skip
+        report_steady(
+            f"steady, concurrency {a.concurrency}", steady(url, pics, a.requests, a.concurrency)
+        )
         memory["after steady load"] = rss_mb(proc.pid)
         b = burst(url, pics, a.burst)
         n503 = b["codes"].get(503, 0)
-        print(f"burst of {a.burst} at once (limit {a.max_in_flight} in flight): statuses "
-              f"{dict(b['codes'])}; {n503} got 503")  # fmt: skip
+        print(
+            f"burst of {a.burst} at once (limit {a.max_in_flight} in flight): statuses "
+            f"{dict(b['codes'])}; {n503} got 503"
+        )
         if b["refused_s"]:
-            print(f"  503s came back in p50 {pct(b['refused_s'], 50) * 1e3:.0f} ms, max "
-                  f"{b['refused_s'][-1] * 1e3:.0f} ms, Retry-After {b['retry_after']}")  # fmt: skip
+            print(
+                f"  503s came back in p50 {pct(b['refused_s'], 50) * 1e3:.0f} ms, max "
+                f"{b['refused_s'][-1] * 1e3:.0f} ms, Retry-After {b['retry_after']}"
+            )
         memory["after burst"] = rss_mb(proc.pid)
-        report_steady(f"steady again, concurrency {a.concurrency}",
-                      steady(url, pics, a.requests, a.concurrency))  # fmt: skip
+        report_steady(
+            f"steady again, concurrency {a.concurrency}",
+            steady(url, pics, a.requests, a.concurrency),
+        )
         memory["at the end"] = rss_mb(proc.pid)
         print("server memory (RSS): " + ", ".join(f"{k} {v:.0f} MB" for k, v in memory.items()))
         growth = memory["at the end"] - memory["after steady load"]

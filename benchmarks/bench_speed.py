@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from maskseg.config import Config
-from maskseg.data import Sample, SegmentationDataset
-from maskseg.inference import Predictor
-from maskseg.losses import BCEDiceLoss
+from maskseg.data.pairs import Sample
 from maskseg.models import create_model
-from maskseg.runtime import autocast_context, resolve_device
+from maskseg.pipeline.backends.runtime import autocast_context, resolve_device
+from maskseg.pipeline.predictor import Predictor
+from maskseg.train.dataset import SegmentationDataset
+from maskseg.train.losses import BCEDiceLoss
 
 
 def _samples(n: int, size: int = 250) -> list[Sample]:
@@ -31,7 +32,7 @@ def _samples(n: int, size: int = 250) -> list[Sample]:
             str(i),
             rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
             rng.random((size, size)) > 0.6,
-        )  # fmt: skip
+        )
         for i in range(n)
     ]
 
@@ -95,22 +96,29 @@ def main() -> None:
         predictor = Predictor.load(backend="torch", device=str(device), precision=a.precision)
         cfg = predictor.config
     except FileNotFoundError:  # no shipped weights yet: same architecture, random weights
-        predictor = Predictor.from_model(create_model(cfg.model), cfg, str(device),
-                                         precision=a.precision)  # fmt: skip
-    print(f"device {device}, precision {a.precision}, torch threads {torch.get_num_threads()}, "
-          f"model {cfg.model.name} c{cfg.model.base_channels} d{cfg.model.depth}, "
-          f"input {cfg.data.image_size}px, {a.runs} runs (median, min-max)")  # fmt: skip
+        predictor = Predictor.from_model(
+            create_model(cfg.model), cfg, str(device), precision=a.precision
+        )
+    print(
+        f"device {device}, precision {a.precision}, torch threads {torch.get_num_threads()}, "
+        f"model {cfg.model.name} c{cfg.model.base_channels} d{cfg.model.depth}, "
+        f"input {cfg.data.image_size}px, {a.runs} runs (median, min-max)"
+    )
     rows = [
-        (f"train (batch {cfg.train.batch_size})",
-         lambda: bench_train(cfg, device, a.precision, a.steps)),
+        (
+            f"train (batch {cfg.train.batch_size})",
+            lambda: bench_train(cfg, device, a.precision, a.steps),
+        ),
         ("infer batch 1", lambda: bench_infer(predictor, 1, 40)),
         ("infer batch 16", lambda: bench_infer(predictor, 16, 160)),
-    ]  # fmt: skip
+    ]
     with torch.inference_mode(False):
         for name, fn in rows:
             vals = [fn() for _ in range(a.runs)]
-            print(f"{name:<18} {statistics.median(vals):8.1f} images/s "
-                  f"({min(vals):.1f}-{max(vals):.1f})")  # fmt: skip
+            print(
+                f"{name:<18} {statistics.median(vals):8.1f} images/s "
+                f"({min(vals):.1f}-{max(vals):.1f})"
+            )
 
 
 if __name__ == "__main__":

@@ -34,10 +34,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np
-from maskseg.inference import Predictor
+from maskseg.pipeline.predictor import Predictor
 from maskseg.io import ImageReadError, decode_image
-from maskseg.predict import DECODE_SIDE
-from maskseg.scene import ScenePredictor
+from maskseg.io import DECODE_SIDE
+from maskseg.pipeline.scene import ScenePredictor
 
 def peak_kb():
     with open("/proc/self/status") as fh:
@@ -107,8 +107,12 @@ def peak_of(pid: int) -> int:
 
 def run_case(path: Path, timeout: float, api: bool) -> dict:
     how = "api" if api else "decode"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), how], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), how],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     start = time.monotonic()
     peak = 0
     while proc.poll() is None and time.monotonic() - start < timeout:
@@ -139,8 +143,10 @@ def main() -> None:
     ap.add_argument("--api", action="store_true", help="decode with shape_check=False")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'case':>11} {'bytes':>8} {'decoded':>11} {'tiles':>6} {'seconds':>8} "
-              f"{'peak MB':>8}  faces / masked / pasted")  # fmt: skip
+        print(
+            f"{'case':>11} {'bytes':>8} {'decoded':>11} {'tiles':>6} {'seconds':>8} "
+            f"{'peak MB':>8}  faces / masked / pasted"
+        )
         for case in a.cases:
             path, pasted = make_image(case, Path(tmp))
             r = run_case(path, a.timeout, a.api)
@@ -148,13 +154,17 @@ def main() -> None:
             seconds = f"{seconds:.2f}" if isinstance(seconds, float) else seconds
             peak = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "?"
             if "refused" in r:
-                print(f"{case:>11} {path.stat().st_size:>8} {'refused':>11} {'-':>6} {seconds:>8} "
-                      f"{peak:>8}  {r['refused']}")  # fmt: skip
+                print(
+                    f"{case:>11} {path.stat().st_size:>8} {'refused':>11} {'-':>6} {seconds:>8} "
+                    f"{peak:>8}  {r['refused']}"
+                )
                 continue
             faces = f"{r.get('faces', '?')} / {r.get('masked', '?')} / {pasted}"
             note = f"  ERROR {r['error']}" if "error" in r else ""
-            print(f"{case:>11} {path.stat().st_size:>8} {r.get('decoded', '?'):>11} "
-                  f"{r.get('tiles', '?'):>6} {seconds:>8} {peak:>8}  {faces}{note}")  # fmt: skip
+            print(
+                f"{case:>11} {path.stat().st_size:>8} {r.get('decoded', '?'):>11} "
+                f"{r.get('tiles', '?'):>6} {seconds:>8} {peak:>8}  {faces}{note}"
+            )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 
 from maskseg.console import cpu_description
-from maskseg.inference import Predictor
-from maskseg.scene import SceneConfig, ScenePredictor
+from maskseg.pipeline.predictor import Predictor
+from maskseg.pipeline.scene import SceneConfig, ScenePredictor
 from maskseg.video import (
     VideoFileSink,
     VideoOptions,
@@ -42,8 +42,11 @@ CROPS = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD" / "1" / "face_cro
 STAGES = ("decode", "detect", "segment", "overlay", "encode")
 
 
-FACES = ("faceMsak_t1_JustinTrudeau_0002.jpg", "faceMask1_ttt_6591_2_3.jpg",
-         "faceMsak_t1_KyriakosMitsotakis_0002.jpg")  # fmt: skip
+FACES = (
+    "faceMsak_t1_JustinTrudeau_0002.jpg",
+    "faceMask1_ttt_6591_2_3.jpg",
+    "faceMsak_t1_KyriakosMitsotakis_0002.jpg",
+)
 
 
 def make_clip(folder: Path, n_faces: int, n_frames: int) -> Path:
@@ -53,8 +56,14 @@ def make_clip(folder: Path, n_faces: int, n_frames: int) -> Path:
     return write_clip(folder / f"faces{n_faces}.mp4", frames)
 
 
-def run_once(clip: Path, scene: ScenePredictor, options: VideoOptions, out: Path, codec: str,
-             max_frames: int | None = None):  # fmt: skip
+def run_once(
+    clip: Path,
+    scene: ScenePredictor,
+    options: VideoOptions,
+    out: Path,
+    codec: str,
+    max_frames: int | None = None,
+):
     with open_source(clip) as source:
         sink = VideoFileSink(out, source.fps, source.size, codec)
         return run_video(source, VideoSegmenter(scene, options), [sink], max_frames=max_frames)
@@ -66,29 +75,57 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--backends", nargs="+", default=["torch", "onnx"])
-    ap.add_argument("--prefetch", type=int, nargs="+", default=[0],
-                    help="frames decoded ahead in a reader thread (0: none)")  # fmt: skip
-    ap.add_argument("--write-ahead", type=int, nargs="+", default=[0, VideoOptions.write_ahead],
-                    help="frames queued for the writer thread (0: none)")  # fmt: skip
-    ap.add_argument("--detect-ahead", type=int, nargs="+", default=[0, VideoOptions.detect_ahead],
-                    help="frames located ahead in a detect thread (0: none)")  # fmt: skip
-    ap.add_argument("--detect-threads", type=int, default=VideoOptions.detect_threads,
-                    help="detector threads (0: the detector's default)")  # fmt: skip
-    ap.add_argument("--spinning", action="store_true",
-                    help="onnxruntime: idle segmenter threads spin")  # fmt: skip
+    ap.add_argument(
+        "--prefetch",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="frames decoded ahead in a reader thread (0: none)",
+    )
+    ap.add_argument(
+        "--write-ahead",
+        type=int,
+        nargs="+",
+        default=[0, VideoOptions.write_ahead],
+        help="frames queued for the writer thread (0: none)",
+    )
+    ap.add_argument(
+        "--detect-ahead",
+        type=int,
+        nargs="+",
+        default=[0, VideoOptions.detect_ahead],
+        help="frames located ahead in a detect thread (0: none)",
+    )
+    ap.add_argument(
+        "--detect-threads",
+        type=int,
+        default=VideoOptions.detect_threads,
+        help="detector threads (0: the detector's default)",
+    )
+    ap.add_argument(
+        "--spinning", action="store_true", help="onnxruntime: idle segmenter threads spin"
+    )
     ap.add_argument("--codec", default=default_codec(), choices=["h264", "mp4v"])
     ap.add_argument("--detect-every", type=int, default=VideoOptions.detect_every)
     ap.add_argument("--mode", default="tiles", choices=["frame", "tiles"])
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                    help="torch backend precision (auto: bf16 where the CPU has it)")  # fmt: skip
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="torch backend precision (auto: bf16 where the CPU has it)",
+    )
     a = ap.parse_args()
     if not CROPS.is_dir():
         raise SystemExit(f"shared data not found at {CROPS}")
 
-    print(f"CPU: {cpu_description()}, load average "
-          f"{os.getloadavg()[0]:.1f} (shared machine: medians of {a.runs} runs)")  # fmt: skip
-    print(f"clip: 640x480, {a.frames} frames; codec {a.codec}; full detection ({a.mode}) every "
-          f"{a.detect_every} frames, re-detection around tracked faces between")  # fmt: skip
+    print(
+        f"CPU: {cpu_description()}, load average "
+        f"{os.getloadavg()[0]:.1f} (shared machine: medians of {a.runs} runs)"
+    )
+    print(
+        f"clip: 640x480, {a.frames} frames; codec {a.codec}; full detection ({a.mode}) every "
+        f"{a.detect_every} frames, re-detection around tracked faces between"
+    )
     print(f"detector threads: {a.detect_threads or 'default'}")
     head = (
         f"{'backend':<60} {'faces':>5} {'prefetch':>8} {'detect':>6} {'write':>5} {'fps':>6} "
@@ -100,8 +137,9 @@ def main() -> None:
         clips = {n: make_clip(folder, n, a.frames) for n in a.faces}
         for backend in a.backends:
             try:
-                options = ({"precision": a.precision} if backend == "torch"
-                           else {"spinning": a.spinning})  # fmt: skip
+                options = (
+                    {"precision": a.precision} if backend == "torch" else {"spinning": a.spinning}
+                )
                 predictor = Predictor.load(backend=backend, **options)
             except (ImportError, ValueError, FileNotFoundError) as exc:
                 print(f"{backend}: skipped ({exc})")
@@ -109,23 +147,34 @@ def main() -> None:
             scene = ScenePredictor(predictor, SceneConfig(mode=a.mode))
             name = predictor.backend.describe()
             for n, clip in clips.items():
-                combos = [(d, w, x) for d in a.prefetch for x in a.detect_ahead
-                          for w in a.write_ahead]  # fmt: skip
+                combos = [
+                    (d, w, x) for d in a.prefetch for x in a.detect_ahead for w in a.write_ahead
+                ]
                 for depth, ahead, det_ahead in combos:
-                    options = VideoOptions(detect_every=a.detect_every, prefetch=depth,
-                                           write_ahead=ahead, detect_ahead=det_ahead,
-                                           detect_threads=a.detect_threads or None)  # fmt: skip
+                    options = VideoOptions(
+                        detect_every=a.detect_every,
+                        prefetch=depth,
+                        write_ahead=ahead,
+                        detect_ahead=det_ahead,
+                        detect_threads=a.detect_threads or None,
+                    )
                     run_once(clip, scene, options, folder / "warm.mp4", a.codec, 20)  # warm-up
-                    runs = [run_once(clip, scene, options, folder / "out.mp4", a.codec)
-                            for _ in range(a.runs)]  # fmt: skip
+                    runs = [
+                        run_once(clip, scene, options, folder / "out.mp4", a.codec)
+                        for _ in range(a.runs)
+                    ]
                     fps = statistics.median(r.fps for r in runs)
-                    ms = {s: statistics.median(r.ms_per_frame().get(s, 0.0) for r in runs)
-                          for s in STAGES}  # fmt: skip
+                    ms = {
+                        s: statistics.median(r.ms_per_frame().get(s, 0.0) for r in runs)
+                        for s in STAGES
+                    }
                     full = statistics.median(r.full_detections for r in runs)
                     row = f"{n:>5} {depth:>8} {det_ahead:>6} {ahead:>5} {fps:>6.1f} "
-                    print(f"{name[:60]:<60} {row}"
-                          + " ".join(f"{ms[s]:>8.1f}" for s in STAGES)
-                          + f" {full:>8.0f}")  # fmt: skip
+                    print(
+                        f"{name[:60]:<60} {row}"
+                        + " ".join(f"{ms[s]:>8.1f}" for s in STAGES)
+                        + f" {full:>8.0f}"
+                    )
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskseg.data import load_split
-from maskseg.inference import Predictor
-from maskseg.metrics import confusion, iou
-from maskseg.scene import ScenePredictor
+from maskseg.data.pairs import load_split
+from maskseg.evaluate.metrics import confusion, iou
+from maskseg.pipeline.predictor import Predictor
+from maskseg.pipeline.scene import ScenePredictor
 from maskseg.video import VideoOptions, VideoSegmenter
 from maskseg.video.synthetic import moving_faces
 
@@ -61,8 +61,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="unet-msfd-heldout")
     ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--part", default="test", help="test, or foldK: validation of fold K "
-                    "(for choices, with that fold's model)")  # fmt: skip
+    ap.add_argument(
+        "--part",
+        default="test",
+        help="test, or foldK: validation of fold K (for choices, with that fold's model)",
+    )
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--clips", type=int, default=11)
     ap.add_argument("--frames", type=int, default=90)
@@ -77,19 +80,24 @@ def main() -> None:
     pairs = data.take(part_ids(data.splits, a.part))
     if len(pairs) < a.faces:
         raise SystemExit(f"{a.model}: its {a.part} part of {a.data} has {len(pairs)} pairs")
-    ways = {"default (track + smooth)": VideoOptions(),
-            "--no-smooth": VideoOptions(smooth=False),
-            "full detection + smooth": VideoOptions(detect_every=1),
-            "each frame alone": VideoOptions(smooth=False, detect_every=1)}  # fmt: skip
-    print(f"model {a.model} ({predictor.describe()}); {a.clips} clips x {a.frames} frames, "
-          f"{a.faces} faces of the {a.part} part each, {SIDE} px, 640x480")  # fmt: skip
+    ways = {
+        "default (track + smooth)": VideoOptions(),
+        "--no-smooth": VideoOptions(smooth=False),
+        "full detection + smooth": VideoOptions(detect_every=1),
+        "each frame alone": VideoOptions(smooth=False, detect_every=1),
+    }
+    print(
+        f"model {a.model} ({predictor.describe()}); {a.clips} clips x {a.frames} frames, "
+        f"{a.faces} faces of the {a.part} part each, {SIDE} px, 640x480"
+    )
     for speed in a.speeds:
         scores = {k: {"iou": [], "flicker": [], "after_bounce": []} for k in ways}
         for c in range(a.clips):
             chosen = [pairs[(c * a.faces + k) % len(pairs)] for k in range(a.faces)]
             frames, truths, pos = [], [], []
-            for frame, rects in moving_faces([s.image for s in chosen], a.frames, SIZE, SIDE,
-                                             speed, seed=c):  # fmt: skip
+            for frame, rects in moving_faces(
+                [s.image for s in chosen], a.frames, SIZE, SIDE, speed, seed=c
+            ):
                 frames.append(frame)
                 truths.append(truth_of([s.mask for s in chosen], rects))
                 pos.append(np.array([(r[0], r[1]) for r in rects], float))
@@ -103,8 +111,10 @@ def main() -> None:
                 scores[name]["iou"].append(np.mean(per))
                 if after:
                     scores[name]["after_bounce"].append(np.mean([per[j] for j in after]))
-                change = [int((m1 ^ m0).sum()) - int((t1 ^ t0).sum()) for m0, m1, t0, t1
-                          in zip(masks, masks[1:], truths, truths[1:], strict=False)]  # fmt: skip
+                change = [
+                    int((m1 ^ m0).sum()) - int((t1 ^ t0).sum())
+                    for m0, m1, t0, t1 in zip(masks, masks[1:], truths, truths[1:], strict=False)
+                ]
                 area = np.mean([t.sum() for t in truths])
                 scores[name]["flicker"].append(max(0.0, float(np.mean(change))) / area)
         print(f"\nspeed {speed:g} px/frame")

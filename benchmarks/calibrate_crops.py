@@ -1,4 +1,5 @@
-"""Calibrate the detection -> training-crop mapping (``maskseg.detect.crops``) on training pairs.
+"""Calibrate the detection -> training-crop mapping (``maskseg.pipeline.detect.crops``) on
+training pairs.
 
 The segmentation model was trained on MSFD face crops (tight squares from the dataset's own
 face boxes); a detector frames faces its own way. Each training crop (canonical split,
@@ -30,11 +31,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskseg.data import find_pairs, splits_for
-from maskseg.detect import CropMapping, crop_box, cut_crop, get_detector, list_detectors
-from maskseg.detect.crops import METHODS, mapping_path, mapping_record, reference
-from maskseg.detect.nms import box_iou
+from maskseg.data.pairs import find_pairs, splits_for
 from maskseg.io import read_image, read_mask
+from maskseg.pipeline.detect import CropMapping, crop_box, cut_crop, get_detector, list_detectors
+from maskseg.pipeline.detect.crops import METHODS, mapping_path, mapping_record, reference
+from maskseg.pipeline.detect.nms import box_iou
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mfsd-real" / "MSFD"
 SCENE = (480, 640)  # height, width: a webcam frame
@@ -172,8 +173,8 @@ def padding_check(crops: dict[str, np.ndarray], masks: dict[str, np.ndarray]) ->
     In-sample for the model (it was trained on these pairs), but both paddings see the same
     images, so the comparison between them is fair.
     """
-    from maskseg.inference import Predictor
-    from maskseg.metrics import confusion, iou
+    from maskseg.evaluate.metrics import confusion, iou
+    from maskseg.pipeline.predictor import Predictor
 
     predictor = Predictor.load()
     rng = np.random.default_rng(0)

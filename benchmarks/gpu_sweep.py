@@ -47,9 +47,25 @@ def main() -> None:
             name, k = pending.pop(0)
             out = a.work / name / f"fold{k}"
             out.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "maskseg", "train", "--data", a.data, "--output",
-                   str(out), "--val-fold", str(k), "--threads", str(a.threads), "--no-progress",
-                   "--checkpoint-interval", "600", *COMMON, *SWEEP[name]]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "maskseg",
+                "train",
+                "--data",
+                a.data,
+                "--output",
+                str(out),
+                "--val-fold",
+                str(k),
+                "--threads",
+                str(a.threads),
+                "--no-progress",
+                "--checkpoint-interval",
+                "600",
+                *COMMON,
+                *SWEEP[name],
+            ]
             log = open(out / "log.txt", "w")
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             running[(name, k)] = (proc, log)
@@ -62,17 +78,24 @@ def main() -> None:
     for job, (proc, _) in running.items():
         print(f"deadline: stopped {job}")
         proc.kill()
-    print(f"\n{'config':<20} {'val IoU (select)':>17} {'test IoU (info)':>17}  best epochs"
-          "  | all-non-test model: test IoU / Dice")  # fmt: skip
+    print(
+        f"\n{'config':<20} {'val IoU (select)':>17} {'test IoU (info)':>17}  best epochs"
+        "  | all-non-test model: test IoU / Dice"
+    )
     for name in names:
-        folds = [json.loads(f.read_text()) for k in (0, 1, 2)
-                 if (f := a.work / name / f"fold{k}" / "summary.json").exists()]  # fmt: skip
+        folds = [
+            json.loads(f.read_text())
+            for k in (0, 1, 2)
+            if (f := a.work / name / f"fold{k}" / "summary.json").exists()
+        ]
         if not folds:
             continue
         val = np.array([f["val"]["iou"] for f in folds])
         test = np.array([f["test"]["iou"] for f in folds])
-        line = (f"{name:<20} {val.mean():.4f} ± {val.std():.4f}  {test.mean():.4f} ± "
-                f"{test.std():.4f}  {[f['best_epoch'] for f in folds]}")  # fmt: skip
+        line = (
+            f"{name:<20} {val.mean():.4f} ± {val.std():.4f}  {test.mean():.4f} ± "
+            f"{test.std():.4f}  {[f['best_epoch'] for f in folds]}"
+        )
         final = a.work / name / "fold-1" / "summary.json"
         if final.exists():
             t = json.loads(final.read_text())["test"]

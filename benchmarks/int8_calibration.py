@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from maskseg.backends.onnx import OnnxBackend, open_session
-from maskseg.export import _crops, _torch_model, calibration_ids, quantize_int8, to_onnx
-from maskseg.inference import Predictor, resolve_model_path
-from maskseg.metrics import iou
-from maskseg.scoring import score_masks
+from maskseg.evaluate.metrics import iou
+from maskseg.evaluate.scoring import score_masks
+from maskseg.pipeline.backends.onnx import OnnxBackend, open_session
+from maskseg.pipeline.predictor import Predictor, resolve_model_path
+from maskseg.train.export import _crops, _torch_model, calibration_ids, quantize_int8, to_onnx
 
 VARIANTS = [  # (name, method, keep head fp32, op types)
     ("minmax, all ops, head fp32", "minmax", True, None),
@@ -55,14 +55,16 @@ def main() -> None:
     net, cfg, _ = _torch_model(resolve_model_path(a.model, backend="torch"))
     size = cfg.data.image_size
     calib, part = calibration_ids(a.data, cfg, exclude_fold=a.fold)
-    from maskseg.data import load_split
+    from maskseg.data.pairs import load_split
 
     split = load_split(a.data, cfg.data, "trainval")
     val = split.take(split.splits.folds[a.fold])
     crops = _crops(a.data, cfg, calib)
     images = [s.image for s in val]
-    print(f"model {a.model}, calibration: {len(calib)} crops ({part}); "
-          f"scored on fold {a.fold} ({len(val)} crops)")  # fmt: skip
+    print(
+        f"model {a.model}, calibration: {len(calib)} crops ({part}); "
+        f"scored on fold {a.fold} ({len(val)} crops)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         to_onnx(net, size, fp32)
@@ -70,8 +72,10 @@ def main() -> None:
         ref_masks = ref.predict_batch(images)
         ref_iou = float(iou(score_masks(ref_masks, val)))
         print(f"{'variant':<34} {'val IoU':>8} {'vs fp32':>8} {'px differ':>10} {'ms/crop':>8}")
-        print(f"{'fp32':<34} {ref_iou:8.4f} {0:+8.4f} {0:10.4%} "
-              f"{ms_per_crop(ref.backend, size, a.rounds):8.2f}")  # fmt: skip
+        print(
+            f"{'fp32':<34} {ref_iou:8.4f} {0:+8.4f} {0:10.4%} "
+            f"{ms_per_crop(ref.backend, size, a.rounds):8.2f}"
+        )
         for name, method, head, ops in VARIANTS:
             out = Path(tmp) / "int8.onnx"
             quantize_int8(fp32, out, crops, method, keep_head_fp32=head, op_types=ops)
@@ -80,8 +84,10 @@ def main() -> None:
             v = float(iou(score_masks(masks, val)))
             differ = sum(int((m != r).sum()) for m, r in zip(masks, ref_masks, strict=True))
             total = sum(m.size for m in masks)
-            print(f"{name:<34} {v:8.4f} {v - ref_iou:+8.4f} {differ / total:10.4%} "
-                  f"{ms_per_crop(p.backend, size, a.rounds):8.2f}")  # fmt: skip
+            print(
+                f"{name:<34} {v:8.4f} {v - ref_iou:+8.4f} {differ / total:10.4%} "
+                f"{ms_per_crop(p.backend, size, a.rounds):8.2f}"
+            )
 
 
 if __name__ == "__main__":

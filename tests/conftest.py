@@ -41,8 +41,13 @@ def msfd_tiny(tmp_path: Path) -> Path:
     for person in range(8):
         for k in range(3):
             img, mask = synthetic_face(rng)
-            write_pair(root / "1" / "face_crop", root / "1" / "face_crop_segmentation",
-                       f"faceMsak_person{person}_0_0_{k}", img, mask)  # fmt: skip
+            write_pair(
+                root / "1" / "face_crop",
+                root / "1" / "face_crop_segmentation",
+                f"faceMsak_person{person}_0_0_{k}",
+                img,
+                mask,
+            )
     return root
 
 

@@ -8,17 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import maskseg.inference as inference
-from maskseg.backends import is_installed, load_backend
-from maskseg.backends.onnx import load as load_onnx
-from maskseg.backends.onnx import session_options
-from maskseg.checkpoint import save_weights
-from maskseg.cli import main
+import maskseg.pipeline.predictor as inference
+from maskseg.cli.main import main
 from maskseg.config import Config, DataConfig, ModelConfig
-from maskseg.export import export_onnx
-from maskseg.inference import Predictor, available_models, resolve_model_path, shipped_files
 from maskseg.io import read_mask
 from maskseg.models import create_model
+from maskseg.pipeline.backends import is_installed, load_backend
+from maskseg.pipeline.backends.onnx import load as load_onnx
+from maskseg.pipeline.backends.onnx import session_options
+from maskseg.pipeline.predictor import (
+    Predictor,
+    available_models,
+    resolve_model_path,
+    shipped_files,
+)
+from maskseg.train.checkpoint import save_weights
+from maskseg.train.export import export_onnx
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +82,18 @@ def test_cli_backend_flag(tmp_path: Path, tiny_files, capsys):
         masks[backend] = read_mask(out / "a.png")
     assert (masks["onnx"] != masks["torch"]).mean() < 1e-3
     np.testing.assert_array_equal(masks["onnx"], masks["auto"])
-    code = main(["predict", str(tmp_path / "a.png"), "--output", str(tmp_path / "x"),
-                 "--model", str(src), "--backend", "onnx"])  # fmt: skip
+    code = main(
+        [
+            "predict",
+            str(tmp_path / "a.png"),
+            "--output",
+            str(tmp_path / "x"),
+            "--model",
+            str(src),
+            "--backend",
+            "onnx",
+        ]
+    )
     assert code == 2 and "maskseg export" in capsys.readouterr().err
 
 
@@ -86,8 +101,13 @@ def test_session_options_and_errors(tiny_files, tmp_path: Path):
     _, onnx_file = tiny_files
     x = np.zeros((2, 3, 32, 32), np.float32)
     ref, _, _ = load_onnx(onnx_file)
-    for opts in [{"threads": 1}, {"optimization": "basic"}, {"spinning": True},
-                 {"parallel": True}, {"optimization": "none"}]:  # fmt: skip
+    for opts in [
+        {"threads": 1},
+        {"optimization": "basic"},
+        {"spinning": True},
+        {"parallel": True},
+        {"optimization": "none"},
+    ]:
         backend, cfg, _ = load_onnx(onnx_file, **opts)
         np.testing.assert_allclose(backend(x), ref(x), atol=1e-5)
     assert "fp32" in ref.describe() and "onnxruntime" in ref.describe()
@@ -108,10 +128,11 @@ def test_onnx_without_maskseg_metadata_is_refused(tmp_path: Path):
 
     node = helper.make_node("Identity", ["image"], ["logits"])
     graph = helper.make_graph(
-        [node], "g",
+        [node],
+        "g",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])],
-    )  # fmt: skip
+    )
     onnx.save(helper.make_model(graph), str(tmp_path / "plain.onnx"))
     with pytest.raises(ValueError, match="no maskseg config metadata"):
         Predictor.load(tmp_path / "plain.onnx")

@@ -10,8 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from maskseg import data as data_module
-from maskseg.baselines import (
+from maskseg.config import DataConfig
+from maskseg.data import pairs as data_module
+from maskseg.data.pairs import find_pairs, make_splits
+from maskseg.evaluate.baselines import (
     TUNED_PARAMS,
     FacePrior,
     OtsuParams,
@@ -19,10 +21,8 @@ from maskseg.baselines import (
     list_methods,
     load_tuned,
 )
-from maskseg.baselines import tune as tune_module
-from maskseg.config import DataConfig
-from maskseg.data import find_pairs, make_splits
-from maskseg.metrics import confusion, iou
+from maskseg.evaluate.baselines import tune as tune_module
+from maskseg.evaluate.metrics import confusion, iou
 
 REQUIRED = {"otsu", "sauvola", "canny", "kmeans", "grabcut", "watershed"}
 SKIN = (224, 172, 140)

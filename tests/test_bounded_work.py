@@ -14,18 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import maskseg.detect._base as detect_base
-from maskseg.detect import (
-    MAX_TILES,
-    DeadlineExceeded,
-    Detections,
-    DetectorOptions,
-    FaceDetector,
-    get_detector,
-)
-from maskseg.detect.regions import tile_squares
-from maskseg.inference import Predictor
+import maskseg.pipeline.detect._base as detect_base
 from maskseg.io import (
+    DECODE_SIDE,
     MAX_ASPECT_RATIO,
     UNUSABLE_SHAPE,
     ImageReadError,
@@ -34,8 +25,17 @@ from maskseg.io import (
     read_image,
     reduction_factor,
 )
-from maskseg.predict import DECODE_SIDE
-from maskseg.scene import SEGMENT_CHUNK, SceneConfig, ScenePredictor
+from maskseg.pipeline.detect import (
+    MAX_TILES,
+    DeadlineExceeded,
+    Detections,
+    DetectorOptions,
+    FaceDetector,
+    get_detector,
+)
+from maskseg.pipeline.detect.regions import tile_squares
+from maskseg.pipeline.predictor import Predictor
+from maskseg.pipeline.scene import SEGMENT_CHUNK, SceneConfig, ScenePredictor
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 THIN = [(1, 4095), (1, 50000), (40000, 1)]  # (height, width)
@@ -234,7 +234,8 @@ def test_panorama_faces_are_found_after_decoding(scene, tmp_path: Path):
 
 
 class Clock:
-    """Stands in for the ``time`` module of ``maskseg.detect._base``: a clock tests move."""
+    """Stands in for the ``time`` module of ``maskseg.pipeline.detect._base``: a clock the
+    tests move."""
 
     def __init__(self) -> None:
         self.now = 0.0

@@ -14,14 +14,25 @@ import numpy as np
 import pytest
 import torch
 
-from maskseg.checkpoint import save_weights
-from maskseg.cli import main
+from maskseg.cli.main import main
 from maskseg.config import Config, DataConfig, ModelConfig
 from maskseg.io import read_mask
 from maskseg.models import create_model
+from maskseg.train.checkpoint import save_weights
 
-TINY = ["--image-size", "32", "--base-channels", "4", "--depth", "2", "--batch-size", "4",
-        "--no-progress", "--seed", "1"]  # fmt: skip
+TINY = [
+    "--image-size",
+    "32",
+    "--base-channels",
+    "4",
+    "--depth",
+    "2",
+    "--batch-size",
+    "4",
+    "--no-progress",
+    "--seed",
+    "1",
+]
 
 
 @pytest.fixture
@@ -60,8 +71,9 @@ def test_predict_folder_with_odd_files(tmp_path: Path, tiny_model: Path, capsys)
     assert (out / "a_overlay.jpg").exists()
     raw = cv2.imread(str(out / "a.png"), cv2.IMREAD_UNCHANGED)
     assert raw.ndim == 2 and set(np.unique(raw)) <= {0, 255}
-    assert main(["predict", str(src / "a.jpg"), "--output", str(out), "--model",
-                 str(tiny_model)]) == 0  # fmt: skip
+    assert (
+        main(["predict", str(src / "a.jpg"), "--output", str(out), "--model", str(tiny_model)]) == 0
+    )
     assert main(["predict", str(src / "a.jpg"), "--output", str(out), "--model", "nope"]) == 2
 
 
@@ -69,8 +81,15 @@ def test_train_cv_evaluate(msfd_tiny: Path, tmp_path: Path, capsys):
     run = tmp_path / "run"
     args = ["train", "--data", str(msfd_tiny), "--output", str(run), "--epochs", "2", *TINY]
     assert main(args) == 0
-    for name in ("config.yaml", "splits.json", "metrics.csv", "curves.png", "checkpoint.pt",
-                 "best.safetensors", "summary.json"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "splits.json",
+        "metrics.csv",
+        "curves.png",
+        "checkpoint.pt",
+        "best.safetensors",
+        "summary.json",
+    ):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
     splits = json.loads((run / "splits.json").read_text())
@@ -88,8 +107,15 @@ def test_train_cv_evaluate(msfd_tiny: Path, tmp_path: Path, capsys):
     assert (cv / "cv_results.md").read_text().count("\n") == 6
 
     ev = tmp_path / "ev"
-    args = ["evaluate", "--data", str(msfd_tiny), "--model", str(run / "best.safetensors"),
-            "--output", str(ev)]  # fmt: skip
+    args = [
+        "evaluate",
+        "--data",
+        str(msfd_tiny),
+        "--model",
+        str(run / "best.safetensors"),
+        "--output",
+        str(ev),
+    ]
     assert main(args) == 0
     ev_summary = json.loads((ev / "summary.json").read_text())
     assert ev_summary["n_images"] == len(splits["test"])
@@ -103,9 +129,25 @@ def test_train_cv_evaluate(msfd_tiny: Path, tmp_path: Path, capsys):
 def test_kill_mid_epoch_then_resume(msfd_tiny: Path, tmp_path: Path):
     """A real SIGKILL during training; --resume continues from the mid-epoch checkpoint."""
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "maskseg", "train", "--data", str(msfd_tiny), "--output",
-            str(run), "--epochs", "4", "--checkpoint-interval", "0", *TINY,
-            "--image-size", "64", "--batch-size", "2"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "maskseg",
+        "train",
+        "--data",
+        str(msfd_tiny),
+        "--output",
+        str(run),
+        "--epochs",
+        "4",
+        "--checkpoint-interval",
+        "0",
+        *TINY,
+        "--image-size",
+        "64",
+        "--batch-size",
+        "2",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt_path = run / "checkpoint.pt"
     deadline = time.monotonic() + 120
@@ -147,8 +189,21 @@ def test_predict_keeps_same_named_files_apart(tmp_path: Path, tiny_model: Path):
 
 def test_tune_baselines_then_predict_with_method(msfd_tiny: Path, tmp_path: Path, capsys):
     out = tmp_path / "tuned.json"
-    assert main(["tune-baselines", "--data", str(msfd_tiny), "--output", str(out),
-                 "--methods", "prior", "otsu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tune-baselines",
+                "--data",
+                str(msfd_tiny),
+                "--output",
+                str(out),
+                "--methods",
+                "prior",
+                "otsu",
+            ]
+        )
+        == 0
+    )
     tuned = json.loads(out.read_text())
     assert set(tuned["methods"]) == {"prior", "otsu"}
     assert "train IoU" in capsys.readouterr().out
@@ -186,8 +241,8 @@ def test_cv_folds_in_separate_calls_then_gathered(msfd_tiny: Path, tmp_path: Pat
 
 
 def test_help_documents_every_option():
-    from maskseg.baselines import list_methods
-    from maskseg.cli import METHODS, build_parser
+    from maskseg.cli.main import METHODS, build_parser
+    from maskseg.evaluate.baselines import list_methods
 
     assert list(METHODS) == list_methods()
     parser = build_parser()
@@ -207,8 +262,9 @@ def test_help_documents_every_option():
     assert "grabcut" in commands.choices["predict"].format_help()
 
 
-def test_resume_refuses_changed_options_and_applies_allowed(msfd_tiny: Path, tmp_path: Path,
-                                                            capsys):  # fmt: skip
+def test_resume_refuses_changed_options_and_applies_allowed(
+    msfd_tiny: Path, tmp_path: Path, capsys
+):
     run = tmp_path / "run"
     base = ["train", "--data", str(msfd_tiny), "--output", str(run), *TINY]
     assert main([*base, "--epochs", "1"]) == 0
@@ -249,8 +305,9 @@ def _bomb_png(path: Path, side: int = 20000) -> None:
     comp = zlib.compressobj(9)
     idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-                     + chunk(b"IEND", b""))  # fmt: skip
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
 
 
 def test_predict_skips_bad_inputs_once_each_and_goes_on(tmp_path: Path, tiny_model: Path, capsys):
@@ -274,9 +331,11 @@ def test_predict_skips_bad_inputs_once_each_and_goes_on(tmp_path: Path, tiny_mod
         ("e_broken.jpg", "broken"),
     ]:
         lines = [line for line in err.splitlines() if f"/{name}:" in line]
-        assert len(lines) == 1 and why in lines[0], (name, err)  # fmt: skip
+        assert len(lines) == 1 and why in lines[0], (name, err)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
-        "b_dir.jpg/inside.png", "z_good.png"]  # fmt: skip
+        "b_dir.jpg/inside.png",
+        "z_good.png",
+    ]
     assert "%|" not in err  # no progress bar when stderr is not a terminal
 
 
@@ -286,20 +345,46 @@ def test_predict_above_pillows_limit_when_allowed(tmp_path: Path, tiny_model: Pa
     (reduced) and its mask written at full size."""
     _bomb_png(tmp_path / "big.png")
     out = tmp_path / "out"
-    assert main(["predict", str(tmp_path / "big.png"), "--output", str(out), "--model",
-                 str(tiny_model), "--max-pixels", str(10**9)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "big.png"),
+                "--output",
+                str(out),
+                "--model",
+                str(tiny_model),
+                "--max-pixels",
+                str(10**9),
+            ]
+        )
+        == 0
+    )
     assert read_mask(out / "big.png", max_pixels=10**9).shape == (20000, 20000)
 
 
-def test_compare_and_evaluate_score_the_models_own_test_ids(msfd_tiny: Path, tmp_path: Path,
-                                                            capsys):  # fmt: skip
+def test_compare_and_evaluate_score_the_models_own_test_ids(
+    msfd_tiny: Path, tmp_path: Path, capsys
+):
     """A model trained with non-default seeds is scored on its own test split by both."""
     from maskseg.config import DataConfig as D
-    from maskseg.data import find_pairs, splits_for
+    from maskseg.data.pairs import find_pairs, splits_for
 
     run = tmp_path / "run"
-    args = ["train", "--data", str(msfd_tiny), "--output", str(run), "--epochs", "1", *TINY,
-            "--seed", "5", "--split-seed", "3"]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        str(msfd_tiny),
+        "--output",
+        str(run),
+        "--epochs",
+        "1",
+        *TINY,
+        "--seed",
+        "5",
+        "--split-seed",
+        "3",
+    ]
     assert main(args) == 0
     model = str(run / "best.safetensors")
     ids = [p.id for p in find_pairs(msfd_tiny).pairs]
@@ -317,8 +402,22 @@ def test_compare_and_evaluate_score_the_models_own_test_ids(msfd_tiny: Path, tmp
     assert main([*cmp, "--output", str(tmp_path / "c0")]) == 2  # shipped tuning: split seed 0
     assert "split-seed 3" in capsys.readouterr().err
     tuned = tmp_path / "tuned.json"
-    assert main(["tune-baselines", "--data", str(msfd_tiny), "--output", str(tuned),
-                 "--methods", "prior", "--split-seed", "3"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tune-baselines",
+                "--data",
+                str(msfd_tiny),
+                "--output",
+                str(tuned),
+                "--methods",
+                "prior",
+                "--split-seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "c1"
     assert main([*cmp, "--output", str(out), "--tuned", str(tuned), "--methods", "prior"]) == 0
     result = json.loads((out / "results.json").read_text())

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskseg.compare import example_ids, gap_line, markdown_table, run_compare
 from maskseg.config import DataConfig
-from maskseg.data import Sample, find_pairs, make_splits
+from maskseg.data.pairs import Sample, find_pairs, make_splits
+from maskseg.evaluate.compare import example_ids, gap_line, markdown_table, run_compare
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mfsd-real" / "MSFD"
 OUTPUTS = ("results.md", "results.json", "per_image.csv", "bar_chart.png", "examples.png")
@@ -124,7 +124,7 @@ def test_compare_classical_only_without_examples(tmp_path: Path):
 @pytest.mark.slow
 @needs_data
 def test_compare_with_shipped_unet(tmp_path: Path):
-    inference = pytest.importorskip("maskseg.inference")
+    inference = pytest.importorskip("maskseg.pipeline.predictor")
     if not inference.available_models():
         pytest.skip("no shipped U-Net weights in maskseg/weights yet")
     root = _copy_real_pairs(tmp_path)

@@ -14,8 +14,11 @@ from maskseg.config import (
 
 
 def test_yaml_round_trip(tmp_path: Path):
-    cfg = Config(data=DataConfig(root="x", seed=3), train=TrainConfig(epochs=7, lr=3e-4),
-                 infer=InferConfig(threshold=0.4, clean=False))  # fmt: skip
+    cfg = Config(
+        data=DataConfig(root="x", seed=3),
+        train=TrainConfig(epochs=7, lr=3e-4),
+        infer=InferConfig(threshold=0.4, clean=False),
+    )
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
     (tmp_path / "partial.yaml").write_text("train:\n  epochs: 9\n")

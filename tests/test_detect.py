@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import FACES
 
-from maskseg.detect import _REGISTRY as REGISTRY
-from maskseg.detect import (
+from maskseg.pipeline.detect import _REGISTRY as REGISTRY
+from maskseg.pipeline.detect import (
     FULL_RANGE,
     SHORT_RANGE,
     BlazeFace,
@@ -30,8 +30,8 @@ from maskseg.detect import (
     register_detector,
     weighted_nms,
 )
-from maskseg.detect.crops import load_crop_mapping, reference
-from maskseg.detect.regions import (
+from maskseg.pipeline.detect.crops import load_crop_mapping, reference
+from maskseg.pipeline.detect.regions import (
     cut_square,
     cut_squares,
     frame_square,
@@ -168,8 +168,13 @@ def test_weighted_nms_threshold_is_strict_and_max_detections_caps():
 def test_tiles_cover_a_webcam_frame_with_half_overlap():
     tiles = tile_squares(480, 640, 2 / 3, 0.5)
     assert [(t.x, t.y) for t in tiles] == [
-        (0, 0), (160, 0), (320, 0), (0, 160), (160, 160), (320, 160)
-    ]  # fmt: skip
+        (0, 0),
+        (160, 0),
+        (320, 0),
+        (0, 160),
+        (160, 160),
+        (320, 160),
+    ]
     assert {t.side for t in tiles} == {320.0}
 
 
@@ -294,7 +299,10 @@ def test_detections_are_frozen_and_indexable():
 
 
 def test_import_loads_neither_onnxruntime_nor_torch():
-    code = "import sys, maskseg.detect; print('onnxruntime' in sys.modules, 'torch' in sys.modules)"
+    code = (
+        "import sys, maskseg.pipeline.detect; "
+        "print('onnxruntime' in sys.modules, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

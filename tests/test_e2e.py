@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskseg.cli import main
-from maskseg.engine import read_history
+from maskseg.cli.main import main
 from maskseg.io import read_image, read_mask
+from maskseg.train.engine import read_history
 
 pytestmark = pytest.mark.slow
 
@@ -28,22 +28,55 @@ def test_train_evaluate_predict_on_real_pairs(real_data: Path, tmp_path: Path, c
     data = _subset(real_data, tmp_path)
     assert main(["data", "check", str(data)]) == 0
     run = tmp_path / "run"
-    args = ["train", "--data", str(data), "--output", str(run), "--epochs", "12",
-            "--image-size", "64", "--base-channels", "8", "--depth", "3", "--batch-size", "8",
-            "--lr", "3e-3", "--no-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--output",
+        str(run),
+        "--epochs",
+        "12",
+        "--image-size",
+        "64",
+        "--base-channels",
+        "8",
+        "--depth",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--no-progress",
+    ]
     assert main(args) == 0
     hist = read_history(run / "metrics.csv")
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert max(r["val_iou"] for r in hist) > 0.3  # learnt something about real masks
 
-    assert main(["evaluate", "--data", str(data), "--model", str(run / "best.safetensors"),
-                 "--output", str(tmp_path / "ev")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(data),
+                "--model",
+                str(run / "best.safetensors"),
+                "--output",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
     assert "iou" in capsys.readouterr().out
 
     image = next((data / "1" / "face_crop").iterdir())
     out = tmp_path / "pred"
-    assert main(["predict", str(image), "--output", str(out),
-                 "--model", str(run / "best.safetensors")]) == 0  # fmt: skip
+    assert (
+        main(
+            ["predict", str(image), "--output", str(out), "--model", str(run / "best.safetensors")]
+        )
+        == 0
+    )
     mask = read_mask(out / f"{image.stem}.png")
     assert mask.shape == read_image(image).shape[:2] == (250, 250)
     assert 0 < mask.mean() < 1

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from maskseg.checkpoint import load_checkpoint
 from maskseg.config import Config, DataConfig, ModelConfig, TrainConfig
-from maskseg.data import Sample, SegmentationDataset, find_pairs, load_samples
-from maskseg.engine import (
+from maskseg.data.pairs import Sample, find_pairs, load_samples
+from maskseg.models import create_model
+from maskseg.pipeline.weights import load_checkpoint
+from maskseg.train.dataset import SegmentationDataset
+from maskseg.train.engine import (
     CHECKPOINT,
     evaluate,
     fit,
@@ -16,8 +18,7 @@ from maskseg.engine import (
     remove_stale_temp_files,
     train_one_epoch,
 )
-from maskseg.losses import BCEDiceLoss
-from maskseg.models import create_model
+from maskseg.train.losses import BCEDiceLoss
 
 
 def _cfg(**train) -> Config:
@@ -112,8 +113,9 @@ def test_resume_mid_epoch_matches_uninterrupted_run(samples, tmp_path: Path):
     ckpt = load_checkpoint(tmp_path / "cut" / CHECKPOINT)
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 1)  # last save before the kill
     steps = []
-    resumed = fit(_cfg(), *samples, tmp_path / "cut", resume=True,
-                  on_step=lambda e, s: steps.append((e, s)))  # fmt: skip
+    resumed = fit(
+        _cfg(), *samples, tmp_path / "cut", resume=True, on_step=lambda e, s: steps.append((e, s))
+    )
     assert steps[0] == (1, 2), "resume must continue mid-epoch, not restart"
     assert resumed.epochs_run == 3 and len(resumed.history) == 3
     for k, v in _weights(full.model).items():
@@ -132,8 +134,8 @@ def test_fit_rejects_too_little_data(samples, tmp_path: Path):
 
 
 def test_evaluate_at_truth_resolution_matches_predictor(samples, tmp_path: Path):
-    from maskseg.inference import Predictor
-    from maskseg.scoring import score
+    from maskseg.evaluate.scoring import score
+    from maskseg.pipeline.predictor import Predictor
 
     cfg = _cfg(epochs=1)
     model = fit(cfg, *samples, tmp_path, resume=False).model
@@ -176,8 +178,19 @@ def test_train_one_epoch_in_bf16_and_fp32(samples):
         opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
         sched = make_scheduler(opt, cfg.train, len(loader))
         seen = []
-        losses = [train_one_epoch(model, BCEDiceLoss(), opt, sched, loader, torch.device("cpu"),
-                                  precision, after_step=seen.append) for _ in range(4)]  # fmt: skip
+        losses = [
+            train_one_epoch(
+                model,
+                BCEDiceLoss(),
+                opt,
+                sched,
+                loader,
+                torch.device("cpu"),
+                precision,
+                after_step=seen.append,
+            )
+            for _ in range(4)
+        ]
         assert len(seen) == 4 * len(loader) and all(np.isfinite(seen))
         assert np.mean(losses[-1]) < np.mean(losses[0]), precision
     x = torch.from_numpy(ds[0][0])[None]

@@ -10,20 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from maskseg.backends.onnx import OnnxBackend, load, open_session
-from maskseg.checkpoint import save_weights
-from maskseg.cli import main
+from maskseg.cli.main import main
 from maskseg.config import Config, DataConfig, ModelConfig
-from maskseg.export import calibration_ids, export_onnx, sha256_file, torch_logits
-from maskseg.inference import Predictor, resolve_model_path
-from maskseg.modelfile import read_model_info
 from maskseg.models import create_model
-from maskseg.preprocess import model_input
+from maskseg.pipeline.backends.onnx import OnnxBackend, load, open_session
+from maskseg.pipeline.modelfile import read_model_info
+from maskseg.pipeline.predictor import Predictor, resolve_model_path
+from maskseg.pipeline.preprocess import model_input
+from maskseg.train.checkpoint import save_weights
+from maskseg.train.export import calibration_ids, export_onnx, sha256_file, torch_logits
 
 
 def _model(tmp_path: Path, name: str = "tiny", size: int = 32, **model) -> Path:
-    cfg = Config(data=DataConfig(image_size=size),
-                 model=ModelConfig(**{"base_channels": 4, "depth": 2, **model}))  # fmt: skip
+    cfg = Config(
+        data=DataConfig(image_size=size),
+        model=ModelConfig(**{"base_channels": 4, "depth": 2, **model}),
+    )
     net = create_model(cfg.model)
     gen = torch.Generator().manual_seed(0)
     for p in net.parameters():  # non-trivial weights, so logits span both sides of the threshold
@@ -44,8 +46,10 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
 
 def _images(n: int = 4, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-            for h, w in [(40, 40), (61, 37), (250, 250), (19, 90)][:n]]  # fmt: skip
+    return [
+        rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        for h, w in [(40, 40), (61, 37), (250, 250), (19, 90)][:n]
+    ]
 
 
 def test_onnx_logits_and_masks_match_pytorch(exported):
@@ -126,7 +130,7 @@ def test_int8_needs_data_and_onnx_suffix(tmp_path: Path):
 
 
 def test_calibration_crops_come_from_the_training_part_only(msfd_tiny: Path):
-    from maskseg.data import find_pairs, splits_for
+    from maskseg.data.pairs import find_pairs, splits_for
 
     cfg = Config(data=DataConfig(image_size=32))
     splits = splits_for([p.id for p in find_pairs(msfd_tiny).pairs], cfg.data)
@@ -142,8 +146,15 @@ def test_calibration_crops_come_from_the_training_part_only(msfd_tiny: Path):
 
 def test_int8_tiny_model_runs(msfd_tiny: Path, tmp_path: Path):
     src = _model(tmp_path)
-    report = export_onnx(src, tmp_path / "q.onnx", int8=True, data=msfd_tiny, calibration=8,
-                         exporter="legacy", parity_split="none")  # fmt: skip
+    report = export_onnx(
+        src,
+        tmp_path / "q.onnx",
+        int8=True,
+        data=msfd_tiny,
+        calibration=8,
+        exporter="legacy",
+        parity_split="none",
+    )
     backend, cfg, info = load(tmp_path / "q.onnx")
     assert backend.int8 and info["int8"] == "yes"
     assert info["calibration"]["count"] == 8 and info["calibration"]["part"] == "trainval"
@@ -174,8 +185,14 @@ def test_shipped_onnx_is_an_export_of_the_shipped_weights():
 def test_int8_keeps_iou_on_real_pairs(real_data: Path, tmp_path: Path):
     """INT8 calibrated on a few training crops: IoU within 0.005 of PyTorch fp32. (The
     shipped model saw every pair, so parity is checked on all of them: it has no test split.)"""
-    report = export_onnx("unet-msfd", tmp_path / "q.onnx", int8=True, data=real_data,
-                         calibration=24, exporter="legacy")  # fmt: skip
+    report = export_onnx(
+        "unet-msfd",
+        tmp_path / "q.onnx",
+        int8=True,
+        data=real_data,
+        calibration=24,
+        exporter="legacy",
+    )
     assert report.n_parity == 167 and report.parity_on == "trainval crops"
     assert abs(report.iou["onnx"] - report.iou["torch fp32"]) <= 0.005
     assert report.mask_pixels_differing / report.mask_pixels < 0.005

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from maskseg.faces import (
+from maskseg.data.faces import (
     dhash,
     face_splits,
     load_crops,
@@ -42,8 +42,9 @@ def test_near_duplicates_share_a_group():
     copy = cv2.resize(img, (100, 80), interpolation=cv2.INTER_AREA)  # a resized copy
     other = rng.integers(0, 255, (160, 200, 3), dtype=np.uint8)
     assert dhash(img) == dhash(copy) != dhash(other)
-    groups = merge_groups({"a": "x", "b": "y", "c": "z"},
-                          {"a": dhash(img), "b": dhash(copy), "c": dhash(other)})  # fmt: skip
+    groups = merge_groups(
+        {"a": "x", "b": "y", "c": "z"}, {"a": dhash(img), "b": dhash(copy), "c": dhash(other)}
+    )
     assert groups["a"] == groups["b"] != groups["c"]
 
 
@@ -61,13 +62,17 @@ def face_root(tmp_path_factory) -> Path:
 
 
 def test_crop_faces_writes_crops_and_index(face_root: Path, tmp_path: Path):
-    from maskseg.faces import crop_faces
+    from maskseg.data.faces import crop_faces
 
     entries = crop_faces(face_root, tmp_path / "crops")
     by_id = {e.id: e for e in entries}
-    assert set(by_id) == {"with_mask/a.jpg", "with_mask/b copy 2.jpg",
-                          "without_mask/1_0_eileen_0001.jpg", "without_mask/flat.png",
-                          "without_mask/broken.jpg"}  # fmt: skip
+    assert set(by_id) == {
+        "with_mask/a.jpg",
+        "with_mask/b copy 2.jpg",
+        "without_mask/1_0_eileen_0001.jpg",
+        "without_mask/flat.png",
+        "without_mask/broken.jpg",
+    }
     assert by_id["without_mask/flat.png"].status == "no face"
     assert "not a recognised" in by_id["without_mask/broken.jpg"].status
     ok = [e for e in entries if e.status == "ok"]
@@ -85,10 +90,13 @@ def test_crop_faces_writes_crops_and_index(face_root: Path, tmp_path: Path):
 
 
 def test_face_splits_keep_groups_together():
-    from maskseg.faces import FaceCrop
+    from maskseg.data.faces import FaceCrop
 
-    entries = [FaceCrop(f"x/{p}_{k}", bool(p % 2), "", f"person:{p}", 1.0, [], 1, "ok")
-               for p in range(20) for k in range(3)]  # fmt: skip
+    entries = [
+        FaceCrop(f"x/{p}_{k}", bool(p % 2), "", f"person:{p}", 1.0, [], 1, "ok")
+        for p in range(20)
+        for k in range(3)
+    ]
     s = face_splits(entries)
     assert 0 < len(s.test) < len(entries) and len(s.folds) == 3
     parts = [set(s.test), *map(set, s.folds)]

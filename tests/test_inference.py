@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskseg.checkpoint import save_weights
 from maskseg.config import Config, DataConfig, InferConfig, ModelConfig
-from maskseg.inference import Predictor, available_models, resolve_model_path
 from maskseg.models import create_model
+from maskseg.pipeline.predictor import Predictor, available_models, resolve_model_path
+from maskseg.train.checkpoint import save_weights
 
 
 def _tiny(tmp_path: Path, **infer) -> Path:
@@ -95,11 +95,18 @@ def test_unknown_model_and_backend(tmp_path: Path):
 
 
 def test_inference_import_is_light():
-    """`import maskseg` and `maskseg.inference` must not pull in the training stack."""
-    heavy = ["albumentations", "matplotlib", "maskseg.engine", "maskseg.transforms",
-             "maskseg.losses", "maskseg.workflows", "tqdm"]  # fmt: skip
+    """`import maskseg` and `maskseg.pipeline.predictor` must not pull in the training stack."""
+    heavy = [
+        "albumentations",
+        "matplotlib",
+        "maskseg.train.engine",
+        "maskseg.train.transforms",
+        "maskseg.train.losses",
+        "maskseg.train.workflows",
+        "tqdm",
+    ]
     code = (
-        "import sys, maskseg, maskseg.inference, maskseg.predict, maskseg.cli\n"
+        "import sys, maskseg, maskseg.pipeline.predictor, maskseg.cli.predict, maskseg.cli.main\n"
         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -108,8 +115,8 @@ def test_inference_import_is_light():
 
 @pytest.mark.slow
 def test_shipped_model_segments_real_faces(real_data: Path):
-    from maskseg.data import load_split
-    from maskseg.scoring import score
+    from maskseg.data.pairs import load_split
+    from maskseg.evaluate.scoring import score
 
     assert {"unet-msfd", "unet-msfd-heldout"} <= set(available_models())
     twin = Predictor.load("unet-msfd-heldout")  # trained without its test split

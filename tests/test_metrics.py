@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from maskseg import metrics as M
+from maskseg.evaluate import metrics as M
 
 
 def test_hand_computed_single_image():

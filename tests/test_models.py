@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskseg.checkpoint import load_model_file, save_checkpoint, save_weights
 from maskseg.config import Config, ModelConfig
-from maskseg.losses import BCEDiceLoss, soft_dice_loss
 from maskseg.models import UNet, create_model, list_models
+from maskseg.pipeline.weights import load_model_file
+from maskseg.train.checkpoint import save_checkpoint, save_weights
+from maskseg.train.losses import BCEDiceLoss, soft_dice_loss
 
 ARCHITECTURES = list_models()
 
@@ -81,8 +82,8 @@ def test_dice_loss_hand_values():
 
 
 def test_ensemble_and_flip_tta_files(tmp_path: Path):
-    from maskseg.checkpoint import combine_weights
     from maskseg.models import Ensemble, FlipTTA
+    from maskseg.train.checkpoint import combine_weights
 
     cfg = Config(model=ModelConfig(base_channels=4, depth=2))
     nets = []
@@ -91,8 +92,11 @@ def test_ensemble_and_flip_tta_files(tmp_path: Path):
         nets.append(create_model(cfg.model).eval())
         save_weights(tmp_path / f"m{i}.safetensors", nets[-1], cfg)
     x = torch.randn(1, 3, 24, 24)
-    out_cfg, _ = combine_weights([tmp_path / "m0.safetensors", tmp_path / "m1.safetensors"],
-                                 tmp_path / "ens.safetensors", flip_tta=True)  # fmt: skip
+    out_cfg, _ = combine_weights(
+        [tmp_path / "m0.safetensors", tmp_path / "m1.safetensors"],
+        tmp_path / "ens.safetensors",
+        flip_tta=True,
+    )
     assert out_cfg.model.members == 2 and out_cfg.model.flip_tta
     state, cfg2, _ = load_model_file(tmp_path / "ens.safetensors")
     ens = create_model(cfg2.model).eval()
@@ -110,7 +114,7 @@ def test_ensemble_and_flip_tta_files(tmp_path: Path):
 
 
 def test_lovasz_hinge_hand_values():
-    from maskseg.losses import lovasz_hinge_loss
+    from maskseg.train.losses import lovasz_hinge_loss
 
     t = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
     confident = (2 * t - 1) * 10

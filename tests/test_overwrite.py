@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from maskseg.cli import main
+from maskseg.cli.main import main
+from maskseg.cli.predict import predict_paths
 from maskseg.io import OverwriteError, find_overwrites, is_within, read_mask, refuse_overwrite
-from maskseg.predict import predict_paths
 
 OTSU = ["--method", "otsu", "--no-progress"]  # a classical method: the model does not matter
 
@@ -34,15 +34,18 @@ def photo(path: Path, h: int = 24, w: int = 32, seed: int = 0) -> Path:
 
 def digest(folder: Path) -> dict[str, str]:
     """Every file below ``folder`` (hidden ones too) with the sha256 of its bytes."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
 def tiny_model(tmp_path: Path) -> Path:
-    from maskseg.checkpoint import save_weights
     from maskseg.config import Config, DataConfig, ModelConfig
     from maskseg.models import create_model
+    from maskseg.train.checkpoint import save_weights
 
     cfg = Config(data=DataConfig(image_size=32), model=ModelConfig(base_channels=4, depth=2))
     path = tmp_path / "models" / "tiny.safetensors"
@@ -168,7 +171,7 @@ def test_predict_twice_into_a_subfolder_does_not_read_its_outputs(tmp_path: Path
     assert main(args) == 0
     first = digest(out)
     assert sorted(first) == ["face.png", "face_overlay.jpg", "sub/b.png", "sub/b_overlay.jpg"]
-    with caplog.at_level(logging.INFO, logger="maskseg.predict"):
+    with caplog.at_level(logging.INFO, logger="maskseg.cli.predict"):
         assert main(args) == 0
     assert sorted(digest(out)) == sorted(first)  # no out/out, no *_overlay_overlay.jpg
     assert not (out / "out").exists() and not list(out.rglob("*_overlay_overlay*"))
@@ -192,8 +195,14 @@ def test_predict_scene_json_outputs_are_planned_too(tmp_path: Path):
     (src / "p.json").write_text('{"mine": true}')  # given explicitly: an input like any other
     before = digest(src)
     with pytest.raises(OverwriteError, match=r"p\.json"):
-        predict_paths(Scene(), [src / "p.jpg", src / "p.json"], src, overlay_images=True,
-                      progress=False, write_json=True)  # fmt: skip
+        predict_paths(
+            Scene(),
+            [src / "p.jpg", src / "p.json"],
+            src,
+            overlay_images=True,
+            progress=False,
+            write_json=True,
+        )
     assert Scene.calls == 0 and digest(src) == before
 
 
@@ -201,8 +210,16 @@ def test_predict_scene_cli_refuses_before_writing(tmp_path: Path, capsys):
     src = tmp_path / "in"
     photo(src / "group.png", 64, 80)
     before = digest(src)
-    args = ["predict", str(src), "--scene", "--json", "--overlay", "--output", str(src),
-            "--no-progress"]  # fmt: skip
+    args = [
+        "predict",
+        str(src),
+        "--scene",
+        "--json",
+        "--overlay",
+        "--output",
+        str(src),
+        "--no-progress",
+    ]
     assert main(args) == 2
     refused(capsys, "group.png")
     assert digest(src) == before
@@ -245,8 +262,9 @@ def test_video_outputs_must_differ(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert "--output and --json are the same path" in err and "x.mp4" in err
     masks = tmp_path / "out" / "m"
-    assert main(["video", str(src), "--json", str(masks / "000001.png"), "--masks",
-                 str(masks)]) == 2  # fmt: skip
+    assert (
+        main(["video", str(src), "--json", str(masks / "000001.png"), "--masks", str(masks)]) == 2
+    )
     assert "is a frame mask of --masks" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing opened for writing
 
@@ -276,7 +294,7 @@ def test_pack_refuses_to_replace_a_member(tiny_model: Path, capsys):
 
 
 def test_export_refuses_to_replace_its_source(tmp_path: Path, capsys):
-    from maskseg.inference import shipped_files
+    from maskseg.pipeline.predictor import shipped_files
 
     onnx = shipped_files()["unet-msfd"].get("onnx")
     if onnx is None:
@@ -318,11 +336,20 @@ def test_data_faces_into_its_root_leaves_the_photos_alone(tmp_path: Path, capsys
     assert "with_mask: 1 photos" in capsys.readouterr().out
 
 
-def test_gate_refuses_to_replace_its_model(tiny_model: Path, msfd_tiny: Path, tmp_path: Path,
-                                           capsys):  # fmt: skip
+def test_gate_refuses_to_replace_its_model(
+    tiny_model: Path, msfd_tiny: Path, tmp_path: Path, capsys
+):
     before = tiny_model.read_bytes()
-    args = ["gate", str(tiny_model), "--faces", str(tmp_path / "faces"), "--data",
-            str(msfd_tiny), "--output", str(tiny_model)]  # fmt: skip
+    args = [
+        "gate",
+        str(tiny_model),
+        "--faces",
+        str(tmp_path / "faces"),
+        "--data",
+        str(msfd_tiny),
+        "--output",
+        str(tiny_model),
+    ]
     assert main(args) == 2
     refused(capsys, "tiny.safetensors")
     assert tiny_model.read_bytes() == before
@@ -354,8 +381,18 @@ def test_compare_refuses_to_replace_its_parameters(msfd_tiny: Path, tmp_path: Pa
     report.mkdir()
     tuned = report / "results.json"
     tuned.write_text('{"methods": {}}')
-    args = ["compare", "--data", str(msfd_tiny), "--no-unet", "--methods", "otsu", "--tuned",
-            str(tuned), "--output", str(report)]  # fmt: skip
+    args = [
+        "compare",
+        "--data",
+        str(msfd_tiny),
+        "--no-unet",
+        "--methods",
+        "otsu",
+        "--tuned",
+        str(tuned),
+        "--output",
+        str(report),
+    ]
     assert main(args) == 2
     refused(capsys, "results.json")
     assert tuned.read_text() == '{"methods": {}}' and os.listdir(report) == ["results.json"]

@@ -5,14 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskseg import postprocess as P
+from maskseg.pipeline import postprocess as P
 
 
 @pytest.mark.parametrize("out_hw", [(250, 250), (31, 517), (1, 1), (7, 3), (160, 160)])
 def test_upsample_matches_torch_bilinear(out_hw):
     x = np.random.default_rng(0).normal(size=(16, 12)).astype(np.float32)
-    ref = F.interpolate(torch.from_numpy(x)[None, None], size=out_hw, mode="bilinear",
-                        align_corners=False)[0, 0].numpy()  # fmt: skip
+    ref = F.interpolate(
+        torch.from_numpy(x)[None, None], size=out_hw, mode="bilinear", align_corners=False
+    )[0, 0].numpy()
     np.testing.assert_allclose(P.upsample(x, *out_hw), ref, atol=1e-5)
     np.testing.assert_array_equal(
         P.upsample(x, *out_hw, threshold=0.1), P.upsample(x, *out_hw) > 0.1

@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskseg.checkpoint import save_weights
 from maskseg.config import Config, DataConfig, ModelConfig
-from maskseg.faces import LabelledCrop
-from maskseg.inference import Predictor
+from maskseg.data.faces import LabelledCrop
+from maskseg.evaluate.presence_rates import presence_rates
 from maskseg.models import create_model
-from maskseg.presence import GateConfig, fit_presence, presence_rates
+from maskseg.pipeline.predictor import Predictor
+from maskseg.train.checkpoint import save_weights
+from maskseg.train.gate import GateConfig, fit_presence
 
 
 def _faces(n: int, masked: bool, rng: np.random.Generator) -> list[np.ndarray]:
@@ -70,9 +71,13 @@ def test_presence_rates_count_by_coverage():
             return out
 
     img = np.zeros((10, 10, 3), np.uint8)
-    crops = [LabelledCrop("a", img, True), LabelledCrop("b", img, True),
-             LabelledCrop("c", img, False), LabelledCrop("d", img, False),
-             LabelledCrop("e", img, False)]  # fmt: skip
+    crops = [
+        LabelledCrop("a", img, True),
+        LabelledCrop("b", img, True),
+        LabelledCrop("c", img, False),
+        LabelledCrop("d", img, False),
+        LabelledCrop("e", img, False),
+    ]
     # 1 % of 100 px is 1 px: "covers more than 1 %" needs 2 px
     rates = presence_rates(Fixed([0.5, 0.01, 0.0, 0.02, 0.3]), crops)
     assert (rates.found, rates.n_with) == (1, 2)

@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from maskseg.cli import main
-from maskseg.inference import Predictor
+from maskseg.cli.main import main
+from maskseg.data.synth import compose
 from maskseg.io import read_image, read_mask
-from maskseg.scene import ScenePredictor
-from maskseg.synth import compose
+from maskseg.pipeline.predictor import Predictor
+from maskseg.pipeline.scene import ScenePredictor
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -26,8 +26,12 @@ def two_faces() -> np.ndarray:
     face = read_image(EXAMPLES / "face.jpg")
     mask = read_mask(EXAMPLES / "face_truth.png")
     rng = np.random.default_rng(3)
-    return compose([("a", face, mask), ("b", face[:, ::-1].copy(), mask[:, ::-1])], rng,
-                   sizes=(200, 220), kind="flat")  # fmt: skip
+    return compose(
+        [("a", face, mask), ("b", face[:, ::-1].copy(), mask[:, ::-1])],
+        rng,
+        sizes=(200, 220),
+        kind="flat",
+    )
 
 
 def test_no_face_gives_an_empty_mask(scene: ScenePredictor):

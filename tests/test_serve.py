@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 and says so at
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from maskseg.inference import Predictor  # noqa: E402
+from maskseg.pipeline.predictor import Predictor  # noqa: E402
 from maskseg.serve import Settings, create_app  # noqa: E402
 from maskseg.serve.app import uvicorn_options  # noqa: E402
 from maskseg.serve.encode import (  # noqa: E402
@@ -88,8 +88,9 @@ def test_rle_round_trip():
 def test_rle_matches_pycocotools():
     coco = pytest.importorskip("pycocotools.mask", reason="pycocotools is not installed")
     rng = np.random.default_rng(1)
-    masks = [rng.random((h, w)) < p for h, w, p in [(1, 1, 1), (7, 5, 0.5), (64, 48, 0.1),
-                                                     (33, 90, 0.9)]]  # fmt: skip
+    masks = [
+        rng.random((h, w)) < p for h, w, p in [(1, 1, 1), (7, 5, 0.5), (64, 48, 0.1), (33, 90, 0.9)]
+    ]
     square = np.zeros((300, 200), bool)
     square[40:250, 20:180] = True
     for mask in [*masks, square, np.zeros((5, 5), bool), np.ones((5, 5), bool)]:
@@ -151,8 +152,7 @@ def bomb_png(side: int = 20000) -> bytes:
     row = b"\0" * (1 + side // 8)
     idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))  # fmt: skip
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def upload(data: bytes, name: str = "upload.bin", kind: str = "application/octet-stream"):
@@ -247,21 +247,36 @@ def raw_request(port: int, data: bytes) -> bytes:
 
 def test_health_model_docs_and_page(client):
     health = client.get("/health").json()
-    assert health == {"status": "ok", "model_loaded": True, "in_flight": 0, "max_in_flight": 4,
-                      "queued": 0, "max_queue": 32}  # fmt: skip
+    assert health == {
+        "status": "ok",
+        "model_loaded": True,
+        "in_flight": 0,
+        "max_in_flight": 4,
+        "queued": 0,
+        "max_queue": 32,
+    }
     info = client.get("/v1/model").json()
     assert info["name"] == "unet-msfd" and info["input_size"] == 160
     assert "onnxruntime" in info["backend"] and info["version"]
     spec = client.get("/openapi.json").json()
-    for path in ("/v1/segment", "/v1/segment/mask", "/v1/segment/overlay",
-                 "/v1/segment/batch", "/v1/model", "/health"):  # fmt: skip
+    for path in (
+        "/v1/segment",
+        "/v1/segment/mask",
+        "/v1/segment/overlay",
+        "/v1/segment/batch",
+        "/v1/model",
+        "/health",
+    ):
         assert path in spec["paths"], path
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text
     # offline: Swagger UI's files come from this server, not from a CDN
     assert "https://" not in docs.text and "http://" not in docs.text
-    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css",
-                  "/static/favicon.svg"):  # fmt: skip
+    for asset in (
+        "/docs-assets/swagger-ui-bundle.js",
+        "/docs-assets/swagger-ui.css",
+        "/static/favicon.svg",
+    ):
         assert client.get(asset).status_code == 200, asset
     # ReDoc is not served: its bundle fetches its logo from a CDN
     assert_error(client.get("/redoc"), 404, "not_found")
@@ -294,8 +309,9 @@ def test_every_accepted_type_by_content_not_name(client, face):
     areas = {}
     for kind, data in cases.items():
         # a misleading name and declared type: only the bytes count
-        r = client.post("/v1/segment", files=upload(data, "notes.txt", "text/plain"),
-                        params={"mode": "crop"})  # fmt: skip
+        r = client.post(
+            "/v1/segment", files=upload(data, "notes.txt", "text/plain"), params={"mode": "crop"}
+        )
         assert r.status_code == 200, (kind, r.text)
         body = r.json()
         assert (body["width"], body["height"]) == (250, 250), kind
@@ -312,8 +328,9 @@ def test_scene_json_mask_png_and_overlay_agree(client):
     data = PORTRAIT.read_bytes()
     body = client.post("/v1/segment", files=upload(data)).json()
     assert body["requested_mode"] == "auto" and body["mode"] == "scene"
-    assert body["faces"] and all(set(f) == {"box", "score", "crop", "mask_area", "mask"}
-                                 for f in body["faces"])  # fmt: skip
+    assert body["faces"] and all(
+        set(f) == {"box", "score", "crop", "mask_area", "mask"} for f in body["faces"]
+    )
     assert any(f["mask"] and f["mask_area"] > 0.2 for f in body["faces"])
     assert set(body["timing"]) == {"decode_ms", "inference_ms", "encode_ms", "total_ms"}
     r = client.post("/v1/segment/mask", files=upload(data))
@@ -328,8 +345,10 @@ def test_scene_json_mask_png_and_overlay_agree(client):
     poly = client.post("/v1/segment", files=upload(data), params={"mask_format": "polygons"})
     polys = poly.json()["polygons"]
     assert polys and poly.json()["rle"] is None and len(polys[0]["exterior"]) >= 6
-    assert client.post("/v1/segment", files=upload(data),
-                       params={"mask_format": "none"}).json()["rle"] is None  # fmt: skip
+    assert (
+        client.post("/v1/segment", files=upload(data), params={"mask_format": "none"}).json()["rle"]
+        is None
+    )
 
 
 def test_auto_mode_rule(client):
@@ -339,31 +358,41 @@ def test_auto_mode_rule(client):
     wide = np.full((480, 900, 3), 128, np.uint8)  # no face, a scene's shape: empty scene
     body = client.post("/v1/segment", files=upload(encoded(wide, "PNG"))).json()
     assert body["mode"] == "scene" and body["faces"] == [] and body["mask_area"] == 0
-    body = client.post("/v1/segment", files=upload(encoded(wide, "PNG")),
-                       params={"mode": "crop"}).json()  # fmt: skip
+    body = client.post(
+        "/v1/segment", files=upload(encoded(wide, "PNG")), params={"mode": "crop"}
+    ).json()
     assert body["mode"] == "crop" and body["requested_mode"] == "crop"
 
 
 def test_bad_uploads_say_what_was_wrong(client, face):
     jpeg = encoded(face, "JPEG")
     assert_error(client.post("/v1/segment", files=upload(b"")), 400, "empty_upload")
-    assert_error(client.post("/v1/segment", files=upload(b"hello, I am not an image " * 20)),
-                 415, "unsupported_type")  # fmt: skip
+    assert_error(
+        client.post("/v1/segment", files=upload(b"hello, I am not an image " * 20)),
+        415,
+        "unsupported_type",
+    )
     gif = encoded(face, "GIF")  # a real image, of a type not accepted
-    assert_error(client.post("/v1/segment", files=upload(gif, "a.jpg", "image/jpeg")), 415,
-                 "unsupported_type")  # fmt: skip
-    body = assert_error(client.post("/v1/segment/mask", files=upload(jpeg[: len(jpeg) // 3])),
-                        422, "corrupt_image")  # fmt: skip
+    assert_error(
+        client.post("/v1/segment", files=upload(gif, "a.jpg", "image/jpeg")),
+        415,
+        "unsupported_type",
+    )
+    body = assert_error(
+        client.post("/v1/segment/mask", files=upload(jpeg[: len(jpeg) // 3])), 422, "corrupt_image"
+    )
     assert "cannot be decoded" in body["detail"]
-    body = assert_error(client.post("/v1/segment", files=upload(bomb_png(), "bomb.png")), 413,
-                        "too_many_pixels")  # fmt: skip
+    body = assert_error(
+        client.post("/v1/segment", files=upload(bomb_png(), "bomb.png")), 413, "too_many_pixels"
+    )
     assert "20000x20000" in body["detail"] and body["detail"].count("MP") == 2, body  # once each
     for w, h in ((4095, 1), (1, 40000), (30000, 200)):  # thin: nothing a model could use
         thin = encoded(Image.new("L", (w, h)), "PNG", optimize=True)
         body = assert_error(client.post("/v1/segment", files=upload(thin)), 422, "unusable_image")
         assert f"{w}x{h}" in body["detail"], body
-    body = assert_error(client.post("/v1/segment", files=upload(jpeg), params={"mode": "x"}),
-                        422, "invalid_request")  # fmt: skip
+    body = assert_error(
+        client.post("/v1/segment", files=upload(jpeg), params={"mode": "x"}), 422, "invalid_request"
+    )
     assert "mode" in body["detail"]
     body = assert_error(client.post("/v1/segment"), 400, "empty_upload")  # no body at all
     assert "'file'" in body["detail"]
@@ -399,8 +428,12 @@ def test_batch_reports_each_image(client, face):
     r = client.post("/v1/segment/batch", files=files, params={"mask_format": "none"})
     body = r.json()
     assert r.status_code == 200 and (body["ok"], body["failed"]) == (2, 2)
-    assert [i["filename"] for i in body["items"]] == ["face.jpg", "junk.jpg", "empty.png",
-                                                       "plain.png"]  # fmt: skip
+    assert [i["filename"] for i in body["items"]] == [
+        "face.jpg",
+        "junk.jpg",
+        "empty.png",
+        "plain.png",
+    ]
     assert body["items"][1]["error"]["error"] == "unsupported_type"
     assert body["items"][2]["error"]["error"] == "empty_upload"
     assert body["items"][0]["result"]["faces"]
@@ -434,8 +467,11 @@ def test_internal_errors_do_not_leak(predictor, face, caplog):
     app = create_app(Settings(), broken)
     with TestClient(app) as c, caplog.at_level(logging.ERROR, "maskseg.serve"):
         broken.fail = True
-        body = assert_error(c.post("/v1/segment", files=upload(encoded(face, "PNG")),
-                                   params={"mode": "crop"}), 500, "internal_error")  # fmt: skip
+        body = assert_error(
+            c.post("/v1/segment", files=upload(encoded(face, "PNG")), params={"mode": "crop"}),
+            500,
+            "internal_error",
+        )
         assert "DEADBEEF" not in str(body) and "Traceback" not in str(body)
         assert c.get("/health").json()["in_flight"] == 0
     assert "DEADBEEF" in caplog.text  # the traceback is in the server's log
@@ -451,8 +487,9 @@ def test_in_flight_limit_and_timeout(predictor, face):
     with live_server(app) as (url, _), httpx.Client(base_url=url, timeout=10) as http:
         slow.delay = 1.2
         with ThreadPoolExecutor(1) as pool:
-            first = pool.submit(http.post, "/v1/segment", files=upload(jpeg),
-                                params={"mode": "crop"})  # fmt: skip
+            first = pool.submit(
+                http.post, "/v1/segment", files=upload(jpeg), params={"mode": "crop"}
+            )
             wait_until(lambda: http.get("/health").json()["in_flight"] == 1)
             t = time.perf_counter()
             busy = http.post("/v1/segment", files=upload(jpeg))
@@ -471,8 +508,7 @@ def test_concurrent_requests_share_the_model(predictor):
             alone = [http.post("/v1/segment", files=upload(d)).json()["rle"] for d in images]
             jobs = [images[i % 3] for i in range(12)]
             with ThreadPoolExecutor(6) as pool:
-                together = list(pool.map(lambda d: http.post("/v1/segment", files=upload(d)),
-                                         jobs))  # fmt: skip
+                together = list(pool.map(lambda d: http.post("/v1/segment", files=upload(d)), jobs))
     for i, r in enumerate(together):
         assert r.status_code == 200 and r.json()["rle"] == alone[i % 3]
 
@@ -482,18 +518,24 @@ def test_streamed_oversize_and_slow_uploads_are_cut(predictor):
     stalls is answered 408 when the request's time is up."""
     settings = Settings(max_upload_bytes=20_000, upload_timeout_s=0.5)
     with live_server(create_app(settings, predictor)) as (_, port):
-        head = (b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")  # fmt: skip
-        part = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
-                b"Content-Type: image/jpeg\r\n\r\n")  # fmt: skip
+        head = (
+            b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        )
+        part = (
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n"
+        )
         limit = 20_000 + 64 * 1024  # the image limit + the multipart framing allowed
         chunks = [part, b"\xff" * (limit + 1 - len(part))]
         # the last byte sent is the one over the limit: the server has read all there is
         body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)[:-2]
         answer = raw_request(port, head + body)
         assert answer.startswith(b"HTTP/1.1 413") and b"upload_too_large" in answer
-        head = (b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
-                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")  # fmt: skip
+        head = (
+            b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        )
         t = time.perf_counter()
         answer = raw_request(port, head + b"--b\r\n")  # and then nothing more
         assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
@@ -522,15 +564,19 @@ def test_run_warns_without_key_off_loopback(monkeypatch, caplog):
 
 def test_cli_serve_builds_settings(monkeypatch):
     import maskseg.serve
-    from maskseg.cli import main
+    from maskseg.cli.main import main
 
     seen = []
     monkeypatch.setattr(maskseg.serve, "run", seen.append)
     monkeypatch.setenv("MASKSEG_API_KEY", "from-env")
     assert main(["serve", "--port", "8123", "--max-upload-mb", "2", "--max-in-flight", "2"]) == 0
     s = seen[0]
-    assert (s.port, s.max_upload_bytes, s.max_in_flight, s.api_key) == (8123, 2_000_000, 2,
-                                                                       "from-env")  # fmt: skip
+    assert (s.port, s.max_upload_bytes, s.max_in_flight, s.api_key) == (
+        8123,
+        2_000_000,
+        2,
+        "from-env",
+    )
     flags = (
         "serve --queue 3 --queue-timeout 2.5 --timeout 7 --upload-timeout 9 --min-upload-rate 5 "
         "--max-pending-mb 100 --max-batch-mb 20 --max-batch-files 4 --header-timeout 3 "
@@ -538,7 +584,17 @@ def test_cli_serve_builds_settings(monkeypatch):
     ).split()
     assert main(flags) == 0
     s = seen[1]
-    assert (s.queue, s.queue_timeout_s, s.timeout_s, s.upload_timeout_s, s.min_upload_rate,
-            s.max_pending_bytes, s.max_batch_bytes, s.max_batch_files, s.header_timeout_s,
-            s.keep_alive_s, s.max_connections, s.retry_after_s) == (
-        3, 2.5, 7.0, 9.0, 5000, 100_000_000, 20_000_000, 4, 3.0, 2, 64, 2)  # fmt: skip
+    assert (
+        s.queue,
+        s.queue_timeout_s,
+        s.timeout_s,
+        s.upload_timeout_s,
+        s.min_upload_rate,
+        s.max_pending_bytes,
+        s.max_batch_bytes,
+        s.max_batch_files,
+        s.header_timeout_s,
+        s.keep_alive_s,
+        s.max_connections,
+        s.retry_after_s,
+    ) == (3, 2.5, 7.0, 9.0, 5000, 100_000_000, 20_000_000, 4, 3.0, 2, 64, 2)

@@ -25,7 +25,7 @@ from test_serve import (  # noqa: E402
     wait_until,
 )
 
-from maskseg.inference import Predictor  # noqa: E402
+from maskseg.pipeline.predictor import Predictor  # noqa: E402
 from maskseg.serve import (  # noqa: E402
     Settings,
     admission,  # noqa: E402
@@ -42,8 +42,12 @@ def predictor() -> Predictor:
 
 
 def head(length: int, key: str | None = "k", boundary: str = "b") -> bytes:
-    lines = ["POST /v1/segment?mode=crop HTTP/1.1", "Host: x", f"Content-Length: {length}",
-             f"Content-Type: multipart/form-data; boundary={boundary}"]  # fmt: skip
+    lines = [
+        "POST /v1/segment?mode=crop HTTP/1.1",
+        "Host: x",
+        f"Content-Length: {length}",
+        f"Content-Type: multipart/form-data; boundary={boundary}",
+    ]
     if key:
         lines.append(f"X-API-Key: {key}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -114,8 +118,13 @@ def test_key_is_checked_before_a_slot_is_taken(predictor):
     with live_server(create_app(settings, slow)) as (url, _), httpx.Client(base_url=url) as http:
         slow.delay = 1.0
         with ThreadPoolExecutor(1) as pool:
-            busy = pool.submit(http.post, "/v1/segment", files=upload(FACE.read_bytes()),
-                               params={"mode": "crop"}, headers=KEY)  # fmt: skip
+            busy = pool.submit(
+                http.post,
+                "/v1/segment",
+                files=upload(FACE.read_bytes()),
+                params={"mode": "crop"},
+                headers=KEY,
+            )
             wait_until(lambda: http.get("/health").json()["in_flight"] == 1)
             t = time.perf_counter()
             r = http.post("/v1/segment", files=upload(FACE.read_bytes()))
@@ -135,8 +144,9 @@ def test_slow_upload_holds_no_slot_and_is_cut_by_its_rate(predictor, monkeypatch
         with httpx.Client(base_url=url, timeout=10) as http:
             for _ in range(3):  # the slow upload is still going meanwhile
                 slow.sendall(b"x")
-                r = http.post("/v1/segment", files=upload(FACE.read_bytes()),
-                              params={"mode": "crop"})  # fmt: skip
+                r = http.post(
+                    "/v1/segment", files=upload(FACE.read_bytes()), params={"mode": "crop"}
+                )
                 assert r.status_code == 200, r.text
         answer = read_answer(slow)
         slow.close()
@@ -166,8 +176,11 @@ def test_queue_serves_in_order_then_refuses(predictor):
             futures = []
             for i in range(3):
                 futures.append(pool.submit(send, i))
-                wait_until(lambda i=i: (h := http.get("/health").json())["in_flight"]
-                           + h["queued"] == i + 1)  # fmt: skip
+                wait_until(
+                    lambda i=i: (
+                        (h := http.get("/health").json())["in_flight"] + h["queued"] == i + 1
+                    )
+                )
             t = time.perf_counter()
             extra = http.post("/v1/segment", files=upload(data), params={"mode": "crop"})
             assert time.perf_counter() - t < 0.35  # not queued: refused at once
@@ -179,8 +192,9 @@ def test_queue_serves_in_order_then_refuses(predictor):
     with live_server(create_app(settings, slow)) as (url, _), ThreadPoolExecutor(1) as pool:
         slow.delay = 1.5
         with httpx.Client(base_url=url, timeout=20) as http:
-            first = pool.submit(http.post, "/v1/segment", files=upload(data),
-                                params={"mode": "crop"})  # fmt: skip
+            first = pool.submit(
+                http.post, "/v1/segment", files=upload(data), params={"mode": "crop"}
+            )
             wait_until(lambda: http.get("/health").json()["in_flight"] == 1)
             body = assert_error(http.post("/v1/segment", files=upload(data)), 503, "busy")
             assert "waited 0.3 s" in body["detail"]
@@ -201,8 +215,14 @@ def test_bytes_held_are_bounded(predictor):
         assert json_body(answer)["error"] == "busy"
         holder.close()  # the first client goes away: its reservation is released
         with httpx.Client(base_url=url, timeout=10) as http:
-            wait_until(lambda: http.post("/v1/segment", files=upload(FACE.read_bytes()),
-                                         params={"mode": "crop"}).status_code == 200)  # fmt: skip
+            wait_until(
+                lambda: (
+                    http.post(
+                        "/v1/segment", files=upload(FACE.read_bytes()), params={"mode": "crop"}
+                    ).status_code
+                    == 200
+                )
+            )
 
 
 def test_idle_and_half_sent_heads_time_out(predictor):

@@ -35,10 +35,17 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 httpx = pytest.importorskip("httpx", reason="httpx is not installed")
 
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
-    "--disable-sync", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
 
 
 def free_port() -> int:
@@ -67,8 +74,11 @@ def server():
     env = {**os.environ, "MASKSEG_API_KEY": KEY}
     proc = subprocess.Popen(
         [sys.executable, "-m", "maskseg", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -109,8 +119,10 @@ def page(browser, server):
     errors: list[str] = []
     outside: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.on("request", lambda r: None if r.url.startswith((server, "data:", "blob:"))
-          else outside.append(r.url))  # fmt: skip
+    pg.on(
+        "request",
+        lambda r: None if r.url.startswith((server, "data:", "blob:")) else outside.append(r.url),
+    )
     pg.goto(server + "/")
     yield pg
     context.close()
@@ -157,8 +169,12 @@ def test_photo_upload_shows_overlay_faces_and_downloads_mask(page, server, tmp_p
     info.value.save_as(download)
     assert download.name == "astronaut_masked_mask.png"
     got = np.asarray(Image.open(download).convert("L")) > 127
-    api = httpx.post(f"{server}/v1/segment/mask", headers={"X-API-Key": KEY},
-                     files={"file": ("p.jpg", PHOTO.read_bytes())}, timeout=30)  # fmt: skip
+    api = httpx.post(
+        f"{server}/v1/segment/mask",
+        headers={"X-API-Key": KEY},
+        files={"file": ("p.jpg", PHOTO.read_bytes())},
+        timeout=30,
+    )
     assert np.array_equal(got, np.asarray(Image.open(io.BytesIO(api.content))) > 127)
     shot = tmp_path / "serve_photo.png"
     page.screenshot(path=str(shot), full_page=True)

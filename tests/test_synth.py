@@ -1,6 +1,6 @@
 import numpy as np
 
-from maskseg.synth import BACKGROUNDS, background, compose
+from maskseg.data.synth import BACKGROUNDS, background, compose
 
 
 def test_background_kinds_have_the_frame_shape():

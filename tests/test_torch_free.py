@@ -39,25 +39,33 @@ def no_torch_env(tmp_path_factory) -> dict[str, str]:
 
 
 def _maskseg(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "maskseg", *args], env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "maskseg", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_blocker_blocks(no_torch_env):
-    out = subprocess.run([sys.executable, "-c", "import torch"], env=no_torch_env,
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", "import torch"], env=no_torch_env, capture_output=True, text=True
+    )
     assert out.returncode != 0 and "blocked" in out.stderr
 
 
 def test_predict_without_torch(no_torch_env, tmp_path: Path):
-    res = _maskseg(no_torch_env, "predict", str(FACE), "--output", str(tmp_path), "--overlay",
-                   "--no-progress")  # fmt: skip
+    res = _maskseg(
+        no_torch_env, "predict", str(FACE), "--output", str(tmp_path), "--overlay", "--no-progress"
+    )
     assert res.returncode == 0, res.stderr
     mask = read_mask(tmp_path / "face.png")
     assert 0.05 < mask.mean() < 0.9  # the example face wears a mask
     assert (tmp_path / "face_overlay.jpg").is_file()
-    res = _maskseg(no_torch_env, "predict", str(FACE), "--output", str(tmp_path / "t"),
-                   "--backend", "torch")  # fmt: skip
+    res = _maskseg(
+        no_torch_env, "predict", str(FACE), "--output", str(tmp_path / "t"), "--backend", "torch"
+    )
     assert res.returncode == 2 and "maskseg[train]" in res.stderr
 
 
@@ -66,20 +74,49 @@ def test_models_and_evaluate_without_torch(no_torch_env, msfd_tiny: Path, tmp_pa
     assert res.returncode == 0, res.stderr
     assert "unet-msfd (default)" in res.stdout and "unet-msfd.onnx" in res.stdout
     # the shipped default saw every pair of its data: no test split, and the error says why
-    res = _maskseg(no_torch_env, "evaluate", "--data", str(msfd_tiny), "--backend", "onnx",
-                   "--output", str(tmp_path / "ev"))  # fmt: skip
+    res = _maskseg(
+        no_torch_env,
+        "evaluate",
+        "--data",
+        str(msfd_tiny),
+        "--backend",
+        "onnx",
+        "--output",
+        str(tmp_path / "ev"),
+    )
     assert res.returncode == 1 and "--split all" in res.stderr
-    res = _maskseg(no_torch_env, "evaluate", "--data", str(msfd_tiny), "--backend", "onnx",
-                   "--split", "all", "--output", str(tmp_path / "ev"))  # fmt: skip
+    res = _maskseg(
+        no_torch_env,
+        "evaluate",
+        "--data",
+        str(msfd_tiny),
+        "--backend",
+        "onnx",
+        "--split",
+        "all",
+        "--output",
+        str(tmp_path / "ev"),
+    )
     assert res.returncode == 0, res.stderr
     assert "iou" in res.stdout and (tmp_path / "ev" / "summary.json").is_file()
 
 
 def test_predict_path_imports_no_torch():
-    light = ["maskseg", "maskseg.cli", "maskseg.inference", "maskseg.predict", "maskseg.backends",
-             "maskseg.backends.onnx", "maskseg.modelfile", "maskseg.postprocess",
-             "maskseg.preprocess", "maskseg.io", "maskseg.scoring", "maskseg.data",
-             "maskseg.evaluation"]  # fmt: skip
+    light = [
+        "maskseg",
+        "maskseg.cli.main",
+        "maskseg.pipeline.predictor",
+        "maskseg.cli.predict",
+        "maskseg.pipeline.backends",
+        "maskseg.pipeline.backends.onnx",
+        "maskseg.pipeline.modelfile",
+        "maskseg.pipeline.postprocess",
+        "maskseg.pipeline.preprocess",
+        "maskseg.io",
+        "maskseg.evaluate.scoring",
+        "maskseg.data.pairs",
+        "maskseg.evaluate.evaluation",
+    ]
     code = f"import sys\nfor m in {light!r}: __import__(m)\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

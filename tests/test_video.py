@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import REAL_DATA
 
-from maskseg.cli import main
+from maskseg.cli.main import main
 from maskseg.video import (
     CropSmoother,
     FaceTracker,
@@ -74,8 +74,8 @@ def crops() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def scene():
-    from maskseg.inference import Predictor
-    from maskseg.scene import ScenePredictor
+    from maskseg.pipeline.predictor import Predictor
+    from maskseg.pipeline.scene import ScenePredictor
 
     return ScenePredictor(Predictor.load())
 
@@ -156,8 +156,9 @@ def test_smoother_averages_a_static_face_and_resets_on_a_jump():
         assert np.array_equal(window, rect)
         noisy = clean + rng.normal(0, 4, clean.shape).astype(np.float32)
         outs.append(smoother(track, window, noisy))
-    raw_flips = np.mean([((clean + rng.normal(0, 4, clean.shape)) > 0) != (clean > 0)
-                         for _ in range(8)])  # fmt: skip
+    raw_flips = np.mean(
+        [((clean + rng.normal(0, 4, clean.shape)) > 0) != (clean > 0) for _ in range(8)]
+    )
     smooth_flips = np.mean([(o > 0) != (clean > 0) for o in outs[3:]])
     assert smooth_flips < 0.7 * raw_flips
     # the box jumps (IoU < reset_iou): this frame's logits pass unchanged
@@ -259,10 +260,18 @@ def test_run_video_stops_on_request_and_finishes_the_file(tmp_path: Path, scene)
     stop = threading.Event()
     out = tmp_path / "out.avi"
     with open_source(clip) as source:
-        sinks = [VideoFileSink(out, source.fps, source.size, "mp4v"),
-                 JsonLinesSink(tmp_path / "f.jsonl"), MaskFolderSink(tmp_path / "m")]  # fmt: skip
-        stats = run_video(source, VideoSegmenter(scene), sinks, stop,
-                          on_frame=lambda f, r: stop.set() if f.index == 4 else None)  # fmt: skip
+        sinks = [
+            VideoFileSink(out, source.fps, source.size, "mp4v"),
+            JsonLinesSink(tmp_path / "f.jsonl"),
+            MaskFolderSink(tmp_path / "m"),
+        ]
+        stats = run_video(
+            source,
+            VideoSegmenter(scene),
+            sinks,
+            stop,
+            on_frame=lambda f, r: stop.set() if f.index == 4 else None,
+        )
     assert stats.frames == 5 and stats.stopped == "stop"
     assert len(read_frames(out)) == 5
     assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 5
@@ -381,8 +390,9 @@ def test_threads_ahead_give_the_same_frames_as_one_thread(tmp_path: Path, crops,
         options = VideoOptions(detect_ahead=ahead, write_ahead=ahead, detect_every=4)
         js, masks = tmp_path / f"f{ahead}.jsonl", tmp_path / f"m{ahead}"
         with open_source(clip) as source:
-            stats = run_video(source, VideoSegmenter(scene, options),
-                              [JsonLinesSink(js), MaskFolderSink(masks)])  # fmt: skip
+            stats = run_video(
+                source, VideoSegmenter(scene, options), [JsonLinesSink(js), MaskFolderSink(masks)]
+            )
         assert stats.frames == 16 and stats.full_detections >= 4
         lines = [json.loads(line) for line in js.read_text().splitlines()]
         runs[ahead] = (lines, [cv2.imread(str(masks / f"{i:06d}.png"), 0) for i in range(16)])
@@ -405,8 +415,9 @@ def test_smoothing_steadies_a_still_face(crops, scene):
     rng = np.random.default_rng(0)
     still = backdrop(SIZE[1], SIZE[0], 3)
     paste_face(still, crops[0], (110, 60, 210, 160))
-    frames = [np.clip(still + rng.normal(0, 4, still.shape), 0, 255).astype(np.uint8)
-              for _ in range(10)]  # fmt: skip
+    frames = [
+        np.clip(still + rng.normal(0, 4, still.shape), 0, 255).astype(np.uint8) for _ in range(10)
+    ]
 
     def flicker(masks):
         return sum(int((a ^ b).sum()) for a, b in zip(masks[2:], masks[3:], strict=False))
@@ -439,11 +450,25 @@ def test_sigterm_leaves_a_playable_file(tmp_path: Path):
     clip = noise_clip(tmp_path / "long.avi", n, size=(160, 120))
     out, masks, js = tmp_path / "out.mp4", tmp_path / "m", tmp_path / "f.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "maskseg", "video", str(clip), "--output", str(out),
-         "--masks", str(masks), "--json", str(js), "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "maskseg",
+            "video",
+            str(clip),
+            "--output",
+            str(out),
+            "--masks",
+            str(masks),
+            "--json",
+            str(js),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 120
         while not (masks.is_dir() and len(list(masks.iterdir())) >= 3):

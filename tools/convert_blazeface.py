@@ -24,7 +24,7 @@ What it does, per model:
   5. checks ONNX against the TFLite interpreter on noise and real face photos (max abs diff
      printed; the script fails above ``--tolerance`` pixels or 1e-4 in score), and a batch
      of N against one by one;
-  6. writes ``src/maskseg/detect/weights/blazeface_{short,full}.onnx``.
+  6. writes ``src/maskseg/pipeline/detect/weights/blazeface_{short,full}.onnx``.
 
 ONNX input ``input``: float32 (N, 3, S, S), RGB scaled to [-1, 1], S = 128 (short) or 192
 (full). Outputs ``regressors`` (N, A, 16): box (dx, dy, w, h) then 6 keypoints (x, y), all in
@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "src" / "maskseg" / "detect" / "weights"
+OUT_DIR = REPO / "src" / "maskseg" / "pipeline" / "detect" / "weights"
 FACES = REPO.parent / "shared" / "data" / "faces"
 
 # name -> (tflite file inside mediapipe/modules/face_detection, output file, input size)

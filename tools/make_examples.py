@@ -23,10 +23,22 @@ import numpy as np
 
 # Outline of the drawn mask in the 512 x 512 photo: nose bridge, cheeks, jaw, chin.
 MASK_OUTLINE = np.array(
-    [(176, 128), (200, 121), (224, 119), (248, 121), (272, 128), (279, 150), (271, 172),
-     (252, 190), (226, 198), (200, 190), (181, 172), (172, 150)],
+    [
+        (176, 128),
+        (200, 121),
+        (224, 119),
+        (248, 121),
+        (272, 128),
+        (279, 150),
+        (271, 172),
+        (252, 190),
+        (226, 198),
+        (200, 190),
+        (181, 172),
+        (172, 150),
+    ],
     np.int32,
-)  # fmt: skip
+)
 CROP = (150, 56, 300, 206)  # x1, y1, x2, y2: square, the face filling it as in MSFD crops
 
 

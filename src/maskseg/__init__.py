@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 if TYPE_CHECKING:
-    from maskseg.inference import Predictor
+    from maskseg.pipeline.predictor import Predictor
 
 __all__ = ["Predictor", "__version__"]
 __version__ = "0.2.0"
@@ -21,7 +21,7 @@ __version__ = "0.2.0"
 
 def __getattr__(name: str):
     if name == "Predictor":
-        from maskseg.inference import Predictor
+        from maskseg.pipeline.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'maskseg' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 import sys
 
-from maskseg.cli import main
+from maskseg.cli.main import main
 
 sys.exit(main())

@@ -46,7 +46,7 @@ class ModelConfig:
     in_channels: int = 3
     members: int = 1  # > 1: an inference-only ensemble of that many members (maskseg pack)
     flip_tta: bool = False  # average with the mirrored image at inference
-    presence: bool = False  # a mask-presence head gates the mask (maskseg.presence)
+    presence: bool = False  # a mask-presence head gates the mask (maskseg.train.gate)
     presence_hidden: int = 256  # its hidden units (0: logistic regression)
     block: str = "double"  # U-Net conv block: double (3x3 conv twice) or separable (depthwise)
 
@@ -63,7 +63,7 @@ class TrainConfig:
     bce_weight: float = 1.0
     dice_weight: float = 1.0
     lovasz_weight: float = 0.0
-    augment: str = "standard"  # none | standard | strong (maskseg.transforms)
+    augment: str = "standard"  # none | standard | strong (maskseg.train.transforms)
     precision: str = "auto"  # auto | fp32 | bf16 ; CUDA always uses AMP when "auto"
     num_workers: int = 0
     threads: int = 0  # 0 = leave torch's default
@@ -89,8 +89,13 @@ SECTIONS = ("data", "model", "train", "infer")
 
 # Options a resumed run may change (they do not alter what the run computes); every other
 # option given on resume must equal the run's own, or the resume is refused.
-RESUMABLE = {("data", "root"), ("train", "threads"), ("train", "num_workers"),
-             ("train", "progress"), ("train", "device")}  # fmt: skip
+RESUMABLE = {
+    ("data", "root"),
+    ("train", "threads"),
+    ("train", "num_workers"),
+    ("train", "progress"),
+    ("train", "device"),
+}
 
 
 @dataclass(frozen=True)
@@ -149,8 +154,10 @@ def resume_config(saved: Config, overrides: dict[str, dict[str, Any]]) -> Config
             if value is None or (section, key) in RESUMABLE:
                 continue
             if getattr(getattr(saved, section), key) != value:
-                refused.append(f"{section}.{key} (run: {getattr(getattr(saved, section), key)!r}, "
-                               f"given: {value!r})")  # fmt: skip
+                refused.append(
+                    f"{section}.{key} (run: {getattr(getattr(saved, section), key)!r}, "
+                    f"given: {value!r})"
+                )
     if refused:
         allowed = ", ".join(f"{s}.{k}" for s, k in sorted(RESUMABLE))
         raise ValueError(
@@ -158,8 +165,9 @@ def resume_config(saved: Config, overrides: dict[str, dict[str, Any]]) -> Config
             + "; ".join(refused)
             + f". Only {allowed} may change on resume; start a new run folder to change others."
         )
-    changes = {s: {k: v for k, v in vals.items() if (s, k) in RESUMABLE}
-               for s, vals in overrides.items()}  # fmt: skip
+    changes = {
+        s: {k: v for k, v in vals.items() if (s, k) in RESUMABLE} for s, vals in overrides.items()
+    }
     return saved.merge(changes)
 
 

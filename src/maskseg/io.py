@@ -23,9 +23,12 @@ MASK_THRESHOLD = 127  # the MSFD authors binarise JPEG masks with value > 127
 # Images with more pixels are refused before decoding (a 20000 x 20000 PNG is a few KB on disk
 # and 1.2 GB decoded). 150 MP admits a 12000 x 12000 scan; Pillow's own error starts at 179 MP.
 DEFAULT_MAX_PIXELS = 150_000_000
+# Files whose long side exceeds twice this are decoded reduced (by an integer factor that
+# keeps at least this many pixels): the 160 px model and a preview overlay need no more.
+DECODE_SIDE = 2048
 # Shapes no model here can use, refused by ``decode_image`` when it decodes for a model (see
 # ``check_shape``). Beyond 100:1 the detector's tiles (at most 64 per image,
-# ``maskseg.detect.MAX_TILES``) grow past three short sides, so even a face as tall as the
+# ``maskseg.pipeline.detect.MAX_TILES``) grow past three short sides, so even a face as tall as the
 # image shrinks under 40 px of the 128 px detector input (and further with the ratio), and
 # the crop path would squash the image more than 100x into its square input; the widest
 # camera panoramas (360 degrees) are about 10:1. A side under 4 px holds no face at all; the
@@ -62,11 +65,15 @@ def check_shape(name: str, width: int, height: int) -> None:
     aspect ratio beyond ``MAX_ASPECT_RATIO``:1 (see there why)."""
     short, long = min(width, height), max(width, height)
     if short < MIN_IMAGE_SIDE:
-        reason = (f"{UNUSABLE_SHAPE}: {width}x{height} has a side of {short} px, under the "
-                  f"{MIN_IMAGE_SIDE} px minimum")  # fmt: skip
+        reason = (
+            f"{UNUSABLE_SHAPE}: {width}x{height} has a side of {short} px, under the "
+            f"{MIN_IMAGE_SIDE} px minimum"
+        )
     elif long > MAX_ASPECT_RATIO * short:
-        reason = (f"{UNUSABLE_SHAPE}: {width}x{height} has an aspect ratio of "
-                  f"{long / short:.0f}:1, over the {MAX_ASPECT_RATIO}:1 maximum")  # fmt: skip
+        reason = (
+            f"{UNUSABLE_SHAPE}: {width}x{height} has an aspect ratio of "
+            f"{long / short:.0f}:1, over the {MAX_ASPECT_RATIO}:1 maximum"
+        )
     else:
         return
     raise UnusableImageError(name, reason, (width, height))
@@ -456,8 +463,10 @@ def refuse_overwrite(
     hits = find_overwrites(outputs, inputs)
     if not hits:
         return
-    named = ", ".join(str(src) if out == src else f"{src} (as the output {out})"
-                      for out, src in hits[:3])  # fmt: skip
+    named = ", ".join(
+        str(src) if out == src else f"{src} (as the output {out})" for out, src in hits[:3]
+    )
     more = f" and {len(hits) - 3} more" if len(hits) > 3 else ""
-    raise OverwriteError(f"refusing to write over the input(s) {named}{more}; nothing was "
-                         f"written; {hint}")  # fmt: skip
+    raise OverwriteError(
+        f"refusing to write over the input(s) {named}{more}; nothing was written; {hint}"
+    )

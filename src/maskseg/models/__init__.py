@@ -44,5 +44,12 @@ def is_trainable(cfg: ModelConfig) -> bool:
     return cfg.members == 1 and not cfg.flip_tta
 
 
-__all__ = ["Ensemble", "FlipTTA", "UNet", "create_model", "is_trainable", "list_models",
-           "register_model"]  # fmt: skip
+__all__ = [
+    "Ensemble",
+    "FlipTTA",
+    "UNet",
+    "create_model",
+    "is_trainable",
+    "list_models",
+    "register_model",
+]

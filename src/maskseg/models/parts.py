@@ -42,9 +42,11 @@ def _bn_relu(ch: int) -> list[nn.Module]:
 
 def _separable(in_ch: int, out_ch: int) -> list[nn.Module]:
     return [
-        nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False), *_bn_relu(in_ch),
-        nn.Conv2d(in_ch, out_ch, 1, bias=False), *_bn_relu(out_ch),
-    ]  # fmt: skip
+        nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False),
+        *_bn_relu(in_ch),
+        nn.Conv2d(in_ch, out_ch, 1, bias=False),
+        *_bn_relu(out_ch),
+    ]
 
 
 # Conv blocks by name (ModelConfig.block).
@@ -74,6 +76,7 @@ class Up(nn.Module):
         # Reduce, then upsample: both maps are linear and the 1x1 conv has no bias, so the
         # order leaves the result as it was, and the conv runs on 4x fewer pixels and the
         # upsampling on half the channels.
-        x = F.interpolate(self.reduce(x), size=skip.shape[-2:], mode="bilinear",
-                          align_corners=False)  # fmt: skip
+        x = F.interpolate(
+            self.reduce(x), size=skip.shape[-2:], mode="bilinear", align_corners=False
+        )
         return self.conv(torch.cat([skip, x], dim=1))

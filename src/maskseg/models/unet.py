@@ -24,7 +24,7 @@ class UNet(nn.Module):
         base_channels: width of the first stage; each deeper stage doubles it.
         depth: number of downsampling steps (the bottleneck sits at 1/2**depth resolution).
         presence: add a mask-presence head that gates the logits (fitted by
-            ``maskseg.presence.fit_presence`` on the frozen encoder).
+            ``maskseg.train.gate.fit_presence`` on the frozen encoder).
         presence_hidden: the head's hidden units (0: logistic regression).
         block: conv block: "double" (3x3 conv twice) or "separable" (depthwise-separable).
 
@@ -83,7 +83,7 @@ class PresenceHead(nn.Module):
 
     Features: the mean of every encoder stage and the bottleneck pooled on a 2 x 2 grid (the
     lower half of a face crop is where a mask is). They are standardised with stored
-    statistics, so the head can be fitted on a frozen encoder (``maskseg.presence``).
+    statistics, so the head can be fitted on a frozen encoder (``maskseg.train.gate``).
     """
 
     def __init__(self, widths: list[int], hidden: int = 0):

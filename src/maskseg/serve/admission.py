@@ -185,8 +185,11 @@ class Gate:
             if body is None:
                 return  # the client went away
             if not body:
-                raise Refused(400, "empty_upload", "the request has no body: send the image "
-                              "as the multipart form field 'file'")  # fmt: skip
+                raise Refused(
+                    400,
+                    "empty_upload",
+                    "the request has no body: send the image as the multipart form field 'file'",
+                )
             ticket = await self.slots.take(s.timeout_s, s.queue_timeout_s)
             if ticket is None:
                 waited = f"; waited {s.queue_timeout_s:g} s in line" if s.queue else ""
@@ -228,10 +231,14 @@ class Gate:
         would exceed the server's budget."""
         s = self.settings
         if n and self.pending_bytes + n > s.max_pending_bytes:
-            raise Refused(503, "busy", f"the server holds {self.pending_bytes:,} bytes of "
-                          f"uploads, and takes at most {s.max_pending_bytes:,}; retry in "
-                          f"{s.retry_after_s} s",
-                          {"Retry-After": str(s.retry_after_s)})  # fmt: skip
+            raise Refused(
+                503,
+                "busy",
+                f"the server holds {self.pending_bytes:,} bytes of "
+                f"uploads, and takes at most {s.max_pending_bytes:,}; retry in "
+                f"{s.retry_after_s} s",
+                {"Retry-After": str(s.retry_after_s)},
+            )
         self.pending_bytes += n
         held[0] += n
 
@@ -247,11 +254,18 @@ class Gate:
             # the rate rule: by time t, min_rate * (t - start - grace) bytes must have come
             slow_at = start + UPLOAD_GRACE_S + received / s.min_upload_rate
             if now >= deadline:
-                raise Refused(408, "request_timeout", f"the upload did not complete within "
-                              f"{s.upload_timeout_s:g} s")  # fmt: skip
+                raise Refused(
+                    408,
+                    "request_timeout",
+                    f"the upload did not complete within {s.upload_timeout_s:g} s",
+                )
             if now >= slow_at:
-                raise Refused(408, "upload_too_slow", f"the upload is slower than this server's "
-                              f"minimum of {s.min_upload_rate:,} bytes/s")  # fmt: skip
+                raise Refused(
+                    408,
+                    "upload_too_slow",
+                    f"the upload is slower than this server's "
+                    f"minimum of {s.min_upload_rate:,} bytes/s",
+                )
             try:
                 message = await asyncio.wait_for(receive(), min(deadline, slow_at) - now)
             except asyncio.TimeoutError:

@@ -77,9 +77,7 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def require_key(
-    request: Request, key: Annotated[str | None, Depends(api_key_header)]
-) -> None:  # fmt: skip
+def require_key(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> None:
     if not key_ok(get_settings(request), key):
         raise ApiError(*unauthorized(key))
 
@@ -97,15 +95,19 @@ async def run_work(request: Request, fn: Callable, *args: Any) -> Any:
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), ticket.remaining())
     except asyncio.TimeoutError:
-        raise ApiError(504, "timeout", f"the request was not answered within "
-                       f"{ticket.timeout_s:g} s; try a smaller image or retry later"
-                       ) from None  # fmt: skip
+        raise ApiError(
+            504,
+            "timeout",
+            f"the request was not answered within "
+            f"{ticket.timeout_s:g} s; try a smaller image or retry later",
+        ) from None
     except ApiError:
         raise
     except Exception:
         log.exception("segmenting an upload failed")
-        raise ApiError(500, "internal_error", "the server failed on this request; the "
-                       "details are in its log") from None  # fmt: skip
+        raise ApiError(
+            500, "internal_error", "the server failed on this request; the details are in its log"
+        ) from None
 
 
 async def one_image(request: Request, file: UploadFile, fn: Callable, *args: Any) -> Any:
@@ -121,8 +123,11 @@ async def read_upload(file: UploadFile, limit: int) -> bytes:
     if not data:
         raise ApiError(400, "empty_upload", "the uploaded file is empty")
     if len(data) > limit:
-        raise ApiError(413, "upload_too_large", f"{file.filename or 'the file'} is over "
-                       f"this server's limit of {limit:,} bytes")  # fmt: skip
+        raise ApiError(
+            413,
+            "upload_too_large",
+            f"{file.filename or 'the file'} is over this server's limit of {limit:,} bytes",
+        )
     return data
 
 
@@ -143,8 +148,9 @@ UPLOAD_ERRORS = _errors(
     (503, "slots and queue busy, or too many upload bytes held: retry after Retry-After s"),
     (504, "not answered in time"),
 )
-ModeQuery = Annotated[Mode, Query(description="auto: scene, or crop for a faceless image "
-                                              "shaped like one face crop")]  # fmt: skip
+ModeQuery = Annotated[
+    Mode, Query(description="auto: scene, or crop for a faceless image shaped like one face crop")
+]
 FormatQuery = Annotated[MaskFormat, Query(description="how the JSON carries the mask")]
 ToleranceQuery = Annotated[float, Query(ge=0, le=50, description="polygon simplification, px")]
 Upload = Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF image")]
@@ -157,19 +163,31 @@ def api_router() -> APIRouter:
     def model_info(engine: Annotated[Engine, Depends(get_engine)]) -> ModelInfo:
         return engine.info()
 
-    @router.post("/segment", response_model=SegmentResult, responses=UPLOAD_ERRORS,
-                 summary="faces and the mask of one image, as JSON")  # fmt: skip
+    @router.post(
+        "/segment",
+        response_model=SegmentResult,
+        responses=UPLOAD_ERRORS,
+        summary="faces and the mask of one image, as JSON",
+    )
     async def segment(
-        request: Request, file: Upload, mode: ModeQuery = Mode.auto,
-        mask_format: FormatQuery = MaskFormat.rle, tolerance: ToleranceQuery = 1.0,
-    ) -> SegmentResult:  # fmt: skip
-        return await one_image(request, file, get_engine(request).as_json, mode, mask_format,
-                               tolerance)  # fmt: skip
+        request: Request,
+        file: Upload,
+        mode: ModeQuery = Mode.auto,
+        mask_format: FormatQuery = MaskFormat.rle,
+        tolerance: ToleranceQuery = 1.0,
+    ) -> SegmentResult:
+        return await one_image(
+            request, file, get_engine(request).as_json, mode, mask_format, tolerance
+        )
 
     images = {"content": {"image/png": {}}, "description": "0/255 mask at the image's size"}
 
-    @router.post("/segment/mask", response_class=Response, responses={200: images, **UPLOAD_ERRORS},
-                 summary="the mask of one image, as a PNG")  # fmt: skip
+    @router.post(
+        "/segment/mask",
+        response_class=Response,
+        responses={200: images, **UPLOAD_ERRORS},
+        summary="the mask of one image, as a PNG",
+    )
     async def segment_mask(request: Request, file: Upload, mode: ModeQuery = Mode.auto):
         return await one_image(request, file, get_engine(request).as_mask_png, mode)
 
@@ -184,25 +202,36 @@ def api_router() -> APIRouter:
     async def segment_overlay(request: Request, file: Upload, mode: ModeQuery = Mode.auto):
         return await one_image(request, file, get_engine(request).as_overlay, mode)
 
-    @router.post("/segment/batch", response_model=BatchResult, responses=UPLOAD_ERRORS,
-                 summary="several images in one request; an image's error does not fail "
-                 "the others")  # fmt: skip
+    @router.post(
+        "/segment/batch",
+        response_model=BatchResult,
+        responses=UPLOAD_ERRORS,
+        summary="several images in one request; an image's error does not fail the others",
+    )
     async def segment_batch(
         request: Request,
         files: Annotated[list[UploadFile], File(description="images")],
-        mode: ModeQuery = Mode.auto, mask_format: FormatQuery = MaskFormat.rle,
+        mode: ModeQuery = Mode.auto,
+        mask_format: FormatQuery = MaskFormat.rle,
         tolerance: ToleranceQuery = 1.0,
-    ) -> BatchResult:  # fmt: skip
+    ) -> BatchResult:
         s = get_settings(request)
         if len(files) > s.max_batch_files:
-            raise ApiError(413, "too_many_files", f"{len(files)} files; this server takes at "
-                           f"most {s.max_batch_files} per batch")  # fmt: skip
+            raise ApiError(
+                413,
+                "too_many_files",
+                f"{len(files)} files; this server takes at most {s.max_batch_files} per batch",
+            )
         uploads = []
         for f in files:
             data = await f.read(s.max_upload_bytes + 1)
             if len(data) > s.max_upload_bytes:
-                raise ApiError(413, "upload_too_large", f"{f.filename or 'a file'} is over "
-                               f"this server's limit of {s.max_upload_bytes:,} bytes")  # fmt: skip
+                raise ApiError(
+                    413,
+                    "upload_too_large",
+                    f"{f.filename or 'a file'} is over "
+                    f"this server's limit of {s.max_upload_bytes:,} bytes",
+                )
             uploads.append((f.filename, data))
         start = request.scope[TICKET].start
         engine = get_engine(request)
@@ -255,8 +284,12 @@ def create_app(settings: Settings | None = None, predictor: Any = None) -> FastA
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
-        return error_response(exc.status_code, code.get(exc.status_code, "http_error"),
-                              str(exc.detail), getattr(exc, "headers", None))  # fmt: skip
+        return error_response(
+            exc.status_code,
+            code.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -265,21 +298,28 @@ def create_app(settings: Settings | None = None, predictor: Any = None) -> FastA
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, "internal_error", "the server failed on this request; "
-                              "the details are in its log")  # fmt: skip
+        return error_response(
+            500, "internal_error", "the server failed on this request; the details are in its log"
+        )
 
     @app.get("/health", response_model=Health, summary="liveness and load")
     def health(request: Request) -> Health:
         slots: Slots = request.app.state.slots
-        return Health(status="ok", model_loaded=request.app.state.engine is not None,
-                      in_flight=slots.busy, max_in_flight=slots.limit,
-                      queued=len(slots.waiting), max_queue=slots.queue)  # fmt: skip
+        return Health(
+            status="ok",
+            model_loaded=request.app.state.engine is not None,
+            in_flight=slots.busy,
+            max_in_flight=slots.limit,
+            queued=len(slots.waiting),
+            max_queue=slots.queue,
+        )
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html",
-                            headers={"Content-Security-Policy": PAGE_POLICY,
-                                     "Cache-Control": "no-cache"})  # fmt: skip
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"},
+        )
 
     app.include_router(api_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -294,8 +334,9 @@ def _fastapi(**kwargs: Any) -> FastAPI:
         from fastapi_offline import FastAPIOffline
     except ImportError:
         return FastAPI(redoc_url=None, **kwargs)
-    return FastAPIOffline(static_url="/docs-assets", favicon_url="/static/favicon.svg",
-                          redoc_url=None, **kwargs)  # fmt: skip
+    return FastAPIOffline(
+        static_url="/docs-assets", favicon_url="/static/favicon.svg", redoc_url=None, **kwargs
+    )
 
 
 def app_from_env() -> FastAPI:
@@ -316,9 +357,11 @@ def run(settings: Settings) -> None:
     from maskseg.serve.settings import SETTINGS_ENV
 
     if not settings.loopback and settings.api_key is None:
-        log.warning("listening on %s without an API key: anyone who can reach this address "
-                    "can use the service (set one with --api-key or MASKSEG_API_KEY)",
-                    settings.host)  # fmt: skip
+        log.warning(
+            "listening on %s without an API key: anyone who can reach this address "
+            "can use the service (set one with --api-key or MASKSEG_API_KEY)",
+            settings.host,
+        )
     os.environ[SETTINGS_ENV] = settings.to_json()
     uvicorn.run(
         "maskseg.serve.app:app_from_env",
@@ -341,5 +384,10 @@ def uvicorn_options(settings: Settings | None = None) -> dict[str, Any]:
 
     protocol = GuardedH11Protocol.for_settings(settings) if settings else GuardedH11Protocol
     s = settings or Settings.from_env()
-    return {"http": protocol, "timeout_keep_alive": s.keep_alive_s, "limit_concurrency": None,
-            "timeout_graceful_shutdown": 5, "server_header": False}  # fmt: skip
+    return {
+        "http": protocol,
+        "timeout_keep_alive": s.keep_alive_s,
+        "limit_concurrency": None,
+        "timeout_graceful_shutdown": 5,
+        "server_header": False,
+    }

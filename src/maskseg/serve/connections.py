@@ -28,8 +28,10 @@ def raw_error(status: int, reason: str, code: str, detail: str, retry_after: int
     """A whole HTTP/1.1 error answer as bytes, JSON like every other error of the API."""
     body = json.dumps({"error": code, "detail": detail}).encode()
     extra = f"Retry-After: {retry_after}\r\n" if retry_after else ""
-    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n{extra}\r\n")  # fmt: skip
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n{extra}\r\n"
+    )
     return head.encode("ascii") + body
 
 
@@ -64,10 +66,16 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self._max_connections:
-            transport.write(raw_error(503, "Service Unavailable", "too_many_connections",
-                                      f"the server has {self._max_connections} connections "
-                                      f"open; retry in {self._retry_after} s",
-                                      self._retry_after))  # fmt: skip
+            transport.write(
+                raw_error(
+                    503,
+                    "Service Unavailable",
+                    "too_many_connections",
+                    f"the server has {self._max_connections} connections "
+                    f"open; retry in {self._retry_after} s",
+                    self._retry_after,
+                )
+            )
             transport.close()
             return
         self._arm()
@@ -108,7 +116,12 @@ class GuardedH11Protocol(H11Protocol):
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a request is being handled: its own deadlines apply
         if self._partial:
-            self.transport.write(raw_error(408, "Request Timeout", "request_timeout",
-                                           f"the request head did not arrive within "
-                                           f"{self._head_timeout_s:g} s"))  # fmt: skip
+            self.transport.write(
+                raw_error(
+                    408,
+                    "Request Timeout",
+                    "request_timeout",
+                    f"the request head did not arrive within {self._head_timeout_s:g} s",
+                )
+            )
         self.transport.close()

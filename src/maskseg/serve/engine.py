@@ -21,9 +21,8 @@ import numpy as np
 from fastapi.responses import Response
 
 from maskseg import __version__
-from maskseg.io import ImageReadError, UnusableImageError, decode_image
-from maskseg.predict import DECODE_SIDE
-from maskseg.scene import DeadlineExceeded
+from maskseg.io import DECODE_SIDE, ImageReadError, UnusableImageError, decode_image
+from maskseg.pipeline.scene import DeadlineExceeded
 from maskseg.serve import encode
 from maskseg.serve.schemas import (
     RLE,
@@ -91,7 +90,7 @@ class Segmented:
     full: tuple[int, int]  # (height, width) of the file as displayed: the mask's size
     mask: np.ndarray
     faces: list[FaceOut]
-    scene_faces: list  # maskseg.scene.Face, for drawing
+    scene_faces: list  # maskseg.pipeline.scene.Face, for drawing
     mode: Mode
     decode_ms: float
     inference_ms: float
@@ -106,8 +105,8 @@ class Engine:
     """
 
     def __init__(self, settings: Settings, predictor: Any = None):
-        from maskseg.inference import Predictor
-        from maskseg.scene import SceneConfig, ScenePredictor
+        from maskseg.pipeline.predictor import Predictor
+        from maskseg.pipeline.scene import SceneConfig, ScenePredictor
 
         self.settings = settings
         if predictor is None:
@@ -128,7 +127,7 @@ class Engine:
     def info(self) -> ModelInfo:
         s, p = self.settings, self.predictor
         name = Path(s.model).name if s.model and Path(s.model).suffix else s.model
-        from maskseg.inference import DEFAULT_MODEL
+        from maskseg.pipeline.predictor import DEFAULT_MODEL
 
         c = self.scene.config
         return ModelInfo(
@@ -140,18 +139,28 @@ class Engine:
             int8=p.info.get("int8") == "yes",
             detector=f"{c.detector} ({c.mode}, score >= {c.score_threshold})",
             version=__version__,
-            limits={"max_upload_bytes": s.max_upload_bytes, "max_batch_bytes": s.max_batch_bytes,
-                    "max_batch_files": s.max_batch_files, "max_pixels": s.max_pixels,
-                    "max_in_flight": s.max_in_flight, "queue": s.queue,
-                    "queue_timeout_s": s.queue_timeout_s, "timeout_s": s.timeout_s,
-                    "upload_timeout_s": s.upload_timeout_s,
-                    "min_upload_rate": s.min_upload_rate},
-        )  # fmt: skip
+            limits={
+                "max_upload_bytes": s.max_upload_bytes,
+                "max_batch_bytes": s.max_batch_bytes,
+                "max_batch_files": s.max_batch_files,
+                "max_pixels": s.max_pixels,
+                "max_in_flight": s.max_in_flight,
+                "queue": s.queue,
+                "queue_timeout_s": s.queue_timeout_s,
+                "timeout_s": s.timeout_s,
+                "upload_timeout_s": s.upload_timeout_s,
+                "min_upload_rate": s.min_upload_rate,
+            },
+        )
 
     def decode(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
         if sniff(data) is None:
-            raise ApiError(415, "unsupported_type", "the upload is not an image of an accepted "
-                           f"type ({', '.join(SIGNATURES)}), judged by its content")  # fmt: skip
+            raise ApiError(
+                415,
+                "unsupported_type",
+                "the upload is not an image of an accepted "
+                f"type ({', '.join(SIGNATURES)}), judged by its content",
+            )
         try:
             return decode_image(data, max_pixels=self.settings.max_pixels, min_side=DECODE_SIDE)
         except UnusableImageError as exc:  # e.g. 4095 x 1: nothing a model could use
@@ -187,18 +196,31 @@ class Engine:
             mask = self.predictor.predict(image, size=full)
             h, w = full
             box = [0.0, 0.0, float(w), float(h)]
-            faces = [FaceOut(box=box, score=None, crop=box, mask_area=round(float(mask.mean()), 4),
-                             mask=bool(mask.any()))]  # fmt: skip
+            faces = [
+                FaceOut(
+                    box=box,
+                    score=None,
+                    crop=box,
+                    mask_area=round(float(mask.mean()), 4),
+                    mask=bool(mask.any()),
+                )
+            ]
         else:
             faces = [FaceOut(**f.as_record()) for f in scene_faces]
         t2 = time.perf_counter()
-        return Segmented(image, full, mask, faces, scene_faces, ran,
-                         (t1 - t0) * 1e3, (t2 - t1) * 1e3)  # fmt: skip
+        return Segmented(
+            image, full, mask, faces, scene_faces, ran, (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        )
 
     def as_json(
-        self, data: bytes, mode: Mode, fmt: MaskFormat, tolerance: float, start: float,
+        self,
+        data: bytes,
+        mode: Mode,
+        fmt: MaskFormat,
+        tolerance: float,
+        start: float,
         deadline: float | None = None,
-    ) -> SegmentResult:  # fmt: skip
+    ) -> SegmentResult:
         seg = self.segment(data, mode, deadline)
         t = time.perf_counter()
         h, w = seg.full
@@ -208,10 +230,16 @@ class Engine:
         elif fmt == MaskFormat.polygons:
             polygons = [Polygon(**p) for p in encode.mask_polygons(seg.mask, tolerance)]
         return SegmentResult(
-            mode=seg.mode, requested_mode=mode, width=w, height=h,
-            mask_area=round(float(seg.mask.mean()), 6), faces=seg.faces, rle=rle,
-            polygons=polygons, timing=_timing(seg, t, start),
-        )  # fmt: skip
+            mode=seg.mode,
+            requested_mode=mode,
+            width=w,
+            height=h,
+            mask_area=round(float(seg.mask.mean()), 6),
+            faces=seg.faces,
+            rle=rle,
+            polygons=polygons,
+            timing=_timing(seg, t, start),
+        )
 
     def as_mask_png(
         self, data: bytes, mode: Mode, start: float, deadline: float | None = None
@@ -224,7 +252,7 @@ class Engine:
     def as_overlay(
         self, data: bytes, mode: Mode, start: float, deadline: float | None = None
     ) -> Response:
-        from maskseg.viz import annotate
+        from maskseg.pipeline.annotate import annotate
 
         seg = self.segment(data, mode, deadline)
         t = time.perf_counter()
@@ -233,9 +261,14 @@ class Engine:
         return Response(body, media_type="image/jpeg", headers=_headers(seg, t, start))
 
     def batch(
-        self, files: list[tuple[str | None, bytes]], mode: Mode, fmt: MaskFormat,
-        tolerance: float, start: float, deadline: float | None = None,
-    ) -> BatchResult:  # fmt: skip
+        self,
+        files: list[tuple[str | None, bytes]],
+        mode: Mode,
+        fmt: MaskFormat,
+        tolerance: float,
+        start: float,
+        deadline: float | None = None,
+    ) -> BatchResult:
         items = []
         for name, data in files:
             try:
@@ -245,11 +278,16 @@ class Engine:
                 result = self.as_json(data, mode, fmt, tolerance, time.perf_counter(), deadline)
                 items.append(BatchItem(filename=name, result=result))
             except ApiError as exc:
-                items.append(BatchItem(filename=name, error=Error(error=exc.code,
-                                                                  detail=exc.detail)))  # fmt: skip
+                items.append(
+                    BatchItem(filename=name, error=Error(error=exc.code, detail=exc.detail))
+                )
         ok = sum(i.result is not None for i in items)
-        return BatchResult(items=items, ok=ok, failed=len(items) - ok,
-                           total_ms=round((time.perf_counter() - start) * 1e3, 2))  # fmt: skip
+        return BatchResult(
+            items=items,
+            ok=ok,
+            failed=len(items) - ok,
+            total_ms=round((time.perf_counter() - start) * 1e3, 2),
+        )
 
 
 def check_deadline(deadline: float | None) -> None:
@@ -260,9 +298,12 @@ def check_deadline(deadline: float | None) -> None:
 
 def _timing(seg: Segmented, encode_start: float, start: float) -> Timing:
     now = time.perf_counter()
-    return Timing(decode_ms=round(seg.decode_ms, 2), inference_ms=round(seg.inference_ms, 2),
-                  encode_ms=round((now - encode_start) * 1e3, 2),
-                  total_ms=round((now - start) * 1e3, 2))  # fmt: skip
+    return Timing(
+        decode_ms=round(seg.decode_ms, 2),
+        inference_ms=round(seg.inference_ms, 2),
+        encode_ms=round((now - encode_start) * 1e3, 2),
+        total_ms=round((now - start) * 1e3, 2),
+    )
 
 
 def _headers(seg: Segmented, encode_start: float, start: float) -> dict[str, str]:

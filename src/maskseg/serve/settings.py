@@ -83,9 +83,18 @@ class Settings:
     max_connections: int = 512
 
     def __post_init__(self):
-        for name in ("max_upload_bytes", "max_batch_bytes", "max_batch_files", "max_pixels",
-                     "max_in_flight", "workers", "max_connections", "min_upload_rate",
-                     "max_pending_bytes", "keep_alive_s"):  # fmt: skip
+        for name in (
+            "max_upload_bytes",
+            "max_batch_bytes",
+            "max_batch_files",
+            "max_pixels",
+            "max_in_flight",
+            "workers",
+            "max_connections",
+            "min_upload_rate",
+            "max_pending_bytes",
+            "keep_alive_s",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("timeout_s", "upload_timeout_s", "header_timeout_s"):
@@ -94,14 +103,18 @@ class Settings:
         if self.queue < 0 or self.queue_timeout_s < 0:
             raise ValueError("queue and queue_timeout_s must be >= 0")
         if self.max_pending_bytes < self.max_batch_bytes:
-            raise ValueError(f"max_pending_bytes ({self.max_pending_bytes:,}) must hold at "
-                             f"least one batch ({self.max_batch_bytes:,} bytes)")  # fmt: skip
+            raise ValueError(
+                f"max_pending_bytes ({self.max_pending_bytes:,}) must hold at "
+                f"least one batch ({self.max_batch_bytes:,} bytes)"
+            )
         if self.api_key is not None:
             if not self.api_key.strip():
                 raise ValueError("the API key is empty; give a non-empty key or none")
             if not (self.api_key.isascii() and self.api_key.isprintable()):
-                raise ValueError("the API key must be printable ASCII: HTTP headers carry "
-                                 "ASCII, so any other key could never match")  # fmt: skip
+                raise ValueError(
+                    "the API key must be printable ASCII: HTTP headers carry "
+                    "ASCII, so any other key could never match"
+                )
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from maskseg.io import OverwriteError, refuse_overwrite
-from maskseg.preprocess import as_rgb
-from maskseg.scene import CONTAINED, drop_contained
+from maskseg.pipeline.preprocess import as_rgb
+from maskseg.pipeline.scene import CONTAINED, drop_contained
 from maskseg.video.sinks import PreviewSink, Sink
 from maskseg.video.sources import FileSource, Frame, prefetch
 from maskseg.video.tracking import (
@@ -142,14 +142,20 @@ class VideoStats:
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.ms_per_frame().items())
-        return (f"{self.frames} frames in {self.wall:.1f} s: {self.fps:.1f} frames/s; "
-                f"ms per frame: {stages}; full detections: {self.full_detections}")  # fmt: skip
+        return (
+            f"{self.frames} frames in {self.wall:.1f} s: {self.fps:.1f} frames/s; "
+            f"ms per frame: {stages}; full detections: {self.full_detections}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"frames": self.frames, "wall_s": round(self.wall, 4),
-                "fps": round(self.fps, 2), "full_detections": self.full_detections,
-                "ms_per_frame": {k: round(v, 3) for k, v in self.ms_per_frame().items()},
-                "stopped": self.stopped}  # fmt: skip
+        return {
+            "frames": self.frames,
+            "wall_s": round(self.wall, 4),
+            "fps": round(self.fps, 2),
+            "full_detections": self.full_detections,
+            "ms_per_frame": {k: round(v, 3) for k, v in self.ms_per_frame().items()},
+            "stopped": self.stopped,
+        }
 
 
 @dataclass
@@ -179,12 +185,12 @@ class VideoSegmenter:
     next full detection is due. One instance per video; ``reset()`` between videos.
 
     Args:
-        scene: ``maskseg.scene.ScenePredictor``.
+        scene: ``maskseg.pipeline.scene.ScenePredictor``.
         options: see ``VideoOptions``.
     """
 
     def __init__(self, scene: Any, options: VideoOptions | None = None):
-        from maskseg.detect import get_detector
+        from maskseg.pipeline.detect import get_detector
 
         self.scene = scene
         self.options = options or VideoOptions()
@@ -193,9 +199,11 @@ class VideoSegmenter:
         # the scene's detector with the lower threshold of followed faces; new faces are
         # held to the scene's own threshold in _gate
         self.detector = get_detector(
-            c.detector, mode=c.mode, score_threshold=min(self.options.keep_score, self.new_score),
+            c.detector,
+            mode=c.mode,
+            score_threshold=min(self.options.keep_score, self.new_score),
             threads=self.options.detect_threads or c.threads,
-        )  # fmt: skip
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -293,7 +301,7 @@ class VideoSegmenter:
 
 def annotate(image: np.ndarray, scene: Any) -> np.ndarray:
     """The frame with its mask tinted and outlined and each face's box and score drawn."""
-    from maskseg import viz
+    from maskseg.pipeline import annotate as viz
 
     return viz.annotate(image, scene.mask, scene.faces)
 
@@ -415,8 +423,11 @@ def _refuse_overwriting_source(source: Iterable[Frame], sinks: Sequence[Sink]) -
         return
     targets = [getattr(s, "path", None) or getattr(s, "folder", None) for s in sinks]
     try:
-        refuse_overwrite([t for t in targets if t is not None], [source.name],
-                         "give the sink another path than the source video")  # fmt: skip
+        refuse_overwrite(
+            [t for t in targets if t is not None],
+            [source.name],
+            "give the sink another path than the source video",
+        )
     except OverwriteError:
         for sink in sinks:
             getattr(sink, "discard", sink.close)()

@@ -77,8 +77,11 @@ def check_outputs(
     Raises:
         OverwriteError: a ``ValueError`` naming the options and the path.
     """
-    given = [(flag, Path(p)) for flag, p in (("--output", output), ("--json", json),
-                                             ("--masks", masks)) if p is not None]  # fmt: skip
+    given = [
+        (flag, Path(p))
+        for flag, p in (("--output", output), ("--json", json), ("--masks", masks))
+        if p is not None
+    ]
     src = source_file(source)
     if src is not None:
         for flag, path in given:
@@ -86,14 +89,17 @@ def check_outputs(
     for k, (flag, path) in enumerate(given):
         for other, there in given[k + 1 :]:
             if find_overwrites([path], [there]):
-                raise OverwriteError(f"{flag} and {other} are the same path ({path}); give "
-                                     f"each output its own")  # fmt: skip
+                raise OverwriteError(
+                    f"{flag} and {other} are the same path ({path}); give each output its own"
+                )
     if masks is not None:
         for flag, path in given:
             in_masks = find_overwrites([path.parent], [masks])
             if flag != "--masks" and in_masks and _FRAME_MASK.fullmatch(path.name):
-                raise OverwriteError(f"{flag} {path} is a frame mask of --masks {masks}; give "
-                                     f"it another name or folder")  # fmt: skip
+                raise OverwriteError(
+                    f"{flag} {path} is a frame mask of --masks {masks}; give "
+                    f"it another name or folder"
+                )
 
 
 def _temp_beside(path: Path) -> Path:
@@ -116,8 +122,9 @@ class VideoFileSink:
     stage = "encode"
     needs_overlay = True
 
-    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int],
-                 codec: str | None = None):  # fmt: skip
+    def __init__(
+        self, path: str | os.PathLike, fps: float, size: tuple[int, int], codec: str | None = None
+    ):
         self.path = Path(path)
         self.codec = codec or default_codec()
         if self.codec not in CODECS:
@@ -145,8 +152,9 @@ class VideoFileSink:
     def write(self, frame: Any, result: Any, shown: np.ndarray | None) -> None:
         image = shown if shown is not None else frame.image
         if any(self._pad):
-            image = cv2.copyMakeBorder(image, 0, self._pad[0], 0, self._pad[1],
-                                       cv2.BORDER_REPLICATE)  # fmt: skip
+            image = cv2.copyMakeBorder(
+                image, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE
+            )
         self._writer.write(image)
         self.frames += 1
 
@@ -264,8 +272,15 @@ def frame_record(frame: Any, result: Any) -> dict[str, Any]:
     faces = []
     for track_id, face in zip(result.ids, result.scene.faces, strict=True):
         r = face.as_record()
-        faces.append({"id": track_id, "box": r["box"], "score": r["score"],
-                      "mask_area": r["mask_area"], "mask": r["mask"]})  # fmt: skip
+        faces.append(
+            {
+                "id": track_id,
+                "box": r["box"],
+                "score": r["score"],
+                "mask_area": r["mask_area"],
+                "mask": r["mask"],
+            }
+        )
     return {"index": frame.index, "time": round(frame.time, 4), "faces": faces}
 
 
@@ -291,11 +306,12 @@ class MaskFolderSink:
 def gui_problem() -> str | None:
     """Why no preview window can open here (None: one can)."""
     info = cv2.getBuildInformation()
-    gui = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                if ln.strip().startswith("GUI:")), "")  # fmt: skip
+    gui = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.strip().startswith("GUI:")),
+        "",
+    )
     if gui.upper() in ("", "NONE"):
-        return ("this OpenCV has no GUI (opencv-python-headless); install opencv-python "
-                "for --show")  # fmt: skip
+        return "this OpenCV has no GUI (opencv-python-headless); install opencv-python for --show"
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):

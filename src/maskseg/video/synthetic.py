@@ -2,7 +2,7 @@
 
 No video with labelled masks ships with the data, so the video tests and
 ``benchmarks/bench_video.py`` assemble their clips from face crops: each crop is pasted with
-feathered edges (as ``maskseg.synth`` places faces in scenes) at a position that moves a few
+feathered edges (as ``maskseg.data.synth`` places faces in scenes) at a position that moves a few
 pixels per frame and bounces off the frame's edges.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskseg.synth import feather_alpha
+from maskseg.data.synth import feather_alpha
 
 
 @dataclass
@@ -100,8 +100,9 @@ def moving_faces(
                 m.vy, m.y = -m.vy, float(np.clip(m.y, 0, h - side))
 
 
-def write_clip(path: str | os.PathLike, frames: Sequence[np.ndarray] | Iterator[np.ndarray],
-               fps: float = 30.0) -> Path:  # fmt: skip
+def write_clip(
+    path: str | os.PathLike, frames: Sequence[np.ndarray] | Iterator[np.ndarray], fps: float = 30.0
+) -> Path:
     """Write RGB frames with OpenCV (mp4v for .mp4/.mov, MJPG for .avi)."""
     path = Path(path)
     writer = None

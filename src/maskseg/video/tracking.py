@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from maskseg.detect import box_iou, cut_crop
-from maskseg.postprocess import sigmoid
+from maskseg.pipeline.detect import box_iou, cut_crop
+from maskseg.pipeline.postprocess import sigmoid
 
 
 @dataclass
@@ -183,8 +183,9 @@ class CropSmoother:
             return rect
         predicted = m.window + m.velocity
         surprise = raw - predicted
-        a = float(np.clip(np.abs(surprise).max() / (WINDOW_FOLLOW * predicted[2]),
-                          WINDOW_MIN_GAIN, 1.0))  # fmt: skip
+        a = float(
+            np.clip(np.abs(surprise).max() / (WINDOW_FOLLOW * predicted[2]), WINDOW_MIN_GAIN, 1.0)
+        )
         m.window = predicted + a * surprise
         m.velocity = m.velocity + a * a / (2 - a) * surprise  # critically damped
         m.box = box
@@ -238,6 +239,8 @@ def _resample(prob: np.ndarray, old: np.ndarray, new: np.ndarray) -> tuple[np.nd
     ty = (new[1] - old[1]) * s / (old[3] - old[1]) + 0.5 * k - 0.5
     m = np.array([[k, 0, tx], [0, k, ty]], np.float64)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warp = [cv2.warpAffine(a, m, (s, s), flags=flags, borderMode=cv2.BORDER_CONSTANT,
-                           borderValue=0.0) for a in (prob, np.ones_like(prob))]  # fmt: skip
+    warp = [
+        cv2.warpAffine(a, m, (s, s), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        for a in (prob, np.ones_like(prob))
+    ]
     return warp[0], warp[1]

@@ -1,0 +1,196 @@
+"""The ``predict`` command's library function: segment image files and folders, write masks.
+
+Light on purpose (no training stack): it decodes each file (reduced when the file is far
+larger than the model needs), calls a segmenter and writes ``DIR/<stem>.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from maskseg.console import show_progress
+from maskseg.io import (
+    DECODE_SIDE,
+    DEFAULT_MAX_PIXELS,
+    ImageReadError,
+    atomic_write_bytes,
+    collect_inputs,
+    decode_image,
+    is_within,
+    refuse_overwrite,
+    write_mask,
+    write_rgb,
+)
+
+log = logging.getLogger(__name__)
+
+
+class FileSegmenter(Protocol):
+    def predict(self, image: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray: ...
+
+
+@dataclass
+class PredictResult:
+    written: list[Path]
+    failed: list[tuple[Path, str]]
+
+
+def _warn(path: Path, reason: str) -> None:
+    log.warning("skipped %s: %s", path, reason)
+
+
+def predict_paths(
+    segmenter: FileSegmenter,
+    inputs: list[str | Path],
+    output_dir: str | Path,
+    overlay_images: bool = False,
+    progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_skip: Callable[[Path, str], None] = _warn,
+    write_json: bool = False,
+) -> PredictResult:
+    """Write DIR/<stem>.png (0/255 mask at the input's full size) for every readable input.
+
+    Files found inside a sub-folder of a folder input go to the same sub-folder of DIR; a
+    second input with a name already written (``a.jpg`` beside ``a.png``) gets its extension
+    in the name (``a_png.png``; then a number) rather than overwrite the first. Unreadable
+    files, files over ``max_pixels``, folders named like images and symlink loops are
+    reported once through ``on_skip`` and listed in the result; the rest go on. Overlays of
+    images decoded reduced are written at the reduced size.
+
+    Nothing given is ever overwritten, and outputs are never read back as inputs:
+
+    - files found by scanning a folder input that lie inside DIR (DIR inside that folder, as
+      in ``predict in --output in/masks``) are left out, with one log line giving their
+      count and DIR, so a second run does not segment the first run's masks and overlays;
+    - every output path (masks, overlays, JSON; names planned for every input before any is
+      decoded) is checked against every input first: if one would replace an input (the same
+      path, or the same file through a link), ``OverwriteError`` (a ``ValueError``) is raised
+      before anything is written, naming the inputs. DIR may be an input folder itself only
+      while no output name lands on an input (``photo.png`` cannot get a mask there).
+
+    A scene segmenter (``maskseg.pipeline.scene.ScenePredictor``, anything with
+    ``segment``) also gives faces: ``write_json`` then writes DIR/<stem>.json (image size,
+    and per face its box, score, crop, mask share of the box and whether it wears a mask),
+    the overlay gets the boxes, and an image without faces is logged as such (its mask is empty).
+    """
+    from tqdm import tqdm
+
+    from maskseg.pipeline.annotate import annotate
+
+    out = Path(output_dir)
+    items, skipped = _collect(inputs, out)
+    names = plan_names(items)
+    planned = [
+        out / f"{name}{end}" for name in names for end in _endings(overlay_images, write_json)
+    ]
+    _refuse_overwrite([out, *planned], [path for path, _ in items], inputs, out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = PredictResult([], [])
+    for path, reason in skipped:
+        on_skip(path, reason)
+        result.failed.append((path, reason))
+    bar = tqdm(
+        list(zip(items, names, strict=True)),
+        desc="predict",
+        unit="img",
+        disable=not show_progress(progress),
+    )
+    for (path, _), name in bar:
+        try:
+            image, full = decode_image(path, max_pixels=max_pixels, min_side=DECODE_SIDE)
+        except ImageReadError as exc:
+            on_skip(path, exc.reason)
+            result.failed.append((path, exc.reason))
+            continue
+        faces = None
+        if hasattr(segmenter, "segment"):
+            scene = segmenter.segment(image, size=full)
+            mask, faces = scene.mask, scene.faces
+            if not faces:
+                log.info("%s: no face found; the mask is empty", path)
+            if write_json:
+                record = {"image": str(path), **scene.as_record()}
+                atomic_write_bytes(out / f"{name}.json", json.dumps(record, indent=1).encode())
+        else:
+            mask = segmenter.predict(image, size=full)
+        result.written.append(write_mask(out / f"{name}.png", mask))
+        if overlay_images:
+            write_rgb(out / f"{name}_overlay.jpg", annotate(image, mask, faces, full[1]))
+        del image, mask  # a 144 MP mask should not outlive its file
+    return result
+
+
+def _endings(overlay_images: bool, write_json: bool) -> list[str]:
+    """What follows an output name: the mask, and the overlay and JSON when asked for."""
+    return [".png"] + ["_overlay.jpg"] * overlay_images + [".json"] * write_json
+
+
+def _collect(
+    inputs: list[str | Path], out: Path
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """``collect_inputs``, less the files a folder scan finds inside the output folder (they
+    are outputs of an earlier run); files and folders given explicitly are kept."""
+    items: list[tuple[Path, Path]] = []
+    skipped: list[tuple[Path, str]] = []
+    left_out = 0
+    inside: dict[Path, bool] = {}  # per folder: is it the output folder or below it?
+
+    def outside(path: Path) -> bool:
+        if path.parent not in inside:
+            inside[path.parent] = is_within(path.parent, out)
+        return not inside[path.parent]
+
+    for item in inputs:
+        found, bad = collect_inputs([item])
+        if Path(item).is_dir() and not is_within(item, out):
+            kept = [(p, n) for p, n in found if outside(p)]
+            bad = [(p, why) for p, why in bad if outside(p)]
+            left_out += len(found) - len(kept)
+            found = kept
+        items += found
+        skipped += bad
+    if left_out:
+        log.info(
+            "left out %d file(s) inside the output folder %s (outputs are not read as inputs)",
+            left_out,
+            out,
+        )
+    return items, skipped
+
+
+def plan_names(items: list[tuple[Path, Path]]) -> list[Path]:
+    """The output name (no suffix) of each (path, name) from ``collect_inputs``: a name
+    already taken by an earlier input gets the file's extension (``a_png``), then a number."""
+    used: set[Path] = set()
+    names = []
+    for path, name in items:
+        if name in used:
+            base = name.with_name(f"{name.name}_{path.suffix.lstrip('.').lower()}")
+            name, k = base, 2
+            while name in used:
+                name, k = base.with_name(f"{base.name}_{k}"), k + 1
+            log.warning("%s: output name taken by an earlier input; writing %s.png", path, name)
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _refuse_overwrite(
+    planned: list[Path], files: list[Path], inputs: list[str | Path], out: Path
+) -> None:
+    same = [str(i) for i in inputs if Path(i).is_dir() and is_within(out, i) and is_within(i, out)]
+    hint = "choose another --output folder"
+    if same:
+        hint = (
+            f"the output folder is the input folder {same[0]}, where these output names "
+            f"land on inputs; {hint}"
+        )
+    refuse_overwrite(planned, files, hint)

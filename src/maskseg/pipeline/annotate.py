@@ -1,0 +1,174 @@
+"""Pictures: training curves, overlays and image | truth | prediction grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskseg.io import atomic_write_bytes
+
+OVERLAY_COLOUR = np.array([0, 200, 255], dtype=np.float32)  # cyan: visible on skin and masks
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed).
+
+    Only training curves and the comparison's bar chart need it (the ``train`` extra).
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "charts need matplotlib, which comes with the training extra: "
+            "pip install 'maskseg[train]'"
+        ) from None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_fig(fig, path: str | Path) -> None:
+    """Save a figure as PNG atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def plot_curves(history: list[dict], path: str | Path) -> None:
+    """Loss (left) and validation metrics (right) per epoch."""
+    plt = pyplot()
+    epochs = [r["epoch"] for r in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key in ("train_loss", "val_loss"):
+        if key in history[0]:
+            a.plot(epochs, [r[key] for r in history], label=key)
+    a.set_xlabel("epoch")
+    a.set_title("loss (BCE + Dice)")
+    a.legend()
+    for key in ("val_iou", "val_dice", "val_iou_pooled"):
+        if key in history[0]:
+            b.plot(epochs, [r[key] for r in history], label=key)
+    b.set_xlabel("epoch")
+    b.set_title("validation")
+    if any(k.startswith("val_") for k in history[0]):
+        b.legend()
+    fig.tight_layout()
+    save_fig(fig, path)
+    plt.close(fig)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Tint the mask region and outline its boundary, RGB uint8 in and out."""
+    out = np.ascontiguousarray(image, dtype=np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * OVERLAY_COLOUR
+    out = out.astype(np.uint8)
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    thickness = max(1, round(max(image.shape[:2]) / 300))
+    cv2.drawContours(out, contours, -1, (255, 255, 0), thickness)
+    return out
+
+
+def draw_faces(
+    image: np.ndarray, faces: list, scale: float = 1.0, thickness: int | None = None
+) -> np.ndarray:
+    """Draw each face's box (green with a mask, orange without) and its score / mask share.
+
+    ``faces`` are ``maskseg.pipeline.scene.Face``; ``scale`` maps their coordinates to ``image``'s.
+    """
+    out = np.ascontiguousarray(image).copy()
+    t = thickness or max(1, round(max(image.shape[:2]) / 400))
+    for f in faces:
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in f.box)
+        colour = (40, 220, 90) if f.mask else (255, 150, 0)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, t, cv2.LINE_AA)
+        label = f"{f.score:.2f} mask {f.mask_area:.0%}" if f.mask else f"{f.score:.2f} no mask"
+        cv2.putText(
+            out,
+            label,
+            (x1, max(12, y1 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * t,
+            colour,
+            t,
+            cv2.LINE_AA,
+        )
+    return out
+
+
+def annotate(
+    image: np.ndarray, mask: np.ndarray, faces: list | None = None, full_width: int | None = None
+) -> np.ndarray:
+    """``image`` with ``mask`` tinted and outlined and each face's box drawn (``draw_faces``).
+
+    An image decoded reduced keeps its mask and faces at the file's full size (``full_width``
+    its width): the mask is resized to the image and the boxes scaled, so the picture is
+    drawn at the decoded size.
+    """
+    if mask.shape != image.shape[:2]:
+        h, w = image.shape[:2]
+        mask = cv2.resize(mask.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    shown = overlay(image, mask.astype(bool))
+    if faces:
+        shown = draw_faces(shown, faces, image.shape[1] / full_width if full_width else 1.0)
+    return shown
+
+
+def mask_rgb(mask: np.ndarray) -> np.ndarray:
+    return np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
+
+
+def image_grid(
+    rows: list[list[np.ndarray]],
+    column_titles: list[str],
+    row_titles: list[str],
+    path: str | Path,
+    tile: int = 160,
+) -> None:
+    """Save a grid of RGB tiles (each resized to tile x tile) with column titles on top and
+    row titles on the left (OpenCV only, so evaluation needs no plotting library)."""
+    font, scale, colour = cv2.FONT_HERSHEY_SIMPLEX, 0.42, (20, 20, 20)
+    line = 16
+    label_w = (
+        max(
+            [cv2.getTextSize(t, font, scale, 1)[0][0] for r in row_titles for t in r.split("\n")]
+            + [0]
+        )
+        + 12
+    )
+    head = line + 8
+    n_rows, n_cols = len(rows), len(column_titles)
+    canvas = np.full((head + n_rows * (tile + 4), label_w + n_cols * (tile + 4), 3), 255, np.uint8)
+    for c, title in enumerate(column_titles):
+        cv2.putText(
+            canvas,
+            title[:24],
+            (label_w + c * (tile + 4) + 4, line),
+            font,
+            scale,
+            colour,
+            1,
+            cv2.LINE_AA,
+        )
+    for r, row in enumerate(rows):
+        y = head + r * (tile + 4)
+        for k, text in enumerate(row_titles[r].split("\n")):
+            cv2.putText(
+                canvas, text, (4, y + tile // 2 + k * line), font, scale, colour, 1, cv2.LINE_AA
+            )
+        for c, img in enumerate(row):
+            x = label_w + c * (tile + 4)
+            canvas[y : y + tile, x : x + tile] = cv2.resize(
+                np.ascontiguousarray(img), (tile, tile), interpolation=cv2.INTER_AREA
+            )
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(Path(path), buf.tobytes())

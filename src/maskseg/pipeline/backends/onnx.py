@@ -1,0 +1,156 @@
+"""The onnxruntime backend: an exported model (``maskseg export``) without PyTorch.
+
+The .onnx file holds the weights (fp32 or INT8 QDQ) and, in its metadata, the same config a
+.safetensors file carries, so the ``Predictor`` preprocesses and thresholds exactly alike.
+Session defaults were measured on a shared 2-core CPU (``benchmarks/bench_race.py``): all
+graph optimisations, sequential execution, and no spinning of idle worker threads (spinning
+only burns the core another process needs, for no gain on batches of crops).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from maskseg.config import Config
+
+OPTIMIZATION = {
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def session_options(
+    threads: int = 0,
+    optimization: str = "all",
+    spinning: bool = False,
+    parallel: bool = False,
+) -> ort.SessionOptions:
+    """onnxruntime session settings.
+
+    Args:
+        threads: intra-op threads (0: one per core, as onnxruntime chooses).
+        optimization: graph optimisation level: none, basic, extended or all.
+        spinning: let idle worker threads spin for the next op (lower latency on an idle
+            machine, wasted cycles on a shared one).
+        parallel: run independent branches of the graph concurrently (ORT_PARALLEL).
+    """
+    if optimization not in OPTIMIZATION:
+        raise ValueError(f"unknown optimization {optimization!r}; valid: {', '.join(OPTIMIZATION)}")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = OPTIMIZATION[optimization]
+    so.intra_op_num_threads = max(0, threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+    so.log_severity_level = 3  # errors only: no warnings about unused initializers on stderr
+    return so
+
+
+def _providers(device: str) -> list[str]:
+    if device in ("auto", "cpu"):
+        return [PROVIDERS["cpu"]]
+    name = PROVIDERS.get(device.split(":")[0])
+    if name is None:
+        raise ValueError(f"unknown device {device!r} for the onnx backend; valid: auto, cpu, cuda")
+    if name not in ort.get_available_providers():
+        raise ValueError(
+            f"device {device!r}: this onnxruntime has no {name} "
+            f"(available: {', '.join(ort.get_available_providers())}); "
+            "add --backend torch to run the PyTorch weights there"
+        )
+    return [name, PROVIDERS["cpu"]]
+
+
+def metadata(session: ort.InferenceSession, path: str | Path) -> tuple[Config, dict[str, Any]]:
+    """(config, info) from a maskseg .onnx file's metadata."""
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    if meta.get("format") != "maskseg" or "config" not in meta:
+        raise ValueError(
+            f"{path}: ONNX file has no maskseg config metadata (export it with `maskseg export`)"
+        )
+    info: dict[str, Any] = {"metrics": json.loads(meta.get("metrics", "{}"))}
+    for key, value in meta.items():
+        if key not in ("format", "config", "metrics"):
+            info[key] = json.loads(value) if value[:1] in "{[" else value
+    return Config.from_dict(json.loads(meta["config"])), info
+
+
+def open_session(
+    model: str | Path | bytes, options: ort.SessionOptions | None = None, device: str = "auto"
+) -> ort.InferenceSession:
+    """An onnxruntime session on a model file (or its bytes)."""
+    what = "model bytes" if isinstance(model, bytes) else str(model)
+    if not isinstance(model, bytes):
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"{model}: model file not found")
+        model = os.fspath(model)
+    try:
+        return ort.InferenceSession(
+            model, options or session_options(), providers=_providers(device)
+        )
+    except (
+        ort.capi.onnxruntime_pybind11_state.Fail,
+        ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
+    ) as exc:
+        raise ValueError(f"{what}: not a readable ONNX model ({str(exc)[:300]})") from None
+
+
+class OnnxBackend:
+    """Runs an exported model that maps (N, 3, S, S) to (N, 1, S, S) logits."""
+
+    name = "onnx"
+
+    def __init__(self, session: ort.InferenceSession, int8: bool = False):
+        self.session = session
+        self.int8 = int8
+        self.input = session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run(None, {self.input: x})[0]
+
+    def describe(self) -> str:
+        so = self.session.get_session_options()
+        threads = so.intra_op_num_threads or os.cpu_count()
+        kind = "int8" if self.int8 else "fp32"
+        return (
+            f"onnxruntime {ort.__version__} on {self.session.get_providers()[0]} "
+            f"({kind}, {threads} threads)"
+        )
+
+
+def load(
+    path: str | Path,
+    device: str = "auto",
+    precision: str = "auto",
+    threads: int = 0,
+    optimization: str = "all",
+    spinning: bool = False,
+    parallel: bool = False,
+) -> tuple[OnnxBackend, Config, dict[str, Any]]:
+    """An .onnx file written by ``maskseg export``.
+
+    Args:
+        precision: "auto" only: the file's own (fp32, or INT8 when exported with ``--int8``).
+        threads, optimization, spinning, parallel: see ``session_options``.
+    """
+    if precision != "auto":
+        raise ValueError(
+            f"precision {precision!r}: the onnx backend runs the file's own precision "
+            "(fp32, or INT8 when exported with --int8); precision applies to the torch backend"
+        )
+    session = open_session(path, session_options(threads, optimization, spinning, parallel), device)
+    cfg, info = metadata(session, path)
+    return OnnxBackend(session, int8=info.get("int8") == "yes"), cfg, info

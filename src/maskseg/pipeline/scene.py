@@ -1,0 +1,316 @@
+"""Masks in whole photos and video frames: detect faces, crop each as the training crops are
+framed, segment all crops in one batch, paste the masks back into one full-frame mask.
+
+Detection -> segmentation -> annotation stay three separate steps
+(``maskseg.pipeline.annotate`` draws), so
+``predict --scene``, the video loop and the web API chain them the same way:
+
+    scene = ScenePredictor(Predictor.load())
+    result = scene.segment(image)      # SceneResult: full-frame mask + one Face per face
+    mask = scene.predict(image)        # just the mask, like Predictor.predict
+
+A caller with a time limit passes ``deadline`` (a ``time.monotonic()`` value): the work stops
+with ``DeadlineExceeded`` (a ``TimeoutError``) at the next check after it, so a request that
+timed out does not hold its thread:
+
+    try:
+        result = scene.segment(image, size=full, deadline=time.monotonic() + 10)
+    except DeadlineExceeded:
+        ...                            # nothing of the image's work goes on
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from maskseg.pipeline.detect._base import MAX_TILES, check_deadline
+from maskseg.pipeline.detect._base import DeadlineExceeded as DeadlineExceeded  # raised by segment
+from maskseg.pipeline.preprocess import as_rgb
+
+# Scene settings, chosen on fold 0 validation scenes (docs/shipped-model-plan.md; full-frame
+# IoU 0.643 with 0.35 / x1.15 / no containment rule, 0.714 with the values below).
+# Detector score threshold: lower than MediaPipe's 0.5, because the presence gate turns a
+# detection without a mask (a face or not) into an empty mask, while a missed face can never
+# be segmented.
+SCENE_SCORE_THRESHOLD = 0.25
+# Crops are cut this many times the calibrated side.
+CROP_SCALE = 1.0
+# A detection overlapping a better one by more than this share of the smaller box's area is
+# dropped: the detector's overlapping boxes around one face (tiles zoomed into part of a big
+# face), which plain IoU suppression keeps, would each paint a mask. 0.2 was chosen on fold 0
+# validation (docs/shipped-model-plan.md): unmasked photos given a mask 7.6 % -> 5.8 % at 0.5
+# -> 0.2, masked photos 90.4 % -> 90.2 %, scene IoU 0.724 -> 0.727.
+CONTAINED = 0.2
+# With a deadline, crops are segmented this many per backend call, the deadline checked
+# between calls (16 crops of the shipped model: about 0.2 s on two CPU cores).
+SEGMENT_CHUNK = 16
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """How faces are found and cropped.
+
+    Attributes:
+        detector: a registered detector name (``maskseg.pipeline.detect.list_detectors()``).
+        mode: "frame" (one pass) or "tiles" (one pass plus overlapping tiles: small faces).
+        score_threshold: minimum detection score.
+        crop_scale: crops are this many times the calibrated crop side.
+        max_faces: at most this many faces per image (best first); None for all.
+        threads: detector threads (None: its default).
+        max_tiles: at most this many detector tiles per image ("tiles" mode); very long
+            images get fewer, larger tiles (``maskseg.pipeline.detect.regions.tile_squares``).
+    """
+
+    detector: str = "blazeface"
+    mode: str = "tiles"
+    score_threshold: float = SCENE_SCORE_THRESHOLD
+    crop_scale: float = CROP_SCALE
+    max_faces: int | None = None
+    threads: int | None = None
+    max_tiles: int | None = MAX_TILES
+
+
+@dataclass
+class Face:
+    """One detected face and its mask.
+
+    Attributes:
+        box: detector box x1, y1, x2, y2 in image pixels.
+        score: detector score.
+        crop: the square crop that was segmented, x1, y1, x2, y2.
+        mask_area: mask pixels of this face / area of its box (may exceed 1: a mask reaches
+            below the chin, where the box ends).
+        mask: whether a mask was found (any mask pixel).
+    """
+
+    box: np.ndarray
+    score: float
+    crop: np.ndarray
+    mask_area: float
+    mask: bool
+    keypoints: np.ndarray | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "score": round(float(self.score), 4),
+            "crop": [round(float(v), 1) for v in self.crop],
+            "mask_area": round(float(self.mask_area), 4),
+            "mask": bool(self.mask),
+        }
+
+
+@dataclass
+class SceneResult:
+    """A full-frame mask and the faces it came from."""
+
+    mask: np.ndarray
+    faces: list[Face] = field(default_factory=list)
+
+    def as_record(self) -> dict[str, Any]:
+        h, w = self.mask.shape
+        return {
+            "width": w,
+            "height": h,
+            "faces": [f.as_record() for f in self.faces],
+            "mask_area": round(float(self.mask.mean()), 6),
+        }
+
+
+def drop_contained(detections: Any, limit: float) -> Any:
+    """Keep detections (best first) whose intersection with every better kept one is at most
+    ``limit`` of the smaller box's area."""
+    if len(detections) < 2:
+        return detections
+    b = np.asarray(detections.boxes, np.float64)
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
+    keep: list[int] = []
+    for i in range(len(b)):
+        if keep:
+            k = np.array(keep)
+            iw = np.minimum(b[i, 2], b[k, 2]) - np.maximum(b[i, 0], b[k, 0])
+            ih = np.minimum(b[i, 3], b[k, 3]) - np.maximum(b[i, 1], b[k, 1])
+            inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+            if (inter / np.minimum(area[i], area[k]) > limit).any():
+                continue
+        keep.append(i)
+    return detections[np.array(keep)]
+
+
+def scale_rects(rects: np.ndarray, factor: float) -> np.ndarray:
+    """Grow (or shrink) x1, y1, x2, y2 rectangles about their centres."""
+    rects = np.asarray(rects, np.float64).reshape(-1, 4)
+    centre = (rects[:, :2] + rects[:, 2:]) / 2
+    half = (rects[:, 2:] - rects[:, :2]) / 2 * factor
+    return np.concatenate([centre - half, centre + half], axis=1)
+
+
+class ScenePredictor:
+    """Face detection + the crop ``Predictor``.
+
+    Args:
+        predictor: segments face crops (``maskseg.Predictor``).
+        config: detector and its settings.
+        detector: a detector instance to use instead of building one from ``config``.
+    """
+
+    def __init__(self, predictor: Any, config: SceneConfig | None = None, detector: Any = None):
+        from maskseg.pipeline.detect import get_detector, load_crop_mapping
+
+        self.predictor = predictor
+        self.config = SceneConfig() if config is None else config
+        c = self.config
+        self.detector = detector or get_detector(
+            c.detector,
+            mode=c.mode,
+            score_threshold=c.score_threshold,
+            max_faces=c.max_faces,
+            threads=c.threads,
+            max_tiles=c.max_tiles,
+        )
+        self.mappings = {m: load_crop_mapping(c.detector, m) for m in ("frame", "tiles", "roi")}
+
+    def detect(
+        self, image: np.ndarray, rois: np.ndarray | None = None, *, deadline: float | None = None
+    ):
+        """Faces in an image (``Detections``, best first); with ``rois`` only there (tracked
+        faces). Boxes mostly inside a better one are dropped (``CONTAINED``). ``deadline``:
+        see ``segment``."""
+        if deadline is None:
+            return drop_contained(self.detector.detect(image, rois=rois), CONTAINED)
+        check_deadline(deadline, "face detection")
+        found = self.detector.detect(image, rois=rois, deadline=deadline)
+        check_deadline(deadline, "dropping contained boxes")
+        return drop_contained(found, CONTAINED)
+
+    def crop_rects(self, detections: Any, tracked: bool = False) -> np.ndarray:
+        """Square crops (N, 4) for detections, by the mapping fitted for how they were found."""
+        from maskseg.pipeline.detect import crop_boxes
+
+        mode = "roi" if tracked else self.config.mode
+        return scale_rects(crop_boxes(detections, self.mappings[mode]), self.config.crop_scale)
+
+    def segment(
+        self,
+        image: np.ndarray,
+        size: tuple[int, int] | None = None,
+        detections: Any = None,
+        tracked: bool = False,
+        *,
+        deadline: float | None = None,
+    ) -> SceneResult:
+        """Detect (unless ``detections`` are given), segment every face in one batch, paste.
+
+        Args:
+            image: RGB uint8 (grayscale and RGBA accepted).
+            size: (height, width) of the output mask when ``image`` was decoded reduced;
+                boxes and crops are then reported in that full size's pixels.
+            detections: faces found elsewhere (e.g. tracked in a video).
+            tracked: those faces come from regions tracked between frames ("roi" mapping).
+            deadline: a ``time.monotonic()`` value. Once it has passed, ``DeadlineExceeded``
+                is raised at the next check: before each stage, between the detector's model
+                calls (32 regions, tens of ms each) and, with a deadline, between calls of
+                ``SEGMENT_CHUNK`` crops and between pasted faces. None: no limit.
+
+        Raises:
+            DeadlineExceeded: the deadline passed before the work was done.
+        """
+        check_deadline(deadline, "the scene")
+        image = as_rgb(image)
+        if detections is None:
+            dets = self.detect(image, deadline=deadline)
+        else:
+            dets = detections
+        check_deadline(deadline, "cropping faces")
+        rects = self.crop_rects(dets, tracked)
+        logits = self.crop_logits(image, rects, deadline=deadline)
+        return self.paste(image.shape[:2], size, dets, rects, logits, deadline=deadline)
+
+    def crop_logits(
+        self, image: np.ndarray, rects: np.ndarray, *, deadline: float | None = None
+    ) -> np.ndarray:
+        """The model's logits (N, 1, S, S) for the crops, in one backend call; with a
+        ``deadline``, ``SEGMENT_CHUNK`` crops per call, the deadline checked before each."""
+        from maskseg.pipeline.detect import cut_crop
+
+        s = self.predictor.size
+        crops = []
+        for r in rects:
+            check_deadline(deadline, "cutting face crops")
+            crops.append(cut_crop(image, r, size=s))
+        if not crops:
+            return np.zeros((0, 1, s, s), np.float32)
+        if deadline is None:
+            return self.predictor.logits(crops)
+        parts = []
+        for start in range(0, len(crops), SEGMENT_CHUNK):
+            check_deadline(deadline, "segmenting face crops")
+            parts.append(self.predictor.logits(crops[start : start + SEGMENT_CHUNK]))
+        return np.concatenate(parts)
+
+    def paste(
+        self,
+        shape: tuple[int, int],
+        size: tuple[int, int] | None,
+        dets: Any,
+        rects: np.ndarray,
+        logits: np.ndarray,
+        *,
+        deadline: float | None = None,
+    ) -> SceneResult:
+        """Masks at each crop's own pixel size (upsampled logits, thresholded, cleaned: the
+        crop path of ``Predictor``), OR-ed into the frame; the part outside it is dropped.
+        With a ``deadline``, each face's mask is made after checking it."""
+        from maskseg.pipeline.detect import pixel_rect
+
+        h, w = size if size is not None else shape
+        scale = np.array([w / shape[1], h / shape[0]] * 2)
+        full = np.zeros((h, w), bool)
+        rects = np.asarray(rects, np.float64).reshape(-1, 4) * scale
+        windows = [pixel_rect(r) for r in rects]
+        if deadline is None:
+            masks = self.predictor.masks_from_logits(logits, [(s, s) for _, _, s in windows])
+        else:
+            masks = []
+            for lg, (_, _, s) in zip(logits, windows, strict=True):
+                check_deadline(deadline, "pasting face masks")
+                masks += self.predictor.masks_from_logits(lg[None], [(s, s)])
+        faces = []
+        for i, ((x, y, side), crop_mask) in enumerate(zip(windows, masks, strict=True)):
+            x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
+            area = 0
+            if x1 > x0 and y1 > y0:
+                part = crop_mask[y0 - y : y1 - y, x0 - x : x1 - x]
+                full[y0:y1, x0:x1] |= part
+                area = int(part.sum())
+            box = dets.boxes[i] * scale
+            box_area = max(1.0, float((box[2] - box[0]) * (box[3] - box[1])))
+            faces.append(
+                Face(
+                    box,
+                    float(dets.scores[i]),
+                    rects[i],
+                    area / box_area,
+                    area > 0,
+                    dets.keypoints[i] * scale[:2],
+                )
+            )
+        return SceneResult(full, faces)
+
+    def predict(self, image: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The full-frame bool mask (as ``Predictor.predict``, for whole photos)."""
+        return self.segment(image, size).mask
+
+    __call__ = predict
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [self.predict(im) for im in images]
+
+    def describe(self) -> str:
+        c = self.config
+        found = f"{c.detector} ({c.mode}, score >= {c.score_threshold})"
+        return f"{found} + {self.predictor.describe()}"

@@ -1,0 +1,193 @@
+"""The mask-presence gate: fit a ``PresenceHead`` on a trained U-Net's frozen encoder, and
+measure how often a face without a mask gets one and a face with a mask gets none.
+
+Fitting leaves the segmentation untouched (the encoder is frozen, the decoder unused), so the
+gate can only lose a masked face's mask, never reshape it: IoU on a masked face changes only
+where the gate says "no mask".
+
+    maskseg gate run/best.safetensors --faces runs/faces --data MSFD --output gated.safetensors
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from maskseg.pipeline.preprocess import model_input
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How the head is fitted (chosen on faces fold 0 validation, docs/shipped-model-plan.md).
+
+    Attributes:
+        hidden: hidden units of the MLP (0: logistic regression).
+        epochs, lr, weight_decay, batch_size, dropout: AdamW training of the head.
+        flip: also train on the mirrored crops (masks are left-right symmetric).
+        seed: initialisation and batch order.
+    """
+
+    hidden: int = 256
+    epochs: int = 200
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 128
+    dropout: float = 0.2
+    flip: bool = True
+    seed: int = 0
+
+
+@torch.no_grad()
+def encoder_features(
+    model: torch.nn.Module, images: Sequence[np.ndarray], size: int, batch_size: int = 64
+) -> np.ndarray:
+    """The presence head's input features (N, F) for RGB images, from the frozen encoder."""
+    from maskseg.models.unet import PresenceHead
+
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(model_input(list(images[i : i + batch_size]), size))
+        out.append(PresenceHead.features(model.encode(x)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def fit_presence(
+    model: torch.nn.Module,
+    positives: Sequence[np.ndarray],
+    negatives: Sequence[np.ndarray],
+    size: int,
+    cfg: GateConfig | None = None,
+) -> dict[str, Any]:
+    """Give ``model`` (a ``UNet``) a fitted presence head; returns training figures.
+
+    Args:
+        positives: face crops wearing a mask; negatives: face crops without one.
+        size: the model's input size.
+    """
+    from maskseg.models.unet import PresenceHead
+
+    cfg = GateConfig() if cfg is None else cfg
+    if not positives or not negatives:
+        raise ValueError("the gate needs face crops with and without masks")
+    images = list(positives) + list(negatives)
+    labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(np.float32)
+    feats = encoder_features(model, images, size)
+    if cfg.flip:
+        feats = np.concatenate(
+            [feats, encoder_features(model, [im[:, ::-1] for im in images], size)]
+        )
+        labels = np.r_[labels, labels]
+    head = PresenceHead(model.widths, cfg.hidden)
+    head.mean.copy_(torch.from_numpy(feats.mean(0)))
+    head.std.copy_(torch.from_numpy(feats.std(0) + 1e-6))
+    if cfg.dropout and cfg.hidden > 0:
+        head.classifier.insert(0, torch.nn.Dropout(cfg.dropout))
+    x = (torch.from_numpy(feats) - head.mean) / head.std
+    y = torch.from_numpy(labels)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(head.classifier.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Balance the two classes: the gate's errors on either side cost alike.
+    pos_weight = torch.tensor((labels == 0).sum() / max(1, (labels == 1).sum()))
+    head.train()
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), cfg.batch_size):
+            j = perm[i : i + cfg.batch_size]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                head.classifier(x[j])[:, 0], y[j], pos_weight=pos_weight
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    head.eval()
+    if cfg.dropout and cfg.hidden > 0:  # dropout is a no-op at inference: drop the layer
+        head.classifier = torch.nn.Sequential(*list(head.classifier)[1:])  # renumbered keys
+    with torch.no_grad():
+        train_acc = float(((head.classifier(x)[:, 0] > 0).float() == y).float().mean())
+    model.presence = head
+    return {"n_positive": len(positives), "n_negative": len(negatives), "train_accuracy": train_acc}
+
+
+def scene_crops(
+    masked: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    unmasked: Sequence[np.ndarray],
+    n_scenes: int = 400,
+    seed: int = 0,
+    size: int = 160,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Crops as the scene path cuts them, from synthetic scenes of the given faces.
+
+    Faces are placed in 640 x 480 frames over varied backgrounds (``maskseg.data.synth``; one scene
+    in five has none), found with the scene detector at a low score threshold (0.2), and cut
+    like ``ScenePredictor`` cuts them. A detection on a placed masked face (box IoU >= 0.5) is
+    a positive; one on an unmasked face (IoU >= 0.5), or one whose crop shows next to nothing
+    of any masked face (under 10 % of the crop: background), is a negative — the false
+    detections the gate must turn into "no mask". Detections that show part of a masked face
+    are left out: "no mask" would be a wrong label for them.
+
+    Args:
+        masked: (crop, its mask or None) of faces wearing a mask.
+        unmasked: crops of faces without one.
+
+    Returns:
+        (positive crops, negative crops), each size x size RGB.
+    """
+    from maskseg.data.synth import compose
+    from maskseg.pipeline.detect import box_iou, cut_crop
+    from maskseg.pipeline.scene import SceneConfig, ScenePredictor
+
+    # the scene path's detector and crops (no segmenter needed); every detection is kept,
+    # also the overlapping ones the scene path drops
+    finder = ScenePredictor(None, SceneConfig(score_threshold=0.2))
+    rng = np.random.default_rng(seed)
+    pos: list[np.ndarray] = []
+    neg: list[np.ndarray] = []
+    for k in range(n_scenes):
+        faces: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+        if k % 5:
+            for _ in range(int(rng.integers(1, 3))):
+                crop, mask = masked[int(rng.integers(len(masked)))]
+                if mask is None:  # a photo-labelled face: any mask placeholder marks it masked
+                    mask = np.ones(crop.shape[:2], bool)
+                faces.append(("m", crop, mask))
+            for _ in range(int(rng.integers(0, 3))):
+                faces.append(("u", unmasked[int(rng.integers(len(unmasked)))], None))
+        photo = masked[int(rng.integers(len(masked)))][0]
+        scene = compose(faces, rng, photo=photo)
+        dets = finder.detector.detect(scene.image)
+        if not len(dets):
+            continue
+        rects = finder.crop_rects(dets)
+        placed = np.array([p.rect for p in scene.placements], np.float64).reshape(-1, 4)
+        for box, rect in zip(dets.boxes.astype(np.float64), rects, strict=True):
+            overlaps = box_iou(box, placed) if len(placed) else np.zeros(0)
+            j = int(overlaps.argmax()) if len(overlaps) else -1
+            best = float(overlaps[j]) if j >= 0 else 0.0
+            crop = cut_crop(scene.image, rect, size=size)
+            if best >= 0.5:
+                (pos if scene.placements[j].masked else neg).append(crop)
+            elif _masked_share(rect, scene) < 0.1:
+                neg.append(crop)
+    return pos, neg
+
+
+def _masked_share(rect: np.ndarray, scene: Any) -> float:
+    """The largest share of ``rect``'s area covered by one placed masked face."""
+    x1, y1, x2, y2 = rect
+    area = max(1e-6, (x2 - x1) * (y2 - y1))
+    shares = [0.0]
+    for p in scene.placements:
+        if p.masked:
+            a1, b1, a2, b2 = p.rect
+            iw, ih = min(x2, a2) - max(x1, a1), min(y2, b2) - max(y1, b1)
+            shares.append(max(0.0, iw) * max(0.0, ih) / area)
+    return max(shares)

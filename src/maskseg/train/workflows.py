@@ -1,0 +1,252 @@
+"""Training workflows the CLI calls: train, cross-validate, fit the presence gate.
+
+``evaluate_predictor`` and ``format_summary_table`` live in ``maskseg.evaluate.evaluation`` (no
+PyTorch) and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from maskseg.config import Config, load_config, resume_config, save_config
+from maskseg.data.pairs import Sample, SplitData, Splits, load_split
+from maskseg.evaluate import metrics as M
+from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
+from maskseg.io import atomic_write_bytes
+from maskseg.pipeline.backends.runtime import resolve_device
+from maskseg.pipeline.predictor import Predictor
+from maskseg.train.engine import BEST_WEIGHTS, evaluate, fit
+from maskseg.train.gate import GateConfig
+
+log = logging.getLogger(__name__)
+
+CONFIG_YAML = "config.yaml"
+SPLITS_JSON = "splits.json"
+SUMMARY_JSON = "summary.json"
+
+
+def _prepare_run(
+    cfg: Config, run_dir: Path, resume: bool, overrides: dict | None = None
+) -> tuple[Config, SplitData]:
+    """Write (or, on resume, reload and reconcile) the run's config and split; decode data.
+
+    On resume the run keeps its own config; ``overrides`` (the options given on the command
+    line) may only change what ``config.RESUMABLE`` allows, anything else is refused by name.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / CONFIG_YAML
+    splits_path = run_dir / SPLITS_JSON
+    if resume and cfg_path.exists():
+        cfg = resume_config(load_config(cfg_path), overrides or {})
+    splits = Splits.load(splits_path) if resume and splits_path.exists() else None
+    data = load_split(cfg.data.root, cfg.data, "all", splits)
+    if not data.samples:
+        raise ValueError(f"{cfg.data.root}: no readable image/mask pairs")
+    save_config(cfg, cfg_path)
+    data.splits.save(splits_path)
+    return cfg, data
+
+
+def _scores(model, samples: list[Sample], cfg: Config) -> dict[str, float]:
+    counts, _ = evaluate(model, samples, cfg, resolve_device(cfg.train.device))
+    return M.summarize(counts)
+
+
+def _skipped(data: SplitData) -> list[str]:
+    return [f"{pid}: {why}" for pid, why in data.skipped]
+
+
+def train_run(
+    cfg: Config,
+    run_dir: str | Path,
+    val_fold: int = 0,
+    resume: bool = False,
+    checkpoint_interval: float = 60.0,
+    overrides: dict | None = None,
+) -> dict:
+    """Train one model. Validation = fold ``val_fold`` (early stopping); -1 trains on every
+    non-test pair for the configured epochs. The held-out test split is scored at the end only.
+    ``overrides``: the options given explicitly, checked against the run's own on resume.
+    """
+    run_dir = Path(run_dir)
+    cfg, data = _prepare_run(cfg, run_dir, resume, overrides)
+    if val_fold < 0:
+        train_ids, val_ids = data.splits.trainval, []
+    else:
+        train_ids, val_ids = data.splits.train_val(val_fold)
+    res = fit(cfg, data.take(train_ids), data.take(val_ids), run_dir, resume, checkpoint_interval)
+    summary = {
+        "run_dir": str(run_dir),
+        "val_fold": val_fold,
+        "n_train": len(data.take(train_ids)),
+        "n_val": len(data.take(val_ids)),
+        "n_test": len(data.take(data.splits.test)),
+        "best_epoch": res.best_epoch,
+        "epochs_run": res.epochs_run,
+        "skipped_pairs": _skipped(data),
+        "val": _scores(res.model, data.take(val_ids), cfg) if val_ids else {},
+        "test": _scores(res.model, data.take(data.splits.test), cfg) if data.splits.test else {},
+        "weights": str(run_dir / BEST_WEIGHTS),
+    }
+    atomic_write_bytes(run_dir / SUMMARY_JSON, json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def cross_validate(
+    cfg: Config,
+    run_dir: str | Path,
+    resume: bool = False,
+    checkpoint_interval: float = 60.0,
+    only_folds: list[int] | None = None,
+    overrides: dict | None = None,
+) -> dict:
+    """Train each of the K folds; report per-fold and mean ± std scores on each fold's
+    validation part and on the held-out test split. Finished folds are kept on resume.
+
+    ``only_folds`` trains just those folds (e.g. one per process or machine, same run folder);
+    the summary is written by whichever call finds every fold finished, so a last
+    ``--resume`` without ``only_folds`` gathers them.
+    """
+    run_dir = Path(run_dir)
+    cfg, data = _prepare_run(cfg, run_dir, resume or bool(only_folds), overrides)
+    n_folds = len(data.splits.folds)
+    for k in only_folds or []:
+        if not 0 <= k < n_folds:
+            raise ValueError(f"fold {k} out of range 0..{n_folds - 1}")
+    folds = []
+    for k in range(n_folds):
+        fold_dir = run_dir / f"fold{k}"
+        done = fold_dir / SUMMARY_JSON
+        if (resume or only_folds) and done.exists():
+            folds.append(json.loads(done.read_text()))
+            continue
+        if only_folds and k not in only_folds:
+            continue
+        log.info("fold %d/%d", k + 1, len(data.splits.folds))
+        train_ids, val_ids = data.splits.train_val(k)
+        res = fit(
+            cfg, data.take(train_ids), data.take(val_ids), fold_dir, resume, checkpoint_interval
+        )
+        fold = {
+            "fold": k,
+            "n_train": len(train_ids),
+            "n_val": len(val_ids),
+            "best_epoch": res.best_epoch,
+            "val": _scores(res.model, data.take(val_ids), cfg),
+            "test": _scores(res.model, data.take(data.splits.test), cfg),
+        }
+        atomic_write_bytes(done, json.dumps(fold, indent=2).encode())
+        folds.append(fold)
+    if len(folds) < n_folds:
+        return {"folds": folds, "complete": False}
+    summary = {"folds": folds, "n_test": len(data.splits.test), "skipped_pairs": _skipped(data)}
+    for part in ("val", "test"):
+        for key in ("iou", "dice", "iou_pooled"):
+            vals = np.array([f[part][key] for f in folds])
+            summary[f"{part}_{key}_mean"] = float(vals.mean())
+            summary[f"{part}_{key}_std"] = float(vals.std())
+    atomic_write_bytes(run_dir / SUMMARY_JSON, json.dumps(summary, indent=2).encode())
+    atomic_write_bytes(run_dir / "cv_results.md", format_cv_table(summary).encode())
+    return summary
+
+
+def format_cv_table(summary: dict) -> str:
+    head = (
+        "| fold | train | val | best epoch | val IoU | val Dice | test IoU | test Dice "
+        "| test pooled IoU |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = [
+        f"| {f['fold']} | {f['n_train']} | {f['n_val']} | {f['best_epoch']} | "
+        f"{f['val']['iou']:.4f} | {f['val']['dice']:.4f} | {f['test']['iou']:.4f} | "
+        f"{f['test']['dice']:.4f} | {f['test']['iou_pooled']:.4f} |"
+        for f in summary["folds"]
+    ]
+    s = summary
+    rows.append(
+        f"| mean ± std | | | | {s['val_iou_mean']:.4f} ± {s['val_iou_std']:.4f} | "
+        f"{s['val_dice_mean']:.4f} ± {s['val_dice_std']:.4f} | "
+        f"{s['test_iou_mean']:.4f} ± {s['test_iou_std']:.4f} | "
+        f"{s['test_dice_mean']:.4f} ± {s['test_dice_std']:.4f} | "
+        f"{s['test_iou_pooled_mean']:.4f} ± {s['test_iou_pooled_std']:.4f} |"
+    )
+    return head + "\n".join(rows) + "\n"
+
+
+# --------------------------------------------------------------------------- presence gate
+
+
+def gate_model(
+    model_path: str | Path,
+    faces_dir: str | Path,
+    data_root: str | Path,
+    output: str | Path,
+    val_fold: int = -1,
+    gate: GateConfig | None = None,
+) -> dict:
+    """Fit the mask-presence gate of a trained model and write the gated weight file.
+
+    Training crops: the faces of the model's split that the model's own training could have
+    used (every non-test fold, or all but ``val_fold``), with their photo labels, and the
+    model's MSFD training pairs as further masked faces. The faces' test split is never read;
+    with ``val_fold`` its faces' rates are reported.
+    """
+    from maskseg.data.faces import face_splits, load_crops, load_index
+    from maskseg.evaluate.presence_rates import presence_rates
+    from maskseg.pipeline.backends.pytorch import load as load_torch
+    from maskseg.train.checkpoint import save_weights
+    from maskseg.train.gate import fit_presence, scene_crops
+
+    gate = GateConfig() if gate is None else gate
+    backend, cfg, info = load_torch(model_path, device="cpu", precision="fp32")
+    net = backend.model
+    if cfg.model.members != 1 or cfg.model.flip_tta:
+        raise ValueError(f"{model_path}: gate single models, then pack them")
+    splits = face_splits(load_index(faces_dir), cfg.data)
+    if val_fold >= 0:
+        train_ids, val_ids = splits.train_val(val_fold)
+    else:
+        train_ids, val_ids = splits.trainval, []
+    crops = load_crops(faces_dir, train_ids)
+    pairs = load_split(data_root, cfg.data, "trainval")
+    pair_ids = pairs.splits.train_val(val_fold)[0] if val_fold >= 0 else pairs.splits.trainval
+    train_pairs = pairs.take(pair_ids)
+    positives = [c.image for c in crops if c.mask] + [s.image for s in train_pairs]
+    negatives = [c.image for c in crops if not c.mask]
+    # Crops of the scene path: detector-framed faces and its false detections (hard negatives)
+    masked = [(s.image, s.mask) for s in train_pairs] + [(c.image, None) for c in crops if c.mask]
+    scene_pos, scene_neg = scene_crops(masked, negatives, size=cfg.data.image_size)
+    figures = fit_presence(
+        net, positives + scene_pos, negatives + scene_neg, cfg.data.image_size, gate
+    )
+    figures.update(scene_positives=len(scene_pos), scene_negatives=len(scene_neg))
+    cfg = cfg.replace("model", presence=True, presence_hidden=gate.hidden)
+    summary = {
+        "gate": {
+            **figures,
+            "config": dataclasses.asdict(gate),
+            "val_fold": val_fold,
+            "faces": str(faces_dir),
+        }
+    }
+    if val_ids:
+        predictor = Predictor.from_model(net, cfg, "cpu", precision=cfg.train.precision)
+        summary["gate"]["val"] = presence_rates(predictor, load_crops(faces_dir, val_ids)).as_dict()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    save_weights(output, net, cfg, {**info, **summary})
+    return summary
+
+
+__all__ = [
+    "cross_validate",
+    "evaluate_predictor",
+    "format_cv_table",
+    "format_summary_table",
+    "gate_model",
+    "train_run",
+]

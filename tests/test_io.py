@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskseg.io import ImageReadError, collect_images, read_image, read_mask, write_mask
+from maskseg.files import collect_images
+from maskseg.io import ImageReadError, read_image, read_mask, write_mask
 
 
 def test_formats_and_modes(tmp_path: Path):
@@ -129,7 +130,7 @@ def test_reduced_decode_applies_exif_orientation(tmp_path: Path):
 
 
 def test_collect_inputs_reports_what_it_cannot_read(tmp_path: Path):
-    from maskseg.io import collect_inputs
+    from maskseg.files import collect_inputs
 
     (tmp_path / "a.jpg").write_bytes(b"x")
     (tmp_path / "dir.png").mkdir()

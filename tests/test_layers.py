@@ -19,6 +19,7 @@ FLOORS = [
     ["models"],
     ["config"],
     ["console", "io"],
+    ["files"],
 ]
 FLOOR = {part: i for i, parts in enumerate(FLOORS) for part in parts}
 

@@ -19,7 +19,8 @@ import pytest
 
 from maskseg.cli.main import main
 from maskseg.cli.predict import predict_paths
-from maskseg.io import OverwriteError, find_overwrites, is_within, read_mask, refuse_overwrite
+from maskseg.files import OverwriteError, find_overwrites, is_within, refuse_overwrite
+from maskseg.io import read_mask
 
 OTSU = ["--method", "otsu", "--no-progress"]  # a classical method: the model does not matter
 

@@ -172,7 +172,7 @@ def resume_config(saved: Config, overrides: dict[str, dict[str, Any]]) -> Config
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    from maskseg.io import atomic_write_bytes
+    from maskseg.files import atomic_write_bytes
 
     atomic_write_bytes(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
 

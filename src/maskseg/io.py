@@ -1,16 +1,13 @@
-"""Image and mask file I/O: one place that decodes every format the tool accepts."""
+"""Image and mask file I/O: one place that decodes every format the tool accepts (and encodes
+masks and overlays); finding and guarding files on disk is ``maskseg.files``."""
 
 from __future__ import annotations
 
-import errno
 import io
 import math
 import os
-import stat
-import tempfile
 import threading
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,7 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+from maskseg.files import atomic_write_bytes
+
 MASK_THRESHOLD = 127  # the MSFD authors binarise JPEG masks with value > 127
 # Images with more pixels are refused before decoding (a 20000 x 20000 PNG is a few KB on disk
 # and 1.2 GB decoded). 150 MP admits a 12000 x 12000 scan; Pillow's own error starts at 179 MP.
@@ -94,19 +92,6 @@ def reduction_factor(width: int, height: int, min_side: int | None) -> int:
     factor = min(max(width, height) // min_side, min(width, height) // short_min)
     bound = math.ceil(math.sqrt(width * height / (2 * min_side) ** 2))
     return max(1, factor, bound)
-
-
-def is_image_name(path: Path) -> bool:
-    """True for names whose extension starts with a known image extension (case-insensitive).
-
-    "Starts with" keeps files such as ``photo.jpg_1088Wx1632H`` that web scrapers leave behind.
-    """
-    return not path.name.startswith(".") and path.suffix.lower().startswith(IMAGE_EXTENSIONS)
-
-
-def is_image_file(path: Path) -> bool:
-    """An image name (``is_image_name``) that is a regular file (or a link to one)."""
-    return is_image_name(path) and path.is_file()
 
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
@@ -299,174 +284,3 @@ def write_rgb(path: str | os.PathLike, image: np.ndarray) -> Path:
         raise OSError(f"{path}: encoding failed")
     atomic_write_bytes(path, buf.tobytes())
     return path
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def collect_images(inputs: list[str | os.PathLike], recursive: bool = True) -> list[Path]:
-    """Expand files and folders into a sorted list of image files (see ``collect_inputs``)."""
-    return [path for path, _ in collect_inputs(inputs, recursive)[0]]
-
-
-def collect_inputs(
-    inputs: list[str | os.PathLike], recursive: bool = True
-) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """Expand files and folders into image files, each with its output name.
-
-    Files given explicitly are kept even with an odd extension (decoding decides); files found
-    in folders are filtered by extension, hidden files and folders are left out. The output
-    name is the stem under the sub-folder the file was found in, relative to the folder given,
-    so same-named files in sub-folders do not clash.
-
-    Returns:
-        (found, skipped): found holds (path, output name); skipped holds (path, reason) for
-        entries with an image name that cannot be read as a file: folders named like images,
-        broken links and symlink loops. Nothing is dropped without a word.
-    """
-    found: list[tuple[Path, Path]] = []
-    skipped: list[tuple[Path, str]] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files: list[Path] = []
-            _walk(p, recursive, files, skipped, set())
-            found += [(q, q.relative_to(p).with_suffix("")) for q in sorted(files)]
-        else:
-            found.append((p, Path(p.stem)))
-    return found, skipped
-
-
-def _walk(
-    folder: Path,
-    recursive: bool,
-    files: list[Path],
-    skipped: list[tuple[Path, str]],
-    seen: set[tuple[int, int]],
-) -> None:
-    """Depth-first scan that follows linked folders once and reports loops."""
-    try:
-        st = folder.stat()
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        skipped.append((folder, f"cannot read folder ({exc.strerror or exc})"))
-        return
-    if (st.st_dev, st.st_ino) in seen:
-        skipped.append((folder, "symlink loop: this folder was already scanned"))
-        return
-    seen.add((st.st_dev, st.st_ino))
-    for entry in entries:
-        path = Path(entry.path)
-        if entry.name.startswith("."):
-            continue
-        try:
-            target = path.stat()  # follows links; fails on broken links and loops
-        except OSError as exc:
-            if is_image_name(path) or entry.is_symlink():
-                reason = "symlink loop" if exc.errno == errno.ELOOP else "broken link"
-                skipped.append((path, f"{reason} ({exc.strerror})"))
-            continue
-        if stat.S_ISDIR(target.st_mode):
-            if is_image_name(path):
-                skipped.append((path, "is a directory, not an image"))
-            if recursive:
-                _walk(path, recursive, files, skipped, seen)
-        elif is_image_name(path):
-            if stat.S_ISREG(target.st_mode):
-                files.append(path)
-            else:
-                skipped.append((path, "not a regular file"))
-
-
-# --------------------------------------------------------------------------- inputs vs outputs
-
-
-class OverwriteError(ValueError):
-    """Some output of a run would replace one of its inputs; raised before anything is written."""
-
-
-def _real(path: str | os.PathLike) -> Path:
-    """The absolute path with links resolved (as far as they exist)."""
-    try:
-        return Path(path).resolve()
-    except (OSError, RuntimeError):  # a symlink loop on the way
-        return Path(os.path.abspath(path))
-
-
-def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
-    """True when ``path`` is ``folder`` or lies anywhere below it (links resolved)."""
-    p, f = _real(path), _real(folder)
-    return p == f or f in p.parents
-
-
-def _inode(path: str | os.PathLike) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def find_overwrites(
-    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]
-) -> list[tuple[Path, Path]]:
-    """(output, input) for every output that is an input: the same path once links are
-    resolved, or the same file under another name (``os.path.samefile``: hard links). In the
-    order of ``outputs``; linear in the number of paths."""
-    by_path: dict[Path, Path] = {}
-    by_inode: dict[tuple[int, int], Path] = {}
-    for item in inputs:
-        by_path.setdefault(_real(item), Path(item))
-        key = _inode(item)
-        if key is not None:
-            by_inode.setdefault(key, Path(item))
-    hits = []
-    for out in outputs:
-        hit = by_path.get(_real(out))
-        if hit is None:
-            key = _inode(out)
-            hit = by_inode.get(key) if key is not None else None
-        if hit is not None:
-            hits.append((Path(out), hit))
-    return hits
-
-
-def refuse_overwrite(
-    outputs: Iterable[str | os.PathLike],
-    inputs: Iterable[str | os.PathLike],
-    hint: str = "choose another --output",
-) -> None:
-    """Raise ``OverwriteError`` naming the first outputs that would replace an input (see
-    ``find_overwrites``); call it with every planned output before writing any of them."""
-    hits = find_overwrites(outputs, inputs)
-    if not hits:
-        return
-    named = ", ".join(
-        str(src) if out == src else f"{src} (as the output {out})" for out, src in hits[:3]
-    )
-    more = f" and {len(hits) - 3} more" if len(hits) > 3 else ""
-    raise OverwriteError(
-        f"refusing to write over the input(s) {named}{more}; nothing was written; {hint}"
-    )

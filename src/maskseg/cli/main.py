@@ -200,7 +200,7 @@ def _refuse_overwrite(
     """Refuse, before any work, outputs that are input files of the command: ``files`` (a
     model, splits, parameters), the image/mask pairs of ``data`` and the crops and index of
     ``faces``. Inputs that cannot be listed are left to the command's own errors."""
-    from maskseg.io import refuse_overwrite
+    from maskseg.files import refuse_overwrite
 
     inputs = [Path(f) for f in files if f]
     if data is not None:
@@ -236,7 +236,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     from maskseg.data.pairs import Splits, load_split
     from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
-    from maskseg.io import atomic_write_bytes
+    from maskseg.files import atomic_write_bytes
 
     out = a.output or Path("maskseg-eval")
     reports = [out, *(out / name for name in ("summary.json", "per_image.csv", "worst_cases.png"))]

@@ -16,15 +16,12 @@ from typing import Protocol
 import numpy as np
 
 from maskseg.console import show_progress
+from maskseg.files import atomic_write_bytes, collect_inputs, is_within, refuse_overwrite
 from maskseg.io import (
     DECODE_SIDE,
     DEFAULT_MAX_PIXELS,
     ImageReadError,
-    atomic_write_bytes,
-    collect_inputs,
     decode_image,
-    is_within,
-    refuse_overwrite,
     write_mask,
     write_rgb,
 )

@@ -27,15 +27,14 @@ import numpy as np
 
 from maskseg.config import DataConfig
 from maskseg.data.pairs import Splits, make_splits
-from maskseg.io import (
-    ImageReadError,
+from maskseg.files import (
     OverwriteError,
     atomic_write_bytes,
     collect_inputs,
     is_within,
-    read_image,
     refuse_overwrite,
 )
+from maskseg.io import ImageReadError, read_image
 
 log = logging.getLogger(__name__)
 

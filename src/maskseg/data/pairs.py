@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from maskseg.config import DataConfig
-from maskseg.io import ImageReadError, atomic_write_bytes, is_image_file, read_image, read_mask
+from maskseg.files import atomic_write_bytes, is_image_file
+from maskseg.io import ImageReadError, read_image, read_mask
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from maskseg.data.pairs import Sample, load_split
 from maskseg.evaluate.baselines import TUNED_PARAMS, get_method, list_methods, load_tuned
 from maskseg.evaluate.metrics import METRIC_NAMES, per_image
 from maskseg.evaluate.scoring import Scored, Segmenter, score
-from maskseg.io import atomic_write_bytes
+from maskseg.files import atomic_write_bytes
 from maskseg.pipeline.annotate import image_grid, overlay, pyplot, save_fig
 
 log = logging.getLogger(__name__)

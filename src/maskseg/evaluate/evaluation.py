@@ -15,7 +15,7 @@ import numpy as np
 from maskseg.data.pairs import Sample
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.scoring import Segmenter, score
-from maskseg.io import atomic_write_bytes
+from maskseg.files import atomic_write_bytes
 from maskseg.pipeline.annotate import image_grid, mask_rgb, overlay
 
 SUMMARY_JSON = "summary.json"

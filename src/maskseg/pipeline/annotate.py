@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskseg.io import atomic_write_bytes
+from maskseg.files import atomic_write_bytes
 
 OVERLAY_COLOUR = np.array([0, 200, 255], dtype=np.float32)  # cyan: visible on skin and masks
 

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from maskseg.config import Config
-from maskseg.io import atomic_write_bytes, refuse_overwrite
+from maskseg.files import atomic_write_bytes, refuse_overwrite
 from maskseg.pipeline.weights import FORMAT_VERSION, load_model_file
 
 

@@ -27,7 +27,7 @@ from maskseg.console import show_progress
 from maskseg.data.pairs import Sample
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.scoring import score_masks
-from maskseg.io import atomic_write_bytes
+from maskseg.files import atomic_write_bytes
 from maskseg.models import create_model, is_trainable
 from maskseg.pipeline.annotate import plot_curves
 from maskseg.pipeline.backends.runtime import autocast_context, needs_grad_scaler, resolve_device

@@ -37,7 +37,7 @@ import numpy as np
 
 from maskseg import __version__
 from maskseg.config import Config
-from maskseg.io import atomic_write_bytes, refuse_overwrite
+from maskseg.files import atomic_write_bytes, refuse_overwrite
 from maskseg.pipeline.preprocess import model_input
 
 EXPORTERS = ("dynamo", "legacy")

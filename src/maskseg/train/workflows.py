@@ -17,7 +17,7 @@ from maskseg.config import Config, load_config, resume_config, save_config
 from maskseg.data.pairs import Sample, SplitData, Splits, load_split
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
-from maskseg.io import atomic_write_bytes
+from maskseg.files import atomic_write_bytes
 from maskseg.pipeline.backends.runtime import resolve_device
 from maskseg.pipeline.predictor import Predictor
 from maskseg.train.engine import BEST_WEIGHTS, evaluate, fit

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from maskseg.io import OverwriteError, refuse_overwrite
+from maskseg.files import OverwriteError, refuse_overwrite
 from maskseg.pipeline.preprocess import as_rgb
 from maskseg.pipeline.scene import CONTAINED, drop_contained
 from maskseg.video.sinks import PreviewSink, Sink

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from maskseg.io import OverwriteError, find_overwrites, refuse_overwrite, write_mask
+from maskseg.files import OverwriteError, find_overwrites, refuse_overwrite
+from maskseg.io import write_mask
 
 CODECS = ("h264", "mp4v")
 H264_PRESET = "veryfast"  # libx264: ~3x faster than its default (medium), files ~10% larger

@@ -26,7 +26,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from maskseg.io import is_image_name
+from maskseg.files import is_image_name
 
 # Seconds a stream may take to connect, and a read to deliver, before it counts as dead.
 STREAM_TIMEOUT = 10.0

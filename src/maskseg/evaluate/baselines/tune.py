@@ -26,7 +26,7 @@ from maskseg.evaluate.baselines import get_method, list_methods, method_class
 from maskseg.evaluate.baselines._prior import FacePrior
 from maskseg.evaluate.metrics import iou
 from maskseg.evaluate.scoring import Segmenter, score
-from maskseg.io import atomic_write_bytes
+from maskseg.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,24 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 if TYPE_CHECKING:
+    from maskseg.io import read_image
     from maskseg.pipeline.predictor import Predictor
+    from maskseg.pipeline.scene import ScenePredictor
 
-__all__ = ["Predictor", "__version__"]
+__all__ = ["Predictor", "ScenePredictor", "read_image", "__version__"]
 __version__ = "0.2.0"
+
+_PUBLIC = {
+    "Predictor": "maskseg.pipeline.predictor",
+    "ScenePredictor": "maskseg.pipeline.scene",
+    "read_image": "maskseg.io",
+}
 
 
 def __getattr__(name: str):
-    if name == "Predictor":
-        from maskseg.pipeline.predictor import Predictor
+    """The public names, imported on first use (``import maskseg`` itself stays light)."""
+    if name in _PUBLIC:
+        import importlib
 
-        return Predictor
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'maskseg' has no attribute {name!r}")

@@ -10,20 +10,14 @@ source -> frames -> detect / track -> segment (all faces in one batch) -> annota
         stats = run_video(source, VideoSegmenter(scene), [sink])
     print(stats.summary())     # frames/s and milliseconds per stage
 
-Loaders (``sources``), tracking and smoothing (``tracking``), sinks (``sinks``) and the loop
-(``loop``) are separate steps, so a web API can chain the same parts differently.
+Loaders (``sources``), tracking and smoothing (``tracking``), the per-stream state
+(``segmenter``), sinks (``sinks``), writing to them (``writer``), the run's figures
+(``stats``) and the loop (``loop``) are separate steps, so a web API can chain the same
+parts differently.
 """
 
-from maskseg.video.loop import (
-    FrameResult,
-    StopEvent,
-    VideoOptions,
-    VideoSegmenter,
-    VideoStats,
-    annotate,
-    run_video,
-    stop_on_signals,
-)
+from maskseg.video.loop import StopEvent, run_video, stop_on_signals
+from maskseg.video.segmenter import FrameResult, VideoOptions, VideoSegmenter
 from maskseg.video.sinks import (
     CODECS,
     JsonLinesSink,
@@ -44,7 +38,9 @@ from maskseg.video.sources import (
     open_source,
     prefetch,
 )
+from maskseg.video.stats import VideoStats
 from maskseg.video.tracking import CropSmoother, FaceTracker, Track, match_boxes
+from maskseg.video.writer import annotate
 
 __all__ = [
     "CODECS",

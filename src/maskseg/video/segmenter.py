@@ -1,0 +1,236 @@
+"""The per-stream state of a video: which faces are followed and when to detect again, kept
+apart from the loop (``maskseg.video.loop``) so a web API can drive frames itself.
+
+Detection is the costly part of a frame after segmentation, so it is done in full (the scene
+predictor's mode: "tiles" finds small faces) only every ``detect_every`` frames, when no face
+is being followed, or when a followed face is not found again; in between, the detector only
+looks around the faces of the previous frame (``detect(frame, rois=boxes)``) and their crops
+use the mapping fitted for such re-detections ("roi"). All faces of a frame are segmented in
+one model call. Each stage's time is counted in ``VideoStats``.
+
+A face already followed is kept down to a lower detection score (``keep_score``) than a new
+face needs (the scene's threshold): masked faces often score near that threshold, and
+without this hysteresis their masks blink off in the frames where they dip below it. Such a
+weak detection must overlap the face's last box and look like it (``keep_iou``,
+``keep_look``), so the background left behind by a face that moves away cannot inherit it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from maskseg.pipeline.preprocess import as_rgb
+from maskseg.pipeline.scene import CONTAINED, drop_contained
+from maskseg.video.stats import VideoStats
+from maskseg.video.tracking import (
+    CropSmoother,
+    FaceTracker,
+    Track,
+    appearance,
+    match_boxes,
+    similarity,
+)
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How faces are followed and masks smoothed.
+
+    Attributes:
+        detect_every: a full detection at least every this many frames (1: every frame, no
+            re-detection around tracked faces).
+        smooth: average each face's mask over frames (``CropSmoother``).
+        smooth_weight: share of the newest frame in that average.
+        reset_iou: a face whose box overlaps its previous box by less starts a new average.
+        keep_score: a followed face is kept down to this detection score; a new face needs
+            the scene's own threshold.
+        keep_iou, keep_look: ... but only when that weaker detection overlaps the face's
+            last box at least ``keep_iou`` and looks like it (grey thumbnails correlated at
+            least ``keep_look``): background the detector half-believes in where a face
+            was must not take its place when it leaves.
+        track_iou: boxes overlapping at least this continue a track.
+        max_misses: a track not found this many frames in a row is dropped.
+        prefetch: frames decoded ahead in a reader thread (0: decode in the loop). Off by
+            default: decoding a 640x480 frame takes under 1 ms, and on a busy 2-core CPU
+            the extra thread cost more than it hid (``benchmarks/bench_video.py``).
+        write_ahead: frames handed to a writer thread that draws the overlay and feeds the
+            sinks (encoding releases the GIL), so they overlap detection and segmentation
+            of the next frame; 0 does it in the loop. A preview window always runs in the
+            loop (GUI calls belong to the main thread).
+        detect_ahead: frames located (decoded, detected, tracked) ahead in a thread of their
+            own, so detection overlaps segmentation of the frame before; 0 does it in the
+            loop. Adds that many frames of latency to a live source.
+        detect_threads: onnxruntime threads of the video's detector (None: the scene's
+            setting). One by default: most frames only search small regions around
+            followed faces, where a second thread costs more in hand-off than it saves
+            (``benchmarks/bench_detect.py``: 3.5 ms per region at one thread, 5.1 at two),
+            and the writer thread needs the other core.
+    """
+
+    detect_every: int = 15
+    smooth: bool = True
+    smooth_weight: float = 0.5
+    reset_iou: float = 0.5
+    keep_score: float = 0.2
+    keep_iou: float = 0.5
+    keep_look: float = 0.6
+    track_iou: float = 0.3
+    max_misses: int = 5
+    prefetch: int = 0
+    write_ahead: int = 2
+    detect_ahead: int = 2
+    detect_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
+        if self.write_ahead < 0:
+            raise ValueError(f"write_ahead must be >= 0, got {self.write_ahead}")
+        if self.detect_ahead < 0:
+            raise ValueError(f"detect_ahead must be >= 0, got {self.detect_ahead}")
+
+
+@dataclass
+class Located:
+    """A frame after ``VideoSegmenter.locate``: its RGB image, detections, whether they were
+    re-detections, their tracks and each track's box in this frame."""
+
+    image: np.ndarray
+    dets: Any
+    tracked: bool
+    tracks: list[Track]
+    boxes: list[np.ndarray]
+
+
+@dataclass
+class FrameResult:
+    """One frame's faces and mask (``scene``), the track id of each face, and whether the
+    faces came from a full detection."""
+
+    scene: Any
+    ids: list[int]
+    full_detection: bool
+
+
+class VideoSegmenter:
+    """Per-stream state around a ``ScenePredictor``: the tracker, the smoother and when the
+    next full detection is due. One instance per video; ``reset()`` between videos.
+
+    Args:
+        scene: ``maskseg.pipeline.scene.ScenePredictor``.
+        options: see ``VideoOptions``.
+    """
+
+    def __init__(self, scene: Any, options: VideoOptions | None = None):
+        from maskseg.pipeline.detect import get_detector
+
+        self.scene = scene
+        self.options = options or VideoOptions()
+        c = scene.config
+        self.new_score = c.score_threshold
+        # the scene's detector with the lower threshold of followed faces; new faces are
+        # held to the scene's own threshold in _gate
+        self.detector = get_detector(
+            c.detector,
+            mode=c.mode,
+            score_threshold=min(self.options.keep_score, self.new_score),
+            threads=self.options.detect_threads or c.threads,
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        o = self.options
+        self.tracker = FaceTracker(o.track_iou, o.max_misses)
+        self.smoother = CropSmoother(o.smooth_weight, o.reset_iou) if o.smooth else None
+        self._since_full: int | None = None
+
+    def __call__(self, image: np.ndarray, stats: VideoStats | None = None) -> FrameResult:
+        """Detect (or re-detect around tracked faces), segment all faces in one batch,
+        smooth, paste into the frame's mask."""
+        stats = stats or VideoStats()
+        return self.segment(self.locate(image, stats), stats)
+
+    def locate(self, image: np.ndarray, stats: VideoStats | None = None) -> Located:
+        """The first half of a frame: find the faces and follow them. It may run a frame or
+        two ahead of ``segment`` (in another thread): what ``segment`` needs is kept in the
+        result, not read from the tracker."""
+        stats = stats or VideoStats()
+        image = as_rgb(image)
+        with stats.stage("detect"):
+            dets, tracked = self._detect(image)
+            tracks = self.tracker.update(dets.boxes, dets.scores)
+            for t in tracks:
+                t.look = appearance(image, t.box)
+        if not tracked:
+            stats.full_detections += 1
+        boxes = [t.box.copy() for t in tracks]
+        return Located(image, dets, tracked, tracks, boxes)
+
+    def segment(self, located: Located, stats: VideoStats | None = None) -> FrameResult:
+        """The second half: crop, segment all faces in one batch, smooth, paste. Frames must
+        come in order (the smoother's memory)."""
+        stats = stats or VideoStats()
+        image, dets, tracks, boxes = located.image, located.dets, located.tracks, located.boxes
+        with stats.stage("segment"):
+            scene = self.scene
+            rects = scene.crop_rects(dets, located.tracked)
+            if self.smoother is not None and len(rects):
+                parts = zip(tracks, rects, boxes, strict=True)
+                rects = np.stack([self.smoother.window(t, r, b) for t, r, b in parts])
+            logits = scene.crop_logits(image, rects)
+            if self.smoother is not None and len(logits):
+                parts = zip(tracks, rects, logits, boxes, strict=True)
+                logits = np.stack([self.smoother(t, r, lg, b) for t, r, lg, b in parts])
+            result = scene.paste(image.shape[:2], None, dets, rects, logits)
+        return FrameResult(result, [t.id for t in tracks], not located.tracked)
+
+    def _detect(self, image: np.ndarray) -> tuple[Any, bool]:
+        """(detections, whether they were re-detected around followed faces)."""
+        active: list[Track] = self.tracker.active()
+        due = (
+            self._since_full is None
+            or self._since_full + 1 >= self.options.detect_every
+            or not active
+        )
+        if not due:
+            boxes = np.array([t.box for t in active])
+            dets = drop_contained(self.detector.detect(image, rois=boxes), CONTAINED)
+            # a search around known faces only continues them: what else it finds in their
+            # surroundings is left to the next full detection (zoomed-in background fools
+            # the detector more often than the full view)
+            keep = np.zeros(len(dets), bool)
+            keep[[j for _, j in match_boxes(boxes, dets.boxes, self.options.track_iou)]] = True
+            dets = self._gate(dets[keep], image)
+            confirmed = [t for t in active if t.hits > 1]  # one-frame detections may be noise
+            if self.tracker.finds_all(confirmed, dets.boxes):
+                self._since_full += 1
+                return dets, True
+        # the schedule says so, nothing is followed, or a followed face was lost: look
+        # everywhere, in this same frame, so the face is not missing from it
+        self._since_full = 0
+        return self._gate(drop_contained(self.detector.detect(image), CONTAINED), image), False
+
+    def _gate(self, dets: Any, image: np.ndarray) -> Any:
+        """Keep detections that reach the scene's threshold, or continue a followed face
+        (close to its last box and alike)."""
+        keep = dets.scores >= self.new_score
+        if not keep.all():
+            o = self.options
+            tracks = self.tracker.tracks
+            old = np.array([t.box for t in tracks]).reshape(-1, 4)
+            for i, j in match_boxes(old, dets.boxes, o.keep_iou):
+                look = tracks[i].look
+                keep[j] |= look is None or (
+                    similarity(look, appearance(image, dets.boxes[j])) >= o.keep_look
+                )
+            dets = dets[keep]
+        return self._limit(dets)
+
+    def _limit(self, dets: Any) -> Any:
+        limit = self.scene.config.max_faces
+        return dets if limit is None else dets[:limit]

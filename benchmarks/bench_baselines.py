@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskseg.data.pairs import find_pairs, load_samples, splits_for
+from maskseg.data.pairs import find_pairs, load_samples
+from maskseg.data.splits import splits_for
 from maskseg.evaluate.baselines import get_method, list_methods
 from maskseg.evaluate.metrics import confusion, iou
 

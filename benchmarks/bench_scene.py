@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskseg.data.pairs import load_split
+from maskseg.data.splits import load_split
 from maskseg.data.synth import compose
 from maskseg.evaluate.metrics import confusion, iou
 from maskseg.pipeline.detect import box_iou

@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskseg.data.pairs import load_split
+from maskseg.data.splits import load_split
 from maskseg.evaluate.metrics import confusion, iou
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor

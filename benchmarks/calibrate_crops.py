@@ -31,7 +31,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskseg.data.pairs import find_pairs, splits_for
+from maskseg.data.pairs import find_pairs
+from maskseg.data.splits import splits_for
 from maskseg.io import read_image, read_mask
 from maskseg.pipeline.detect import CropMapping, crop_box, cut_crop, get_detector, list_detectors
 from maskseg.pipeline.detect.crops import METHODS, mapping_path, mapping_record, reference

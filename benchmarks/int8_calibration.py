@@ -55,7 +55,7 @@ def main() -> None:
     net, cfg, _ = _torch_model(resolve_model_path(a.model, backend="torch"))
     size = cfg.data.image_size
     calib, part = calibration_ids(a.data, cfg, exclude_fold=a.fold)
-    from maskseg.data.pairs import load_split
+    from maskseg.data.splits import load_split
 
     split = load_split(a.data, cfg.data, "trainval")
     val = split.take(split.splits.folds[a.fold])

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from maskseg.config import DataConfig
-from maskseg.data import pairs as data_module
-from maskseg.data.pairs import find_pairs, make_splits
+from maskseg.data import splits as data_module
+from maskseg.data.pairs import find_pairs
+from maskseg.data.splits import make_splits
 from maskseg.evaluate.baselines import (
     TUNED_PARAMS,
     FacePrior,

@@ -368,7 +368,8 @@ def test_compare_and_evaluate_score_the_models_own_test_ids(
 ):
     """A model trained with non-default seeds is scored on its own test split by both."""
     from maskseg.config import DataConfig as D
-    from maskseg.data.pairs import find_pairs, splits_for
+    from maskseg.data.pairs import find_pairs
+    from maskseg.data.splits import splits_for
 
     run = tmp_path / "run"
     args = [

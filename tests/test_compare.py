@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from maskseg.config import DataConfig
-from maskseg.data.pairs import Sample, find_pairs, make_splits
+from maskseg.data.pairs import Sample, find_pairs
+from maskseg.data.splits import make_splits
 from maskseg.evaluate.compare import example_ids, gap_line, markdown_table, run_compare
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mfsd-real" / "MSFD"

@@ -7,7 +7,8 @@ import pytest
 from conftest import synthetic_face, write_pair
 
 from maskseg.config import DEFAULT_GROUP_REGEX
-from maskseg.data.pairs import Splits, check_data, find_pairs, group_key, load_samples, make_splits
+from maskseg.data.pairs import check_data, find_pairs, load_samples
+from maskseg.data.splits import Splits, group_key, make_splits
 
 
 def test_plain_layout_pairs_by_stem(tmp_path: Path):

@@ -130,7 +130,8 @@ def test_int8_needs_data_and_onnx_suffix(tmp_path: Path):
 
 
 def test_calibration_crops_come_from_the_training_part_only(msfd_tiny: Path):
-    from maskseg.data.pairs import find_pairs, splits_for
+    from maskseg.data.pairs import find_pairs
+    from maskseg.data.splits import splits_for
 
     cfg = Config(data=DataConfig(image_size=32))
     splits = splits_for([p.id for p in find_pairs(msfd_tiny).pairs], cfg.data)

@@ -115,7 +115,7 @@ def test_inference_import_is_light():
 
 @pytest.mark.slow
 def test_shipped_model_segments_real_faces(real_data: Path):
-    from maskseg.data.pairs import load_split
+    from maskseg.data.splits import load_split
     from maskseg.evaluate.scoring import score
 
     assert {"unet-msfd", "unet-msfd-heldout"} <= set(available_models())

@@ -234,7 +234,7 @@ def _model_file(a: argparse.Namespace) -> Path | None:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     import json
 
-    from maskseg.data.pairs import Splits, load_split
+    from maskseg.data.splits import Splits, load_split
     from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
     from maskseg.files import atomic_write_bytes
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from maskseg.config import DataConfig
-from maskseg.data.pairs import Splits, make_splits
+from maskseg.data.splits import Splits, make_splits
 from maskseg.files import (
     OverwriteError,
     atomic_write_bytes,

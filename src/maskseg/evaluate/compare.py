@@ -22,7 +22,8 @@ import numpy as np
 
 from maskseg.config import DataConfig
 from maskseg.console import cpu_description
-from maskseg.data.pairs import Sample, load_split
+from maskseg.data.pairs import Sample
+from maskseg.data.splits import load_split
 from maskseg.evaluate.baselines import TUNED_PARAMS, get_method, list_methods, load_tuned
 from maskseg.evaluate.metrics import METRIC_NAMES, per_image
 from maskseg.evaluate.scoring import Scored, Segmenter, score

@@ -240,7 +240,8 @@ def calibration_ids(
     Returns:
         (ids, a name for the part they come from).
     """
-    from maskseg.data.pairs import find_pairs, splits_for
+    from maskseg.data.pairs import find_pairs
+    from maskseg.data.splits import splits_for
 
     splits = splits_for([p.id for p in find_pairs(data).pairs], cfg.data)
     if exclude_fold is None:
@@ -445,7 +446,7 @@ def _torch_version() -> str:
 
 
 def _crops(data: str | Path, cfg: Config, ids: Sequence[str]) -> np.ndarray:
-    from maskseg.data.pairs import load_split
+    from maskseg.data.splits import load_split
 
     split = load_split(data, cfg.data, list(ids))
     samples = split.take(list(ids))
@@ -466,7 +467,7 @@ def _parity(net, blob: bytes, cfg: Config, data, part: str) -> dict[str, Any]:
         x = np.random.default_rng(0).normal(size=(4, 3, size, size)).astype(np.float32)
         diff = float(np.abs(onnx_backend(x) - torch_logits(net, x)).max())
         return {"max_logit_diff": diff, "parity_on": "random inputs", "n_parity": len(x)}
-    from maskseg.data.pairs import load_split
+    from maskseg.data.splits import load_split
     from maskseg.evaluate.metrics import iou
     from maskseg.evaluate.scoring import score_masks
     from maskseg.pipeline.backends.pytorch import TorchBackend

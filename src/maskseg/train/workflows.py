@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from maskseg.config import Config, load_config, resume_config, save_config
-from maskseg.data.pairs import Sample, SplitData, Splits, load_split
+from maskseg.data.pairs import Sample
+from maskseg.data.splits import SplitData, Splits, load_split
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
 from maskseg.files import atomic_write_bytes

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from maskseg.config import DataConfig
-from maskseg.data.pairs import Sample, load_split
+from maskseg.data.pairs import Sample
+from maskseg.data.splits import load_split
 from maskseg.evaluate.baselines import get_method, list_methods, method_class
 from maskseg.evaluate.baselines._prior import FacePrior
 from maskseg.evaluate.metrics import iou

@@ -29,10 +29,7 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 and says so at
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from maskseg.pipeline.predictor import Predictor  # noqa: E402
-from maskseg.serve import Settings, create_app  # noqa: E402
-from maskseg.serve.app import uvicorn_options  # noqa: E402
-from maskseg.serve.encode import (  # noqa: E402
+from maskseg.pipeline.encode import (  # noqa: E402
     counts_to_string,
     decode_rle,
     encode_rle,
@@ -40,7 +37,11 @@ from maskseg.serve.encode import (  # noqa: E402
     rle_counts,
     string_to_counts,
 )
-from maskseg.serve.engine import looks_like_crop, sniff  # noqa: E402
+from maskseg.pipeline.predictor import Predictor  # noqa: E402
+from maskseg.pipeline.request import looks_like_crop  # noqa: E402
+from maskseg.serve import Settings, create_app  # noqa: E402
+from maskseg.serve.app import uvicorn_options  # noqa: E402
+from maskseg.serve.engine import sniff  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FACE = EXAMPLES / "face.jpg"

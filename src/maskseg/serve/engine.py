@@ -1,11 +1,7 @@
-"""The request engine of ``maskseg serve``: bytes in, a segmented image out, with no HTTP.
-
-``Engine`` holds the loaded models and the thread pool they run in (one per process): it
-checks an upload by its content, decodes it under the pixel limit, chooses crop or scene mode
-(``auto``), segments, and encodes the answer (JSON with RLE or polygons, a mask PNG, an
-overlay JPEG). Errors are ``ApiError`` with the status and code the API answers.
-The onnxruntime sessions of the detector and the U-Net may be run from several threads at
-once, and nothing else in the path keeps per-call state.
+"""The HTTP side of the request engine: ``Engine`` = the pipeline's ``RequestEngine`` (decode
+with limits, mode choice, segmentation, records; no HTTP in it) + what only a web service
+needs: the upload judged by its bytes, errors as ``ApiError`` with the status and code the API
+answers, answers as Pydantic models or image responses, and the thread pool the work runs in.
 """
 
 from __future__ import annotations
@@ -13,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +16,10 @@ import numpy as np
 from fastapi.responses import Response
 
 from maskseg import __version__
-from maskseg.io import DECODE_SIDE, ImageReadError, UnusableImageError, decode_image
+from maskseg.io import DECODE_SIDE, ImageReadError, UnusableImageError
+from maskseg.pipeline import encode
+from maskseg.pipeline.request import Segmented
 from maskseg.pipeline.scene import DeadlineExceeded
-from maskseg.serve import encode
 from maskseg.serve.schemas import (
     RLE,
     BatchItem,
@@ -41,11 +37,6 @@ from maskseg.serve.settings import Settings
 
 log = logging.getLogger("maskseg.serve")
 
-# auto mode reads an image without faces as one face crop when it is shaped like one: nearly
-# square (the MSFD crops the model was trained on are square) and small (a photo of a room is
-# larger). A webcam frame (4:3) stays a scene.
-CROP_ASPECT = (0.8, 1.25)
-CROP_MAX_SIDE = 512
 # Accepted image types, recognised by their first bytes (never by name or declared type);
 # this also keeps Pillow's other decoders (some call external programs) out of reach.
 SIGNATURES = {
@@ -73,27 +64,7 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def looks_like_crop(height: int, width: int) -> bool:
-    """Whether auto mode may read a faceless image as one face crop (see CROP_ASPECT)."""
-    ratio_ok = CROP_ASPECT[0] <= width / height <= CROP_ASPECT[1]
-    return ratio_ok and max(height, width) <= CROP_MAX_SIDE
-
-
 # ---------------------------------------------------------------------------- the engine
-
-
-@dataclass
-class Segmented:
-    """One image's answer, before it is encoded."""
-
-    image: np.ndarray  # as decoded (reduced for very large files)
-    full: tuple[int, int]  # (height, width) of the file as displayed: the mask's size
-    mask: np.ndarray
-    faces: list[FaceOut]
-    scene_faces: list  # maskseg.pipeline.scene.Face, for drawing
-    mode: Mode
-    decode_ms: float
-    inference_ms: float
 
 
 class Engine:
@@ -106,6 +77,7 @@ class Engine:
 
     def __init__(self, settings: Settings, predictor: Any = None):
         from maskseg.pipeline.predictor import Predictor
+        from maskseg.pipeline.request import RequestEngine
         from maskseg.pipeline.scene import SceneConfig, ScenePredictor
 
         self.settings = settings
@@ -115,6 +87,7 @@ class Engine:
         self.predictor = predictor
         config = SceneConfig(detector=settings.detector, threads=settings.threads or None)
         self.scene = ScenePredictor(predictor, config)
+        self.requests = RequestEngine(self.scene, settings.max_pixels, DECODE_SIDE)
         self.pool = ThreadPoolExecutor(settings.max_in_flight, thread_name_prefix="maskseg")
         # onnxruntime's first run is slow (allocations, kernel choice): not the first user's
         blank = np.full((256, 256, 3), 128, np.uint8)
@@ -162,7 +135,7 @@ class Engine:
                 f"type ({', '.join(SIGNATURES)}), judged by its content",
             )
         try:
-            return decode_image(data, max_pixels=self.settings.max_pixels, min_side=DECODE_SIDE)
+            return self.requests.decode(data)
         except UnusableImageError as exc:  # e.g. 4095 x 1: nothing a model could use
             raise ApiError(422, "unusable_image", exc.reason) from None
         except ImageReadError as exc:
@@ -178,39 +151,16 @@ class Engine:
     def segment(self, data: bytes, mode: Mode, deadline: float | None = None) -> Segmented:
         """Decode and segment one upload (in a worker thread). ``deadline`` (time.monotonic):
         past it the work stops at the next stage with a 504 ``ApiError``."""
-        t0 = time.perf_counter()
+        t = time.perf_counter()
         image, full = self.decode(data)
+        decode_ms = (time.perf_counter() - t) * 1e3
         check_deadline(deadline)
-        t1 = time.perf_counter()
-        ran, scene_faces = mode, []
-        if mode != Mode.crop:
-            try:
-                result = self.scene.segment(image, size=full, deadline=deadline)
-            except DeadlineExceeded:
-                raise ApiError(504, "timeout", "the request ran past its deadline") from None
-            mask, scene_faces = result.mask, result.faces
-            ran = Mode.scene
-            if mode == Mode.auto and not scene_faces and looks_like_crop(*full):
-                ran = Mode.crop
-        if ran == Mode.crop:
-            mask = self.predictor.predict(image, size=full)
-            h, w = full
-            box = [0.0, 0.0, float(w), float(h)]
-            faces = [
-                FaceOut(
-                    box=box,
-                    score=None,
-                    crop=box,
-                    mask_area=round(float(mask.mean()), 4),
-                    mask=bool(mask.any()),
-                )
-            ]
-        else:
-            faces = [FaceOut(**f.as_record()) for f in scene_faces]
-        t2 = time.perf_counter()
-        return Segmented(
-            image, full, mask, faces, scene_faces, ran, (t1 - t0) * 1e3, (t2 - t1) * 1e3
-        )
+        try:
+            seg = self.requests.segment(image, full, mode, deadline)
+        except DeadlineExceeded:
+            raise ApiError(504, "timeout", "the request ran past its deadline") from None
+        seg.decode_ms = decode_ms
+        return seg
 
     def as_json(
         self,
@@ -235,7 +185,7 @@ class Engine:
             width=w,
             height=h,
             mask_area=round(float(seg.mask.mean()), 6),
-            faces=seg.faces,
+            faces=[FaceOut(**f) for f in seg.face_records()],
             rle=rle,
             polygons=polygons,
             timing=_timing(seg, t, start),
@@ -257,7 +207,7 @@ class Engine:
         seg = self.segment(data, mode, deadline)
         t = time.perf_counter()
         # an image decoded reduced is drawn at its decoded size
-        body = encode.jpeg_bytes(annotate(seg.image, seg.mask, seg.scene_faces, seg.full[1]))
+        body = encode.jpeg_bytes(annotate(seg.image, seg.mask, seg.faces, seg.full[1]))
         return Response(body, media_type="image/jpeg", headers=_headers(seg, t, start))
 
     def batch(
@@ -312,5 +262,5 @@ def _headers(seg: Segmented, encode_start: float, start: float) -> dict[str, str
         "Server-Timing": f"decode;dur={t.decode_ms}, inference;dur={t.inference_ms}, "
         f"encode;dur={t.encode_ms}, total;dur={t.total_ms}",
         "X-Maskseg-Mode": seg.mode.value,
-        "X-Maskseg-Faces": str(len(seg.faces)),
+        "X-Maskseg-Faces": str(len(seg.face_records())),
     }

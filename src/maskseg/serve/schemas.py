@@ -6,18 +6,7 @@ from enum import Enum
 
 from pydantic import BaseModel, Field
 
-
-class Mode(str, Enum):
-    """How an image is read.
-
-    auto: as a scene; when no face is found and the image is shaped like one face crop
-    (``app.looks_like_crop``), as a crop. scene: detect faces, segment each. crop: the whole
-    image is one face crop.
-    """
-
-    auto = "auto"
-    scene = "scene"
-    crop = "crop"
+from maskseg.pipeline.request import Mode  # how an image is read: auto, scene or crop
 
 
 class MaskFormat(str, Enum):

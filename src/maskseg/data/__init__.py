@@ -1,3 +1,3 @@
 """Data sets on disk: image/mask pairs in the MSFD layout or plain folders, their validation
-and grouped seeded splits (``pairs``), face crops cut from photos for the gate (``faces``), and
+(``pairs``), grouped seeded splits (``splits``), face crops cut from photos for the gate (``faces``), and
 scenes composed from pairs for benchmarks and tests (``synth``). numpy and OpenCV only."""

@@ -1,3 +1,4 @@
-"""Data sets on disk: image/mask pairs in the MSFD layout or plain folders, their validation
-(``pairs``), grouped seeded splits (``splits``), face crops cut from photos for the gate (``faces``), and
-scenes composed from pairs for benchmarks and tests (``synth``). numpy and OpenCV only."""
+"""Data sets on disk: image/mask pairs in the MSFD layout or plain folders and their validation
+(``pairs``), grouped seeded splits (``splits``), face crops cut from photos for the gate
+(``faces``), and scenes composed from pairs for benchmarks and tests (``synth``). numpy and
+OpenCV only."""

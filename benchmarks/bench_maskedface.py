@@ -1,6 +1,7 @@
 """Whole-head photos with pixel truth: crop mode against scene mode, per way of wearing the mask.
 
     python benchmarks/bench_maskedface.py [--model unet-msfd] [--data DIR] [--sheet PATH]
+        [--set grow_rounds=1 --set grow_by=0.4 ...]
 
 The photos are ``../shared/data/maskedface-seg`` (MaskedFace-Net faces from FFHQ, 1024 x 1024,
 a whole head with hair, neck and background; ``CWM`` = mask worn correctly, ``IWM`` = worn
@@ -11,7 +12,9 @@ scene (faces found, framed, segmented, pasted). Prints per class and overall: me
 the truth, and the share of photos given a mask (more than 1 % of the picture); for scenes also
 the share where a face was found. ``--sheet`` writes a contact sheet of the 12 worst scene
 results (photo | truth | scene | crop) to a path outside the repository (default
-``runs/maskedface_worst.jpg``; never commit it: the photos are CC BY-NC-SA).
+``runs/maskedface_worst.jpg``; never commit it: the photos are CC BY-NC-SA). ``--set
+NAME=VALUE`` changes a scene setting (``maskseg.pipeline.scene.SceneConfig``), e.g. the
+grow-and-redo framing.
 Development and evaluation only: never train shipped weights on this set.
 """
 
@@ -31,7 +34,7 @@ from maskseg.io import read_image
 from maskseg.pipeline.annotate import image_grid, mask_rgb, overlay
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.request import Mode, RequestEngine
-from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene import ScenePredictor, scene_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "maskedface-seg"
@@ -60,13 +63,18 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--sheet", type=Path, default=ROOT / "runs" / "maskedface_worst.jpg")
     ap.add_argument("--worst", type=int, default=12)
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a scene setting"
+    )
     a = ap.parse_args()
     if not a.data.is_dir():
         raise SystemExit(f"{a.data} not found (see ../shared/data/README.md)")
 
     predictor = Predictor.load(a.model, backend=a.backend)
-    engine = RequestEngine(ScenePredictor(predictor))
+    config = scene_config(a.set)
+    engine = RequestEngine(ScenePredictor(predictor, config))
     print(f"CPU: {cpu_description()}; model {a.model or 'default'} ({predictor.describe()})")
+    print(f"scene settings: {config}")
     print(
         f"{'class':<22}{'photos':>7} | crop: IoU, given a mask | "
         f"scene: IoU, face found, given a mask | ms/photo crop, scene"

@@ -1,6 +1,7 @@
 """Scene evaluation with ground truth: ``predict --scene`` on synthetic 640x480 scenes.
 
     python benchmarks/bench_scene.py [--model unet-msfd] [--part test] [--repeats 3]
+        [--set grow_rounds=1 ...]
 
 Scenes are built (``maskseg.data.synth``) from the labelled crops of one part of the model's own
 split (default: its held-out test pairs): each masked face is placed, at 110-240 px, in
@@ -10,6 +11,7 @@ beside it. Prints full-frame IoU of the scene path against the placed truth (mea
 and pooled), crop-mode IoU on the same faces (the crop given to the model as it is), missed
 masked faces, unmasked faces that got a mask (> 1 % of their square), and ms per scene.
 ``--part fold0`` scores fold 0's validation pairs instead (for choices made on validation).
+``--set NAME=VALUE`` changes a scene setting (``maskseg.pipeline.scene.SceneConfig``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ from maskseg.data.synth import compose
 from maskseg.evaluate.metrics import confusion, iou
 from maskseg.pipeline.detect import box_iou
 from maskseg.pipeline.predictor import Predictor
-from maskseg.pipeline.scene import SCENE_SCORE_THRESHOLD, SceneConfig, ScenePredictor
+from maskseg.pipeline.scene import (
+    SCENE_SCORE_THRESHOLD,
+    SceneConfig,
+    ScenePredictor,
+    scene_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD"
@@ -53,6 +60,9 @@ def main() -> None:
     ap.add_argument("--mode", default="tiles", choices=["frame", "tiles"])
     ap.add_argument("--score-threshold", type=float, default=SCENE_SCORE_THRESHOLD)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a scene setting"
+    )
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
@@ -65,7 +75,8 @@ def main() -> None:
 
         fs = face_splits(load_index(a.faces), d)
         unmasked = [c for c in load_crops(a.faces, part_ids(fs, a.part)) if not c.mask]
-    scene = ScenePredictor(predictor, SceneConfig(mode=a.mode, score_threshold=a.score_threshold))
+    config = scene_config(a.set, SceneConfig(mode=a.mode, score_threshold=a.score_threshold))
+    scene = ScenePredictor(predictor, config)
 
     crop_iou = {s.id: float(iou(confusion(predictor.predict(s.image), s.mask))) for s in pairs}
     rng = np.random.default_rng(a.seed)
@@ -106,6 +117,7 @@ def main() -> None:
         f"{len(pairs)} masked faces, {len(unmasked)} unmasked crops; detector "
         f"blazeface {a.mode}, score >= {a.score_threshold}"
     )
+    print(f"scene settings: {config}")
     print(
         f"scenes: {len(scene_ious)} (640x480), masked faces placed {placed_masked}, "
         f"unmasked faces placed {placed_unmasked}"

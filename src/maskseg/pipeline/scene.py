@@ -22,7 +22,7 @@ timed out does not hold its thread:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,18 @@ CONTAINED = 0.2
 # With a deadline, crops are segmented this many per backend call, the deadline checked
 # between calls (16 crops of the shipped model: about 0.2 s on two CPU cores).
 SEGMENT_CHUNK = 16
+# Grow and redo (docs/shipped-model-plan.md, "Framing that keeps the whole mask"): a face whose
+# crop mask touches its window's edge is cut again, grown toward the touched side(s), and
+# segmented again. A side is touched when more than GROW_TOUCH of the mask pixels' positions
+# along its outermost GROW_BAND of the crop (a band of rows or columns) are mask.
+GROW_ROUNDS = 0
+GROW_BY = 0.4
+GROW_TOUCH = 0.1
+GROW_BAND = 0.02
+# A face whose first mask covers at most this share of its crop gets one window grown toward
+# the bottom (masks worn low, on the chin, show too little of themselves to the gate); None:
+# off.
+RETRY_SMALL: float | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,17 @@ class SceneConfig:
         threads: detector threads (None: its default).
         max_tiles: at most this many detector tiles per image ("tiles" mode); very long
             images get fewer, larger tiles (``maskseg.pipeline.detect.regions.tile_squares``).
+        grow_rounds: at most this many rounds of "grow and redo": a face whose crop mask
+            touches its window's edge (``touched_sides``) is cut again from a window grown
+            toward the touched side(s) (``grow_rect``) and segmented again, all such faces in
+            one batch; the grown window's mask replaces the earlier one unless it is empty.
+            0: off.
+        grow_by: a grown window's side is (1 + grow_by) times the earlier one's.
+        grow_touch: a side is touched when more than this share of its band's pixels is mask.
+        grow_band: the band along each side, as a share of the crop's side (at least 1 px).
+        retry_small: a face whose first mask covers at most this share of its crop (an empty
+            mask included) gets one window grown toward the bottom (masks worn low); its mask
+            replaces the first only if it is larger. None: off.
     """
 
     detector: str = "blazeface"
@@ -72,6 +95,44 @@ class SceneConfig:
     max_faces: int | None = None
     threads: int | None = None
     max_tiles: int | None = MAX_TILES
+    grow_rounds: int = GROW_ROUNDS
+    grow_by: float = GROW_BY
+    grow_touch: float = GROW_TOUCH
+    grow_band: float = GROW_BAND
+    retry_small: float | None = RETRY_SMALL
+
+    def __post_init__(self) -> None:
+        if self.grow_rounds < 0:
+            raise ValueError(f"grow_rounds must be >= 0, got {self.grow_rounds}")
+        if self.grow_by <= 0:
+            raise ValueError(f"grow_by must be > 0, got {self.grow_by}")
+        if not 0 <= self.grow_touch < 1:
+            raise ValueError(f"grow_touch must be in [0, 1), got {self.grow_touch}")
+        if not 0 < self.grow_band <= 0.5:
+            raise ValueError(f"grow_band must be in (0, 0.5], got {self.grow_band}")
+
+
+def scene_config(settings: Sequence[str], base: SceneConfig | None = None) -> SceneConfig:
+    """``base`` (default: ``SceneConfig()``) with fields set from "name=value" strings (the
+    benchmarks' ``--set``); "none" sets None."""
+    base = SceneConfig() if base is None else base
+    types = {f.name: str(f.type) for f in fields(SceneConfig)}
+    changes: dict[str, Any] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in types:
+            raise ValueError(f"not a scene setting: {item!r}; settings: {', '.join(types)}")
+        value = value.strip()
+        if value.lower() == "none":
+            changes[name] = None
+        elif types[name].startswith("int"):
+            changes[name] = int(value)
+        elif types[name].startswith("float"):
+            changes[name] = float(value)
+        else:
+            changes[name] = value
+    return replace(base, **changes)
 
 
 @dataclass
@@ -147,6 +208,54 @@ def scale_rects(rects: np.ndarray, factor: float) -> np.ndarray:
     centre = (rects[:, :2] + rects[:, 2:]) / 2
     half = (rects[:, 2:] - rects[:, :2]) / 2 * factor
     return np.concatenate([centre - half, centre + half], axis=1)
+
+
+# sides of a window, in the order ``touched_sides`` reports them
+SIDES = ("top", "bottom", "left", "right")
+
+
+def touched_sides(mask: np.ndarray, touch: float, band: float) -> np.ndarray:
+    """Which sides of a square crop mask the mask reaches: bool (4,) top, bottom, left, right.
+
+    A side is touched when more than ``touch`` of the pixels in its band (the outermost
+    ``band`` share of the side, at least one row or column) are mask."""
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return np.zeros(4, bool)
+    h, w = mask.shape
+    bh, bw = max(1, round(band * h)), max(1, round(band * w))
+    shares = (
+        mask[:bh].mean(),
+        mask[h - bh :].mean(),
+        mask[:, :bw].mean(),
+        mask[:, w - bw :].mean(),
+    )
+    return np.array([s > touch for s in shares])
+
+
+def grow_rect(rect: np.ndarray, sides: np.ndarray, by: float) -> np.ndarray:
+    """A square x1, y1, x2, y2 grown to (1 + ``by``) times its side toward the touched
+    ``sides`` (top, bottom, left, right): on each axis toward the one touched side, or evenly
+    both ways when both or neither are touched."""
+    x1, y1, x2, y2 = (float(v) for v in np.asarray(rect, np.float64).reshape(4))
+    top, bottom, left, right = (bool(v) for v in np.asarray(sides).reshape(4))
+    side = max(x2 - x1, y2 - y1)
+    extra = side * by
+
+    def start(lo: float, low: bool, high: bool) -> float:
+        if low and not high:
+            return lo - extra
+        if high and not low:
+            return lo
+        return lo - extra / 2
+
+    nx, ny = start(x1, left, right), start(y1, top, bottom)
+    return np.array([nx, ny, nx + side + extra, ny + side + extra])
+
+
+def side_of(rect: np.ndarray) -> float:
+    """The side of a square x1, y1, x2, y2 window."""
+    return float(max(rect[2] - rect[0], rect[3] - rect[1]))
 
 
 class ScenePredictor:
@@ -228,7 +337,77 @@ class ScenePredictor:
         check_deadline(deadline, "cropping faces")
         rects = self.crop_rects(dets, tracked)
         logits = self.crop_logits(image, rects, deadline=deadline)
+        rects, logits = self.regrow(image, rects, logits, deadline=deadline)
         return self.paste(image.shape[:2], size, dets, rects, logits, deadline=deadline)
+
+    def crop_masks(self, logits: np.ndarray) -> list[np.ndarray]:
+        """Each crop's mask at the model's input size (thresholded, cleaned)."""
+        s = self.predictor.size
+        return self.predictor.masks_from_logits(logits, [(s, s)] * len(logits))
+
+    def edges_to_grow(self, shape: tuple[int, int], rect: np.ndarray, mask: np.ndarray):
+        """The sides (``touched_sides``) a crop's mask touches where its window lies inside
+        the image: growing past the image's edge would only add padding."""
+        from maskseg.pipeline.detect import pixel_rect
+
+        c = self.config
+        sides = touched_sides(mask, c.grow_touch, c.grow_band)
+        x, y, side = pixel_rect(rect)
+        h, w = shape
+        inside = np.array([y > 0, y + side < h, x > 0, x + side < w])
+        return sides & inside
+
+    def regrow(
+        self,
+        image: np.ndarray,
+        rects: np.ndarray,
+        logits: np.ndarray,
+        *,
+        deadline: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Grow and redo. With ``retry_small``, first one grown-down window for faces whose
+        mask is empty or tiny; then up to ``grow_rounds`` rounds in which every face whose
+        mask touches its window's edge is segmented again in a window grown toward the
+        touched side(s) (each step's faces in one batch). Returns the final windows and logits
+        (a copy; the inputs are left as they are)."""
+        c = self.config
+        rects = np.array(rects, np.float64).reshape(-1, 4)
+        logits = np.array(logits, np.float32, copy=True)
+        if not len(rects) or (c.grow_rounds == 0 and c.retry_small is None):
+            return rects, logits
+        shape = image.shape[:2]
+        masks = self.crop_masks(logits)
+        if c.retry_small is not None:
+            check_deadline(deadline, "retrying small masks")
+            small = [i for i, m in enumerate(masks) if m.mean() <= c.retry_small]
+            if small:
+                down = np.array([False, True, False, False])
+                new_rects = np.stack([grow_rect(rects[i], down, c.grow_by) for i in small])
+                new_logits = self.crop_logits(image, new_rects, deadline=deadline)
+                new_masks = self.crop_masks(new_logits)
+                for i, r, lg, m in zip(small, new_rects, new_logits, new_masks, strict=True):
+                    # compared in image pixels: the two windows differ in size
+                    if m.mean() * side_of(r) ** 2 > masks[i].mean() * side_of(rects[i]) ** 2:
+                        rects[i], logits[i], masks[i] = r, lg, m
+        live = list(range(len(rects)))  # faces that may grow in the next round
+        for _ in range(c.grow_rounds):
+            check_deadline(deadline, "growing face windows")
+            grown = []
+            for i in live:
+                sides = self.edges_to_grow(shape, rects[i], masks[i])
+                if sides.any():
+                    grown.append((i, grow_rect(rects[i], sides, c.grow_by)))
+            if not grown:
+                break
+            new_rects = np.stack([r for _, r in grown])
+            new_logits = self.crop_logits(image, new_rects, deadline=deadline)
+            new_masks = self.crop_masks(new_logits)
+            live = []
+            for (i, r), lg, m in zip(grown, new_logits, new_masks, strict=True):
+                if m.any():  # an empty grown mask (the gate lost it) keeps the earlier one
+                    rects[i], logits[i], masks[i] = r, lg, m
+                    live.append(i)
+        return rects, logits
 
     def crop_logits(
         self, image: np.ndarray, rects: np.ndarray, *, deadline: float | None = None

@@ -1,0 +1,279 @@
+"""Scene framing that keeps the whole mask: "grow and redo" in ``ScenePredictor``.
+
+A face whose crop mask touches its window's edge is cut again from a window grown toward the
+touched side(s) and segmented again. The geometry is tested with a fake segmenter whose
+"mask" is whatever is white in the crop, so a white patch drawn into a grey image decides
+where the mask runs and which window edges it touches.
+"""
+
+import cv2
+import numpy as np
+import pytest
+
+from maskseg.pipeline.detect import _base as detect_base
+from maskseg.pipeline.detect.detections import Detections
+from maskseg.pipeline.scene import (
+    DeadlineExceeded,
+    SceneConfig,
+    ScenePredictor,
+    grow_rect,
+    scene_config,
+    touched_sides,
+)
+
+TOP, BOTTOM, LEFT, RIGHT = np.eye(4, dtype=bool)
+NONE = np.zeros(4, bool)
+
+
+class WhiteIsMask:
+    """A segmenter whose logits are +10 where a crop is white and -10 elsewhere; records the
+    crops of every call. ``lose_after``: calls after this many return no mask at all."""
+
+    size = 60
+
+    def __init__(self, lose_after: int | None = None) -> None:
+        self.calls: list[int] = []
+        self.lose_after = lose_after
+
+    def logits(self, crops):
+        self.calls.append(len(crops))
+        out = np.stack([np.where(c[..., 0] > 127, 10.0, -10.0)[None] for c in crops])
+        if self.lose_after is not None and len(self.calls) > self.lose_after:
+            out[:] = -10.0
+        return out.astype(np.float32)
+
+    def masks_from_logits(self, logits, sizes):
+        return [
+            cv2.resize((lg[0] > 0).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+            for lg, (h, w) in zip(logits, sizes, strict=True)
+        ]
+
+
+def picture(h: int, w: int, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    """A grey picture with a white "mask" at x1:x2, y1:y2."""
+    image = np.full((h, w, 3), 90, np.uint8)
+    image[y1:y2, x1:x2] = 255
+    return image
+
+
+def scene_with(config: SceneConfig, segmenter=None, window=(140.0, 100.0, 260.0, 220.0)):
+    """A ScenePredictor over the fake segmenter whose one face is cut at ``window``."""
+    scene = ScenePredictor(segmenter or WhiteIsMask(), config, detector=object())
+    rects = np.array([window], np.float64)
+    scene.crop_rects = lambda dets, tracked=False: rects.copy()
+    return scene
+
+
+def one_face() -> Detections:
+    box = np.array([[150.0, 110, 250, 210]])
+    return Detections(box, np.array([0.9]), np.tile(box[:, None, :2] + 50, (1, 6, 1)))
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "expected"),
+    [
+        (slice(0, 10), slice(20, 40), TOP),
+        (slice(50, 60), slice(20, 40), BOTTOM),
+        (slice(20, 40), slice(0, 10), LEFT),
+        (slice(20, 40), slice(50, 60), RIGHT),
+        (slice(20, 60), slice(30, 60), BOTTOM | RIGHT),
+        (slice(20, 40), slice(20, 40), NONE),
+        (slice(0, 60), slice(0, 60), TOP | BOTTOM | LEFT | RIGHT),
+    ],
+)
+def test_touched_sides_on_hand_made_masks(rows, cols, expected):
+    mask = np.zeros((60, 60), bool)
+    mask[rows, cols] = True
+    np.testing.assert_array_equal(touched_sides(mask, 0.1, 0.02), expected)
+
+
+def test_a_side_is_touched_only_above_the_share_and_within_the_band():
+    mask = np.zeros((100, 100), bool)
+    mask[95:, 45:55] = True  # 10 % of the bottom rows
+    assert touched_sides(mask, 0.05, 0.05)[1]
+    assert not touched_sides(mask, 0.1, 0.05)[1]  # not more than 10 %
+    mask[:, :] = False
+    mask[90:97, 0:100] = True  # stops 3 px short of the bottom edge
+    assert not touched_sides(mask, 0.1, 0.02).any()  # the band is 2 rows
+    assert touched_sides(mask, 0.1, 0.05)[1]  # 5 rows reach it
+    assert not touched_sides(np.zeros((60, 60), bool), 0.0, 0.02).any()
+
+
+@pytest.mark.parametrize(
+    ("sides", "expected"),
+    [
+        (BOTTOM, [-25, 0, 125, 150]),
+        (TOP, [-25, -50, 125, 100]),
+        (LEFT, [-50, -25, 100, 125]),
+        (RIGHT, [0, -25, 150, 125]),
+        (BOTTOM | RIGHT, [0, 0, 150, 150]),
+        (TOP | LEFT, [-50, -50, 100, 100]),
+        (LEFT | RIGHT | BOTTOM, [-25, 0, 125, 150]),
+        (TOP | BOTTOM | LEFT | RIGHT, [-25, -25, 125, 125]),
+    ],
+)
+def test_grow_rect_goes_toward_the_touched_sides_and_stays_square(sides, expected):
+    np.testing.assert_allclose(grow_rect([0, 0, 100, 100], sides, 0.5), expected)
+
+
+# --------------------------------------------------------------------------- grow and redo
+
+
+def test_a_mask_cut_at_the_bottom_is_redone_in_a_window_grown_down():
+    image = picture(400, 400, 170, 170, 230, 260)  # the window [140,100,260,220] cuts it
+    before = scene_with(SceneConfig(grow_rounds=0)).segment(image, detections=one_face())
+    assert before.mask[170:220, 170:230].all() and not before.mask[220:].any()
+
+    fake = WhiteIsMask()
+    scene = scene_with(SceneConfig(grow_rounds=2, grow_by=0.5), fake)
+    result = scene.segment(image, detections=one_face())
+    # side 120 -> 180, top kept, centred left-right
+    np.testing.assert_allclose(result.faces[0].crop, [110, 100, 290, 280])
+    assert fake.calls == [1, 1]  # the grown window touches nothing: no second round
+    truth = np.zeros((400, 400), bool)
+    truth[170:260, 170:230] = True
+    assert (result.mask == truth).mean() > 0.99 and result.mask[250:258, 180:220].all()
+
+
+def test_nothing_touching_means_no_growth():
+    fake = WhiteIsMask()
+    image = picture(400, 400, 170, 130, 230, 190)  # well inside the window
+    result = scene_with(SceneConfig(grow_rounds=2), fake).segment(image, detections=one_face())
+    np.testing.assert_allclose(result.faces[0].crop, [140, 100, 260, 220])
+    assert fake.calls == [1]
+
+
+def test_the_round_limit_holds():
+    image = picture(1000, 400, 170, 170, 230, 950)  # a mask running far down
+    for rounds, windows in [
+        (1, [110, 100, 290, 280]),
+        (2, [65, 100, 335, 370]),
+        (3, [-2.5, 100, 402.5, 505]),
+    ]:
+        fake = WhiteIsMask()
+        config = SceneConfig(grow_rounds=rounds, grow_by=0.5)
+        result = scene_with(config, fake).segment(image, detections=one_face())
+        np.testing.assert_allclose(result.faces[0].crop, windows)
+        assert fake.calls == [1] * (rounds + 1)
+
+
+def test_each_round_is_one_batch_of_the_faces_that_touch():
+    image = picture(400, 700, 170, 170, 230, 260)
+    image[130:190, 470:530] = 255  # a second face whose mask stays inside its window
+    two = np.array([[140.0, 100, 260, 220], [440.0, 100, 560, 220]])
+    fake = WhiteIsMask()
+    scene = scene_with(SceneConfig(grow_rounds=1, grow_by=0.5), fake)
+    scene.crop_rects = lambda dets, tracked=False: two.copy()
+    boxes = two + [10, 10, -10, -10]
+    dets = Detections(boxes, np.array([0.9, 0.8]), np.tile(boxes[:, None, :2], (1, 6, 1)))
+    result = scene.segment(image, detections=dets)
+    assert fake.calls == [2, 1]
+    np.testing.assert_allclose(result.faces[0].crop, [110, 100, 290, 280])
+    np.testing.assert_allclose(result.faces[1].crop, two[1])
+
+
+def test_no_growth_past_the_edge_of_the_image():
+    fake = WhiteIsMask()
+    image = picture(220, 400, 170, 170, 230, 220)  # the window's bottom is the image's
+    result = scene_with(SceneConfig(grow_rounds=2), fake).segment(image, detections=one_face())
+    np.testing.assert_allclose(result.faces[0].crop, [140, 100, 260, 220])
+    assert fake.calls == [1]
+
+
+def test_an_empty_grown_mask_keeps_the_first():
+    fake = WhiteIsMask(lose_after=1)
+    image = picture(400, 400, 170, 170, 230, 260)
+    result = scene_with(SceneConfig(grow_rounds=2), fake).segment(image, detections=one_face())
+    np.testing.assert_allclose(result.faces[0].crop, [140, 100, 260, 220])
+    assert fake.calls == [1, 1] and result.faces[0].mask and result.mask[170:220].any()
+
+
+def test_a_small_mask_gets_one_window_grown_down():
+    image = picture(400, 400, 170, 216, 230, 270)  # a low mask: 4 rows inside the window
+    plain = scene_with(SceneConfig(grow_rounds=0)).segment(image, detections=one_face())
+    assert plain.mask.sum() < 400
+    fake = WhiteIsMask()
+    config = SceneConfig(grow_rounds=0, grow_by=0.5, retry_small=0.05)
+    result = scene_with(config, fake).segment(image, detections=one_face())
+    np.testing.assert_allclose(result.faces[0].crop, [110, 100, 290, 280])
+    assert fake.calls == [1, 1] and result.mask[220:268, 175:225].all()
+    # nothing found in the retry either: the first window stays
+    fake = WhiteIsMask()
+    empty = np.full((400, 400, 3), 90, np.uint8)
+    result = scene_with(config, fake).segment(empty, detections=one_face())
+    np.testing.assert_allclose(result.faces[0].crop, [140, 100, 260, 220])
+    assert fake.calls == [1, 1] and not result.mask.any()
+
+
+def test_the_input_windows_and_logits_are_left_as_they_are():
+    scene = scene_with(SceneConfig(grow_rounds=1, grow_by=0.5))
+    image = picture(400, 400, 170, 170, 230, 260)
+    rects = np.array([[140.0, 100, 260, 220]])
+    logits = scene.crop_logits(image, rects)
+    kept = logits.copy()
+    new_rects, new_logits = scene.regrow(image, rects, logits)
+    np.testing.assert_array_equal(rects, [[140, 100, 260, 220]])
+    np.testing.assert_array_equal(logits, kept)
+    np.testing.assert_allclose(new_rects, [[110, 100, 290, 280]])
+    assert not np.array_equal(new_logits, kept)
+
+
+# --------------------------------------------------------------------------- deadline
+
+
+class Clock:
+    """Stands in for the ``time`` module of ``maskseg.pipeline.detect._base``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_the_deadline_stops_before_growing(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(detect_base, "time", clock)
+    fake = WhiteIsMask()
+    logits = fake.logits
+
+    def late(crops):  # the first pass runs past the deadline
+        clock.now = 11.0
+        return logits(crops)
+
+    fake.logits = late
+    image = picture(400, 400, 170, 170, 230, 260)
+    scene = scene_with(SceneConfig(grow_rounds=2), fake)
+    with pytest.raises(DeadlineExceeded, match="before growing face windows"):
+        scene.segment(image, detections=one_face(), deadline=10.0)
+    assert fake.calls == [1]
+    clock.now = 0.0
+    scene = scene_with(SceneConfig(grow_rounds=0, retry_small=0.05), fake)
+    with pytest.raises(DeadlineExceeded, match="before retrying small masks"):
+        scene.segment(picture(400, 400, 0, 0, 1, 1), detections=one_face(), deadline=10.0)
+
+
+def test_a_future_deadline_changes_nothing():
+    image = picture(400, 400, 170, 170, 230, 260)
+    config = SceneConfig(grow_rounds=2, grow_by=0.5)
+    plain = scene_with(config).segment(image, detections=one_face())
+    timed = scene_with(config).segment(image, detections=one_face(), deadline=1e12)
+    assert np.array_equal(plain.mask, timed.mask)
+    assert [f.as_record() for f in plain.faces] == [f.as_record() for f in timed.faces]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_settings_are_checked_and_parsed():
+    for bad in ({"grow_rounds": -1}, {"grow_by": 0}, {"grow_touch": 1.0}, {"grow_band": 0}):
+        with pytest.raises(ValueError):
+            SceneConfig(**bad)
+    c = scene_config(["grow_rounds=2", "grow-by=0.3", "retry_small=0.02", "mode=frame"])
+    assert (c.grow_rounds, c.grow_by, c.retry_small, c.mode) == (2, 0.3, 0.02, "frame")
+    assert scene_config(["retry_small=none"], c).retry_small is None
+    with pytest.raises(ValueError, match="not a scene setting"):
+        scene_config(["grow=1"])

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -424,3 +425,148 @@ def test_compare_and_evaluate_score_the_models_own_test_ids(
     result = json.loads((out / "results.json").read_text())
     assert sorted(result["split"]["test_ids"]) == own and result["split"]["seed"] == 3
     assert main([*cmp, "--output", str(out), "--split-seed", "0"]) == 2  # not the model's split
+
+
+# ---------------------------------------------------------------------------- CLI odds
+
+
+def test_cli_modules_stay_small():
+    """One module per group of commands; none grows past 400 lines."""
+    folder = Path(__file__).resolve().parents[1] / "src" / "maskseg" / "cli"
+    sizes = {p.name: len(p.read_text().splitlines()) for p in folder.glob("*.py")}
+    assert {"main.py", "train.py", "evaluate.py", "media.py", "models.py"} <= set(sizes)
+    assert max(sizes.values()) <= 400, sizes
+
+
+def test_torch_install_advice_names_the_cpu_build(tmp_path: Path, monkeypatch, capsys):
+    """Without PyTorch the advice installs the CPU build: a bare 'maskseg[train]' pulls a
+    multi-GB CUDA torch."""
+    advice = "pip install torch==2.13.0 'maskseg[train]'"
+    monkeypatch.setitem(sys.modules, "maskseg.pipeline.backends.pytorch", None)  # import fails
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.full((8, 8, 3), 90, np.uint8))
+    out = str(tmp_path / "o")
+    assert main(["predict", str(img), "--output", out, "--backend", "torch"]) == 2
+    assert advice in capsys.readouterr().err
+    weights = tmp_path / "m.safetensors"  # only PyTorch reads it
+    weights.write_bytes(b"x")
+    assert main(["predict", str(img), "--output", out, "--model", str(weights)]) == 2
+    assert advice in capsys.readouterr().err
+    # every such install command in the package names the CPU build
+    src = Path(__file__).resolve().parents[1] / "src" / "maskseg"
+    bare = [
+        f"{p.relative_to(src)}:{k}"
+        for p in src.rglob("*.py")
+        for k, line in enumerate(p.read_text().splitlines(), 1)
+        if "pip install" in line and "maskseg[train]" in line and "torch==2.13.0" not in line
+    ]
+    assert not bare
+
+
+def test_predict_reports_files_of_other_types_in_folders(
+    tmp_path: Path, tiny_model: Path, capsys, caplog
+):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    cv2.imwrite(str(src / "a.jpg"), np.full((10, 12, 3), 90, np.uint8))
+    cv2.imwrite(str(src / "sub" / "b.png"), np.full((10, 12, 3), 90, np.uint8))
+    (src / "anim.gif").write_bytes(b"GIF89a")
+    (src / "README").write_text("no extension")
+    (src / "sub" / "notes.txt").write_text("text")
+    (src / ".hidden").write_text("left out on purpose, not reported")
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="maskseg.cli.predict"):
+        rc = main(["predict", str(src), "--output", str(out), "--model", str(tiny_model)])
+    assert rc == 0  # reported, not a failure: the images were all written
+    lines = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "left out 3 file(s) that are not images of an accepted type" in lines[0]
+    assert "(.gif, .txt, no extension)" in lines[0]
+    assert "README, anim.gif, sub/notes.txt" in lines[0] and ".hidden" not in lines[0]
+    assert sorted(p.name for p in out.rglob("*.png")) == ["a.png", "b.png"]
+    caplog.clear()
+    # a second run beside the first run's outputs reports no more than before
+    (src / "masks").mkdir()
+    (src / "masks" / "x.json").write_text("{}")
+    with caplog.at_level(logging.WARNING, logger="maskseg.cli.predict"):
+        main(["predict", str(src), "--output", str(src / "masks"), "--model", str(tiny_model)])
+    lines = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(lines) == 1 and "left out 3 file(s)" in lines[0] and "x.json" not in lines[0]
+
+
+def test_predict_names_a_symlink_loop_given_by_name(tmp_path: Path, tiny_model: Path, capsys):
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    (tmp_path / "broken.jpg").symlink_to(tmp_path / "missing.jpg")
+    out = str(tmp_path / "out")
+    args = ["--output", out, "--model", str(tiny_model)]
+    assert main(["predict", str(tmp_path / "loop.jpg"), str(tmp_path / "broken.jpg"), *args]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped {tmp_path / 'loop.jpg'}: symlink loop" in err
+    assert f"skipped {tmp_path / 'broken.jpg'}: broken link" in err
+    assert main(["predict", str(tmp_path / "nothing.jpg"), *args]) == 1
+    assert "file does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option", [["--detect-mode", "frame"], ["--detector", "blazeface"], ["--detect-threshold=0.3"]]
+)
+def test_predict_refuses_detector_options_without_scene(tmp_path: Path, capsys, option):
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.full((8, 8, 3), 90, np.uint8))
+    args = ["predict", str(img), "--output", str(tmp_path / "o"), *option]
+    assert main([*args, "--model", "no-such-model"]) == 2  # refused before the model loads
+    err = capsys.readouterr().err
+    assert option[0].split("=")[0] in err and "--scene" in err and "no-such-model" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_help_says_what_overlays_and_evaluate_default_to():
+    from maskseg.cli.main import build_parser
+
+    commands = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)][0]
+    predict = " ".join(commands.choices["predict"].format_help().split())
+    assert "decoded reduced, so their overlay is smaller than the image" in predict
+    evaluate = " ".join(commands.choices["evaluate"].format_help().split())
+    assert "default: unet-msfd-heldout" in evaluate
+
+
+def test_evaluate_defaults_to_the_held_out_twin(msfd_tiny: Path, tmp_path: Path, capsys):
+    """The default model saw every pair: evaluate scores its twin that held out the test split
+    unless --model is given."""
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--data", str(msfd_tiny), "--output", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "unet-msfd-heldout" and summary["n_images"] > 0
+    assert "test split" in capsys.readouterr().out
+    out = tmp_path / "ev2"
+    assert (
+        main(["evaluate", "--data", str(msfd_tiny), "--model", "unet-msfd", "--output", str(out)])
+        == 1
+    )
+    assert "--split all" in capsys.readouterr().err and not out.exists()
+
+
+def test_models_lists_a_readable_table_and_json(capsys, monkeypatch):
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("unet-msfd (default)\n") and "\nunet-msfd-heldout\n" in text
+    for label in ("for:", "trained on:", "test figures:", "files:", "detector:", "licence:"):
+        assert text.count(f"  {label}") == 2, label
+    assert "unet-msfd.onnx (2.4 MB, INT8, onnxruntime" in text
+    assert "runs/" not in text and "{" not in text  # no internal run paths, no raw dicts
+    assert "architectures: unet" in text
+    assert main(["models", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in models][:1] == ["unet-msfd"] and models[0]["default"]
+    held = next(m for m in models if m["name"] == "unet-msfd-heldout")
+    assert held["trained_on"]["test_fraction"] > 0 and held["files"][0]["precision"] == "INT8"
+    assert all(f["bytes"] > 0 for m in models for f in m["files"])
+    # where listing the architectures needs PyTorch, the listing says what to install
+    from maskseg.cli import models as cli_models
+
+    monkeypatch.setattr(cli_models, "architectures", lambda: None)
+    assert main(["models"]) == 0
+    assert (
+        "architectures: (install PyTorch to list and train them: "
+        "pip install torch==2.13.0 'maskseg[train]')" in capsys.readouterr().out
+    )

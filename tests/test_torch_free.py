@@ -3,11 +3,14 @@ evaluates; nothing on the predict path imports torch."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from maskseg.io import read_mask
@@ -66,39 +69,80 @@ def test_predict_without_torch(no_torch_env, tmp_path: Path):
     res = _maskseg(
         no_torch_env, "predict", str(FACE), "--output", str(tmp_path / "t"), "--backend", "torch"
     )
-    assert res.returncode == 2 and "maskseg[train]" in res.stderr
+    # the advice installs the CPU build of torch (a bare 'maskseg[train]' pulls a CUDA one)
+    assert res.returncode == 2 and "pip install torch==2.13.0 'maskseg[train]'" in res.stderr
 
 
 def test_models_and_evaluate_without_torch(no_torch_env, msfd_tiny: Path, tmp_path: Path):
     res = _maskseg(no_torch_env, "models")
     assert res.returncode == 0, res.stderr
     assert "unet-msfd (default)" in res.stdout and "unet-msfd.onnx" in res.stdout
+    assert "architectures: unet" in res.stdout  # the registry lists names without PyTorch
+    assert "PyTorch, not installed" in res.stdout  # the .safetensors file needs PyTorch
+    res = _maskseg(no_torch_env, "models", "--json")
+    assert res.returncode == 0, res.stderr
+    assert {m["name"] for m in json.loads(res.stdout)} >= {"unet-msfd", "unet-msfd-heldout"}
     # the shipped default saw every pair of its data: no test split, and the error says why
-    res = _maskseg(
-        no_torch_env,
-        "evaluate",
-        "--data",
-        str(msfd_tiny),
-        "--backend",
-        "onnx",
-        "--output",
-        str(tmp_path / "ev"),
-    )
+    args = ["evaluate", "--data", str(msfd_tiny), "--backend", "onnx"]
+    res = _maskseg(no_torch_env, *args, "--model", "unet-msfd", "--output", str(tmp_path / "e"))
     assert res.returncode == 1 and "--split all" in res.stderr
     res = _maskseg(
-        no_torch_env,
-        "evaluate",
-        "--data",
-        str(msfd_tiny),
-        "--backend",
-        "onnx",
-        "--split",
-        "all",
-        "--output",
-        str(tmp_path / "ev"),
+        no_torch_env, *args, "--model", "unet-msfd", "--split", "all", "--output", str(tmp_path)
     )
     assert res.returncode == 0, res.stderr
-    assert "iou" in res.stdout and (tmp_path / "ev" / "summary.json").is_file()
+    assert "iou" in res.stdout and (tmp_path / "summary.json").is_file()
+    # without --model: the held-out twin, scored on its own test split
+    res = _maskseg(no_torch_env, *args, "--output", str(tmp_path / "ev"))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["model"] == "unet-msfd-heldout" and summary["n_images"] > 0
+
+
+def _faces_folder(folder: Path, n: int = 10) -> Path:
+    """A folder as ``maskseg data faces`` writes it: crops and index.json, half of them of a
+    face with a mask, half without, each photo its own group."""
+    import cv2
+
+    from maskseg.data.faces import CROP_SIDE, INDEX, FaceCrop
+
+    photos = {True: FACE, False: ROOT / "examples" / "astronaut.jpg"}
+    entries = []
+    for k in range(n):
+        label = k % 2 == 0
+        image = cv2.resize(cv2.imread(str(photos[label])), (CROP_SIDE, CROP_SIDE))
+        crop = f"{'with' if label else 'without'}/{k:05d}.jpg"
+        (folder / crop).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / crop), np.ascontiguousarray(image[:, :: 1 - 2 * (k % 3 == 0)]))
+        pid = f"{'with' if label else 'without'}_mask/photo{k}.jpg"
+        entries.append(FaceCrop(pid, label, crop, f"g{k}", 0.9, [0, 0, 100, 100], 1, "ok"))
+    index = {"root": "photos", "detector": "blazeface", "crop_side": CROP_SIDE}
+    index["crops"] = [dataclasses.asdict(e) for e in entries]
+    (folder / INDEX).write_text(json.dumps(index))
+    return folder
+
+
+def test_evaluate_faces_without_torch(no_torch_env, msfd_tiny: Path, tmp_path: Path):
+    from maskseg.data.faces import face_splits, load_index
+    from maskseg.pipeline.modelfile import read_model_info
+    from maskseg.pipeline.predictor import resolve_model_path
+
+    faces = _faces_folder(tmp_path / "faces")
+    args = ["evaluate", "--data", str(msfd_tiny), "--faces", str(faces)]
+    res = _maskseg(no_torch_env, *args, "--output", str(tmp_path / "ev"))
+    assert res.returncode == 0, res.stderr
+    assert "false-mask rate" in res.stdout and "found rate" in res.stdout
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    cfg, _ = read_model_info(resolve_model_path("unet-msfd-heldout", backend="onnx"))
+    test = face_splits(load_index(faces), cfg.data).test
+    f = summary["faces"]
+    assert test and f["n_with_mask"] + f["n_without_mask"] == len(test)
+    assert summary["n_images"] > 0 and 0 <= f["found_rate"] <= 1
+    # the default model has no test pairs: the photos' rates alone
+    res = _maskseg(no_torch_env, *args, "--model", "unet-msfd", "--output", str(tmp_path / "all"))
+    assert res.returncode == 0, res.stderr
+    assert "face photos only" in res.stdout and "false-mask rate" in res.stdout
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert "iou" not in summary and summary["faces"]["folder"] == str(faces)
 
 
 def test_predict_path_imports_no_torch():

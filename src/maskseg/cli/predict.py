@@ -6,8 +6,10 @@ larger than the model needs), calls a segmenter and writes ``DIR/<stem>.png``.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,13 @@ from typing import Protocol
 import numpy as np
 
 from maskseg.console import show_progress
-from maskseg.files import atomic_write_bytes, collect_inputs, is_within, refuse_overwrite
+from maskseg.files import (
+    IMAGE_EXTENSIONS,
+    atomic_write_bytes,
+    collect_inputs,
+    is_within,
+    refuse_overwrite,
+)
 from maskseg.io import (
     DECODE_SIDE,
     DEFAULT_MAX_PIXELS,
@@ -58,9 +66,12 @@ def predict_paths(
     Files found inside a sub-folder of a folder input go to the same sub-folder of DIR; a
     second input with a name already written (``a.jpg`` beside ``a.png``) gets its extension
     in the name (``a_png.png``; then a number) rather than overwrite the first. Unreadable
-    files, files over ``max_pixels``, folders named like images and symlink loops are
-    reported once through ``on_skip`` and listed in the result; the rest go on. Overlays of
-    images decoded reduced are written at the reduced size.
+    files, files over ``max_pixels``, folders named like images, broken links and symlink
+    loops (given by name or found in a folder) are reported once through ``on_skip`` and
+    listed in the result; the rest go on. Files a folder scan leaves out because they are not
+    images of an accepted type (``.gif``, no extension, ...) are counted and named in one
+    warning per folder (logged; not failures). Overlays of images decoded reduced are written
+    at the reduced size.
 
     Nothing given is ever overwritten, and outputs are never read back as inputs:
 
@@ -134,7 +145,11 @@ def _collect(
     inputs: list[str | Path], out: Path
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
     """``collect_inputs``, less the files a folder scan finds inside the output folder (they
-    are outputs of an earlier run); files and folders given explicitly are kept."""
+    are outputs of an earlier run); files and folders given explicitly are kept, except
+    links that lead nowhere (a symlink loop, a broken link), skipped with that reason.
+
+    Files a folder scan leaves out because they are not images of an accepted type (a GIF, a
+    file without an extension) are logged as one warning per folder with their count."""
     items: list[tuple[Path, Path]] = []
     skipped: list[tuple[Path, str]] = []
     left_out = 0
@@ -146,7 +161,14 @@ def _collect(
         return not inside[path.parent]
 
     for item in inputs:
+        dead = None if Path(item).is_dir() else _dead_link(Path(item))
+        if dead:
+            skipped.append((Path(item), dead))
+            continue
         found, bad = collect_inputs([item])
+        if Path(item).is_dir():
+            seen = {p for p, _ in found} | {p for p, _ in bad}
+            _report_not_images(Path(item), seen, out)
         if Path(item).is_dir() and not is_within(item, out):
             kept = [(p, n) for p, n in found if outside(p)]
             bad = [(p, why) for p, why in bad if outside(p)]
@@ -161,6 +183,65 @@ def _collect(
             out,
         )
     return items, skipped
+
+
+def _dead_link(path: Path) -> str | None:
+    """Why a path given by name leads to no file when that is a link's fault (the same
+    reasons as a folder scan gives); None otherwise (decoding reports the rest)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symlink loop ({exc.strerror})"
+        if path.is_symlink():
+            return f"broken link ({exc.strerror})"
+    return None
+
+
+def _report_not_images(folder: Path, seen: set[Path], out: Path, shown: int = 5) -> None:
+    """Log one warning naming the files under ``folder`` that its scan left out because they
+    are not images of an accepted type (hidden files, the output folder's files and what the
+    scan found or reported are not counted)."""
+    others: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    stack = [folder]
+    while stack:
+        here = stack.pop()
+        try:
+            st = here.stat()
+            entries = list(os.scandir(here))
+        except OSError:
+            continue  # the scan reported it
+        if (st.st_dev, st.st_ino) in visited or (here != folder and is_within(here, out)):
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():  # a folder named like an image too: its files count
+                    stack.append(path)
+                elif entry.is_file() and path not in seen:
+                    others.append(path)
+            except OSError:
+                continue
+    if not others:
+        return
+    others.sort()
+    kinds = sorted({p.suffix.lower() or "no extension" for p in others})
+    names = ", ".join(p.relative_to(folder).as_posix() for p in others[:shown])
+    more = f" and {len(others) - shown} more" if len(others) > shown else ""
+    log.warning(
+        "%s: left out %d file(s) that are not images of an accepted type (%s): %s%s; "
+        "accepted: %s (a file given by name is tried whatever its type)",
+        folder,
+        len(others),
+        ", ".join(kinds),
+        names,
+        more,
+        " ".join(IMAGE_EXTENSIONS),
+    )
 
 
 def plan_names(items: list[tuple[Path, Path]]) -> list[Path]:

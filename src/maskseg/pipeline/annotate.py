@@ -22,7 +22,7 @@ def pyplot():
     except ImportError:
         raise ImportError(
             "charts need matplotlib, which comes with the training extra: "
-            "pip install 'maskseg[train]'"
+            "pip install torch==2.13.0 'maskseg[train]' (the CPU build of torch)"
         ) from None
 
     matplotlib.use("Agg")

@@ -15,8 +15,8 @@ calibrated on crops of the model's own *training* part of its split (never its t
 ``exclude_fold`` also leaves out a validation fold). The final 1x1 convolution, whose output
 is compared with the threshold, stays in fp32.
 
-Needs PyTorch, ``onnx`` and ``onnxscript`` (``pip install 'maskseg[train]'``); running the
-result needs only onnxruntime.
+Needs PyTorch, ``onnx`` and ``onnxscript`` (``pip install torch==2.13.0 'maskseg[train]'``,
+the CPU build of torch); running the result needs only onnxruntime.
 """
 
 from __future__ import annotations

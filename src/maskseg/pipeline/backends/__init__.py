@@ -40,6 +40,9 @@ _REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 # The top-level module each backend's runtime needs (checked without importing it).
 _RUNTIMES = {"torch": "torch", "onnx": "onnxruntime"}
+# How to install PyTorch with maskseg: the CPU build pinned in the same command (any other
+# torch request pulls a multi-GB CUDA build; see the README's install extras).
+TORCH_INSTALL = "pip install torch==2.13.0 'maskseg[train]'"
 # "auto" tries these in order: for a file that more than one backend reads, and for a shipped
 # model that ships in several formats (fastest first: benchmarks/bench_race.py).
 PREFERENCE = ["onnx", "torch"]
@@ -119,7 +122,7 @@ def load_backend(
         except ImportError as exc:
             raise ImportError(
                 f"the {kind} backend needs {_RUNTIMES.get(kind, kind)}, which does not import "
-                f"here ({exc}); install it (PyTorch: pip install 'maskseg[train]')"
+                f"here ({exc}); install it (PyTorch: {TORCH_INSTALL})"
             ) from None
         if path.suffix.lower() not in suffixes:
             hint = ""
@@ -141,5 +144,5 @@ def load_backend(
         return loader(path, **options)
     raise ImportError(
         f"{path}: no installed runtime can run it; missing: {', '.join(missing)}. "
-        "Install one, e.g. pip install 'maskseg[train]' for PyTorch."
+        f"Install one, e.g. {TORCH_INSTALL} for PyTorch."
     )

@@ -1,0 +1,275 @@
+"""Commands that segment photos and videos: ``predict`` (files and folders; the file writer is
+``maskseg.cli.predict``) and ``video`` (files, cameras, streams)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from maskseg.cli.common import METHODS, AddCommand, add_model_args, load_predictor
+from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS
+from maskseg.pipeline.scene import SCENE_SCORE_THRESHOLD
+
+# Where the detector options given on the command line are listed (their defaults cannot
+# tell given from not given without changing what --help shows).
+GIVEN_DETECTOR_OPTIONS = "detector_options_given"
+
+
+class _StoreGiven(argparse.Action):
+    """Store the value, and list the option in ``GIVEN_DETECTOR_OPTIONS``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        given = getattr(namespace, GIVEN_DETECTOR_OPTIONS, ())
+        if option_string not in given:
+            setattr(namespace, GIVEN_DETECTOR_OPTIONS, (*given, option_string))
+
+
+def _add_detector_args(p: argparse.ArgumentParser, video: bool) -> None:
+    """The face detector of ``predict --scene`` and ``video`` (read by ``_scene_config``)."""
+    p.set_defaults(**{GIVEN_DETECTOR_OPTIONS: ()})
+    p.add_argument(
+        "--detector",
+        default="blazeface",
+        action=_StoreGiven,
+        help="face detector" if video else "face detector for --scene",
+    )
+    p.add_argument(
+        "--detect-mode",
+        default="tiles",
+        choices=["frame", "tiles"],
+        action=_StoreGiven,
+        help=("full detection: " if video else "") + "frame: one pass (large "
+        "faces); tiles: also overlapping tiles (small faces)",
+    )
+    p.add_argument(
+        "--detect-threshold",
+        type=float,
+        default=SCENE_SCORE_THRESHOLD,
+        action=_StoreGiven,
+        help="minimum detection score of a new face"
+        if video
+        else "minimum detection score (low: the mask gate rejects non-masks)",
+    )
+
+
+def _scene_config(a: argparse.Namespace):
+    from maskseg.pipeline.scene import SceneConfig
+
+    return SceneConfig(detector=a.detector, mode=a.detect_mode, score_threshold=a.detect_threshold)
+
+
+def _check_predict_options(a: argparse.Namespace) -> None:
+    """Options that mean nothing in the mode asked for fail before the model loads."""
+    if a.scene:
+        if a.method != "unet":
+            raise ValueError("--scene segments detected faces with the U-Net; drop --method")
+        return
+    if a.json:
+        raise ValueError("--json describes the faces found with --scene; add --scene")
+    given = getattr(a, GIVEN_DETECTOR_OPTIONS, ())
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: the face detector runs only with --scene (whole photos); "
+            "add --scene, or drop the detector options to segment face crops"
+        )
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from maskseg.cli.predict import predict_paths
+
+    _check_predict_options(a)
+    if a.method == "unet":
+        segmenter = load_predictor(a)
+    else:
+        from maskseg.evaluate.baselines import get_method
+
+        segmenter = get_method(a.method)
+    if a.scene:
+        from maskseg.pipeline.scene import ScenePredictor
+
+        segmenter = ScenePredictor(segmenter, _scene_config(a))
+
+    def report(path: Path, reason: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+
+    res = predict_paths(
+        segmenter,
+        a.inputs,
+        a.output,
+        a.overlay,
+        not a.no_progress,
+        a.max_pixels,
+        on_skip=report,
+        write_json=a.json,
+    )
+    print(
+        f"wrote {len(res.written)} mask(s) to {a.output}"
+        + (f"; skipped {len(res.failed)} input(s), listed above" if res.failed else "")
+    )
+    if not res.written and not res.failed:
+        print("error: no input images found", file=sys.stderr)
+        return 1
+    return 1 if res.failed else 0
+
+
+def cmd_video(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from maskseg import video
+    from maskseg.console import show_progress
+    from maskseg.pipeline.scene import ScenePredictor
+
+    if not (a.output or a.json or a.masks or a.show):
+        raise ValueError("nothing to write: give --output, --json, --masks or --show")
+    video.sinks.check_outputs(a.source, a.output, a.json, a.masks)  # before anything is opened
+    with video.open_source(a.source) as source:  # a bad source fails before the model loads
+        options = video.VideoOptions(detect_every=a.detect_every, smooth=not a.no_smooth)
+        segmenter = video.VideoSegmenter(
+            ScenePredictor(load_predictor(a), _scene_config(a)), options
+        )
+        sinks: list[Any] = []
+        try:
+            if a.output:
+                sinks.append(video.VideoFileSink(a.output, source.fps, source.size, a.codec))
+            if a.json:
+                sinks.append(video.JsonLinesSink(a.json))
+            if a.masks:
+                sinks.append(video.MaskFolderSink(a.masks))
+            problem = video.gui_problem() if a.show else None
+            if problem:
+                print(f"warning: no preview window: {problem}", file=sys.stderr)
+            elif a.show:
+                sinks.append(video.PreviewSink())
+        except BaseException:
+            for sink in sinks:
+                getattr(sink, "discard", sink.close)()
+            raise
+        bar = tqdm(
+            total=source.frame_count,
+            desc="video",
+            unit="frame",
+            disable=not show_progress(not a.no_progress),
+        )
+        with video.stop_on_signals() as stop:
+            stats = video.run_video(
+                source,
+                segmenter,
+                sinks,
+                stop,
+                a.max_frames,
+                on_frame=lambda frame, result: bar.update(),
+            )
+        bar.close()
+    written = ", ".join(str(p) for p in (a.output, a.json, a.masks) if p) or "nothing"
+    stopped = f"; stopped by {stats.stopped}" if stats.stopped else ""
+    print(f"{source.describe()}: wrote {written}{stopped}\n{stats.summary()}")
+    return 0
+
+
+def add_predict(add: AddCommand) -> None:
+    p = add("predict", "write DIR/<stem>.png masks for image files and folders")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("--output", required=True, type=Path, help="folder for the masks")
+    add_model_args(p)
+    p.add_argument(
+        "--method",
+        default="unet",
+        choices=["unet", *METHODS],
+        help="segmenter: the U-Net or a classical method",
+    )
+    p.add_argument(
+        "--overlay",
+        action="store_true",
+        help="also write <stem>_overlay.jpg, at the size the image was decoded at: images "
+        f"with a long side of {2 * DECODE_SIDE} px or more are decoded reduced, so their "
+        "overlay is smaller than the image (the mask always has the image's full size)",
+    )
+    p.add_argument(
+        "--scene",
+        action="store_true",
+        help="whole photos: detect faces, segment "
+        "each face's crop, paste into one full-frame mask (default: the input is "
+        "one face crop)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="with --scene: also write <stem>.json "
+        "(per face: box, score, mask share of the box, mask or not)",
+    )
+    _add_detector_args(p, video=False)
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="images with more pixels are skipped as decompression bombs",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it shows only on a terminal anyway)",
+    )
+    p.set_defaults(func=cmd_predict)
+
+
+def add_video(add: AddCommand) -> None:
+    p = add(
+        "video", "masks in a video file, camera or stream: annotated video, JSON lines, mask PNGs"
+    )
+    p.add_argument(
+        "source", help="video file, camera index (0, 1, ...) or stream URL (rtsp://, http://, ...)"
+    )
+    p.add_argument("--output", type=Path, help="annotated video file (.mp4, .avi, .mkv)")
+    p.add_argument(
+        "--json",
+        type=Path,
+        help="JSON lines file: per frame its index, time (s) "
+        "and faces (track id, box, score, mask share of the box)",
+    )
+    p.add_argument("--masks", type=Path, help="folder for each frame's mask as 000000.png, ...")
+    p.add_argument(
+        "--codec",
+        choices=["h264", "mp4v"],
+        help="h264 (PyAV: pip install "
+        "'maskseg[video]'; plays in browsers) or mp4v (OpenCV); default: h264 when "
+        "PyAV is installed, else mp4v",
+    )
+    p.add_argument(
+        "--no-smooth", action="store_true", help="no averaging of each face's mask over frames"
+    )
+    p.add_argument(
+        "--show",
+        action="store_true",
+        help="preview window (needs a display and an OpenCV with GUI; q quits)",
+    )
+    p.add_argument(
+        "--detect-every",
+        type=int,
+        default=15,
+        help="full detection every N frames; "
+        "between them faces are re-detected around their last boxes",
+    )
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    add_model_args(p)
+    _add_detector_args(p, video=True)
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it shows only on a terminal anyway)",
+    )
+    p.set_defaults(func=cmd_video)
+
+
+COMMANDS = {"predict": add_predict, "video": add_video}

@@ -1,0 +1,286 @@
+"""``maskseg models``: the shipped models (what each is for, what it learnt from, the figures
+its file holds, its files, the detector and the licences) and the architectures.
+
+Everything shown is read from the model files' own metadata (``maskseg.pipeline.modelfile``),
+so the light install (no PyTorch) lists them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from maskseg.cli.common import AddCommand
+
+# The runtime each backend needs, as a person knows it.
+RUNTIMES = {"onnx": "onnxruntime", "torch": "PyTorch"}
+# Data sets the shipped models were trained on, by the last folder of their recorded root:
+# what they are and their licence.
+DATA_SETS = {"MSFD": "MFSD/MSFD face crops with pixel-exact mask labels"}
+DATA_LICENCES = {"MSFD": "MIT (Rezvani, Fateh and Khosravi; cite their ABANet paper)"}
+# The face detectors of --scene and video, with their origin and licence.
+DETECTORS = {
+    "blazeface": "MediaPipe BlazeFace short range, Apache-2.0 (NOTICE beside its ONNX file)",
+    "blazeface-full": "MediaPipe BlazeFace full range, Apache-2.0 (NOTICE beside its ONNX file)",
+}
+WEIGHTS_LICENCE = "MIT, as maskseg"
+
+
+def _gate(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The mask-presence gate's figures: stored by ``maskseg gate``, or kept per member by
+    ``maskseg pack``."""
+    if isinstance(metrics.get("gate"), dict):
+        return metrics["gate"]
+    for member in metrics.get("member_metrics") or []:
+        if isinstance(member, dict) and isinstance(member.get("gate"), dict):
+            return member["gate"]
+    return None
+
+
+def _training(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Training figures stored with the weights (last epoch, loss, validation scores)."""
+    rows = [metrics] + [m for m in metrics.get("member_metrics") or [] if isinstance(m, dict)]
+    for row in rows:
+        figures = {
+            k: row[k]
+            for k in ("epoch", "train_loss", "val_iou", "val_dice")
+            if isinstance(row.get(k), (int, float))
+        }
+        if figures:
+            return figures
+    return {}
+
+
+def _file(backend: str, path: Path, info: dict[str, Any] | None) -> dict[str, Any]:
+    from maskseg.pipeline.backends import is_installed
+
+    entry: dict[str, Any] = {
+        "file": path.name,
+        "path": str(path),
+        "backend": backend,
+        "runtime": RUNTIMES.get(backend, backend),
+        "runtime_installed": is_installed(backend),
+        "bytes": path.stat().st_size,
+    }
+    if info is not None:
+        if path.suffix == ".onnx":
+            entry["precision"] = "INT8" if info.get("int8") == "yes" else "fp32"
+            if info.get("calibration"):
+                c = info["calibration"]
+                entry["calibration"] = f"{c.get('count')} crops of its {c.get('part')} part"
+        elif path.suffix == ".safetensors":
+            entry["precision"] = "float16" if info.get("metrics", {}).get("float16") else "fp32"
+    return entry
+
+
+def _info(path: Path) -> dict[str, Any] | None:
+    """What a file says of itself; None when this install cannot read it (safetensors is
+    part of the training extra)."""
+    from maskseg.pipeline.modelfile import read_model_info
+
+    try:
+        return read_model_info(path)[1]
+    except ImportError:
+        return None
+
+
+def describe_models() -> list[dict[str, Any]]:
+    """One dict per shipped model, as ``maskseg models --json`` prints them."""
+    from maskseg.pipeline.detect import DEFAULT_DETECTOR
+    from maskseg.pipeline.modelfile import read_model_info
+    from maskseg.pipeline.predictor import (
+        DEFAULT_MODEL,
+        HELDOUT_MODEL,
+        available_models,
+        shipped_files,
+    )
+
+    shipped = shipped_files()
+    out = []
+    listed = available_models()
+    for name in sorted(listed, key=lambda n: (n != DEFAULT_MODEL, n)):  # the default first
+        path = listed[name]
+        cfg, info = read_model_info(path)
+        metrics = info.get("metrics") or {}
+        d = cfg.data
+        every = d.test_fraction == 0
+        if name == DEFAULT_MODEL:
+            purpose = "segmenting new photos: the default of predict, video and serve"
+        elif name == HELDOUT_MODEL:
+            purpose = (
+                f"held-out figures: {DEFAULT_MODEL}'s twin trained without its test split; "
+                "the default of evaluate and compare"
+            )
+        elif every:
+            purpose = "segmenting new photos (trained on every pair of its data)"
+        else:
+            purpose = "scoring on its held-out test split (never trained on)"
+        data_name = Path(d.root).name
+        test = metrics.get("test") if isinstance(metrics.get("test"), dict) else None
+        if test is None:
+            if every:
+                note = "none: it trained on every pair of its data, so it has no test split"
+                if name == DEFAULT_MODEL and HELDOUT_MODEL in shipped:
+                    note += f"; its held-out twin {HELDOUT_MODEL} stands for it"
+            else:
+                note = (
+                    "not stored in the file; measure them with `maskseg evaluate --data "
+                    f"DATA --model {name}` (its own test split)"
+                )
+        else:
+            note = ""
+        files = [
+            _file(backend, p, info if p == path else _info(p))
+            for backend, p in shipped[name].items()
+        ]
+        gate = _gate(metrics)
+        out.append(
+            {
+                "name": name,
+                "default": name == DEFAULT_MODEL,
+                "purpose": purpose,
+                "trained_on": {
+                    "data": data_name,
+                    "about": DATA_SETS.get(data_name, ""),
+                    "root": d.root,
+                    "pairs": "all" if every else "outside the test split",
+                    "test_fraction": d.test_fraction,
+                    "split_seed": d.seed,
+                    "folds": d.folds,
+                },
+                "gate": None
+                if gate is None
+                else {
+                    k: gate[k] for k in ("n_positive", "n_negative", "train_accuracy") if k in gate
+                },
+                "training": _training(metrics),
+                "test": test,
+                "test_note": note,
+                "files": files,
+                "runs_here": str(path),
+                "input_size": d.image_size,
+                "threshold": cfg.infer.threshold,
+                "architecture": dataclasses.asdict(cfg.model),
+                "detector": {"name": DEFAULT_DETECTOR, "about": DETECTORS.get(DEFAULT_DETECTOR)},
+                "licence": {
+                    "weights": WEIGHTS_LICENCE,
+                    "data": DATA_LICENCES.get(data_name, "see the data set's own terms"),
+                },
+            }
+        )
+    return out
+
+
+def architectures() -> list[str] | None:
+    """Registered architecture names; None when listing them needs PyTorch, not installed."""
+    try:
+        from maskseg.models import list_models
+    except ImportError:
+        return None
+    return list_models()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def format_models(models: list[dict[str, Any]], names: list[str] | None, width: int = 100) -> str:
+    """The listing ``maskseg models`` prints, wrapped to ``width`` columns."""
+    from maskseg.pipeline.backends import TORCH_INSTALL
+
+    lines = []
+    for m in models:
+        t, a = m["trained_on"], m["architecture"]
+        if t["pairs"] == "all":
+            trained = f"every pair of {t['data']} (no test split)"
+        else:
+            trained = (
+                f"the {t['data']} pairs outside its test split ({t['test_fraction']:.0%} held "
+                f"out, split seed {t['split_seed']})"
+            )
+        rows = [("for", m["purpose"]), ("trained on", trained)]
+        if m["gate"]:
+            g = m["gate"]
+            text = (
+                f"fitted on {g.get('n_positive')} masked and {g.get('n_negative')} unmasked "
+                "face crops"
+            )
+            if "train_accuracy" in g:
+                text += f" (training accuracy {g['train_accuracy']:.4f})"
+            rows.append(("mask gate", text))
+        if m["training"]:
+            f = m["training"]
+            parts = [f"epoch {f['epoch']}"] if "epoch" in f else []
+            parts += [f"{k.replace('_', ' ')} {f[k]:.4f}" for k in f if k != "epoch"]
+            rows.append(("training", ", ".join(parts)))
+        if m["test"]:
+            s = m["test"]
+            figures = ", ".join(f"{k} {s[k]:.4f}" for k in ("iou", "dice") if k in s)
+            rows.append(
+                (
+                    "test figures",
+                    figures + (f" ({s['n_images']} images)" if "n_images" in s else ""),
+                )
+            )
+        else:
+            rows.append(("test figures", m["test_note"]))
+        for k, f in enumerate(m["files"]):
+            about = [_mb(f["bytes"]), *(f[key] for key in ("precision",) if key in f)]
+            about.append(f["runtime"] + ("" if f["runtime_installed"] else ", not installed"))
+            calibrated = f"; calibrated on {f['calibration']}" if "calibration" in f else ""
+            rows.append(
+                ("files" if k == 0 else "", f"{f['file']} ({', '.join(about)}{calibrated})")
+            )
+        params = a.get("params") if isinstance(a.get("params"), dict) else a
+        shape = ", ".join(
+            f"{key.replace('_', ' ')} {params[key]}"
+            for key in ("base_channels", "depth", "block")
+            if key in params
+        )
+        gated = " with the mask gate" if a.get("presence") else ""
+        rows.append(("network", f"{a.get('name', '?')} ({shape}){gated}"))
+        rows.append(("input", f"{m['input_size']} px crops, threshold {m['threshold']}"))
+        rows.append(
+            ("detector", f"{m['detector']['name']} (--scene, video): {m['detector']['about']}")
+        )
+        rows.append(("licence", f"weights {m['licence']['weights']}; data {m['licence']['data']}"))
+        lines.append(m["name"] + (" (default)" if m["default"] else ""))
+        for label, text in rows:
+            head = f"  {label + ':' if label else '':<14}"
+            lines += textwrap.wrap(
+                text, width, initial_indent=head, subsequent_indent=" " * len(head)
+            )
+        lines.append("")
+    if names is None:
+        lines.append(f"architectures: (install PyTorch to list and train them: {TORCH_INSTALL})")
+    else:
+        lines.append("architectures: " + ", ".join(names))
+    return "\n".join(lines)
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    models = describe_models()
+    if a.json:
+        print(json.dumps(models, indent=1))
+    else:
+        width = min(100, shutil.get_terminal_size((100, 24)).columns)
+        print(format_models(models, architectures(), width))
+    return 0
+
+
+def add_models(add: AddCommand) -> None:
+    p = add("models", "list architectures and shipped models")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the shipped models as JSON (a list of objects) for programs",
+    )
+    p.set_defaults(func=cmd_models)
+
+
+COMMANDS = {"models": add_models}

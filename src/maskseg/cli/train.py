@@ -1,0 +1,322 @@
+"""Commands that make models: ``train``, ``cv``, ``gate``, ``pack`` and ``export``.
+
+The training stack (PyTorch, albumentations) is imported inside the commands only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from maskseg.cli.common import AddCommand, refuse_overwrite
+from maskseg.config import Config, DataConfig, InferConfig, ModelConfig, TrainConfig
+
+# (flag, config section, field, type, help): the flags that build a training Config. Their
+# argparse default is None ("not given"), so a resumed run can tell given from defaulted.
+CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
+    ("--image-size", "data", "image_size", int, "network input side in px"),
+    ("--folds", "data", "folds", int, "cross-validation folds"),
+    ("--test-fraction", "data", "test_fraction", float, "share of pairs held out for testing"),
+    (
+        "--group-regex",
+        "data",
+        "group_regex",
+        str,
+        "regex whose group 1 is the person/photo key of a file name (grouped splits)",
+    ),
+    (
+        "--split-seed",
+        "data",
+        "seed",
+        int,
+        "seed of the train/validation/test split (apart from --seed)",
+    ),
+    ("--base-channels", "model", "base_channels", int, "width of the U-Net's first stage"),
+    ("--depth", "model", "depth", int, "U-Net downsampling steps"),
+    (
+        "--block",
+        "model",
+        "block",
+        str,
+        "U-Net conv block: double (3x3 conv twice) or separable (depthwise-separable, lighter)",
+    ),
+    ("--epochs", "train", "epochs", int, "training epochs"),
+    ("--batch-size", "train", "batch_size", int, "images per training step"),
+    ("--lr", "train", "lr", float, "peak learning rate (AdamW, warm-up then cosine)"),
+    ("--patience", "train", "patience", int, "epochs without validation IoU gain before stopping"),
+    (
+        "--augment",
+        "train",
+        "augment",
+        str,
+        "augmentation preset: none, standard, strong or framing (detector-like crop jitter)",
+    ),
+    (
+        "--precision",
+        "train",
+        "precision",
+        str,
+        "auto (bf16 where the CPU has it, AMP on CUDA), fp32, bf16 or fp16 (CUDA only)",
+    ),
+    ("--seed", "train", "seed", int, "seed of initialisation, batch order and augmentation"),
+    ("--device", "train", "device", str, "auto, cpu, cuda, cuda:1, ..."),
+    ("--threads", "train", "threads", int, "torch CPU threads (0: torch's default)"),
+    ("--workers", "train", "num_workers", int, "data loader worker processes"),
+]
+_SECTIONS = {
+    "data": DataConfig(),
+    "model": ModelConfig(),
+    "train": TrainConfig(),
+    "infer": InferConfig(),
+}
+_CHOICES = {
+    "augment": ["none", "standard", "strong", "framing"],
+    "precision": ["auto", "fp32", "bf16", "fp16"],
+    "block": ["double", "separable"],
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="data folder (MSFD layout or images/ + masks/)")
+    p.add_argument("--output", required=True, type=Path, help="run folder")
+    p.add_argument("--config", type=Path, help="YAML config; the flags below override it")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run folder's checkpoint; only --threads, "
+        "--workers, --device, --data and --no-progress may change",
+    )
+    for flag, section, field, typ, text in CONFIG_FLAGS:
+        default = getattr(_SECTIONS[section], field)
+        kwargs: dict[str, Any] = {"type": typ, "help": f"{text} (default: {default})"}
+        if field in _CHOICES:
+            kwargs["choices"] = _CHOICES[field]
+        p.add_argument(flag, dest=f"{section}__{field}", metavar=field.upper(), **kwargs)
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (they show only on a terminal anyway)",
+    )
+    p.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=60.0,
+        help="seconds between mid-epoch checkpoints",
+    )
+
+
+def _overrides(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The options given on the command line (and in --config), by config section."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    if a.config:
+        with open(a.config, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+        Config.from_dict(raw)  # unknown sections or options fail here, by name
+        out = {section: dict(values or {}) for section, values in raw.items()}
+    for key, value in vars(a).items():
+        if "__" in key and value is not None:
+            section, field = key.split("__", 1)
+            out.setdefault(section, {})[field] = value
+    out.setdefault("data", {})["root"] = str(a.data)
+    if a.no_progress:
+        out.setdefault("train", {})["progress"] = False
+    return out
+
+
+def _config(a: argparse.Namespace) -> tuple[Config, dict[str, dict[str, Any]]]:
+    overrides = _overrides(a)
+    return Config().merge(overrides), overrides
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from maskseg.train.workflows import format_summary_table, train_run
+
+    cfg, given = _config(a)
+    s = train_run(cfg, a.output, a.val_fold, a.resume, a.checkpoint_interval, given)
+    print(f"best epoch {s['best_epoch']} of {s['epochs_run']}; weights: {s['weights']}")
+    for part in ("val", "test"):
+        if s[part]:
+            print(f"\n{part} ({s['n_' + part]} images)\n{format_summary_table(s[part])}")
+    return 0
+
+
+def cmd_cv(a: argparse.Namespace) -> int:
+    from maskseg.train.workflows import cross_validate, format_cv_table
+
+    cfg, given = _config(a)
+    s = cross_validate(cfg, a.output, a.resume, a.checkpoint_interval, a.only_fold, given)
+    if not s.get("complete", True):
+        done = [f["fold"] for f in s["folds"]]
+        print(f"folds finished so far: {done}; rerun with --resume when all are done")
+        return 0
+    print(format_cv_table(s))
+    print(f"written: {a.output / 'summary.json'}, {a.output / 'cv_results.md'}")
+    return 0
+
+
+def cmd_gate(a: argparse.Namespace) -> int:
+    from maskseg.train.workflows import gate_model
+
+    refuse_overwrite([a.output], [a.model], a.data, a.faces)
+    s = gate_model(a.model, a.faces, a.data, a.output, a.val_fold)["gate"]
+    print(
+        f"gate fitted on {s['n_positive']} masked and {s['n_negative']} unmasked face crops "
+        f"(training accuracy {s['train_accuracy']:.3f}); wrote {a.output}"
+    )
+    if "val" in s:
+        v = s["val"]
+        print(
+            f"validation fold {a.val_fold}: false-mask rate {v['false_mask_rate']:.3f} "
+            f"({v['n_without_mask']} unmasked faces), found rate {v['found_rate']:.3f} "
+            f"({v['n_with_mask']} masked faces)"
+        )
+    return 0
+
+
+def cmd_pack(a: argparse.Namespace) -> int:
+    from maskseg.train.checkpoint import combine_weights
+
+    cfg, _ = combine_weights(a.models, a.output, a.flip, a.half)
+    size = a.output.stat().st_size / 1e6
+    print(
+        f"wrote {a.output} ({size:.1f} MB): {cfg.model.members} member(s), "
+        f"flip TTA {cfg.model.flip_tta}, float16 {a.half}"
+    )
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from maskseg.train.export import export_onnx
+
+    report = export_onnx(
+        a.model,
+        a.output,
+        int8=a.int8,
+        data=a.data,
+        calibration=a.calibration,
+        exclude_fold=a.exclude_fold,
+        method=a.calibration_method,
+        opset=a.opset,
+        exporter=a.exporter,
+        parity_split="none" if a.no_parity else "test",
+    )
+    print(report.format())
+    return 0
+
+
+def add_train(add: AddCommand) -> None:
+    p = add("train", "train a U-Net (validation = one fold; test split held out)")
+    _add_config_args(p)
+    p.add_argument(
+        "--val-fold",
+        type=int,
+        default=0,
+        help="fold used for validation and early "
+        "stopping; -1 trains on all non-test pairs for every epoch",
+    )
+    p.set_defaults(func=cmd_train)
+
+
+def add_cv(add: AddCommand) -> None:
+    p = add("cv", "K-fold cross-validation with a held-out test split")
+    _add_config_args(p)
+    p.add_argument(
+        "--only-fold",
+        type=int,
+        action="append",
+        metavar="K",
+        help="train only this fold (repeatable): run folds in parallel processes, "
+        "then gather them with --resume",
+    )
+    p.set_defaults(func=cmd_cv)
+
+
+def add_gate(add: AddCommand) -> None:
+    p = add("gate", "fit the mask-presence gate of a trained model on labelled face crops")
+    p.add_argument("model", help="trained weight file (.safetensors) or checkpoint (.pt)")
+    p.add_argument(
+        "--faces",
+        required=True,
+        type=Path,
+        help="face crops from `maskseg data faces` (their test split is never read)",
+    )
+    p.add_argument(
+        "--data", required=True, help="the model's pairs (its training pairs are masked faces too)"
+    )
+    p.add_argument("--output", required=True, type=Path, help="the gated weight file")
+    p.add_argument(
+        "--val-fold",
+        type=int,
+        default=-1,
+        help="fit on the other folds and report rates on this one; -1 fits on every non-test fold",
+    )
+    p.set_defaults(func=cmd_gate)
+
+
+def add_pack(add: AddCommand) -> None:
+    p = add("pack", "pack trained model(s) into one weight file: ensemble, flip TTA, float16")
+    p.add_argument("models", nargs="+", help="weight files (.safetensors) or checkpoints (.pt)")
+    p.add_argument("--output", required=True, type=Path, help="the weight file to write")
+    p.add_argument("--flip", action="store_true", help="add left-right flip test-time averaging")
+    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    p.set_defaults(func=cmd_pack)
+
+
+def add_export(add: AddCommand) -> None:
+    p = add("export", "export a model to one ONNX file (fp32 or static INT8) for onnxruntime")
+    p.add_argument("model", help="shipped model name or model file (.safetensors, .pt)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="output format")
+    p.add_argument("--output", required=True, type=Path, help="the .onnx file to write")
+    p.add_argument(
+        "--data",
+        help="data folder: calibration crops for --int8 (the training "
+        "part of the model's split) and the parity check on its test split",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="static INT8 quantization (QDQ, per-channel weights); needs --data",
+    )
+    p.add_argument(
+        "--calibration",
+        type=int,
+        default=0,
+        help="calibration crops, drawn with a fixed seed (0: the whole training part)",
+    )
+    p.add_argument(
+        "--calibration-method",
+        default="minmax",
+        choices=["minmax", "entropy", "percentile"],
+        help="how activation ranges are set from the calibration crops",
+    )
+    p.add_argument(
+        "--exclude-fold",
+        type=int,
+        metavar="K",
+        help="leave validation fold K out of calibration (a model trained with --val-fold K)",
+    )
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset")
+    p.add_argument(
+        "--exporter",
+        default="dynamo",
+        choices=["dynamo", "legacy"],
+        help="torch.onnx exporter: torch.export based (dynamo) or TorchScript based (legacy)",
+    )
+    p.add_argument(
+        "--no-parity",
+        action="store_true",
+        help="skip the parity check on the test split (a check on random inputs still runs)",
+    )
+    p.set_defaults(func=cmd_export)
+
+
+COMMANDS = {
+    "train": add_train,
+    "cv": add_cv,
+    "gate": add_gate,
+    "pack": add_pack,
+    "export": add_export,
+}

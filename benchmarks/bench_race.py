@@ -34,7 +34,8 @@ from maskseg.models import create_model
 from maskseg.pipeline.backends.onnx import OnnxBackend, open_session, session_options
 from maskseg.pipeline.backends.pytorch import TorchBackend
 from maskseg.pipeline.predictor import Predictor, resolve_model_path
-from maskseg.train.export import quantize_int8, to_onnx
+from maskseg.train.export import to_onnx
+from maskseg.train.quantize import quantize_int8
 
 
 def smp_unet(classes: int = 1) -> torch.nn.Module:

@@ -23,7 +23,9 @@ from maskseg.evaluate.metrics import iou
 from maskseg.evaluate.scoring import score_masks
 from maskseg.pipeline.backends.onnx import OnnxBackend, open_session
 from maskseg.pipeline.predictor import Predictor, resolve_model_path
-from maskseg.train.export import _crops, _torch_model, calibration_ids, quantize_int8, to_onnx
+from maskseg.train.export import _torch_model, to_onnx
+from maskseg.train.quantize import calibration_crops as _crops
+from maskseg.train.quantize import calibration_ids, quantize_int8
 
 VARIANTS = [  # (name, method, keep head fp32, op types)
     ("minmax, all ops, head fp32", "minmax", True, None),

@@ -18,7 +18,8 @@ from maskseg.pipeline.modelfile import read_model_info
 from maskseg.pipeline.predictor import Predictor, resolve_model_path
 from maskseg.pipeline.preprocess import model_input
 from maskseg.train.checkpoint import save_weights
-from maskseg.train.export import calibration_ids, export_onnx, sha256_file, torch_logits
+from maskseg.train.export import export_onnx, sha256_file, torch_logits
+from maskseg.train.quantize import calibration_ids
 
 
 def _model(tmp_path: Path, name: str = "tiny", size: int = 32, **model) -> Path:

@@ -1,30 +1,113 @@
-"""Contracts every registered architecture must keep (a new one inherits these tests)."""
+"""Contracts every registered architecture must keep (a new one inherits these tests): the
+``SegmentationModel`` contract the pipeline, gate and export rely on, and the registry."""
 
+import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from maskseg.config import Config, ModelConfig
-from maskseg.models import UNet, create_model, list_models
+from maskseg.models import (
+    PresenceHead,
+    SegmentationModel,
+    UNet,
+    complete_params,
+    create_model,
+    list_models,
+    model_class,
+    register_model,
+)
+from maskseg.models import registry as model_registry
 from maskseg.pipeline.weights import load_model_file
 from maskseg.train.checkpoint import save_checkpoint, save_weights
 from maskseg.train.losses import BCEDiceLoss, soft_dice_loss
 
 ARCHITECTURES = list_models()
 
+# Small params of each architecture for fast tests: a new architecture adds its own here.
+TINY = {"unet": {"base_channels": 4, "depth": 2}}
 
-def tiny(name: str) -> ModelConfig:
-    return ModelConfig(name=name, base_channels=4, depth=2)
+
+def tiny(name: str, **options) -> ModelConfig:
+    return ModelConfig(name=name, params=TINY[name], **options)
+
+
+def test_every_architecture_has_tiny_params():
+    missing = sorted(set(ARCHITECTURES) - set(TINY))
+    assert not missing, f"add small params for {missing} to TINY"
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("presence", [False, True], ids=["plain", "presence"])
 @pytest.mark.parametrize("hw", [(1, 1), (37, 53), (64, 64), (17, 200)])
-def test_logits_have_the_input_size(name: str, hw):
-    model = create_model(tiny(name)).eval()
+def test_logits_have_the_input_size(name: str, presence: bool, hw):
+    model = create_model(tiny(name, presence=presence)).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 3, *hw))
     assert out.shape == (2, 1, *hw) and out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("hw", [(1, 1), (37, 53), (32, 32)])
+def test_encoder_features_match_feature_widths(name: str, hw):
+    model = create_model(tiny(name)).eval()
+    assert isinstance(model, SegmentationModel)
+    with torch.no_grad():
+        features = model.encode(torch.randn(2, 3, *hw))
+        assert [f.shape[1] for f in features] == list(model.feature_widths)
+        assert all(f.shape[0] == 2 and f.dim() == 4 and min(f.shape[2:]) >= 1 for f in features)
+        logits = model.decode(features, hw)
+        assert logits.shape == (2, 1, *hw)
+        n = PresenceHead.n_features(model.feature_widths)
+        assert model.presence_features(torch.randn(3, 3, *hw)).shape == (3, n)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_head_is_the_only_one_channel_conv(name: str):
+    """INT8 export finds the logit head as the only Conv with one output channel and keeps
+    it in fp32 (maskseg.train.quantize); another such conv would stay fp32 too."""
+    model = create_model(tiny(name, presence=True))
+    assert isinstance(model.head, torch.nn.Conv2d) and model.head.out_channels == 1
+    ones = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == 1]
+    assert ones == [model.head]
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_presence_slot_gates_the_logits(name: str):
+    plain = create_model(tiny(name))
+    assert plain.presence is None
+    torch.manual_seed(0)
+    model = create_model(tiny(name, presence=True, presence_hidden=8)).eval()
+    assert isinstance(model.presence, PresenceHead)
+    keys = [k for k in model.state_dict() if k not in plain.state_dict()]
+    assert keys and all(k.startswith("presence.") for k in keys)  # kept fp32 by --half
+    torch.nn.init.constant_(model.presence.classifier[-1].bias, -3.0)
+    x = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        features = model.encode(x)
+        logits = model.decode(features, (24, 24))
+        gate = model.presence(features)
+        torch.testing.assert_close(model(x), torch.minimum(logits, gate[:, :, None, None]))
+    with pytest.raises(ValueError, match="features"):
+        model.attach_presence(PresenceHead([1, 2], 0))
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_gate_fits_on_every_architecture(name: str):
+    from maskseg.train.gate import GateConfig, fit_presence
+
+    rng = np.random.default_rng(0)
+    model = create_model(tiny(name))
+    crops = [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(8)]
+    figures = fit_presence(model, crops[:4], crops[4:], 32, GateConfig(hidden=4, epochs=2))
+    assert 0 <= figures["train_accuracy"] <= 1 and isinstance(model.presence, PresenceHead)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, 1, 32, 32)
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -37,8 +120,9 @@ def test_gradients_reach_every_parameter(name: str):
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
-def test_save_load_round_trip(name: str, tmp_path: Path):
-    cfg = Config(model=tiny(name))
+@pytest.mark.parametrize("presence", [False, True], ids=["plain", "presence"])
+def test_save_load_round_trip(name: str, presence: bool, tmp_path: Path):
+    cfg = Config(model=tiny(name, presence=presence, presence_hidden=8))
     model = create_model(cfg.model).eval()
     x = torch.randn(1, 3, 40, 40)
     save_weights(tmp_path / "w.safetensors", model, cfg, {"iou": 0.5})
@@ -52,13 +136,99 @@ def test_save_load_round_trip(name: str, tmp_path: Path):
             torch.testing.assert_close(m2(x), model(x))
 
 
+@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("presence", [False, True], ids=["plain", "presence"])
+def test_onnx_export_matches_pytorch(name: str, presence: bool, tmp_path: Path):
+    from maskseg.pipeline.backends.onnx import open_session
+    from maskseg.train.export import INPUT, to_onnx, torch_logits
+
+    torch.manual_seed(0)
+    model = create_model(tiny(name, presence=presence, presence_hidden=8)).eval()
+    dynamic = to_onnx(model, 32, tmp_path / "m.onnx", exporter="legacy")
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    got = open_session(tmp_path / "m.onnx").run(None, {INPUT: x})[0]
+    np.testing.assert_allclose(got, torch_logits(model, x), atol=1e-4)
+    if dynamic:
+        x = x[:1, :, :29, :21]
+        got = open_session(tmp_path / "m.onnx").run(None, {INPUT: x})[0]
+        np.testing.assert_allclose(got, torch_logits(model, x), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_params_are_the_architectures_own(name: str):
+    cls = model_class(name)
+    assert dataclasses.is_dataclass(cls.Params)
+    full = complete_params(ModelConfig(name=name, params={}))
+    assert full.params == dataclasses.asdict(cls.Params())  # defaults written out
+    assert complete_params(full) == full
+    with pytest.raises(ValueError, match=f"unknown param.*{name}.*valid"):
+        create_model(ModelConfig(name=name, params={"no_such_option": 1}))
+
+
+def test_unet_params_defaults_are_the_flat_ones():
+    """Old flat configs (runs, shipped files) were read with these defaults; the U-Net's
+    Params must keep them, or an old partial config would build another network."""
+    from maskseg.config import FLAT_PARAMS
+    from maskseg.models import UNetParams
+
+    assert FLAT_PARAMS["unet"] == dataclasses.asdict(UNetParams())
+    assert complete_params(ModelConfig()) == ModelConfig()
+
+
 def test_registry():
     assert "unet" in list_models()
     assert isinstance(create_model(ModelConfig(base_channels=4, depth=2)), UNet)
-    with pytest.raises(ValueError, match="valid: unet"):
+    with pytest.raises(ValueError, match="unknown model 'segformer'; valid: unet"):
         create_model(ModelConfig(name="segformer"))
     with pytest.raises(ValueError):
         UNet(depth=0)
+
+
+def test_register_refuses_a_taken_name(monkeypatch):
+    monkeypatch.setattr(model_registry, "_REGISTRY", dict(model_registry._REGISTRY))
+    with pytest.raises(ValueError, match=r"'unet' is already registered.*maskseg.models.unet:UNet"):
+        register_model("unet", UNet)
+    assert model_class("unet") is UNet  # unchanged
+    register_model("unet-twin", "maskseg.models.unet:UNet")  # resolved lazily
+    assert "unet-twin" in list_models()
+    with pytest.raises(ValueError, match="'unet-twin' is already registered"):
+        register_model("unet-twin", UNet)
+    net = create_model(ModelConfig(name="unet-twin", params={"base_channels": 4, "depth": 2}))
+    assert isinstance(net, UNet)
+    register_model("unet-twin", UNet, replace=True)  # on purpose only
+    with pytest.raises(TypeError, match="SegmentationModel"):
+        register_model("plain", torch.nn.Conv2d)
+    with pytest.raises(ValueError, match="module:Class"):
+        register_model("nowhere", "maskseg.models.unet")
+    register_model("broken", "maskseg.models.parts:Down")
+    with pytest.raises(TypeError, match="not a SegmentationModel"):
+        create_model(ModelConfig(name="broken"))
+
+
+def test_names_list_without_torch():
+    """``maskseg models`` in the light install lists the architectures: the registry needs
+    no PyTorch until a model is built."""
+    code = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('blocked', name=name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from maskseg.models import create_model, list_models\n"
+        "from maskseg.config import ModelConfig\n"
+        "print(','.join(list_models()))\n"
+        "try:\n"
+        "    create_model(ModelConfig())\n"
+        "except ImportError:\n"
+        "    print('needs torch')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [",".join(list_models()), "needs torch"]
 
 
 def test_bad_model_files(tmp_path: Path):

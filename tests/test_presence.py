@@ -4,6 +4,7 @@ and leaves masked faces' masks exactly as they were."""
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from maskseg.config import Config, DataConfig, ModelConfig
@@ -83,3 +84,13 @@ def test_presence_rates_count_by_coverage():
     assert (rates.found, rates.n_with) == (1, 2)
     assert (rates.false_masks, rates.n_without) == (2, 3)
     assert rates.as_dict()["false_mask_rate"] == 2 / 3
+
+
+def test_gate_fits_single_models_only():
+    """The gate reads one encoder (the SegmentationModel contract); ensembles and flip-TTA
+    models are packed from gated single models."""
+    img = np.zeros((32, 32, 3), np.uint8)
+    for wrapped in ({"members": 2}, {"flip_tta": True}):
+        net = create_model(ModelConfig(base_channels=4, depth=2, **wrapped))
+        with pytest.raises(TypeError, match="SegmentationModel"):
+            fit_presence(net, [img], [img], 32)

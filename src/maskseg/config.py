@@ -38,17 +38,89 @@ class DataConfig:
         return (self.test_fraction, self.folds, self.group_regex, self.seed)
 
 
-@dataclass(frozen=True)
+# Options an architecture had as flat ModelConfig fields before architectures got their own
+# ``params`` (issue 14), with their defaults of that time. Run folders' config.yaml, --config
+# files and the shipped model files store them flat (``model: {name: unet, depth: 4, ...}``);
+# they are read into ``params``. A historical record: new architectures never add to it.
+FLAT_PARAMS: dict[str, dict[str, Any]] = {
+    "unet": {"base_channels": 16, "depth": 4, "block": "double"},
+}
+
+
+@dataclass(frozen=True, init=False)
 class ModelConfig:
+    """Which network, and how it is wrapped for inference.
+
+    The architecture's own options live in ``params`` (its ``Params`` dataclass in
+    ``maskseg.models``: the U-Net's ``base_channels``, ``depth``, ``block``), so a new
+    architecture adds no field here; the rest is what every architecture shares.
+
+    The old flat form still works: ``ModelConfig(base_channels=8, depth=2)`` puts them into
+    ``params``, and ``cfg.depth`` reads ``cfg.params["depth"]``. A U-Net's params are completed
+    with the defaults above, so configs that differ only in what was written out are equal.
+
+    Attributes:
+        name: a registered architecture (``maskseg.models.list_models()``).
+        params: that architecture's options (checked when the model is built).
+        in_channels: 3 for RGB.
+        members: > 1: an inference-only ensemble of that many members (``maskseg pack``).
+        flip_tta: average with the mirrored image at inference.
+        presence: a mask-presence head gates the mask (``maskseg.train.gate``).
+        presence_hidden: its hidden units (0: logistic regression).
+    """
+
     name: str = "unet"
-    base_channels: int = 16
-    depth: int = 4
+    params: dict[str, Any] = field(default_factory=dict)
     in_channels: int = 3
-    members: int = 1  # > 1: an inference-only ensemble of that many members (maskseg pack)
-    flip_tta: bool = False  # average with the mirrored image at inference
-    presence: bool = False  # a mask-presence head gates the mask (maskseg.train.gate)
-    presence_hidden: int = 256  # its hidden units (0: logistic regression)
-    block: str = "double"  # U-Net conv block: double (3x3 conv twice) or separable (depthwise)
+    members: int = 1
+    flip_tta: bool = False
+    presence: bool = False
+    presence_hidden: int = 256
+
+    def __init__(
+        self,
+        name: str = "unet",
+        params: dict[str, Any] | None = None,
+        in_channels: int = 3,
+        members: int = 1,
+        flip_tta: bool = False,
+        presence: bool = False,
+        presence_hidden: int = 256,
+        **flat: Any,
+    ):
+        if params is not None and not isinstance(params, dict):
+            raise ValueError(f"model params must be a mapping, got {params!r}")
+        legacy = FLAT_PARAMS.get(name, {})
+        unknown = sorted(set(flat) - set(legacy))
+        if unknown:
+            valid = sorted({f.name for f in dataclasses.fields(ModelConfig)} | set(legacy))
+            raise ValueError(f"unknown model option(s) {unknown}; valid: {valid}")
+        # flat options win over params: replace(..., depth=3) changes a copy's depth
+        merged = {**legacy, **(params or {}), **flat}
+        for key, value in (
+            ("name", name),
+            ("params", merged),
+            ("in_channels", in_channels),
+            ("members", members),
+            ("flip_tta", flip_tta),
+            ("presence", presence),
+            ("presence_hidden", presence_hidden),
+        ):
+            object.__setattr__(self, key, value)
+
+    def __getattr__(self, key: str) -> Any:
+        """``cfg.depth`` for ``cfg.params["depth"]``: the flat form older code reads."""
+        params = self.__dict__.get("params")
+        if params is not None and not key.startswith("__") and key in params:
+            return params[key]
+        raise AttributeError(
+            f"{type(self).__name__} has no option {key!r}"
+            + (f" (model {self.__dict__['name']!r} params: {sorted(params)})" if params else "")
+        )
+
+    def __hash__(self) -> int:  # params is a dict: hash its items, sorted
+        rest = tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "params")
+        return hash(rest + tuple(sorted((k, repr(v)) for k, v in self.params.items())))
 
 
 @dataclass(frozen=True)
@@ -111,9 +183,12 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
         """Build from a (possibly partial) dict; unknown keys are an error that names them."""
-        parts = {}
+        parts: dict[str, Any] = {}
         for name, sub in zip(SECTIONS, _CLASSES, strict=True):
             values = dict(d.get(name) or {})
+            if sub is ModelConfig:  # the current form or the old flat one; checks its keys
+                parts[name] = ModelConfig(**values)
+                continue
             valid = {f.name for f in dataclasses.fields(sub)}
             unknown = sorted(set(values) - valid)
             if unknown:
@@ -128,7 +203,11 @@ class Config:
         """A copy with ``{section: {option: value}}`` applied (None values are ignored)."""
         d = self.to_dict()
         for section, values in overrides.items():
-            d.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+            given = {k: v for k, v in values.items() if v is not None}
+            model = d.get("model", {})
+            if section == "model" and given.get("name", model.get("name")) != model.get("name"):
+                model["params"] = {}  # another architecture: none of this one's params
+            d.setdefault(section, {}).update(given)
         return Config.from_dict(d)
 
     def replace(self, section: str, **changes: Any) -> Config:
@@ -149,15 +228,12 @@ def resume_config(saved: Config, overrides: dict[str, dict[str, Any]]) -> Config
     resume cannot honour (e.g. ``--epochs`` changes the LR schedule already half followed).
     """
     refused = []
-    for section, values in overrides.items():
-        for key, value in values.items():
-            if value is None or (section, key) in RESUMABLE:
-                continue
-            if getattr(getattr(saved, section), key) != value:
-                refused.append(
-                    f"{section}.{key} (run: {getattr(getattr(saved, section), key)!r}, "
-                    f"given: {value!r})"
-                )
+    for section, key, value in _given(overrides):
+        if value is None or (section, key) in RESUMABLE:
+            continue
+        own = _option(saved, section, key)
+        if own != value:
+            refused.append(f"{section}.{key} (run: {own!r}, given: {value!r})")
     if refused:
         allowed = ", ".join(f"{s}.{k}" for s, k in sorted(RESUMABLE))
         raise ValueError(
@@ -169,6 +245,28 @@ def resume_config(saved: Config, overrides: dict[str, dict[str, Any]]) -> Config
         s: {k: v for k, v in vals.items() if (s, k) in RESUMABLE} for s, vals in overrides.items()
     }
     return saved.merge(changes)
+
+
+def _given(overrides: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any]]:
+    """(section, option, value) of every override; a model section's ``params`` mapping is
+    one option per architecture parameter (``params.depth``)."""
+    out = []
+    for section, values in overrides.items():
+        for key, value in values.items():
+            if section == "model" and key == "params" and isinstance(value, dict):
+                out += [(section, f"params.{k}", v) for k, v in value.items()]
+            else:
+                out.append((section, key, value))
+    return out
+
+
+def _option(cfg: Config, section: str, key: str) -> Any:
+    """An option's value in ``cfg``; an architecture parameter by its own name (the old flat
+    ``depth``) or as ``params.depth``; None where the config has no such option."""
+    part = getattr(cfg, section)
+    if section == "model" and key.startswith("params."):
+        return part.params.get(key[len("params.") :])
+    return getattr(part, key, None)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

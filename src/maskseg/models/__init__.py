@@ -1,55 +1,57 @@
-"""Model registry: name -> constructor, so configs and checkpoints refer to models by name."""
+"""Segmentation networks and their registry: configs and checkpoints refer to models by name.
+
+Importing this package needs no PyTorch (``list_models`` works in the light install); the
+networks themselves (``UNet``, ``SegmentationModel``, ...) are imported on first use.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from maskseg.models.registry import (
+    complete_params,
+    create_model,
+    is_trainable,
+    list_models,
+    model_class,
+    register_model,
+)
 
-from maskseg.config import ModelConfig
-from maskseg.models.ensemble import Ensemble, FlipTTA
-from maskseg.models.unet import UNet
+if TYPE_CHECKING:
+    from maskseg.models.base import SegmentationModel
+    from maskseg.models.ensemble import Ensemble, FlipTTA
+    from maskseg.models.presence import PresenceHead
+    from maskseg.models.unet import UNet, UNetParams
 
-_REGISTRY: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "unet": lambda c: UNet(
-        c.in_channels, c.base_channels, c.depth, c.presence, c.presence_hidden, c.block
-    ),
+# public name -> the module that defines it (imported with torch when first asked for)
+_LAZY = {
+    "SegmentationModel": "maskseg.models.base",
+    "Ensemble": "maskseg.models.ensemble",
+    "FlipTTA": "maskseg.models.ensemble",
+    "PresenceHead": "maskseg.models.presence",
+    "UNet": "maskseg.models.unet",
+    "UNetParams": "maskseg.models.unet",
 }
 
 
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def register_model(name: str, builder: Callable[[ModelConfig], nn.Module]) -> None:
-    """Add an architecture; later ones (deeper encoders, etc.) slot in here."""
-    _REGISTRY[name] = builder
-
-
-def create_model(cfg: ModelConfig) -> nn.Module:
-    """Build the model a config names (wrapped as an ensemble and/or with flip TTA when the
-    config says so); unknown names fail listing the valid ones."""
-    if cfg.name not in _REGISTRY:
-        raise ValueError(f"unknown model {cfg.name!r}; valid: {', '.join(list_models())}")
-    if cfg.members < 1:
-        raise ValueError(f"members must be >= 1, got {cfg.members}")
-    model = _REGISTRY[cfg.name](cfg)
-    if cfg.members > 1:
-        model = Ensemble([model] + [_REGISTRY[cfg.name](cfg) for _ in range(cfg.members - 1)])
-    return FlipTTA(model) if cfg.flip_tta else model
-
-
-def is_trainable(cfg: ModelConfig) -> bool:
-    """Ensembles and TTA wrappers are assembled from trained models, not trained themselves."""
-    return cfg.members == 1 and not cfg.flip_tta
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "Ensemble",
     "FlipTTA",
+    "PresenceHead",
+    "SegmentationModel",
     "UNet",
+    "UNetParams",
+    "complete_params",
     "create_model",
     "is_trainable",
     "list_models",
+    "model_class",
     "register_model",
 ]

@@ -49,7 +49,7 @@ def _separable(in_ch: int, out_ch: int) -> list[nn.Module]:
     ]
 
 
-# Conv blocks by name (ModelConfig.block).
+# Conv blocks by name (the U-Net's params: UNetParams.block).
 BLOCKS: dict[str, type[nn.Module]] = {"double": DoubleConv, "separable": SeparableDoubleConv}
 
 

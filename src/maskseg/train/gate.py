@@ -1,4 +1,4 @@
-"""The mask-presence gate: fit a ``PresenceHead`` on a trained U-Net's frozen encoder, and
+"""The mask-presence gate: fit a ``PresenceHead`` on a trained model's frozen encoder, and
 measure how often a face without a mask gets one and a face with a mask gets none.
 
 Fitting leaves the segmentation untouched (the encoder is frozen, the decoder unused), so the
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskseg.models.base import SegmentationModel
 from maskseg.pipeline.preprocess import model_input
 
 log = logging.getLogger(__name__)
@@ -46,34 +47,39 @@ class GateConfig:
 
 @torch.no_grad()
 def encoder_features(
-    model: torch.nn.Module, images: Sequence[np.ndarray], size: int, batch_size: int = 64
+    model: SegmentationModel, images: Sequence[np.ndarray], size: int, batch_size: int = 64
 ) -> np.ndarray:
     """The presence head's input features (N, F) for RGB images, from the frozen encoder."""
-    from maskseg.models.unet import PresenceHead
-
+    _check(model)
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
         x = torch.from_numpy(model_input(list(images[i : i + batch_size]), size))
-        out.append(PresenceHead.features(model.encode(x)).numpy())
+        out.append(model.presence_features(x).numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
+def _check(model: torch.nn.Module) -> None:
+    if not isinstance(model, SegmentationModel):
+        raise TypeError(
+            f"the gate fits on one SegmentationModel's encoder, not a {type(model).__name__} "
+            "(ensembles and flip-TTA models are packed from gated single models)"
+        )
+
+
 def fit_presence(
-    model: torch.nn.Module,
+    model: SegmentationModel,
     positives: Sequence[np.ndarray],
     negatives: Sequence[np.ndarray],
     size: int,
     cfg: GateConfig | None = None,
 ) -> dict[str, Any]:
-    """Give ``model`` (a ``UNet``) a fitted presence head; returns training figures.
+    """Give ``model`` a fitted presence head; returns training figures.
 
     Args:
         positives: face crops wearing a mask; negatives: face crops without one.
         size: the model's input size.
     """
-    from maskseg.models.unet import PresenceHead
-
     cfg = GateConfig() if cfg is None else cfg
     if not positives or not negatives:
         raise ValueError("the gate needs face crops with and without masks")
@@ -85,7 +91,7 @@ def fit_presence(
             [feats, encoder_features(model, [im[:, ::-1] for im in images], size)]
         )
         labels = np.r_[labels, labels]
-    head = PresenceHead(model.widths, cfg.hidden)
+    head = model.make_presence_head(cfg.hidden)
     head.mean.copy_(torch.from_numpy(feats.mean(0)))
     head.std.copy_(torch.from_numpy(feats.std(0) + 1e-6))
     if cfg.dropout and cfg.hidden > 0:
@@ -113,7 +119,7 @@ def fit_presence(
         head.classifier = torch.nn.Sequential(*list(head.classifier)[1:])  # renumbered keys
     with torch.no_grad():
         train_acc = float(((head.classifier(x)[:, 0] > 0).float() == y).float().mean())
-    model.presence = head
+    model.attach_presence(head)
     return {"n_positive": len(positives), "n_negative": len(negatives), "train_accuracy": train_acc}
 
 

@@ -19,6 +19,7 @@ from maskseg.data.splits import SplitData, Splits, load_split
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
 from maskseg.files import atomic_write_bytes
+from maskseg.models import complete_params
 from maskseg.pipeline.backends.runtime import resolve_device
 from maskseg.pipeline.predictor import Predictor
 from maskseg.train.engine import BEST_WEIGHTS, evaluate, fit
@@ -44,6 +45,8 @@ def _prepare_run(
     splits_path = run_dir / SPLITS_JSON
     if resume and cfg_path.exists():
         cfg = resume_config(load_config(cfg_path), overrides or {})
+    # every architecture parameter written out: the saved config says what the run used
+    cfg = dataclasses.replace(cfg, model=complete_params(cfg.model))
     splits = Splits.load(splits_path) if resume and splits_path.exists() else None
     data = load_split(cfg.data.root, cfg.data, "all", splits)
     if not data.samples:

@@ -74,8 +74,35 @@ def test_predict_scene_cli_writes_masks_json_and_overlays(tmp_path: Path, two_fa
     assert len(two["faces"]) == 2 and all(f["mask"] for f in two["faces"])
     empty = json.loads((out / "empty.json").read_text())
     assert empty["faces"] == [] and empty["mask_area"] == 0
-    assert read_mask(out / "two.png").shape == (480, 640)
+    mask, truth = read_mask(out / "two.png"), two_faces.truth
+    assert mask.shape == (480, 640)
+    assert two["mask_area"] == pytest.approx(mask.mean(), abs=1e-6)
+    assert (mask & truth).sum() / (mask | truth).sum() > 0.7  # measured 0.78
+    # each face: one box inside its pasted square, and its drawn mask found there
+    boxes = [f["box"] for f in two["faces"]]
+    for p in two_faces.placements:
+        x1, y1, x2, y2 = p.rect
+        inside = [b for b in boxes if x1 <= b[0] < b[2] <= x2 and y1 <= b[1] < b[3] <= y2]
+        assert len(inside) == 1, (p.rect, boxes)
+        m, t = mask[y1:y2, x1:x2], truth[y1:y2, x1:x2]
+        assert (m & t).sum() / (m | t).sum() > 0.7  # measured 0.78 and 0.79
+    squares = np.zeros_like(mask)
+    for x1, y1, x2, y2 in (p.rect for p in two_faces.placements):
+        squares[y1:y2, x1:x2] = True
+    assert not (mask & ~squares).any()  # nothing outside the faces
     assert not read_mask(out / "empty.png").any()
-    assert (out / "two_overlay.jpg").exists()
-    assert main(["predict", str(src / "two.jpg"), "--output", str(out), "--json"]) == 2
-    assert "--scene" in capsys.readouterr().err
+    # the overlay tints the mask (towards cyan: less red) and leaves the rest as it was
+    shown, photo = read_image(out / "two_overlay.jpg"), read_image(src / "two.jpg")
+    assert shown.shape == photo.shape
+    assert shown[mask][:, 0].mean() < 0.75 * photo[mask][:, 0].mean()  # measured 0.64
+    assert np.abs(shown[~mask].astype(int) - photo[~mask]).mean() < 5
+    # without --scene the JSON has the one face crop mode reads: the whole picture
+    crop_out = tmp_path / "crop"
+    assert main(["predict", str(src / "two.jpg"), "--output", str(crop_out), "--json"]) == 0
+    crop = json.loads((crop_out / "two.json").read_text())
+    assert (crop["mode"], crop["width"], crop["height"]) == ("crop", 640, 480)
+    assert [f["box"] for f in crop["faces"]] == [[0.0, 0.0, 640.0, 480.0]]
+    assert crop["faces"][0]["score"] is None
+    crop_mask = read_mask(crop_out / "two.png")
+    assert crop["mask_area"] == pytest.approx(crop_mask.mean(), abs=1e-6)
+    assert crop["faces"][0]["mask"] == bool(crop_mask.any())

@@ -74,8 +74,6 @@ def _check_predict_options(a: argparse.Namespace) -> None:
         if a.method != "unet":
             raise ValueError("--scene segments detected faces with the U-Net; drop --method")
         return
-    if a.json:
-        raise ValueError("--json describes the faces found with --scene; add --scene")
     given = getattr(a, GIVEN_DETECTOR_OPTIONS, ())
     if given:
         raise ValueError(
@@ -206,8 +204,8 @@ def add_predict(add: AddCommand) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help="with --scene: also write <stem>.json "
-        "(per face: box, score, mask share of the box, mask or not)",
+        help="also write <stem>.json (image size, mode, and per face: box, score, mask "
+        "share of the box, mask or not; without --scene the one face is the picture)",
     )
     _add_detector_args(p, video=False)
     p.add_argument(

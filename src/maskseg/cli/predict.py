@@ -26,10 +26,8 @@ from maskseg.files import (
     refuse_overwrite,
 )
 from maskseg.io import (
-    DECODE_SIDE,
     DEFAULT_MAX_PIXELS,
     ImageReadError,
-    decode_image,
     write_mask,
     write_rgb,
 )
@@ -84,14 +82,18 @@ def predict_paths(
       before anything is written, naming the inputs. DIR may be an input folder itself only
       while no output name lands on an input (``photo.png`` cannot get a mask there).
 
-    A scene segmenter (``maskseg.pipeline.scene.ScenePredictor``, anything with
-    ``segment``) also gives faces: ``write_json`` then writes DIR/<stem>.json (image size,
-    and per face its box, score, crop, mask share of the box and whether it wears a mask),
-    the overlay gets the boxes, and an image without faces is logged as such (its mask is empty).
+    Each file goes through the pipeline's request engine (``maskseg.pipeline.request``), as
+    serve's uploads do. A scene segmenter (``maskseg.pipeline.scene.ScenePredictor``,
+    anything with ``segment``) also gives faces: the overlay gets the boxes, and an image
+    without faces is logged as such (its mask is empty). ``write_json`` writes
+    DIR/<stem>.json: image size, mode, mask share of the image, and per face its box, score,
+    crop, mask share of the box and whether it wears a mask (in crop mode the one face is the
+    whole picture, with no score).
     """
     from tqdm import tqdm
 
     from maskseg.pipeline.annotate import annotate
+    from maskseg.pipeline.request import Mode, RequestEngine
 
     out = Path(output_dir)
     items, skipped = _collect(inputs, out)
@@ -111,28 +113,29 @@ def predict_paths(
         unit="img",
         disable=not show_progress(progress),
     )
+    if hasattr(segmenter, "segment"):
+        engine, mode = RequestEngine(segmenter, max_pixels=max_pixels), Mode.scene
+    else:
+        engine, mode = RequestEngine(predictor=segmenter, max_pixels=max_pixels), Mode.crop
     for (path, _), name in bar:
         try:
-            image, full = decode_image(path, max_pixels=max_pixels, min_side=DECODE_SIDE)
+            seg = engine.run(path, mode)
         except ImageReadError as exc:
             on_skip(path, exc.reason)
             result.failed.append((path, exc.reason))
             continue
-        faces = None
-        if hasattr(segmenter, "segment"):
-            scene = segmenter.segment(image, size=full)
-            mask, faces = scene.mask, scene.faces
-            if not faces:
-                log.info("%s: no face found; the mask is empty", path)
-            if write_json:
-                record = {"image": str(path), **scene.as_record()}
-                atomic_write_bytes(out / f"{name}.json", json.dumps(record, indent=1).encode())
-        else:
-            mask = segmenter.predict(image, size=full)
-        result.written.append(write_mask(out / f"{name}.png", mask))
+        if mode == Mode.scene and not seg.faces:
+            log.info("%s: no face found; the mask is empty", path)
+        if write_json:
+            record = {"image": str(path), **seg.record()}
+            atomic_write_bytes(out / f"{name}.json", json.dumps(record, indent=1).encode())
+        result.written.append(write_mask(out / f"{name}.png", seg.mask))
         if overlay_images:
-            write_rgb(out / f"{name}_overlay.jpg", annotate(image, mask, faces, full[1]))
-        del image, mask  # a 144 MP mask should not outlive its file
+            faces = seg.faces if mode == Mode.scene else None
+            write_rgb(
+                out / f"{name}_overlay.jpg", annotate(seg.image, seg.mask, faces, seg.full[1])
+            )
+        del seg  # a 144 MP mask should not outlive its file
     return result
 
 

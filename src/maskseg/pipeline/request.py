@@ -87,19 +87,25 @@ class RequestEngine:
     runtimes' sessions are; nothing here keeps per-call state).
 
     Args:
-        scene: the scene predictor (its ``predictor`` segments crops).
+        scene: the scene predictor (its ``predictor`` segments crops); None: crop mode only.
+        predictor: what segments crops (anything with ``predict(image, size)``: a
+            ``Predictor`` or a classical method); default: the scene's.
         max_pixels: images with more pixels are refused from their header.
         decode_side: the long side decoding keeps (see ``maskseg.io.decode_image``).
     """
 
     def __init__(
         self,
-        scene: ScenePredictor,
+        scene: ScenePredictor | None = None,
+        *,
+        predictor: Any = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode_side: int = DECODE_SIDE,
     ):
+        if scene is None and predictor is None:
+            raise ValueError("give a scene predictor, a crop predictor or both")
         self.scene = scene
-        self.predictor = scene.predictor
+        self.predictor = predictor if predictor is not None else scene.predictor
         self.max_pixels = max_pixels
         self.decode_side = decode_side
 
@@ -120,6 +126,8 @@ class RequestEngine:
         full = full or image.shape[:2]
         t = time.perf_counter()
         ran, faces = Mode(mode), []
+        if ran != Mode.crop and self.scene is None:
+            raise ValueError(f"{ran.value} mode finds faces first: give a scene predictor")
         if ran != Mode.crop:
             result = self.scene.segment(image, size=full, deadline=deadline)
             mask, faces, ran = result.mask, result.faces, Mode.scene

@@ -87,7 +87,9 @@ class Engine:
         self.predictor = predictor
         config = SceneConfig(detector=settings.detector, threads=settings.threads or None)
         self.scene = ScenePredictor(predictor, config)
-        self.requests = RequestEngine(self.scene, settings.max_pixels, DECODE_SIDE)
+        self.requests = RequestEngine(
+            self.scene, max_pixels=settings.max_pixels, decode_side=DECODE_SIDE
+        )
         self.pool = ThreadPoolExecutor(settings.max_in_flight, thread_name_prefix="maskseg")
         # onnxruntime's first run is slow (allocations, kernel choice): not the first user's
         blank = np.full((256, 256, 3), 128, np.uint8)

@@ -191,6 +191,29 @@ def test_an_empty_grown_mask_keeps_the_first():
     assert fake.calls == [1, 1] and result.faces[0].mask and result.mask[170:220].any()
 
 
+def test_small_masks_do_not_grow_below_grow_min():
+    image = picture(400, 400, 170, 200, 230, 260)  # 20 of 120 rows inside: 8 % of the crop
+    for grow_min, calls in [(0.05, [1, 1]), (0.1, [1])]:
+        fake = WhiteIsMask()
+        config = SceneConfig(grow_rounds=1, grow_by=0.5, grow_min=grow_min)
+        scene_with(config, fake).segment(image, detections=one_face())
+        assert fake.calls == calls
+
+
+def test_a_grown_mask_that_never_ends_gives_the_first_one_back():
+    image = picture(1000, 400, 170, 170, 230, 950)  # runs past two grown windows
+    fake = WhiteIsMask()
+    config = SceneConfig(grow_rounds=2, grow_by=0.5, grow_closed=True)
+    result = scene_with(config, fake).segment(image, detections=one_face())
+    np.testing.assert_allclose(result.faces[0].crop, [140, 100, 260, 220])
+    assert fake.calls == [1, 1, 1] and not result.mask[220:].any()
+    # one that ends inside the grown window is kept
+    image = picture(1000, 400, 170, 170, 230, 330)
+    result = scene_with(config).segment(image, detections=one_face())
+    np.testing.assert_allclose(result.faces[0].crop, [65, 100, 335, 370])
+    assert result.mask[300:325, 180:220].all()
+
+
 def test_a_small_mask_gets_one_window_grown_down():
     image = picture(400, 400, 170, 216, 230, 270)  # a low mask: 4 rows inside the window
     plain = scene_with(SceneConfig(grow_rounds=0)).segment(image, detections=one_face())
@@ -269,11 +292,21 @@ def test_a_future_deadline_changes_nothing():
 
 
 def test_settings_are_checked_and_parsed():
-    for bad in ({"grow_rounds": -1}, {"grow_by": 0}, {"grow_touch": 1.0}, {"grow_band": 0}):
+    for bad in (
+        {"grow_rounds": -1},
+        {"grow_by": 0},
+        {"grow_touch": 1.0},
+        {"grow_band": 0},
+        {"grow_min": 1.0},
+    ):
         with pytest.raises(ValueError):
             SceneConfig(**bad)
     c = scene_config(["grow_rounds=2", "grow-by=0.3", "retry_small=0.02", "mode=frame"])
     assert (c.grow_rounds, c.grow_by, c.retry_small, c.mode) == (2, 0.3, 0.02, "frame")
+    assert scene_config(["grow_closed=true"]).grow_closed is True
+    assert scene_config(["grow_closed=0"]).grow_closed is False
+    with pytest.raises(ValueError, match="true or false"):
+        scene_config(["grow_closed=yes"])
     assert scene_config(["retry_small=none"], c).retry_small is None
     with pytest.raises(ValueError, match="not a scene setting"):
         scene_config(["grow=1"])

@@ -56,6 +56,13 @@ GROW_ROUNDS = 0
 GROW_BY = 0.4
 GROW_TOUCH = 0.1
 GROW_BAND = 0.02
+# Only faces whose first mask covers at least this share of the crop grow (small blobs on
+# clothing or background stay as they are).
+GROW_MIN = 0.0
+# A grown face whose last mask still touches an edge (inside the image) gets its first mask
+# back: a mask that never ends is more often background painted below a tight face than a
+# mask running on.
+GROW_CLOSED = False
 # A face whose first mask covers at most this share of its crop gets one window grown toward
 # the bottom (masks worn low, on the chin, show too little of themselves to the gate); None:
 # off.
@@ -83,6 +90,9 @@ class SceneConfig:
         grow_by: a grown window's side is (1 + grow_by) times the earlier one's.
         grow_touch: a side is touched when more than this share of its band's pixels is mask.
         grow_band: the band along each side, as a share of the crop's side (at least 1 px).
+        grow_min: only faces whose first mask covers at least this share of the crop grow.
+        grow_closed: a grown face whose last mask still touches an edge of its window
+            (inside the image) gets its first window and mask back.
         retry_small: a face whose first mask covers at most this share of its crop (an empty
             mask included) gets one window grown toward the bottom (masks worn low); its mask
             replaces the first only if it is larger. None: off.
@@ -99,6 +109,8 @@ class SceneConfig:
     grow_by: float = GROW_BY
     grow_touch: float = GROW_TOUCH
     grow_band: float = GROW_BAND
+    grow_min: float = GROW_MIN
+    grow_closed: bool = GROW_CLOSED
     retry_small: float | None = RETRY_SMALL
 
     def __post_init__(self) -> None:
@@ -108,6 +120,8 @@ class SceneConfig:
             raise ValueError(f"grow_by must be > 0, got {self.grow_by}")
         if not 0 <= self.grow_touch < 1:
             raise ValueError(f"grow_touch must be in [0, 1), got {self.grow_touch}")
+        if not 0 <= self.grow_min < 1:
+            raise ValueError(f"grow_min must be in [0, 1), got {self.grow_min}")
         if not 0 < self.grow_band <= 0.5:
             raise ValueError(f"grow_band must be in (0, 0.5], got {self.grow_band}")
 
@@ -126,6 +140,10 @@ def scene_config(settings: Sequence[str], base: SceneConfig | None = None) -> Sc
         value = value.strip()
         if value.lower() == "none":
             changes[name] = None
+        elif types[name].startswith("bool"):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"{name} takes true or false, got {value!r}")
+            changes[name] = value.lower() in ("true", "1")
         elif types[name].startswith("int"):
             changes[name] = int(value)
         elif types[name].startswith("float"):
@@ -367,8 +385,10 @@ class ScenePredictor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Grow and redo. With ``retry_small``, first one grown-down window for faces whose
         mask is empty or tiny; then up to ``grow_rounds`` rounds in which every face whose
-        mask touches its window's edge is segmented again in a window grown toward the
-        touched side(s) (each step's faces in one batch). Returns the final windows and logits
+        mask (at least ``grow_min`` of its crop) touches its window's edge is segmented again
+        in a window grown toward the touched side(s) (each step's faces in one batch); with
+        ``grow_closed``, a grown face whose last mask still touches an edge gets its first
+        window and mask back. Returns the final windows and logits
         (a copy; the inputs are left as they are)."""
         c = self.config
         rects = np.array(rects, np.float64).reshape(-1, 4)
@@ -389,7 +409,10 @@ class ScenePredictor:
                     # compared in image pixels: the two windows differ in size
                     if m.mean() * side_of(r) ** 2 > masks[i].mean() * side_of(rects[i]) ** 2:
                         rects[i], logits[i], masks[i] = r, lg, m
-        live = list(range(len(rects)))  # faces that may grow in the next round
+        first_rects, first_logits = rects.copy(), logits.copy()
+        # faces that may grow in the next round
+        live = [i for i, m in enumerate(masks) if m.any() and m.mean() >= c.grow_min]
+        grew = set()
         for _ in range(c.grow_rounds):
             check_deadline(deadline, "growing face windows")
             grown = []
@@ -407,6 +430,11 @@ class ScenePredictor:
                 if m.any():  # an empty grown mask (the gate lost it) keeps the earlier one
                     rects[i], logits[i], masks[i] = r, lg, m
                     live.append(i)
+                    grew.add(i)
+        if c.grow_closed:
+            for i in sorted(grew):
+                if self.edges_to_grow(shape, rects[i], masks[i]).any():
+                    rects[i], logits[i] = first_rects[i], first_logits[i]
         return rects, logits
 
     def crop_logits(

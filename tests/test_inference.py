@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from maskseg.config import Config, DataConfig, InferConfig, ModelConfig
 from maskseg.models import create_model
@@ -11,14 +12,39 @@ from maskseg.pipeline.predictor import Predictor, available_models, resolve_mode
 from maskseg.train.checkpoint import save_weights
 
 
+def pattern(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A test image that looks alike at any size: colour ramps, a light ellipse, noise."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, w, dtype=np.float32)[None, :] + np.zeros((h, 1), np.float32)
+    y = np.linspace(0, 1, h, dtype=np.float32)[:, None] + np.zeros((1, w), np.float32)
+    img = 255 * np.stack([x, y, 1 - 0.5 * (x + y)], axis=2)
+    inside = ((y - 0.6) / 0.3) ** 2 + ((x - 0.5) / 0.3) ** 2 < 1
+    img[inside] = (230, 230, 240)
+    img += rng.normal(0, 8, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def non_trivial(mask: np.ndarray) -> bool:
+    """Neither (nearly) empty nor (nearly) full: comparing such masks says something."""
+    return 0.05 < mask.mean() < 0.95
+
+
 def _tiny(tmp_path: Path, **infer) -> Path:
+    """An untrained tiny U-Net whose masks of ``pattern`` images cover about half of them
+    (an untrained net's logits are nearly flat: its head is scaled and centred on one)."""
     cfg = Config(
         data=DataConfig(image_size=32),
         model=ModelConfig(base_channels=4, depth=2),
         infer=InferConfig(**infer),
     )
+    torch.manual_seed(0)
+    net = create_model(cfg.model)
+    with torch.no_grad():
+        net.head.weight.mul_(100.0)
+        fp32 = Predictor.from_model(net, cfg, "cpu", precision="fp32")
+        net.head.bias.sub_(float(np.median(fp32.logits([pattern(64, 64)]))))
     path = tmp_path / "tiny.safetensors"
-    save_weights(path, create_model(cfg.model), cfg)
+    save_weights(path, net, cfg)
     return path
 
 
@@ -29,11 +55,13 @@ def tiny_predictor(tmp_path: Path) -> Predictor:
 
 @pytest.mark.parametrize("hw", [(1, 1), (16, 16), (250, 250), (31, 517), (1200, 900)])
 def test_mask_has_input_size(tiny_predictor: Predictor, hw):
-    img = np.random.default_rng(0).integers(0, 255, (*hw, 3), dtype=np.uint8)
+    img = pattern(*hw)
     mask = tiny_predictor.predict(img)
     assert mask.shape == hw and mask.dtype == bool
     proba = tiny_predictor.predict_proba(img)
     assert proba.shape == hw and proba.dtype == np.float32
+    if min(hw) >= 16:  # measured 0.44 .. 0.51 of the image
+        assert non_trivial(mask) and non_trivial(proba > 0.5)
     unclean = Predictor(tiny_predictor.backend, tiny_predictor.config, clean=False)
     np.testing.assert_array_equal(unclean.predict(img), proba > 0.5)  # same path, same numbers
     np.testing.assert_array_equal(mask, tiny_predictor.predict(img))  # deterministic
@@ -41,18 +69,19 @@ def test_mask_has_input_size(tiny_predictor: Predictor, hw):
 
 def test_mask_at_a_given_size(tiny_predictor: Predictor):
     """An image decoded reduced still gets a mask at its file's full size."""
-    img = np.random.default_rng(2).integers(0, 255, (50, 40, 3), dtype=np.uint8)
+    img = pattern(50, 40, seed=2)
     big = tiny_predictor.predict(img, size=(500, 400))
     assert big.shape == (500, 400)
     small = tiny_predictor.predict(img)
+    assert non_trivial(small)  # measured 0.47
     # The same logits, sampled at 10x: the share of mask pixels agrees closely.
     assert abs(big.mean() - small.mean()) < 0.05
 
 
 def test_batch_matches_single_and_threshold(tiny_predictor: Predictor):
-    rng = np.random.default_rng(1)
-    imgs = [rng.integers(0, 255, (h, 40, 3), dtype=np.uint8) for h in (20, 40, 60)]
+    imgs = [pattern(h, 40, seed=1) for h in (20, 40, 60)]
     for img, m in zip(imgs, tiny_predictor.predict_batch(imgs), strict=True):
+        assert non_trivial(m)  # measured 0.45 .. 0.47
         np.testing.assert_array_equal(m, tiny_predictor.predict(img))
     assert tiny_predictor.predict_batch([]) == []
     backend, cfg = tiny_predictor.backend, tiny_predictor.config
@@ -76,6 +105,10 @@ def test_input_checks(tiny_predictor: Predictor):
     rgba = np.zeros((20, 30, 4), np.uint8)  # fully transparent: white, as read_image makes it
     white = np.full((20, 30, 3), 255, np.uint8)
     np.testing.assert_array_equal(tiny_predictor.predict(rgba), tiny_predictor.predict(white))
+    img = pattern(40, 60)
+    opaque = np.dstack([img, np.full((40, 60), 255, np.uint8)])  # opaque: the RGB image
+    assert non_trivial(tiny_predictor.predict(img))
+    np.testing.assert_array_equal(tiny_predictor.predict(opaque), tiny_predictor.predict(img))
     with pytest.raises(TypeError, match="uint8"):
         tiny_predictor.predict(np.zeros((20, 30, 3), np.float32))
     with pytest.raises(ValueError, match="shape"):

@@ -342,14 +342,35 @@ def test_preview_stays_in_the_loop_and_shares_its_overlay_with_the_writer(tmp_pa
     assert all(a is b for a, b in zip(preview.shown, behind.seen, strict=True))
 
 
-def face_clip(path: Path, crops: list[np.ndarray], n: int) -> Path:
-    frames = (f for f, _ in moving_faces(crops, n, size=SIZE, side=100, speed=3.0, seed=2))
-    return write_clip(path, frames)
+def face_clip(path: Path, crops: list[np.ndarray], n: int) -> tuple[Path, list[list[tuple]]]:
+    """A clip of the crops moving over a backdrop, and each frame's face squares."""
+    moving = list(moving_faces(crops, n, size=SIZE, side=100, speed=3.0, seed=2))
+    return write_clip(path, [f for f, _ in moving]), [rects for _, rects in moving]
+
+
+def placed(truth: np.ndarray, rect) -> np.ndarray:
+    """A crop's truth moved into a SIZE frame over the square ``rect`` (as ``paste_face``
+    moves the crop; the part outside the frame dropped)."""
+    x, y, x2, _ = rect
+    side = x2 - x
+    small = cv2.resize(truth.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
+    out = np.zeros((SIZE[1], SIZE[0]), bool)
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, SIZE[0]), min(y + side, SIZE[1])
+    out[y0:y1, x0:x1] = small[y0 - y : y1 - y, x0 - x : x1 - x] > 0.5
+    return out
+
+
+def box_iou(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0) * max(h, 0)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area - inter)
 
 
 def test_cli_video_writes_video_json_and_masks(tmp_path: Path, crops, capsys):
     n = 12
-    clip = face_clip(tmp_path / "clip.avi", crops, n)
+    clip, squares = face_clip(tmp_path / "clip.avi", crops, n)
     out, js, masks = tmp_path / "out.mp4", tmp_path / "faces.jsonl", tmp_path / "masks"
     args = ["video", str(clip), "--output", str(out), "--json", str(js), "--masks", str(masks)]
     assert main([*args, "--no-progress"]) == 0
@@ -370,7 +391,25 @@ def test_cli_video_writes_video_json_and_masks(tmp_path: Path, crops, capsys):
     assert names == [f"{i:06d}.png" for i in range(n)]
     mask = cv2.imread(str(masks / "000005.png"), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (SIZE[1], SIZE[0]) and set(np.unique(mask)) <= {0, 255}
-    assert mask.any()
+    # where the faces are: each track's box on the square its face was pasted over, the
+    # same face all along, and each frame's mask the crops' truths moved the same way
+    folder = REAL_DATA / "1" / "face_crop_segmentation"
+    truths = [cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE) > 127 for name in CROP_NAMES]
+    face_of_track: dict[int, int] = {}
+    for k, (record, rects) in enumerate(zip(lines, squares, strict=True)):
+        for f in (f for f in record["faces"] if f["score"] > 0.6):
+            cx, cy = (f["box"][0] + f["box"][2]) / 2, (f["box"][1] + f["box"][3]) / 2
+            (j,) = [j for j, r in enumerate(rects) if r[0] < cx < r[2] and r[1] < cy < r[3]]
+            assert face_of_track.setdefault(f["id"], j) == j  # a track keeps its face
+            assert box_iou(f["box"], rects[j]) > 0.45, (k, f["box"], rects[j])  # measured >= 0.55
+        mask = cv2.imread(str(masks / f"{k:06d}.png"), cv2.IMREAD_GRAYSCALE) > 127
+        for truth, rect in zip(truths, rects, strict=True):
+            x1, y1, x2, y2 = max(rect[0], 0), max(rect[1], 0), rect[2], rect[3]
+            m, t = mask[y1:y2, x1:x2], placed(truth, rect)[y1:y2, x1:x2]
+            assert (m & t).sum() / (m | t).sum() > 0.55, (k, rect)  # measured >= 0.66
+        truth = placed(truths[0], rects[0]) | placed(truths[1], rects[1])
+        assert (mask & truth).sum() / (mask | truth).sum() > 0.65, k  # measured 0.74 .. 0.84
+    assert sorted(face_of_track.values()) == [0, 1]
 
 
 def test_threads_ahead_give_the_same_frames_as_one_thread(tmp_path: Path, crops, scene):

@@ -127,6 +127,17 @@ def post(client: httpx.Client, name: str, data: bytes) -> tuple[int, float, dict
     return r.status_code, time.perf_counter() - t, dict(r.headers)
 
 
+def run_threads(worker, n: int) -> float:
+    """Run ``worker`` in ``n`` threads until all return; the wall time."""
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
 def steady(url: str, pics: list, n: int, concurrency: int) -> dict:
     results = []
     lock = threading.Lock()
@@ -144,13 +155,7 @@ def steady(url: str, pics: list, n: int, concurrency: int) -> dict:
                 with lock:
                     results.append((status, seconds))
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_threads(worker, concurrency)
     ok = sorted(s for code, s in results if code == 200)
     return {"wall": wall, "codes": Counter(code for code, _ in results), "ok": ok}
 
@@ -370,13 +375,7 @@ def patient(
                 with lock:
                     results.append((status, time.perf_counter() - t, attempt + 1))
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_threads(worker, concurrency)
     return {"wall": wall, "results": results, "first": first}
 
 

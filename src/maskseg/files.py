@@ -59,7 +59,7 @@ def collect_images(inputs: list[str | os.PathLike], recursive: bool = True) -> l
 
 
 def collect_inputs(
-    inputs: list[str | os.PathLike], recursive: bool = True
+    inputs: list[str | os.PathLike], recursive: bool = True, others: list[Path] | None = None
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
     """Expand files and folders into image files, each with its output name.
 
@@ -71,7 +71,9 @@ def collect_inputs(
     Returns:
         (found, skipped): found holds (path, output name); skipped holds (path, reason) for
         entries with an image name that cannot be read as a file: folders named like images,
-        broken links and symlink loops. Nothing is dropped without a word.
+        broken links and symlink loops. Nothing is dropped without a word: the regular files
+        a folder scan leaves out because their names are not of an accepted image type (a GIF,
+        a file without an extension) are appended to ``others`` when it is given.
     """
     found: list[tuple[Path, Path]] = []
     skipped: list[tuple[Path, str]] = []
@@ -79,7 +81,7 @@ def collect_inputs(
         p = Path(item)
         if p.is_dir():
             files: list[Path] = []
-            _walk(p, recursive, files, skipped, set())
+            _walk(p, recursive, files, skipped, set(), others)
             found += [(q, q.relative_to(p).with_suffix("")) for q in sorted(files)]
         else:
             found.append((p, Path(p.stem)))
@@ -92,6 +94,7 @@ def _walk(
     files: list[Path],
     skipped: list[tuple[Path, str]],
     seen: set[tuple[int, int]],
+    others: list[Path] | None = None,
 ) -> None:
     """Depth-first scan that follows linked folders once and reports loops."""
     try:
@@ -119,12 +122,14 @@ def _walk(
             if is_image_name(path):
                 skipped.append((path, "is a directory, not an image"))
             if recursive:
-                _walk(path, recursive, files, skipped, seen)
+                _walk(path, recursive, files, skipped, seen, others)
         elif is_image_name(path):
             if stat.S_ISREG(target.st_mode):
                 files.append(path)
             else:
                 skipped.append((path, "not a regular file"))
+        elif others is not None and stat.S_ISREG(target.st_mode):
+            others.append(path)
 
 
 # --------------------------------------------------------------------------- inputs vs outputs

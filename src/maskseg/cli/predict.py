@@ -168,15 +168,16 @@ def _collect(
         if dead:
             skipped.append((Path(item), dead))
             continue
-        found, bad = collect_inputs([item])
-        if Path(item).is_dir():
-            seen = {p for p, _ in found} | {p for p, _ in bad}
-            _report_not_images(Path(item), seen, out)
+        others: list[Path] = []
+        found, bad = collect_inputs([item], others=others)
         if Path(item).is_dir() and not is_within(item, out):
             kept = [(p, n) for p, n in found if outside(p)]
             bad = [(p, why) for p, why in bad if outside(p)]
+            others = [p for p in others if outside(p)]
             left_out += len(found) - len(kept)
             found = kept
+        if others:
+            _report_not_images(Path(item), others)
         items += found
         skipped += bad
     if left_out:
@@ -201,37 +202,11 @@ def _dead_link(path: Path) -> str | None:
     return None
 
 
-def _report_not_images(folder: Path, seen: set[Path], out: Path, shown: int = 5) -> None:
+def _report_not_images(folder: Path, others: list[Path], shown: int = 5) -> None:
     """Log one warning naming the files under ``folder`` that its scan left out because they
-    are not images of an accepted type (hidden files, the output folder's files and what the
-    scan found or reported are not counted)."""
-    others: list[Path] = []
-    visited: set[tuple[int, int]] = set()
-    stack = [folder]
-    while stack:
-        here = stack.pop()
-        try:
-            st = here.stat()
-            entries = list(os.scandir(here))
-        except OSError:
-            continue  # the scan reported it
-        if (st.st_dev, st.st_ino) in visited or (here != folder and is_within(here, out)):
-            continue
-        visited.add((st.st_dev, st.st_ino))
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir():  # a folder named like an image too: its files count
-                    stack.append(path)
-                elif entry.is_file() and path not in seen:
-                    others.append(path)
-            except OSError:
-                continue
-    if not others:
-        return
-    others.sort()
+    are not images of an accepted type (hidden files and the output folder's are not
+    counted)."""
+    others = sorted(others)
     kinds = sorted({p.suffix.lower() or "no extension" for p in others})
     names = ", ".join(p.relative_to(folder).as_posix() for p in others[:shown])
     more = f" and {len(others) - shown} more" if len(others) > shown else ""

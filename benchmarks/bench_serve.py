@@ -84,6 +84,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def start_server(args: argparse.Namespace, key: str | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [
@@ -433,11 +441,7 @@ def adversarial(args: argparse.Namespace, pics: list) -> None:
         except httpx.HTTPError as exc:
             print(f"  /health after: {type(exc).__name__}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -522,11 +526,7 @@ def main() -> None:
         growth = memory["at the end"] - memory["after steady load"]
         print(f"  growth over the second steady load: {growth:+.0f} MB")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ ONNX input ``input``: float32 (N, 3, S, S), RGB scaled to [-1, 1], S = 128 (shor
 (full). Outputs ``regressors`` (N, A, 16): box (dx, dy, w, h) then 6 keypoints (x, y), all in
 input pixels relative to the anchor centre; ``classificators`` (N, A, 1): score logits.
 A = 896 (short) or 2304 (full).
+
+``tools/convert_face_landmark.py`` converts MediaPipe's face-landmark model with these helpers.
 """
 
 from __future__ import annotations
@@ -54,12 +56,12 @@ MODELS = {
 }
 
 
-def mediapipe_model_dir() -> Path:
-    """The folder of the installed mediapipe wheel that holds the face-detection models."""
+def mediapipe_model_dir(module: str = "face_detection") -> Path:
+    """The folder of the installed mediapipe wheel that holds one module's models."""
     spec = importlib.util.find_spec("mediapipe")
     if spec is None or spec.origin is None:
         sys.exit("mediapipe is not installed in this environment (pip install mediapipe==0.10.21)")
-    return Path(spec.origin).parent / "modules" / "face_detection"
+    return Path(spec.origin).parent / "modules" / module
 
 
 # --------------------------------------------------------------------------- densify
@@ -98,14 +100,20 @@ def densify_csr(tensor, values: np.ndarray) -> np.ndarray:
     return dense.reshape(dims)
 
 
-def prepare_tflite(tflite_bytes: bytes) -> tuple[bytes, list[str]]:
+def prepare_tflite(
+    tflite_bytes: bytes, *, fold_dequantize: bool = False
+) -> tuple[bytes, list[str]]:
     """Rewrite a .tflite into a form tflite2onnx 0.4.1 converts; the maths stays identical.
 
     * every DENSIFY op is replaced by its dense constant output (the full-range model's
       weights are stored sparse);
     * a paddings constant shared by several PAD ops gets one copy per op, because
       tflite2onnx rewrites paddings in place once per consuming op (the full-range model
-      shares one for all 43 PADs, which crashed the conversion).
+      shares one for all 43 PADs, which crashed the conversion);
+    * ``fold_dequantize``: every fp16 -> fp32 DEQUANTIZE op of a constant is replaced by its
+      fp32 output written into a constant buffer (exact: fp16 widens to fp32 without
+      rounding). tflite2onnx folds such ops only where a Conv weight or bias comes out of
+      them; the face-landmark model's PReLU alphas do too, and fail to convert otherwise.
 
     Returns the new bytes and one line per change made.
     """
@@ -134,6 +142,30 @@ def prepare_tflite(tflite_bytes: bytes) -> tuple[bytes, list[str]]:
         densified += 1
     graph.operators = kept
 
+    folded = 0
+    if fold_dequantize:
+        kept = []
+        for op in graph.operators:
+            if opcode(op) != schema.BuiltinOperator.DEQUANTIZE:
+                kept.append(op)
+                continue
+            src, dst = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+            data = model.buffers[src.buffer].data
+            raw = b"" if data is None else bytes(bytearray(data))
+            if src.type != schema.TensorType.FLOAT16 or dst.type != schema.TensorType.FLOAT32:
+                raise NotImplementedError(f"{dst.name}: DEQUANTIZE other than fp16 -> fp32")
+            if not raw:
+                raise NotImplementedError(f"{dst.name}: DEQUANTIZE of a non-constant tensor")
+            values = np.frombuffer(raw, dtype=np.float16).astype(np.float32)
+            if values.size != int(np.prod(dst.shape)):
+                raise ValueError(f"{dst.name}: {values.size} values for shape {list(dst.shape)}")
+            buffer = schema.BufferT()
+            buffer.data = np.frombuffer(values.tobytes(), dtype=np.uint8)
+            model.buffers.append(buffer)  # a buffer of its own: dst's may be shared/empty
+            dst.buffer = len(model.buffers) - 1
+            folded += 1
+        graph.operators = kept
+
     seen: set[int] = set()
     unshared = 0
     for op in graph.operators:
@@ -155,6 +187,8 @@ def prepare_tflite(tflite_bytes: bytes) -> tuple[bytes, list[str]]:
     notes = []
     if densified:
         notes.append(f"removed {densified} DENSIFY ops (CSR weights densified in the graph)")
+    if folded:
+        notes.append(f"folded {folded} fp16 DEQUANTIZE ops into fp32 constants")
     if unshared:
         notes.append(f"gave {unshared} PAD ops their own copy of a shared paddings constant")
     builder = flatbuffers.Builder(0)
@@ -220,25 +254,40 @@ def tflite_to_onnx(tflite_bytes: bytes):
 
 def finish_graph(model, num_anchors: int):
     """Name outputs ``regressors``/``classificators`` (in that order) and make batch dynamic."""
-    import onnx
-    from onnx import numpy_helper
+    by_width = {o.type.tensor_type.shape.dim[2].dim_value: o.name for o in model.graph.output}
+    rename_io(model, {by_width[16]: "regressors", by_width[1]: "classificators"})
+    model = make_batch_dynamic(model)
+    out_dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim[1:]]
+    if out_dims != [num_anchors, 16]:
+        raise ValueError(f"regressors shape {out_dims}, expected [{num_anchors}, 16]")
+    return model
 
+
+def rename_io(model, outputs: dict[str, str]) -> None:
+    """Name the one image input ``input`` and the outputs ``outputs[old]``, in that order."""
     graph = model.graph
-    by_width = {o.type.tensor_type.shape.dim[2].dim_value: o for o in graph.output}
-    renames = {by_width[16].name: "regressors", by_width[1].name: "classificators"}
+    by_name = {o.name: o for o in graph.output}
     for node in graph.node:
-        node.output[:] = [renames.get(n, n) for n in node.output]
-    outputs = [by_width[16], by_width[1]]
-    for out in outputs:
-        out.name = renames[out.name]
+        node.output[:] = [outputs.get(n, n) for n in node.output]
+    kept = [by_name[old] for old in outputs]
+    for out in kept:
+        out.name = outputs[out.name]
     del graph.output[:]
-    graph.output.extend(outputs)
+    graph.output.extend(kept)
 
     (inp,) = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     for node in graph.node:
         node.input[:] = ["input" if n == inp.name else n for n in node.input]
     inp.name = "input"
 
+
+def make_batch_dynamic(model):
+    """Batch dimension ``N`` on every input and output (Reshape shapes copy dim 0, Resize
+    uses scales instead of absolute sizes); initialisers tidied; checked. Returns the model."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
     inits = {init.name: init for init in graph.initializer}
     for node in graph.node:
         if node.op_type == "Reshape":
@@ -271,9 +320,6 @@ def finish_graph(model, num_anchors: int):
     graph.initializer.extend(kept)
     model = onnx.shape_inference.infer_shapes(model)
     onnx.checker.check_model(model, full_check=True)
-    out_dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim[1:]]
-    if out_dims != [num_anchors, 16]:
-        raise ValueError(f"regressors shape {out_dims}, expected [{num_anchors}, 16]")
     return model
 
 
@@ -290,15 +336,23 @@ def _static_shape(model, name: str) -> list[int]:
 # --------------------------------------------------------------------------- checks
 
 
-def check_images(size: int, n_faces: int, seed: int = 0) -> list[np.ndarray]:
-    """NHWC float inputs in [-1, 1]: two noise images and a few letterboxed face photos."""
+def check_images(
+    size: int,
+    n_faces: int,
+    seed: int = 0,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    extra: tuple[Path, ...] = (),
+) -> list[np.ndarray]:
+    """HWC float inputs in ``value_range``: two noise images and a few letterboxed face
+    photos (the first ``n_faces`` of ``faces/without_mask``, then the ``extra`` files)."""
     import cv2
 
+    lo, hi = value_range
     rng = np.random.default_rng(seed)
-    images = [rng.uniform(-1, 1, (size, size, 3)).astype(np.float32) for _ in range(2)]
+    images = [rng.uniform(lo, hi, (size, size, 3)).astype(np.float32) for _ in range(2)]
     folder = FACES / "without_mask"
     paths = sorted(folder.glob("*.jpg"))[:n_faces] if folder.is_dir() else []
-    for path in paths:
+    for path in [*paths, *extra]:
         bgr = cv2.imread(str(path))
         if bgr is None:
             continue
@@ -309,12 +363,13 @@ def check_images(size: int, n_faces: int, seed: int = 0) -> list[np.ndarray]:
         y0, x0 = (size - small.shape[0]) // 2, (size - small.shape[1]) // 2
         canvas[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
         rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-        images.append((rgb.astype(np.float32) / 127.5 - 1.0).astype(np.float32))
+        images.append((lo + rgb.astype(np.float32) * ((hi - lo) / 255.0)).astype(np.float32))
     return images
 
 
 def run_tflite(tflite_bytes: bytes, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(regressors, classificators) from the TFLite interpreter for one NHWC image."""
+    """The two outputs of the TFLite interpreter for one HWC image, the wider first:
+    (regressors, classificators) of BlazeFace, (landmarks, face flag) of the face mesh."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=tflite_bytes)
@@ -330,12 +385,20 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x.astype(np.float64), -100.0, 100.0)))
 
 
-def compare(onnx_bytes: bytes, tflite_variants: dict[str, bytes], images, px_tol: float):
+def compare(
+    onnx_bytes: bytes,
+    tflite_variants: dict[str, bytes],
+    images,
+    px_tol: float,
+    coords: str = "regressors",
+):
     """Max abs difference ONNX vs each TFLite variant; batch of N vs one by one.
 
-    Fails when boxes/keypoints differ by more than ``px_tol`` input pixels or scores (after
-    the sigmoid, which is what thresholds and NMS see) by more than 1e-4. Raw logits are
-    printed too: they reach about -100, so their float error alone can exceed 1e-3.
+    The first output holds coordinates in input pixels (``coords``: BlazeFace's regressors,
+    the face mesh's landmarks), the second logits. Fails when coordinates differ by more
+    than ``px_tol`` input pixels or scores (after the sigmoid, which is what thresholds and
+    NMS see) by more than 1e-4. Raw logits are printed too: they reach about -100, so their
+    float error alone can exceed 1e-3.
     """
     import onnxruntime as ort
 
@@ -346,12 +409,13 @@ def compare(onnx_bytes: bytes, tflite_variants: dict[str, bytes], images, px_tol
         for image in images:
             ref_reg, ref_cls = run_tflite(tfl, image)
             reg, cls = sess.run(None, {"input": image.transpose(2, 0, 1)[None]})
+            reg, cls = reg.reshape(ref_reg.shape), cls.reshape(ref_cls.shape)
             d_reg = max(d_reg, float(np.abs(reg - ref_reg).max()))
             d_logit = max(d_logit, float(np.abs(cls - ref_cls).max()))
             d_score = max(d_score, float(np.abs(_sigmoid(cls) - _sigmoid(ref_cls)).max()))
             ref_max = max(ref_max, float(np.abs(ref_reg).max()))
         print(
-            f"    vs {label:<13}: max |diff| regressors {d_reg:.2e} px (values up to "
+            f"    vs {label:<13}: max |diff| {coords} {d_reg:.2e} px (values up to "
             f"{ref_max:.0f}), logits {d_logit:.2e}, scores {d_score:.2e}  [{len(images)} images]"
         )
         failed |= d_reg > px_tol or d_score > 1e-4

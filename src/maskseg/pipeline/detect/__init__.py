@@ -12,7 +12,11 @@ trained on, and pastes a crop's mask back into the frame.
         crop = cut_crop(frame, rect)
         full = paste_mask(full, predictor.predict(crop), rect)
 
-onnxruntime is imported only when a detector is built, never by ``import maskseg.pipeline.detect``.
+``landmarks`` adds MediaPipe's Face Mesh on top: 468 points and a face-presence score per
+detected face (``FaceLandmarker(...).for_detections(frame, faces)``).
+
+onnxruntime is imported only when a detector or landmarker is built, never by
+``import maskseg.pipeline.detect``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ from maskseg.pipeline.detect.crops import (
     pixel_rect,
 )
 from maskseg.pipeline.detect.detections import Detections
+from maskseg.pipeline.detect.landmarks import (
+    PRESENCE_THRESHOLD,
+    FaceLandmarker,
+    FaceLandmarks,
+    FaceRoi,
+)
 from maskseg.pipeline.detect.nms import box_iou, weighted_nms
 
 DEFAULT_DETECTOR = "blazeface"
@@ -107,6 +117,7 @@ register_detector("blazeface-full", lambda options: BlazeFace("full", options))
 __all__ = [
     "DEFAULT_DETECTOR",
     "FULL_RANGE",
+    "PRESENCE_THRESHOLD",
     "KEYPOINT_NAMES",
     "MAX_TILES",
     "MIN_TILE_SHARE",
@@ -119,6 +130,9 @@ __all__ = [
     "Detections",
     "DetectorOptions",
     "FaceDetector",
+    "FaceLandmarker",
+    "FaceLandmarks",
+    "FaceRoi",
     "box_iou",
     "check_deadline",
     "crop_box",

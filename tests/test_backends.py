@@ -179,10 +179,5 @@ def test_runtimes_are_checked_without_importing(monkeypatch):
     assert out.stdout.strip() == "(True, True) [] []"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="is_installed() answers True for a name that is no registered backend (a "
-    "missing _RUNTIMES entry reads as 'needs nothing'), so is_installed('tensorflow') is True",
-)
 def test_an_unknown_backend_is_not_installed():
     assert not is_installed("tensorflow")

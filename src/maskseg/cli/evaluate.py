@@ -59,7 +59,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     scored = "n_images" in s
     if scored:
         print(
-            f"{a.split} split of {a.data} (split seed {s['split_seed']}): {s['n_images']} images\n"
+            f"{a.split} split of {a.data} (split seed {s['split_seed']}): "
+            f"{int(s['n_images'])} images\n"
             f"{format_summary_table(s)}"
         )
     else:

@@ -66,7 +66,9 @@ def register_backend(
 
 def is_installed(name: str) -> bool:
     """Whether a backend's runtime can be found (without importing it: importing torch alone
-    takes over a second)."""
+    takes over a second). An unknown backend is not installed."""
+    if name not in _REGISTRY:
+        return False
     runtime = _RUNTIMES.get(name)
     if runtime is None:
         return True

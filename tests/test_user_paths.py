@@ -429,7 +429,7 @@ def test_gate_then_evaluate_faces(tmp_path: Path, face_crops, msfd_tiny: Path, c
     save_weights(model, net, cfg)
     gated = tmp_path / "gated.safetensors"
     capsys.readouterr()
-    args = ["gate", str(model), "--faces", str(faces), "--data", str(msfd_tiny)]
+    args = ["gate", str(model), "--faces", str(faces), "--data", str(msfd_tiny), "--scenes", "20"]
     assert main([*args, "--output", str(gated)]) == 0
     printed = capsys.readouterr().out
     m = re.search(r"gate fitted on (\d+) masked and (\d+) unmasked .*accuracy ([0-9.]+)", printed)

@@ -161,7 +161,7 @@ def cmd_gate(a: argparse.Namespace) -> int:
     from maskseg.train.workflows import gate_model
 
     refuse_overwrite([a.output], [a.model], a.data, a.faces)
-    s = gate_model(a.model, a.faces, a.data, a.output, a.val_fold)["gate"]
+    s = gate_model(a.model, a.faces, a.data, a.output, a.val_fold, n_scenes=a.scenes)["gate"]
     print(
         f"gate fitted on {s['n_positive']} masked and {s['n_negative']} unmasked face crops "
         f"(training accuracy {s['train_accuracy']:.3f}); wrote {a.output}"
@@ -252,6 +252,13 @@ def add_gate(add: AddCommand) -> None:
         type=int,
         default=-1,
         help="fit on the other folds and report rates on this one; -1 fits on every non-test fold",
+    )
+    p.add_argument(
+        "--scenes",
+        type=int,
+        default=400,
+        help="synthetic scenes whose detections add the scene path's crops (false detections "
+        "as negatives) to the training crops",
     )
     p.set_defaults(func=cmd_gate)
 

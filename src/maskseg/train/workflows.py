@@ -192,13 +192,16 @@ def gate_model(
     output: str | Path,
     val_fold: int = -1,
     gate: GateConfig | None = None,
+    n_scenes: int = 400,
 ) -> dict:
     """Fit the mask-presence gate of a trained model and write the gated weight file.
 
     Training crops: the faces of the model's split that the model's own training could have
     used (every non-test fold, or all but ``val_fold``), with their photo labels, and the
-    model's MSFD training pairs as further masked faces. The faces' test split is never read;
-    with ``val_fold`` its faces' rates are reported.
+    model's MSFD training pairs as further masked faces, plus the crops the scene path cuts
+    from ``n_scenes`` synthetic scenes of those faces (``gate.scene_crops``: its false
+    detections are negatives). The faces' test split is never read; with ``val_fold`` its
+    faces' rates are reported.
     """
     from maskseg.data.faces import face_splits, load_crops, load_index
     from maskseg.evaluate.presence_rates import presence_rates
@@ -224,7 +227,7 @@ def gate_model(
     negatives = [c.image for c in crops if not c.mask]
     # Crops of the scene path: detector-framed faces and its false detections (hard negatives)
     masked = [(s.image, s.mask) for s in train_pairs] + [(c.image, None) for c in crops if c.mask]
-    scene_pos, scene_neg = scene_crops(masked, negatives, size=cfg.data.image_size)
+    scene_pos, scene_neg = scene_crops(masked, negatives, n_scenes, size=cfg.data.image_size)
     figures = fit_presence(
         net, positives + scene_pos, negatives + scene_neg, cfg.data.image_size, gate
     )

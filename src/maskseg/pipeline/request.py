@@ -7,6 +7,15 @@ picks one per image), segmented, and described as plain records. Nothing here kn
 or files: errors are ``maskseg.io.ImageReadError`` (and its ``UnusableImageError``) and
 ``maskseg.pipeline.scene.DeadlineExceeded``; encodings of the mask (COCO RLE, polygons, PNG)
 are in ``maskseg.pipeline.encode``.
+
+With a ``WearCheck`` (``maskseg.pipeline.wear``), every face is also judged after
+segmentation: Face Mesh landmarks (one batch per image) and its part of the mask give
+``"wear": {"verdict", "nose", "mouth", "chin", "coverage"}`` in its record, or ``{"verdict":
+null, "reason": ...}`` when it cannot be judged. In crop mode the one face is the picture and
+the landmarks' ROI is built from the whole picture (``maskseg.pipeline.wear.picture_roi``).
+Each face's part of the mask is what its crop window holds; where windows overlap, a pixel
+belongs to the face whose box centre is nearest (in units of the box's size), so the parts
+never overlap and together make the whole mask (``Segmented.face_parts``).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import numpy as np
 
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS, ImageSource, decode_image
 from maskseg.pipeline.scene import DeadlineExceeded, Face, ScenePredictor
+from maskseg.pipeline.wear import Wear, WearCheck
 
 # auto mode reads an image without faces as one face crop when it is shaped like one: nearly
 # square (the MSFD crops the model was trained on are square) and small (a photo of a room is
@@ -47,6 +57,43 @@ def looks_like_crop(height: int, width: int) -> bool:
     return ratio_ok and max(height, width) <= CROP_MAX_SIDE
 
 
+def window(face: Face, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A scene face's crop window in the mask, clipped to it: x0, y0, x1, y1 (as pasted)."""
+    from maskseg.pipeline.detect.crops import pixel_rect
+
+    x, y, side = pixel_rect(face.crop)
+    h, w = shape
+    return max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
+
+
+def face_parts(mask: np.ndarray, faces: list[Face]) -> list[tuple[int, int, np.ndarray]]:
+    """Each scene face's part of a full-frame mask: (x0, y0, bool part of its crop window).
+
+    A pixel inside several windows belongs to the face whose box centre is nearest, measured
+    in units of each box's longer side (ties: the earlier face), so the parts are disjoint
+    and, since every mask pixel was pasted from some window, together they are the mask."""
+    windows = [window(f, mask.shape) for f in faces]
+    boxes = [np.asarray(f.box, np.float64).reshape(4) for f in faces]
+    centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in boxes]
+    sizes = [max(b[2] - b[0], b[3] - b[1], 1e-6) for b in boxes]
+    parts = []
+    for k, (x0, y0, x1, y1) in enumerate(windows):
+        part = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), bool)
+        if part.size:
+            part[:] = mask[y0:y1, x0:x1]
+        for j, (a0, b0, a1, b1) in enumerate(windows):
+            ix0, iy0, ix1, iy1 = max(x0, a0), max(y0, b0), min(x1, a1), min(y1, b1)
+            if j == k or ix0 >= ix1 or iy0 >= iy1:
+                continue
+            yy, xx = np.mgrid[iy0:iy1, ix0:ix1] + 0.5
+            dk = np.hypot(xx - centres[k][0], yy - centres[k][1]) / sizes[k]
+            dj = np.hypot(xx - centres[j][0], yy - centres[j][1]) / sizes[j]
+            lose = (dj < dk) | ((dj == dk) & (j < k))
+            part[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] &= ~lose
+        parts.append((x0, y0, part))
+    return parts
+
+
 @dataclass
 class Segmented:
     """One image's answer, before any encoding."""
@@ -57,27 +104,47 @@ class Segmented:
     mode: Mode  # the mode that ran (auto resolved)
     faces: list[Face] = field(default_factory=list)  # scene mode's faces (for drawing)
     decode_ms: float = 0.0
-    inference_ms: float = 0.0
+    inference_ms: float = 0.0  # segmentation and the wear check
+    wear: list[Wear] | None = None  # per face (record order), when the wear check ran
+    landmarks: list[np.ndarray | None] | None = None  # per face: (468, 2) full-size pixels
+    wear_ms: float = 0.0
 
-    def face_records(self) -> list[dict[str, Any]]:
-        """Per face: box, score, crop, mask share of the box, mask or not. In crop mode the
-        one face is the whole picture, with no detector score."""
+    def face_parts(self) -> list[tuple[int, int, np.ndarray]]:
+        """Per face (record order): (x0, y0, its part of the mask). In crop mode the one
+        face's part is the whole mask; in scene mode see ``face_parts``."""
+        if self.mode == Mode.crop:
+            return [(0, 0, self.mask)]
+        return face_parts(self.mask, self.faces)
+
+    def face_records(self, landmarks: bool = False) -> list[dict[str, Any]]:
+        """Per face: box, score, crop, mask share of the box, mask or not; ``wear`` when the
+        wear check ran; with ``landmarks``, the 468 points ([x, y] in the mask's pixels, to
+        0.1 px; None where the model failed). In crop mode the one face is the whole
+        picture, with no detector score."""
         if self.mode == Mode.crop:
             h, w = self.full
             box = [0.0, 0.0, float(w), float(h)]
             area = round(float(self.mask.mean()), 4)
             face = {"box": box, "score": None, "crop": box, "mask_area": area}
-            return [{**face, "mask": bool(self.mask.any())}]
-        return [f.as_record() for f in self.faces]
+            records = [{**face, "mask": bool(self.mask.any())}]
+        else:
+            records = [f.as_record() for f in self.faces]
+        if self.wear is not None:
+            for record, wear in zip(records, self.wear, strict=True):
+                record["wear"] = wear.as_record()
+        if landmarks and self.landmarks is not None:
+            for record, points in zip(records, self.landmarks, strict=True):
+                record["landmarks"] = None if points is None else np.round(points, 1).tolist()
+        return records
 
-    def record(self) -> dict[str, Any]:
+    def record(self, landmarks: bool = False) -> dict[str, Any]:
         """Image size, mode, faces and the mask's share of the image."""
         h, w = self.full
         return {
             "width": w,
             "height": h,
             "mode": self.mode.value,
-            "faces": self.face_records(),
+            "faces": self.face_records(landmarks),
             "mask_area": round(float(self.mask.mean()), 6),
         }
 
@@ -92,6 +159,7 @@ class RequestEngine:
             ``Predictor`` or a classical method); default: the scene's.
         max_pixels: images with more pixels are refused from their header.
         decode_side: the long side decoding keeps (see ``maskseg.io.decode_image``).
+        wear: the wear check run on every face after segmentation; None: none.
     """
 
     def __init__(
@@ -101,6 +169,7 @@ class RequestEngine:
         predictor: Any = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode_side: int = DECODE_SIDE,
+        wear: WearCheck | None = None,
     ):
         if scene is None and predictor is None:
             raise ValueError("give a scene predictor, a crop predictor or both")
@@ -108,6 +177,7 @@ class RequestEngine:
         self.predictor = predictor if predictor is not None else scene.predictor
         self.max_pixels = max_pixels
         self.decode_side = decode_side
+        self.wear = wear
 
     def decode(self, source: ImageSource) -> tuple[np.ndarray, tuple[int, int]]:
         """(RGB image, full (height, width)); ``ImageReadError`` naming the problem."""
@@ -135,8 +205,19 @@ class RequestEngine:
                 ran = Mode.crop
         if ran == Mode.crop:
             mask = self.predictor.predict(image, size=full)
-        inference_ms = (time.perf_counter() - t) * 1e3
-        return Segmented(image, full, mask, ran, faces, inference_ms=inference_ms)
+        seg = Segmented(image, full, mask, ran, faces)
+        if self.wear is not None:
+            w = time.perf_counter()
+            seg.wear, seg.landmarks = self.wear.check(
+                image,
+                seg.face_parts(),
+                full=full,
+                faces=None if ran == Mode.crop else faces,
+                deadline=deadline,
+            )
+            seg.wear_ms = (time.perf_counter() - w) * 1e3
+        seg.inference_ms = (time.perf_counter() - t) * 1e3
+        return seg
 
     def run(
         self, source: ImageSource, mode: Mode = Mode.auto, deadline: float | None = None

@@ -330,7 +330,7 @@ def test_scene_json_mask_png_and_overlay_agree(client):
     body = client.post("/v1/segment", files=upload(data)).json()
     assert body["requested_mode"] == "auto" and body["mode"] == "scene"
     assert body["faces"] and all(
-        set(f) == {"box", "score", "crop", "mask_area", "mask"} for f in body["faces"]
+        set(f) == {"box", "score", "crop", "mask_area", "mask", "wear"} for f in body["faces"]
     )
     assert any(f["mask"] and f["mask_area"] > 0.2 for f in body["faces"])
     assert set(body["timing"]) == {"decode_ms", "inference_ms", "encode_ms", "total_ms"}

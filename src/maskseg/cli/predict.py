@@ -1,7 +1,9 @@
 """The ``predict`` command's library function: segment image files and folders, write masks.
 
 Light on purpose (no training stack): it decodes each file (reduced when the file is far
-larger than the model needs), calls a segmenter and writes ``DIR/<stem>.png``.
+larger than the model needs), calls a segmenter and writes ``DIR/<stem>.png``; with a wear
+check, per face a verdict on how the mask is worn, in the JSON, a folder summary (CSV) and a
+COCO instances file for the whole run.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import errno
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,6 +46,7 @@ class FileSegmenter(Protocol):
 class PredictResult:
     written: list[Path]
     failed: list[tuple[Path, str]]
+    verdicts: Counter = field(default_factory=Counter)  # wear verdicts ("not judged": null)
 
 
 def _warn(path: Path, reason: str) -> None:
@@ -58,6 +62,10 @@ def predict_paths(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_skip: Callable[[Path, str], None] = _warn,
     write_json: bool = False,
+    wear: Any = None,
+    landmarks: bool = False,
+    summary: str | Path | None = None,
+    coco: str | Path | None = None,
 ) -> PredictResult:
     """Write DIR/<stem>.png (0/255 mask at the input's full size) for every readable input.
 
@@ -89,21 +97,47 @@ def predict_paths(
     DIR/<stem>.json: image size, mode, mask share of the image, and per face its box, score,
     crop, mask share of the box and whether it wears a mask (in crop mode the one face is the
     whole picture, with no score).
+
+    ``wear`` (a ``maskseg.pipeline.wear.WearCheck``) judges every face: its ``wear`` record
+    goes into the JSON (and ``landmarks`` adds the 468 points), and the verdicts are counted
+    in the result. ``summary``: a CSV file with one row per face (``SUMMARY_COLUMNS`` of
+    ``maskseg.pipeline.request``: file, face index, verdict, nose, mouth, chin, coverage, the
+    face's mask share of its box, its mask pixels, and why a face was not judged). ``coco``:
+    one COCO instances JSON for the run (``add_coco_image`` there): per image its file name
+    and size, per face an annotation whose segmentation is the face's part of the mask, so
+    the annotations of an image OR-ed together are its mask PNG. Both are planned and
+    checked with the other outputs and written atomically once every image is done.
     """
     from tqdm import tqdm
 
     from maskseg.pipeline.annotate import annotate
-    from maskseg.pipeline.request import Mode, RequestEngine
+    from maskseg.pipeline.request import (
+        NOT_JUDGED,
+        Mode,
+        RequestEngine,
+        add_coco_image,
+        coco_dataset,
+        summary_csv,
+        summary_rows,
+    )
 
     out = Path(output_dir)
+    if (summary is not None or landmarks) and wear is None:
+        raise ValueError("the summary and the landmarks come from the wear check: give wear")
     items, skipped = _collect(inputs, out)
     names = plan_names(items)
     planned = [
         out / f"{name}{end}" for name in names for end in _endings(overlay_images, write_json)
     ]
-    _refuse_overwrite([out, *planned], [path for path, _ in items], inputs, out)
+    reports = [Path(p) for p in (summary, coco) if p is not None]
+    _check_reports(reports, planned)
+    _refuse_overwrite([out, *planned, *reports], [path for path, _ in items], inputs, out)
     out.mkdir(parents=True, exist_ok=True)
+    for report in reports:
+        report.parent.mkdir(parents=True, exist_ok=True)
     result = PredictResult([], [])
+    rows: list[dict[str, Any]] = []
+    dataset = coco_dataset() if coco is not None else None
     for path, reason in skipped:
         on_skip(path, reason)
         result.failed.append((path, reason))
@@ -114,9 +148,10 @@ def predict_paths(
         disable=not show_progress(progress),
     )
     if hasattr(segmenter, "segment"):
-        engine, mode = RequestEngine(segmenter, max_pixels=max_pixels), Mode.scene
+        engine, mode = RequestEngine(segmenter, max_pixels=max_pixels, wear=wear), Mode.scene
     else:
-        engine, mode = RequestEngine(predictor=segmenter, max_pixels=max_pixels), Mode.crop
+        engine = RequestEngine(predictor=segmenter, max_pixels=max_pixels, wear=wear)
+        mode = Mode.crop
     for (path, _), name in bar:
         try:
             seg = engine.run(path, mode)
@@ -126,17 +161,40 @@ def predict_paths(
             continue
         if mode == Mode.scene and not seg.faces:
             log.info("%s: no face found; the mask is empty", path)
+        records = seg.face_records(landmarks)
         if write_json:
-            record = {"image": str(path), **seg.record()}
+            record = {"image": str(path), **seg.record(landmarks)}
             atomic_write_bytes(out / f"{name}.json", json.dumps(record, indent=1).encode())
         result.written.append(write_mask(out / f"{name}.png", seg.mask))
         if overlay_images:
             faces = seg.faces if mode == Mode.scene else None
-            write_rgb(
-                out / f"{name}_overlay.jpg", annotate(seg.image, seg.mask, faces, seg.full[1])
-            )
-        del seg  # a 144 MP mask should not outlive its file
+            shown = annotate(seg.image, seg.mask, faces, seg.full[1], wear=seg.wear)
+            write_rgb(out / f"{name}_overlay.jpg", shown)
+        if seg.wear is not None:
+            result.verdicts.update(w.verdict or NOT_JUDGED for w in seg.wear)
+        if summary is not None or dataset is not None:
+            parts = seg.face_parts()
+            if summary is not None:
+                rows += summary_rows(str(path), records, parts)
+            if dataset is not None:
+                add_coco_image(dataset, str(path), f"{name.as_posix()}.png", seg, records, parts)
+        del seg, records  # a 144 MP mask should not outlive its file
+    if summary is not None:
+        atomic_write_bytes(Path(summary), summary_csv(rows))
+    if dataset is not None:
+        atomic_write_bytes(Path(coco), json.dumps(dataset).encode())
     return result
+
+
+def _check_reports(reports: list[Path], planned: list[Path]) -> None:
+    """The summary and COCO files must differ from each other and from every mask, overlay
+    and JSON the run writes."""
+    seen = {os.path.abspath(p) for p in planned}
+    for report in reports:
+        where = os.path.abspath(report)
+        if where in seen:
+            raise ValueError(f"{report}: this run also writes a mask, overlay or JSON there")
+        seen.add(where)
 
 
 def _endings(overlay_images: bool, write_json: bool) -> list[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -10,6 +12,37 @@ import numpy as np
 from maskseg.files import atomic_write_bytes
 
 OVERLAY_COLOUR = np.array([0, 200, 255], dtype=np.float32)  # cyan: visible on skin and masks
+# The wear check's verdicts (maskseg.pipeline.wear): label and RGB colour; None: not judged.
+VERDICT_STYLE = {
+    "correct": ("worn correctly", (40, 220, 90)),  # green
+    "nose_exposed": ("nose exposed", (255, 150, 0)),  # orange
+    "nose_mouth_exposed": ("nose+mouth exposed", (235, 40, 40)),  # red
+    "chin_exposed": ("chin exposed", (245, 215, 0)),  # yellow
+    "no_mask": ("no mask", (190, 60, 220)),  # violet
+    None: ("wear ?", (170, 170, 170)),  # grey
+}
+
+
+def verdict_style(wear: Any) -> tuple[str, tuple[int, int, int]]:
+    """(label, RGB colour) of a wear result: a ``maskseg.pipeline.wear.Wear``, its record
+    (``{"verdict": ...}``) or a verdict string."""
+    if isinstance(wear, dict):
+        verdict = wear.get("verdict")
+    elif isinstance(wear, str) or wear is None:
+        verdict = wear
+    else:
+        verdict = getattr(wear, "verdict", None)
+    return VERDICT_STYLE.get(verdict, VERDICT_STYLE[None])
+
+
+def _label(image: np.ndarray, text: str, at: tuple[int, int], colour: tuple, t: int) -> None:
+    """Text on a dark band (readable on skin, masks and white walls)."""
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t
+    (w, h), base = cv2.getTextSize(text, font, size, t)
+    x, y = at
+    y = min(max(y, h + 2), image.shape[0] - base - 1)
+    cv2.rectangle(image, (x, y - h - 2), (x + w + 2, y + base), (20, 20, 20), -1)
+    cv2.putText(image, text, (x + 1, y), font, size, colour, t, cv2.LINE_AA)
 
 
 def pyplot():
@@ -77,17 +110,26 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndar
 
 
 def draw_faces(
-    image: np.ndarray, faces: list, scale: float = 1.0, thickness: int | None = None
+    image: np.ndarray,
+    faces: list,
+    scale: float = 1.0,
+    thickness: int | None = None,
+    wear: Sequence[Any] | None = None,
 ) -> np.ndarray:
-    """Draw each face's box (green with a mask, orange without) and its score / mask share.
+    """Draw each face's box (green with a mask, orange without) and its score / mask share;
+    with ``wear`` (one wear result per face, see ``verdict_style``), the box takes the
+    verdict's colour and the verdict is written under it.
 
     ``faces`` are ``maskseg.pipeline.scene.Face``; ``scale`` maps their coordinates to ``image``'s.
     """
     out = np.ascontiguousarray(image).copy()
     t = thickness or max(1, round(max(image.shape[:2]) / 400))
-    for f in faces:
+    for k, f in enumerate(faces):
         x1, y1, x2, y2 = (int(round(v * scale)) for v in f.box)
         colour = (40, 220, 90) if f.mask else (255, 150, 0)
+        if wear is not None:
+            text, colour = verdict_style(wear[k])
+            _label(out, text, (max(0, x1), y2 + 14 * t), colour, t)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, t, cv2.LINE_AA)
         label = f"{f.score:.2f} mask {f.mask_area:.0%}" if f.mask else f"{f.score:.2f} no mask"
         cv2.putText(
@@ -104,20 +146,31 @@ def draw_faces(
 
 
 def annotate(
-    image: np.ndarray, mask: np.ndarray, faces: list | None = None, full_width: int | None = None
+    image: np.ndarray,
+    mask: np.ndarray,
+    faces: list | None = None,
+    full_width: int | None = None,
+    wear: Sequence[Any] | None = None,
 ) -> np.ndarray:
     """``image`` with ``mask`` tinted and outlined and each face's box drawn (``draw_faces``).
 
     An image decoded reduced keeps its mask and faces at the file's full size (``full_width``
     its width): the mask is resized to the image and the boxes scaled, so the picture is
-    drawn at the decoded size.
+    drawn at the decoded size. ``wear``: the wear check's result per face, written by each
+    box in the verdict's colour; without faces (crop mode: the picture is the face) the one
+    verdict is written in the top-left corner.
     """
     if mask.shape != image.shape[:2]:
         h, w = image.shape[:2]
         mask = cv2.resize(mask.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
     shown = overlay(image, mask.astype(bool))
     if faces:
-        shown = draw_faces(shown, faces, image.shape[1] / full_width if full_width else 1.0)
+        scale = image.shape[1] / full_width if full_width else 1.0
+        shown = draw_faces(shown, faces, scale, wear=wear)
+    elif wear:
+        t = max(1, round(max(image.shape[:2]) / 400))
+        text, colour = verdict_style(wear[0])
+        _label(shown, text, (2, 14 * t), colour, t)
     return shown
 
 

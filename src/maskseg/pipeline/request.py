@@ -20,6 +20,8 @@ never overlap and together make the whole mask (``Segmented.face_parts``).
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS, ImageSource, decode_image
+from maskseg.pipeline.encode import encode_rle
 from maskseg.pipeline.scene import DeadlineExceeded, Face, ScenePredictor
 from maskseg.pipeline.wear import Wear, WearCheck
 
@@ -231,3 +234,102 @@ class RequestEngine:
         seg = self.segment(image, full, mode, deadline)
         seg.decode_ms = decode_ms
         return seg
+
+
+# ---------------------------------------------------------------- reports over many images
+
+# the folder summary's columns (``--summary``): one row per face
+SUMMARY_COLUMNS = (
+    "file",
+    "face",
+    "verdict",
+    "nose",
+    "mouth",
+    "chin",
+    "coverage",
+    "mask_area",
+    "mask_pixels",
+    "reason",
+)
+NOT_JUDGED = "not judged"
+COCO_CATEGORY = {"id": 1, "name": "face_mask", "supercategory": "face"}
+
+
+def summary_rows(
+    file: str, records: list[dict[str, Any]], parts: list[tuple[int, int, np.ndarray]]
+) -> list[dict[str, Any]]:
+    """One summary row per face (``SUMMARY_COLUMNS``); yes/no parts as 1/0, a face not
+    judged with an empty verdict and its reason."""
+    rows = []
+    for k, (record, (_, _, part)) in enumerate(zip(records, parts, strict=True)):
+        wear = record.get("wear") or {}
+        judged = wear.get("verdict") is not None
+        flags = {p: str(int(bool(wear[p]))) if judged else "" for p in ("nose", "mouth", "chin")}
+        rows.append(
+            {
+                "file": file,
+                "face": k,
+                "verdict": wear.get("verdict") or "",
+                **flags,
+                "coverage": wear["coverage"] if judged else "",
+                "mask_area": record["mask_area"],
+                "mask_pixels": int(part.sum()),
+                "reason": wear.get("reason") or "",
+            }
+        )
+    return rows
+
+
+def summary_csv(rows: list[dict[str, Any]]) -> bytes:
+    """The summary's bytes: a header and the rows (UTF-8, ``\\n`` line ends)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def coco_dataset() -> dict[str, Any]:
+    """An empty COCO instances dataset with the one category, ``face_mask``."""
+    return {
+        "info": {"description": "maskseg predict: face masks and how they are worn"},
+        "images": [],
+        "annotations": [],
+        "categories": [dict(COCO_CATEGORY)],
+    }
+
+
+def add_coco_image(
+    dataset: dict[str, Any],
+    file: str,
+    mask_file: str,
+    seg: Any,
+    records: list[dict[str, Any]],
+    parts: list[tuple[int, int, np.ndarray]],
+) -> None:
+    """One image and one annotation per face: bbox = the face's box as [x, y, width,
+    height], its detector score (null in crop mode), segmentation = COCO RLE (compressed
+    string) of the face's part of the mask at the image's full size, area = its pixels,
+    ``attributes`` = the face's wear record (when the wear check ran)."""
+    h, w = seg.full
+    image_id = len(dataset["images"]) + 1
+    dataset["images"].append(
+        {"id": image_id, "file_name": file, "width": w, "height": h, "mask_file": mask_file}
+    )
+    for record, (x0, y0, part) in zip(records, parts, strict=True):
+        full = np.zeros((h, w), bool)
+        full[y0 : y0 + part.shape[0], x0 : x0 + part.shape[1]] = part
+        x1, y1, x2, y2 = record["box"]
+        annotation = {
+            "id": len(dataset["annotations"]) + 1,
+            "image_id": image_id,
+            "category_id": COCO_CATEGORY["id"],
+            "bbox": [round(x1, 1), round(y1, 1), round(x2 - x1, 1), round(y2 - y1, 1)],
+            "score": record["score"],
+            "segmentation": encode_rle(full),
+            "area": int(part.sum()),
+            "iscrowd": 0,
+        }
+        if "wear" in record:
+            annotation["attributes"] = dict(record["wear"])
+        dataset["annotations"].append(annotation)

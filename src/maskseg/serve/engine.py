@@ -79,6 +79,7 @@ class Engine:
         from maskseg.pipeline.predictor import Predictor
         from maskseg.pipeline.request import RequestEngine
         from maskseg.pipeline.scene import SceneConfig, ScenePredictor
+        from maskseg.pipeline.wear import WearCheck
 
         self.settings = settings
         if predictor is None:
@@ -87,14 +88,16 @@ class Engine:
         self.predictor = predictor
         config = SceneConfig(detector=settings.detector, threads=settings.threads or None)
         self.scene = ScenePredictor(predictor, config)
+        self.wear = WearCheck()  # every face's wear verdict (one landmark batch per image)
         self.requests = RequestEngine(
-            self.scene, max_pixels=settings.max_pixels, decode_side=DECODE_SIDE
+            self.scene, max_pixels=settings.max_pixels, decode_side=DECODE_SIDE, wear=self.wear
         )
         self.pool = ThreadPoolExecutor(settings.max_in_flight, thread_name_prefix="maskseg")
         # onnxruntime's first run is slow (allocations, kernel choice): not the first user's
         blank = np.full((256, 256, 3), 128, np.uint8)
         self.scene.segment(blank)
         predictor.predict(blank)
+        self.wear.check(blank, [(0, 0, np.ones((256, 256), bool))])
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -209,7 +212,8 @@ class Engine:
         seg = self.segment(data, mode, deadline)
         t = time.perf_counter()
         # an image decoded reduced is drawn at its decoded size
-        body = encode.jpeg_bytes(annotate(seg.image, seg.mask, seg.faces, seg.full[1]))
+        shown = annotate(seg.image, seg.mask, seg.faces, seg.full[1], wear=seg.wear)
+        body = encode.jpeg_bytes(shown)
         return Response(body, media_type="image/jpeg", headers=_headers(seg, t, start))
 
     def batch(

@@ -27,12 +27,39 @@ class Polygon(BaseModel):
     holes: list[list[int]] = Field(default_factory=list)
 
 
+class Verdict(str, Enum):
+    """How the mask is worn (``maskseg.pipeline.wear``)."""
+
+    correct = "correct"
+    nose_exposed = "nose_exposed"
+    nose_mouth_exposed = "nose_mouth_exposed"
+    chin_exposed = "chin_exposed"
+    no_mask = "no_mask"
+
+
+class WearOut(BaseModel):
+    verdict: Verdict | None = Field(
+        description="correct: nose, mouth and chin covered; nose_exposed; nose_mouth_exposed; "
+        "chin_exposed; no_mask; null: the face could not be judged (see reason)"
+    )
+    nose: bool | None = Field(None, description="the mask covers the nose (null: not judged)")
+    mouth: bool | None = Field(None, description="the mask covers the mouth")
+    chin: bool | None = Field(None, description="the mask covers the chin")
+    coverage: float | None = Field(
+        None, description="share of the lower face (nose bridge to chin) covered by the mask"
+    )
+    reason: str | None = Field(None, description="why the face was not judged")
+
+
 class FaceOut(BaseModel):
     box: list[float] = Field(description="face box x1, y1, x2, y2 in image pixels")
     score: float | None = Field(description="detector score; null in crop mode")
     crop: list[float] = Field(description="the square that was segmented, x1, y1, x2, y2")
     mask_area: float = Field(description="mask pixels of this face / area of its box")
     mask: bool = Field(description="whether this face wears a mask (any mask pixel)")
+    wear: WearOut | None = Field(
+        None, description="how the mask is worn, from face landmarks and the mask"
+    )
 
 
 class Timing(BaseModel):

@@ -6,7 +6,9 @@ predictor's mode: "tiles" finds small faces) only every ``detect_every`` frames,
 is being followed, or when a followed face is not found again; in between, the detector only
 looks around the faces of the previous frame (``detect(frame, rois=boxes)``) and their crops
 use the mapping fitted for such re-detections ("roi"). All faces of a frame are segmented in
-one model call. Each stage's time is counted in ``VideoStats``.
+one model call. Each stage's time is counted in ``VideoStats``. With a wear check
+(``maskseg.pipeline.wear.WearCheck``), every face of every frame is judged after segmentation
+(its landmarks in one batch per frame; the "wear" stage): ``FrameResult.wear``.
 
 A face already followed is kept down to a lower detection score (``keep_score``) than a new
 face needs (the scene's threshold): masked faces often score near that threshold, and
@@ -109,12 +111,13 @@ class Located:
 
 @dataclass
 class FrameResult:
-    """One frame's faces and mask (``scene``), the track id of each face, and whether the
-    faces came from a full detection."""
+    """One frame's faces and mask (``scene``), the track id of each face, whether the
+    faces came from a full detection, and each face's wear verdict when checked."""
 
     scene: Any
     ids: list[int]
     full_detection: bool
+    wear: list[Any] | None = None  # maskseg.pipeline.wear.Wear per face
 
 
 class VideoSegmenter:
@@ -124,12 +127,15 @@ class VideoSegmenter:
     Args:
         scene: ``maskseg.pipeline.scene.ScenePredictor``.
         options: see ``VideoOptions``.
+        wear: a ``maskseg.pipeline.wear.WearCheck`` run on every face after segmentation;
+            None: no wear check.
     """
 
-    def __init__(self, scene: Any, options: VideoOptions | None = None):
+    def __init__(self, scene: Any, options: VideoOptions | None = None, wear: Any = None):
         from maskseg.pipeline.detect import get_detector
 
         self.scene = scene
+        self.wear = wear
         self.options = options or VideoOptions()
         c = scene.config
         self.new_score = c.score_threshold
@@ -187,7 +193,14 @@ class VideoSegmenter:
                 parts = zip(tracks, rects, logits, boxes, strict=True)
                 logits = np.stack([self.smoother(t, r, lg, b) for t, r, lg, b in parts])
             result = scene.paste(image.shape[:2], None, dets, rects, logits)
-        return FrameResult(result, [t.id for t in tracks], not located.tracked)
+        wear = None
+        if self.wear is not None:
+            from maskseg.pipeline.request import face_parts
+
+            with stats.stage("wear"):
+                parts = face_parts(result.mask, result.faces)
+                wear, _ = self.wear.check(image, parts, faces=result.faces)
+        return FrameResult(result, [t.id for t in tracks], not located.tracked, wear)
 
     def _detect(self, image: np.ndarray) -> tuple[Any, bool]:
         """(detections, whether they were re-detected around followed faces)."""

@@ -237,7 +237,8 @@ class _PyAVWriter:
 
 class JsonLinesSink:
     """One JSON object per frame: index, time (s), and per face its track id, box, score,
-    mask share of its box and whether it has a mask."""
+    mask share of its box, whether it has a mask and, when checked, how it is worn
+    (``wear``, as in ``predict``'s JSON)."""
 
     stage = "write"
     needs_overlay = False
@@ -271,17 +272,19 @@ class JsonLinesSink:
 def frame_record(frame: Any, result: Any) -> dict[str, Any]:
     """The JSON record of one frame (``JsonLinesSink``'s lines)."""
     faces = []
-    for track_id, face in zip(result.ids, result.scene.faces, strict=True):
+    wear = getattr(result, "wear", None)
+    for k, (track_id, face) in enumerate(zip(result.ids, result.scene.faces, strict=True)):
         r = face.as_record()
-        faces.append(
-            {
-                "id": track_id,
-                "box": r["box"],
-                "score": r["score"],
-                "mask_area": r["mask_area"],
-                "mask": r["mask"],
-            }
-        )
+        record = {
+            "id": track_id,
+            "box": r["box"],
+            "score": r["score"],
+            "mask_area": r["mask_area"],
+            "mask": r["mask"],
+        }
+        if wear is not None:
+            record["wear"] = wear[k].as_record()
+        faces.append(record)
     return {"index": frame.index, "time": round(frame.time, 4), "faces": faces}
 
 

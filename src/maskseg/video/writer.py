@@ -17,11 +17,12 @@ from maskseg.video.sources import Frame
 from maskseg.video.stats import VideoStats
 
 
-def annotate(image: np.ndarray, scene: Any) -> np.ndarray:
-    """The frame with its mask tinted and outlined and each face's box and score drawn."""
+def annotate(image: np.ndarray, scene: Any, wear: Any = None) -> np.ndarray:
+    """The frame with its mask tinted and outlined and each face's box and score drawn;
+    with ``wear`` (per face), each face's verdict under its box, in the verdict's colour."""
     from maskseg.pipeline import annotate as viz
 
-    return viz.annotate(image, scene.mask, scene.faces)
+    return viz.annotate(image, scene.mask, scene.faces, wear=wear)
 
 
 def _write(
@@ -35,7 +36,7 @@ def _write(
     ``shown`` already holds it); returns the overlay, or None when none was needed."""
     if shown is None and any(s.needs_overlay for s in sinks):
         with stats.stage("overlay"):
-            shown = annotate(frame.image, result.scene)
+            shown = annotate(frame.image, result.scene, getattr(result, "wear", None))
     for sink in sinks:
         with stats.stage(sink.stage):
             sink.write(frame, result, shown)

@@ -147,6 +147,21 @@ function maskCanvas(mask, colour) {
   return c;
 }
 
+// the wear check's verdicts: label and colour (as the overlays of predict and video)
+const VERDICTS = {
+  correct: ["worn correctly", "rgb(40, 220, 90)"],
+  nose_exposed: ["nose exposed", "rgb(255, 150, 0)"],
+  nose_mouth_exposed: ["nose+mouth exposed", "rgb(235, 40, 40)"],
+  chin_exposed: ["chin exposed", "rgb(245, 215, 0)"],
+  no_mask: ["no mask", "rgb(190, 60, 220)"],
+};
+const NOT_JUDGED = ["wear ?", "rgb(170, 170, 170)"];
+
+function verdictStyle(wear) {
+  if (!wear) return null;
+  return VERDICTS[wear.verdict] || NOT_JUDGED;
+}
+
 function drawFaces(ctx, faces, scale) {
   const line = Math.max(2, Math.round(Math.max(ctx.canvas.width, ctx.canvas.height) / 300));
   ctx.lineWidth = line;
@@ -163,6 +178,14 @@ function drawFaces(ctx, faces, scale) {
     ctx.fillRect(x1, y - line * 6, ctx.measureText(label).width + 2 * line, line * 7);
     ctx.fillStyle = colour;
     ctx.fillText(label, x1 + line, y);
+    const style = verdictStyle(f.wear);
+    if (style) {
+      const below = Math.min(y2 + line * 7, ctx.canvas.height - line);
+      ctx.fillStyle = "rgba(0, 0, 0, 0.6)";
+      ctx.fillRect(x1, below - line * 6, ctx.measureText(style[0]).width + 2 * line, line * 7);
+      ctx.fillStyle = style[1];
+      ctx.fillText(style[0], x1 + line, below);
+    }
   });
 }
 
@@ -177,6 +200,16 @@ function showFaces(result) {
     row.insertCell().textContent = f.score === null ? "(crop mode)" : f.score.toFixed(2);
     row.insertCell().textContent = f.mask ? "yes" : "no";
     row.insertCell().textContent = pct(f.mask_area);
+    const wear = row.insertCell();
+    const style = verdictStyle(f.wear);
+    if (style) {
+      wear.textContent = f.wear.verdict === null ? `${style[0]} (${f.wear.reason})` : style[0];
+      wear.className = "verdict";
+      wear.style.setProperty("--verdict", style[1]);
+      if (f.wear.verdict !== null) wear.title = `coverage ${pct(f.wear.coverage)}`;
+    } else {
+      wear.textContent = "-";
+    }
   });
   $("faces").hidden = result.faces.length === 0;
   const none = result.faces.length ? "" : "No face found; the mask is empty. ";

@@ -164,6 +164,7 @@ def predict_paths(
         records = seg.face_records(landmarks)
         if write_json:
             record = {"image": str(path), **seg.record(landmarks)}
+            (out / name).parent.mkdir(parents=True, exist_ok=True)  # a sub-folder's first file
             atomic_write_bytes(out / f"{name}.json", json.dumps(record, indent=1).encode())
         result.written.append(write_mask(out / f"{name}.png", seg.mask))
         if overlay_images:

@@ -183,17 +183,18 @@ def region_polygon(points: np.ndarray, name: str) -> np.ndarray:
     return convex_hull(poly) if name in HULLS else poly
 
 
-def inside_polygon(poly: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Which points (x, y) lie inside the closed polygon (even-odd rule)."""
-    inside = np.zeros(np.broadcast(x, y).shape, bool)
+def inside_grid(poly: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Which points of the grid ``xs`` x ``ys`` lie inside the closed polygon: bool
+    (len(ys), len(xs)), by the even-odd rule (each row's edge crossings computed once)."""
     ax, ay = poly[:, 0], poly[:, 1]
     bx, by = np.roll(ax, -1), np.roll(ay, -1)
-    for x1, y1, x2, y2 in zip(ax, ay, bx, by, strict=True):
-        if y1 == y2:
-            continue
-        crosses = (y1 > y) != (y2 > y)
-        inside ^= crosses & (x < x1 + (y - y1) * (x2 - x1) / (y2 - y1))
-    return inside
+    keep = ay != by  # level edges are never crossed
+    ax, ay, bx, by = (v[keep][:, None] for v in (ax, ay, bx, by))
+    rows = np.asarray(ys, np.float64)[None, :]
+    crosses = (ay > rows) != (by > rows)  # (edges, rows)
+    cut = np.where(crosses, ax + (rows - ay) * ((bx - ax) / (by - ay)), -np.inf)
+    left_of = np.asarray(xs, np.float64)[None, None, :] < cut[:, :, None]
+    return np.count_nonzero(left_of, axis=0) % 2 == 1
 
 
 def region_share(
@@ -216,12 +217,12 @@ def region_share(
     step = max(1.0, max(x2 - x1, y2 - y1) / grid)
     xs = np.arange(math.floor(x1) + 0.5, x2, step)
     ys = np.arange(math.floor(y1) + 0.5, y2, step)
-    gx, gy = np.meshgrid(xs, ys)
-    inside = inside_polygon(poly, gx, gy)
+    inside = inside_grid(poly, xs, ys)
     if not inside.any():
         return 0.0, 0.0
-    px = np.floor(gx[inside] - origin[0]).astype(np.int64)
-    py = np.floor(gy[inside] - origin[1]).astype(np.int64)
+    rows, cols = np.nonzero(inside)
+    px = np.floor(xs[cols] - origin[0]).astype(np.int64)
+    py = np.floor(ys[rows] - origin[1]).astype(np.int64)
     h, w = mask.shape
     ok = (px >= 0) & (px < w) & (py >= 0) & (py < h)
     covered = mask[np.clip(py, 0, h - 1), np.clip(px, 0, w - 1)]

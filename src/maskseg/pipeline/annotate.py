@@ -36,13 +36,13 @@ def verdict_style(wear: Any) -> tuple[str, tuple[int, int, int]]:
 
 
 def _label(image: np.ndarray, text: str, at: tuple[int, int], colour: tuple, t: int) -> None:
-    """Text on a dark band (readable on skin, masks and white walls)."""
+    """Text in ``colour`` with its baseline at ``at`` (kept inside the picture), as the
+    scores are written."""
     font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t
-    (w, h), base = cv2.getTextSize(text, font, size, t)
+    (_, h), base = cv2.getTextSize(text, font, size, t)
     x, y = at
-    y = min(max(y, h + 2), image.shape[0] - base - 1)
-    cv2.rectangle(image, (x, y - h - 2), (x + w + 2, y + base), (20, 20, 20), -1)
-    cv2.putText(image, text, (x + 1, y), font, size, colour, t, cv2.LINE_AA)
+    y = min(max(y, h + 1), image.shape[0] - base - 1)
+    cv2.putText(image, text, (x, y), font, size, colour, t, cv2.LINE_AA)
 
 
 def pyplot():

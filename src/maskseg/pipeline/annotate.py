@@ -19,7 +19,7 @@ VERDICT_STYLE = {
     "nose_mouth_exposed": ("nose+mouth exposed", (235, 40, 40)),  # red
     "chin_exposed": ("chin exposed", (245, 215, 0)),  # yellow
     "no_mask": ("no mask", (190, 60, 220)),  # violet
-    None: ("wear ?", (170, 170, 170)),  # grey
+    None: ("not judged", (170, 170, 170)),  # grey
 }
 
 

@@ -155,7 +155,7 @@ const VERDICTS = {
   chin_exposed: ["chin exposed", "rgb(245, 215, 0)"],
   no_mask: ["no mask", "rgb(190, 60, 220)"],
 };
-const NOT_JUDGED = ["wear ?", "rgb(170, 170, 170)"];
+const NOT_JUDGED = ["not judged", "rgb(170, 170, 170)"];
 
 function verdictStyle(wear) {
   if (!wear) return null;

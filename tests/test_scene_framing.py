@@ -138,6 +138,12 @@ def test_a_mask_cut_at_the_bottom_is_redone_in_a_window_grown_down():
     assert (result.mask == truth).mean() > 0.99 and result.mask[250:258, 180:220].all()
 
 
+def test_the_default_settings_grow_a_cut_mask():
+    image = picture(400, 400, 170, 170, 230, 245)
+    result = scene_with(SceneConfig()).segment(image, detections=one_face())
+    assert result.faces[0].crop[3] > 240 and result.mask[225:240, 180:220].all()
+
+
 def test_nothing_touching_means_no_growth():
     fake = WhiteIsMask()
     image = picture(400, 400, 170, 130, 230, 190)  # well inside the window
@@ -154,7 +160,7 @@ def test_the_round_limit_holds():
         (3, [-2.5, 100, 402.5, 505]),
     ]:
         fake = WhiteIsMask()
-        config = SceneConfig(grow_rounds=rounds, grow_by=0.5)
+        config = SceneConfig(grow_rounds=rounds, grow_by=0.5, grow_closed=False)
         result = scene_with(config, fake).segment(image, detections=one_face())
         np.testing.assert_allclose(result.faces[0].crop, windows)
         assert fake.calls == [1] * (rounds + 1)

@@ -88,8 +88,8 @@ class SceneConfig:
         grow_rounds: at most this many rounds of "grow and redo": a face whose crop mask
             touches its window's edge (``touched_sides``) is cut again from a window grown
             toward the touched side(s) (``grow_rect``) and segmented again, all such faces in
-            one batch; the grown window's mask replaces the earlier one unless it is empty.
-            0: off.
+            one batch; the grown window's mask replaces the earlier one unless it is empty
+            (or, with ``grow_closed``, still touches an edge at the end). 0: off.
         grow_by: a grown window's side is (1 + grow_by) times the earlier one's.
         grow_touch: a side is touched when more than this share of its band's pixels is mask.
         grow_band: the band along each side, as a share of the crop's side (at least 1 px).

@@ -12,14 +12,8 @@ import pytest
 
 from maskseg.pipeline.detect import _base as detect_base
 from maskseg.pipeline.detect.detections import Detections
-from maskseg.pipeline.scene import (
-    DeadlineExceeded,
-    SceneConfig,
-    ScenePredictor,
-    grow_rect,
-    scene_config,
-    touched_sides,
-)
+from maskseg.pipeline.scene import DeadlineExceeded, SceneConfig, ScenePredictor, scene_config
+from maskseg.pipeline.windows import grow_rect, touched_sides
 
 TOP, BOTTOM, LEFT, RIGHT = np.eye(4, dtype=bool)
 NONE = np.zeros(4, bool)

@@ -30,6 +30,13 @@ import numpy as np
 from maskseg.pipeline.detect._base import MAX_TILES, check_deadline
 from maskseg.pipeline.detect._base import DeadlineExceeded as DeadlineExceeded  # raised by segment
 from maskseg.pipeline.preprocess import as_rgb
+from maskseg.pipeline.windows import (
+    drop_contained,
+    grow_rect,
+    scale_rects,
+    side_of,
+    touched_sides,
+)
 
 # Scene settings, chosen on fold 0 validation scenes (docs/shipped-model-plan.md; full-frame
 # IoU 0.643 with 0.35 / x1.15 / no containment rule, 0.714 with the values below).
@@ -201,82 +208,6 @@ class SceneResult:
             "faces": [f.as_record() for f in self.faces],
             "mask_area": round(float(self.mask.mean()), 6),
         }
-
-
-def drop_contained(detections: Any, limit: float) -> Any:
-    """Keep detections (best first) whose intersection with every better kept one is at most
-    ``limit`` of the smaller box's area."""
-    if len(detections) < 2:
-        return detections
-    b = np.asarray(detections.boxes, np.float64)
-    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
-    keep: list[int] = []
-    for i in range(len(b)):
-        if keep:
-            k = np.array(keep)
-            iw = np.minimum(b[i, 2], b[k, 2]) - np.maximum(b[i, 0], b[k, 0])
-            ih = np.minimum(b[i, 3], b[k, 3]) - np.maximum(b[i, 1], b[k, 1])
-            inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-            if (inter / np.minimum(area[i], area[k]) > limit).any():
-                continue
-        keep.append(i)
-    return detections[np.array(keep)]
-
-
-def scale_rects(rects: np.ndarray, factor: float) -> np.ndarray:
-    """Grow (or shrink) x1, y1, x2, y2 rectangles about their centres."""
-    rects = np.asarray(rects, np.float64).reshape(-1, 4)
-    centre = (rects[:, :2] + rects[:, 2:]) / 2
-    half = (rects[:, 2:] - rects[:, :2]) / 2 * factor
-    return np.concatenate([centre - half, centre + half], axis=1)
-
-
-# sides of a window, in the order ``touched_sides`` reports them
-SIDES = ("top", "bottom", "left", "right")
-
-
-def touched_sides(mask: np.ndarray, touch: float, band: float) -> np.ndarray:
-    """Which sides of a square crop mask the mask reaches: bool (4,) top, bottom, left, right.
-
-    A side is touched when more than ``touch`` of the pixels in its band (the outermost
-    ``band`` share of the side, at least one row or column) are mask."""
-    mask = np.asarray(mask, bool)
-    if not mask.any():
-        return np.zeros(4, bool)
-    h, w = mask.shape
-    bh, bw = max(1, round(band * h)), max(1, round(band * w))
-    shares = (
-        mask[:bh].mean(),
-        mask[h - bh :].mean(),
-        mask[:, :bw].mean(),
-        mask[:, w - bw :].mean(),
-    )
-    return np.array([s > touch for s in shares])
-
-
-def grow_rect(rect: np.ndarray, sides: np.ndarray, by: float) -> np.ndarray:
-    """A square x1, y1, x2, y2 grown to (1 + ``by``) times its side toward the touched
-    ``sides`` (top, bottom, left, right): on each axis toward the one touched side, or evenly
-    both ways when both or neither are touched."""
-    x1, y1, x2, y2 = (float(v) for v in np.asarray(rect, np.float64).reshape(4))
-    top, bottom, left, right = (bool(v) for v in np.asarray(sides).reshape(4))
-    side = max(x2 - x1, y2 - y1)
-    extra = side * by
-
-    def start(lo: float, low: bool, high: bool) -> float:
-        if low and not high:
-            return lo - extra
-        if high and not low:
-            return lo
-        return lo - extra / 2
-
-    nx, ny = start(x1, left, right), start(y1, top, bottom)
-    return np.array([nx, ny, nx + side + extra, ny + side + extra])
-
-
-def side_of(rect: np.ndarray) -> float:
-    """The side of a square x1, y1, x2, y2 window."""
-    return float(max(rect[2] - rect[0], rect[3] - rect[1]))
 
 
 class ScenePredictor:

@@ -41,7 +41,7 @@ from maskseg.console import cpu_description
 from maskseg.io import ImageReadError, read_image
 from maskseg.pipeline.detect import FaceLandmarker, FaceRoi, box_iou, default_threads, get_detector
 from maskseg.pipeline.detect.landmarks import crop_roi, rois_from_detections
-from maskseg.pipeline.scene import SCENE_SCORE_THRESHOLD
+from maskseg.pipeline.scene_config import SCENE_SCORE_THRESHOLD
 
 DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -34,7 +34,8 @@ from maskseg.io import read_image
 from maskseg.pipeline.annotate import image_grid, mask_rgb, overlay
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.request import Mode, RequestEngine
-from maskseg.pipeline.scene import ScenePredictor, scene_config
+from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene_config import scene_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "maskedface-seg"

@@ -37,7 +37,8 @@ from maskseg.data.faces import INDEX, face_splits, load_index
 from maskseg.io import ImageReadError, read_image
 from maskseg.pipeline.annotate import image_grid, overlay
 from maskseg.pipeline.predictor import Predictor
-from maskseg.pipeline.scene import ScenePredictor, scene_config
+from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene_config import scene_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "runs" / "faces"

@@ -28,12 +28,8 @@ from maskseg.data.synth import compose
 from maskseg.evaluate.metrics import confusion, iou
 from maskseg.pipeline.detect import box_iou
 from maskseg.pipeline.predictor import Predictor
-from maskseg.pipeline.scene import (
-    SCENE_SCORE_THRESHOLD,
-    SceneConfig,
-    ScenePredictor,
-    scene_config,
-)
+from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene_config import SCENE_SCORE_THRESHOLD, SceneConfig, scene_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD"

@@ -26,7 +26,8 @@ import cv2
 
 from maskseg.console import cpu_description
 from maskseg.pipeline.predictor import Predictor
-from maskseg.pipeline.scene import SceneConfig, ScenePredictor
+from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene_config import SceneConfig
 from maskseg.video import (
     VideoFileSink,
     VideoOptions,

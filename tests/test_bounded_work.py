@@ -35,7 +35,8 @@ from maskseg.pipeline.detect import (
 )
 from maskseg.pipeline.detect.regions import tile_squares
 from maskseg.pipeline.predictor import Predictor
-from maskseg.pipeline.scene import SEGMENT_CHUNK, SceneConfig, ScenePredictor
+from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene_config import SEGMENT_CHUNK, SceneConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 THIN = [(1, 4095), (1, 50000), (40000, 1)]  # (height, width)

@@ -12,7 +12,8 @@ import pytest
 
 from maskseg.pipeline.detect import _base as detect_base
 from maskseg.pipeline.detect.detections import Detections
-from maskseg.pipeline.scene import DeadlineExceeded, SceneConfig, ScenePredictor, scene_config
+from maskseg.pipeline.scene import DeadlineExceeded, ScenePredictor
+from maskseg.pipeline.scene_config import SceneConfig, scene_config
 from maskseg.pipeline.windows import grow_rect, touched_sides
 
 TOP, BOTTOM, LEFT, RIGHT = np.eye(4, dtype=bool)

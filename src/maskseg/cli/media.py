@@ -11,7 +11,7 @@ from typing import Any
 
 from maskseg.cli.common import METHODS, AddCommand, add_model_args, load_predictor
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS
-from maskseg.pipeline.scene import SCENE_SCORE_THRESHOLD
+from maskseg.pipeline.scene_config import SCENE_SCORE_THRESHOLD
 
 # Where the detector options given on the command line are listed (their defaults cannot
 # tell given from not given without changing what --help shows).
@@ -63,7 +63,7 @@ def _add_detector_args(p: argparse.ArgumentParser, video: bool) -> None:
 
 
 def _scene_config(a: argparse.Namespace):
-    from maskseg.pipeline.scene import SceneConfig
+    from maskseg.pipeline.scene_config import SceneConfig
 
     return SceneConfig(detector=a.detector, mode=a.detect_mode, score_threshold=a.detect_threshold)
 

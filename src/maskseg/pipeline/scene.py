@@ -22,14 +22,15 @@ timed out does not hold its thread:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from maskseg.pipeline.detect._base import MAX_TILES, check_deadline
 from maskseg.pipeline.detect._base import DeadlineExceeded as DeadlineExceeded  # raised by segment
+from maskseg.pipeline.detect._base import check_deadline
 from maskseg.pipeline.preprocess import as_rgb
+from maskseg.pipeline.scene_config import CONTAINED, SEGMENT_CHUNK, SceneConfig
 from maskseg.pipeline.windows import (
     drop_contained,
     grow_rect,
@@ -37,130 +38,6 @@ from maskseg.pipeline.windows import (
     side_of,
     touched_sides,
 )
-
-# Scene settings, chosen on fold 0 validation scenes (docs/shipped-model-plan.md; full-frame
-# IoU 0.643 with 0.35 / x1.15 / no containment rule, 0.714 with the values below).
-# Detector score threshold: lower than MediaPipe's 0.5, because the presence gate turns a
-# detection without a mask (a face or not) into an empty mask, while a missed face can never
-# be segmented.
-SCENE_SCORE_THRESHOLD = 0.25
-# Crops are cut this many times the calibrated side.
-CROP_SCALE = 1.0
-# A detection overlapping a better one by more than this share of the smaller box's area is
-# dropped: the detector's overlapping boxes around one face (tiles zoomed into part of a big
-# face), which plain IoU suppression keeps, would each paint a mask. 0.2 was chosen on fold 0
-# validation (docs/shipped-model-plan.md): unmasked photos given a mask 7.6 % -> 5.8 % at 0.5
-# -> 0.2, masked photos 90.4 % -> 90.2 %, scene IoU 0.724 -> 0.727.
-CONTAINED = 0.2
-# With a deadline, crops are segmented this many per backend call, the deadline checked
-# between calls (16 crops of the shipped model: about 0.2 s on two CPU cores).
-SEGMENT_CHUNK = 16
-# Grow and redo (docs/shipped-model-plan.md, "Framing that keeps the whole mask"): a face whose
-# crop mask touches its window's edge is cut again, grown toward the touched side(s), and
-# segmented again. A side is touched when more than GROW_TOUCH of the pixels in its outermost
-# GROW_BAND of the crop (a band of rows or columns) are mask. Chosen on validation among 43
-# candidates (maskedface-seg dev scene IoU 0.769 -> 0.877 with fold-0 scene IoU 0.7694 ->
-# 0.7770 and fold-0 unmasked photos given a mask 6.7 % -> 6.7 %): one round, windows grown by
-# 0.3, closed growth only.
-GROW_ROUNDS = 1
-GROW_BY = 0.3
-GROW_TOUCH = 0.2
-GROW_BAND = 0.02
-# Only faces whose first mask covers at least this share of the crop grow (0.05 changed
-# nothing on validation).
-GROW_MIN = 0.0
-# A grown face whose last mask still touches an edge (inside the image) gets its first mask
-# back: background painted below a tight face runs to the grown window's edge, a real mask
-# ends at the chin or jaw (fold-0 scene IoU 0.6905 without this rule, 0.7770 with it).
-GROW_CLOSED = True
-# A face whose first mask covers at most this share of its crop gets one window grown toward
-# the bottom (masks worn low show too little of themselves to the gate); None: off. Off: on
-# validation it gave a third or more of unmasked photos a mask.
-RETRY_SMALL: float | None = None
-
-
-@dataclass(frozen=True)
-class SceneConfig:
-    """How faces are found and cropped.
-
-    Attributes:
-        detector: a registered detector name (``maskseg.pipeline.detect.list_detectors()``).
-        mode: "frame" (one pass) or "tiles" (one pass plus overlapping tiles: small faces).
-        score_threshold: minimum detection score.
-        crop_scale: crops are this many times the calibrated crop side.
-        max_faces: at most this many faces per image (best first); None for all.
-        threads: detector threads (None: its default).
-        max_tiles: at most this many detector tiles per image ("tiles" mode); very long
-            images get fewer, larger tiles (``maskseg.pipeline.detect.regions.tile_squares``).
-        grow_rounds: at most this many rounds of "grow and redo": a face whose crop mask
-            touches its window's edge (``touched_sides``) is cut again from a window grown
-            toward the touched side(s) (``grow_rect``) and segmented again, all such faces in
-            one batch; the grown window's mask replaces the earlier one unless it is empty
-            (or, with ``grow_closed``, still touches an edge at the end). 0: off.
-        grow_by: a grown window's side is (1 + grow_by) times the earlier one's.
-        grow_touch: a side is touched when more than this share of its band's pixels is mask.
-        grow_band: the band along each side, as a share of the crop's side (at least 1 px).
-        grow_min: only faces whose first mask covers at least this share of the crop grow.
-        grow_closed: a grown face whose last mask still touches an edge of its window
-            (inside the image) gets its first window and mask back.
-        retry_small: a face whose first mask covers at most this share of its crop (an empty
-            mask included) gets one window grown toward the bottom (masks worn low); its mask
-            replaces the first only if it is larger. None: off.
-    """
-
-    detector: str = "blazeface"
-    mode: str = "tiles"
-    score_threshold: float = SCENE_SCORE_THRESHOLD
-    crop_scale: float = CROP_SCALE
-    max_faces: int | None = None
-    threads: int | None = None
-    max_tiles: int | None = MAX_TILES
-    grow_rounds: int = GROW_ROUNDS
-    grow_by: float = GROW_BY
-    grow_touch: float = GROW_TOUCH
-    grow_band: float = GROW_BAND
-    grow_min: float = GROW_MIN
-    grow_closed: bool = GROW_CLOSED
-    retry_small: float | None = RETRY_SMALL
-
-    def __post_init__(self) -> None:
-        if self.grow_rounds < 0:
-            raise ValueError(f"grow_rounds must be >= 0, got {self.grow_rounds}")
-        if self.grow_by <= 0:
-            raise ValueError(f"grow_by must be > 0, got {self.grow_by}")
-        if not 0 <= self.grow_touch < 1:
-            raise ValueError(f"grow_touch must be in [0, 1), got {self.grow_touch}")
-        if not 0 <= self.grow_min < 1:
-            raise ValueError(f"grow_min must be in [0, 1), got {self.grow_min}")
-        if not 0 < self.grow_band <= 0.5:
-            raise ValueError(f"grow_band must be in (0, 0.5], got {self.grow_band}")
-
-
-def scene_config(settings: Sequence[str], base: SceneConfig | None = None) -> SceneConfig:
-    """``base`` (default: ``SceneConfig()``) with fields set from "name=value" strings (the
-    benchmarks' ``--set``); "none" sets None."""
-    base = SceneConfig() if base is None else base
-    types = {f.name: str(f.type) for f in fields(SceneConfig)}
-    changes: dict[str, Any] = {}
-    for item in settings:
-        name, sep, value = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or name not in types:
-            raise ValueError(f"not a scene setting: {item!r}; settings: {', '.join(types)}")
-        value = value.strip()
-        if value.lower() == "none":
-            changes[name] = None
-        elif types[name].startswith("bool"):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"{name} takes true or false, got {value!r}")
-            changes[name] = value.lower() in ("true", "1")
-        elif types[name].startswith("int"):
-            changes[name] = int(value)
-        elif types[name].startswith("float"):
-            changes[name] = float(value)
-        else:
-            changes[name] = value
-    return replace(base, **changes)
 
 
 @dataclass

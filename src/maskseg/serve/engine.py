@@ -78,7 +78,8 @@ class Engine:
     def __init__(self, settings: Settings, predictor: Any = None):
         from maskseg.pipeline.predictor import Predictor
         from maskseg.pipeline.request import RequestEngine
-        from maskseg.pipeline.scene import SceneConfig, ScenePredictor
+        from maskseg.pipeline.scene import ScenePredictor
+        from maskseg.pipeline.scene_config import SceneConfig
         from maskseg.pipeline.wear import WearCheck
 
         self.settings = settings

@@ -149,7 +149,8 @@ def scene_crops(
     """
     from maskseg.data.synth import compose
     from maskseg.pipeline.detect import box_iou, cut_crop
-    from maskseg.pipeline.scene import SceneConfig, ScenePredictor
+    from maskseg.pipeline.scene import ScenePredictor
+    from maskseg.pipeline.scene_config import SceneConfig
 
     # the scene path's detector and crops (no segmenter needed); every detection is kept,
     # also the overlapping ones the scene path drops

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from maskseg.pipeline.preprocess import as_rgb
-from maskseg.pipeline.scene import CONTAINED
+from maskseg.pipeline.scene_config import CONTAINED
 from maskseg.pipeline.windows import drop_contained
 from maskseg.video.stats import VideoStats
 from maskseg.video.tracking import (

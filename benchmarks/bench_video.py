@@ -28,6 +28,7 @@ from maskseg.console import cpu_description
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor
 from maskseg.pipeline.scene_config import SceneConfig
+from maskseg.pipeline.wear import WearCheck
 from maskseg.video import (
     VideoFileSink,
     VideoOptions,
@@ -40,7 +41,7 @@ from maskseg.video.synthetic import moving_faces, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 CROPS = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD" / "1" / "face_crop"
-STAGES = ("decode", "detect", "segment", "overlay", "encode")
+STAGES = ("decode", "detect", "segment", "wear", "overlay", "encode")
 
 
 FACES = (
@@ -64,10 +65,12 @@ def run_once(
     out: Path,
     codec: str,
     max_frames: int | None = None,
+    wear=None,
 ):
     with open_source(clip) as source:
         sink = VideoFileSink(out, source.fps, source.size, codec)
-        return run_video(source, VideoSegmenter(scene, options), [sink], max_frames=max_frames)
+        segmenter = VideoSegmenter(scene, options, wear=wear)
+        return run_video(source, segmenter, [sink], max_frames=max_frames)
 
 
 def main() -> None:
@@ -115,6 +118,13 @@ def main() -> None:
         choices=["auto", "fp32", "bf16"],
         help="torch backend precision (auto: bf16 where the CPU has it)",
     )
+    ap.add_argument(
+        "--wear",
+        nargs="+",
+        choices=["off", "on"],
+        default=["off", "on"],
+        help="without and with the wear check (landmarks and verdicts per face)",
+    )
     a = ap.parse_args()
     if not CROPS.is_dir():
         raise SystemExit(f"shared data not found at {CROPS}")
@@ -129,8 +139,8 @@ def main() -> None:
     )
     print(f"detector threads: {a.detect_threads or 'default'}")
     head = (
-        f"{'backend':<60} {'faces':>5} {'prefetch':>8} {'detect':>6} {'write':>5} {'fps':>6} "
-        + " ".join(f"{s:>8}" for s in STAGES)
+        f"{'backend':<60} {'faces':>5} {'wear':>4} {'prefetch':>8} {'detect':>6} {'write':>5} "
+        f"{'fps':>6} " + " ".join(f"{s:>8}" for s in STAGES)
     )
     print(head + f" {'full det':>8}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,9 +159,14 @@ def main() -> None:
             name = predictor.backend.describe()
             for n, clip in clips.items():
                 combos = [
-                    (d, w, x) for d in a.prefetch for x in a.detect_ahead for w in a.write_ahead
+                    (d, w, x, j)
+                    for j in a.wear
+                    for d in a.prefetch
+                    for x in a.detect_ahead
+                    for w in a.write_ahead
                 ]
-                for depth, ahead, det_ahead in combos:
+                for depth, ahead, det_ahead, judge in combos:
+                    wear = WearCheck() if judge == "on" else None
                     options = VideoOptions(
                         detect_every=a.detect_every,
                         prefetch=depth,
@@ -159,9 +174,10 @@ def main() -> None:
                         detect_ahead=det_ahead,
                         detect_threads=a.detect_threads or None,
                     )
-                    run_once(clip, scene, options, folder / "warm.mp4", a.codec, 20)  # warm-up
+                    warm = folder / "warm.mp4"
+                    run_once(clip, scene, options, warm, a.codec, 20, wear)  # warm-up
                     runs = [
-                        run_once(clip, scene, options, folder / "out.mp4", a.codec)
+                        run_once(clip, scene, options, folder / "out.mp4", a.codec, None, wear)
                         for _ in range(a.runs)
                     ]
                     fps = statistics.median(r.fps for r in runs)
@@ -170,7 +186,7 @@ def main() -> None:
                         for s in STAGES
                     }
                     full = statistics.median(r.full_detections for r in runs)
-                    row = f"{n:>5} {depth:>8} {det_ahead:>6} {ahead:>5} {fps:>6.1f} "
+                    row = f"{n:>5} {judge:>4} {depth:>8} {det_ahead:>6} {ahead:>5} {fps:>6.1f} "
                     print(
                         f"{name[:60]:<60} {row}"
                         + " ".join(f"{ms[s]:>8.1f}" for s in STAGES)

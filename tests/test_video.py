@@ -524,3 +524,34 @@ def test_sigterm_leaves_a_playable_file(tmp_path: Path):
     written = len(read_frames(out))
     assert 0 < written < n
     assert len(js.read_text().splitlines()) == len(list(masks.iterdir())) == written
+
+
+def test_wear_is_judged_when_a_face_appears_then_every_n_frames(crops, scene):
+    """A followed face is judged on its first frame and then every ``wear_every`` frames; in
+    between its last verdict stands, object for object."""
+
+    class CountingWear:
+        def __init__(self):
+            self.calls = []  # (frame, how many faces judged)
+            self.frame = 0
+
+        def check(self, image, parts, *, faces=None, full=None, deadline=None):
+            self.calls.append((self.frame, len(parts)))
+            return [object() for _ in parts], [None] * len(parts)
+
+    still = backdrop(SIZE[1], SIZE[0], 5)
+    paste_face(still, crops[0], (110, 60, 210, 160))
+    wear = CountingWear()
+    segmenter = VideoSegmenter(scene, VideoOptions(wear_every=3), wear=wear)
+    verdicts = []
+    for i in range(8):
+        wear.frame = i
+        result = segmenter(still)
+        assert len(result.scene.faces) == 1 and len(result.wear) == 1
+        verdicts.append(result.wear[0])
+    assert wear.calls == [(0, 1), (3, 1), (6, 1)]
+    assert verdicts[0] is verdicts[1] is verdicts[2]
+    assert verdicts[3] is verdicts[5] and verdicts[3] is not verdicts[2]
+    assert verdicts[6] is verdicts[7] and verdicts[6] is not verdicts[5]
+    with pytest.raises(ValueError, match="wear_every"):
+        VideoOptions(wear_every=0)

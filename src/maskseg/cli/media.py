@@ -162,7 +162,9 @@ def cmd_video(a: argparse.Namespace) -> int:
         raise ValueError("nothing to write: give --output, --json, --masks or --show")
     video.sinks.check_outputs(a.source, a.output, a.json, a.masks)  # before anything is opened
     with video.open_source(a.source) as source:  # a bad source fails before the model loads
-        options = video.VideoOptions(detect_every=a.detect_every, smooth=not a.no_smooth)
+        options = video.VideoOptions(
+            detect_every=a.detect_every, smooth=not a.no_smooth, wear_every=a.wear_every
+        )
         wear = None
         if not a.no_wear:
             from maskseg.pipeline.wear import WearCheck
@@ -323,6 +325,13 @@ def add_video(add: AddCommand) -> None:
         default=15,
         help="full detection every N frames; "
         "between them faces are re-detected around their last boxes",
+    )
+    p.add_argument(
+        "--wear-every",
+        type=int,
+        default=5,
+        help="judge how each followed face wears its mask when it appears and then every N "
+        "frames (its verdict stands in between)",
     )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     add_model_args(p)

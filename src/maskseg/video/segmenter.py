@@ -71,6 +71,8 @@ class VideoOptions:
             followed faces, where a second thread costs more in hand-off than it saves
             (``benchmarks/bench_detect.py``: 3.5 ms per region at one thread, 5.1 at two),
             and the writer thread needs the other core.
+        wear_every: with a wear check, a followed face is judged when it appears and then
+            every this many frames; its verdict stands in between (1: every frame).
     """
 
     detect_every: int = 15
@@ -86,10 +88,13 @@ class VideoOptions:
     write_ahead: int = 2
     detect_ahead: int = 2
     detect_threads: int | None = 1
+    wear_every: int = 5
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.wear_every < 1:
+            raise ValueError(f"wear_every must be >= 1, got {self.wear_every}")
         if self.prefetch < 0:
             raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
         if self.write_ahead < 0:
@@ -138,6 +143,8 @@ class VideoSegmenter:
         self.scene = scene
         self.wear = wear
         self.options = options or VideoOptions()
+        self._frame = 0  # frames segmented so far
+        self._wear: dict[int, tuple[int, Any]] = {}  # track id -> (frame judged, its Wear)
         c = scene.config
         self.new_score = c.score_threshold
         # the scene's detector with the lower threshold of followed faces; new faces are
@@ -196,12 +203,31 @@ class VideoSegmenter:
             result = scene.paste(image.shape[:2], None, dets, rects, logits)
         wear = None
         if self.wear is not None:
-            from maskseg.pipeline.request import face_parts
-
             with stats.stage("wear"):
-                parts = face_parts(result.mask, result.faces)
-                wear, _ = self.wear.check(image, parts, faces=result.faces)
+                wear = self._judge(image, result, [t.id for t in tracks])
+        self._frame += 1
         return FrameResult(result, [t.id for t in tracks], not located.tracked, wear)
+
+    def _judge(self, image: np.ndarray, result: Any, ids: list[int]) -> list[Any]:
+        """Each face's wear verdict. A followed face is judged when it appears and then every
+        ``wear_every`` frames, its last verdict standing in between: how a mask is worn
+        changes far more slowly than frames come (the landmark pass costs a few ms per face),
+        and a verdict that holds for a few frames does not flicker."""
+        from maskseg.pipeline.request import face_parts
+
+        every = self.options.wear_every
+        due = [
+            i for i, t in enumerate(ids) if self._frame - self._wear.get(t, (-every, 0))[0] >= every
+        ]
+        if due:
+            parts = face_parts(result.mask, result.faces)
+            faces = [result.faces[i] for i in due]
+            fresh, _ = self.wear.check(image, [parts[i] for i in due], faces=faces)
+            for i, w in zip(due, fresh, strict=True):
+                self._wear[ids[i]] = (self._frame, w)
+        if len(self._wear) > 4 * max(len(ids), 16):  # forget tracks long gone
+            self._wear = {t: self._wear[t] for t in ids}
+        return [self._wear[t][1] for t in ids]
 
     def _detect(self, image: np.ndarray) -> tuple[Any, bool]:
         """(detections, whether they were re-detected around followed faces)."""

@@ -17,6 +17,7 @@ import pytest
 
 from maskseg.cli.main import main
 from maskseg.io import read_mask
+from maskseg.pipeline import face_regions as R
 from maskseg.pipeline import wear as W
 from maskseg.pipeline.annotate import VERDICT_STYLE, annotate
 from maskseg.pipeline.detect import landmarks as lm
@@ -69,11 +70,11 @@ def hand_face(dx: float = 0.0, dy: float = 0.0, k: float = 1.0) -> np.ndarray:
     for i, xy in put.items():
         p[i] = xy
     # the outer lip ring: 61 (left corner) along the lower lip to 17, 291, back over 0
-    for j, i in enumerate(W.MOUTH_REGION):
+    for j, i in enumerate(R.MOUTH_REGION):
         a = math.pi - j * math.pi / 10
         p[i] = (100 + 20 * math.cos(a), 125 + 8 * math.sin(a))
     # the lower oval: 454 (the image's right cheek) round the chin (152) to 234
-    oval = W.LOWER_FACE[:-1]
+    oval = R.LOWER_FACE[:-1]
     for j, i in enumerate(oval):
         a = j * math.pi / (len(oval) - 1)
         p[i] = (100 + 50 * math.cos(a), 75 + 95 * math.sin(a))
@@ -97,11 +98,11 @@ def test_the_hand_made_face_is_in_order_and_its_regions_where_placed():
     pts = hand_face()
     assert W.check_landmarks(pts) is None
     np.testing.assert_allclose(pts[W.CHIN], [100, 170], atol=1e-9)  # the oval's bottom
-    nose = W.region_polygon(pts, "nose")
+    nose = R.region_polygon(pts, "nose")
     assert nose[:, 1].min() == 85 and nose[:, 1].max() == 104
-    mouth = W.region_polygon(pts, "mouth")
+    mouth = R.region_polygon(pts, "mouth")
     np.testing.assert_allclose([mouth[:, 1].min(), mouth[:, 1].max()], [117, 133], atol=1e-9)
-    chin = W.region_polygon(pts, "chin")
+    chin = R.region_polygon(pts, "chin")
     assert chin[:, 1].min() == 140 and chin[:, 1].max() == 170
 
 
@@ -201,24 +202,24 @@ def test_region_share_and_hull_by_hand():
     square = np.array([[10, 10], [30, 10], [30, 30], [10, 30]], float)
     m = np.zeros((40, 40), bool)
     m[:20] = True  # the square's upper half
-    assert W.region_share(square, m) == (0.5, 1.0)
-    assert W.region_share(square, m, origin=(0, 10))[0] == 1.0  # mask rows start at y 10
+    assert R.region_share(square, m) == (0.5, 1.0)
+    assert R.region_share(square, m, origin=(0, 10))[0] == 1.0  # mask rows start at y 10
     # half the square beyond the frame's right edge, read from the edge column
     half = np.zeros((40, 20), bool)
     half[:, 19] = True
-    covered, inside = W.region_share(square, half)
+    covered, inside = R.region_share(square, half)
     assert (covered, inside) == (0.55, 0.5)  # column 19 and the 10 columns beyond it
     pts = np.array([[0, 0], [4, 0], [4, 4], [0, 4], [2, 2], [1, 3]], float)
-    hull = W.convex_hull(pts)
+    hull = R.convex_hull(pts)
     assert sorted(map(tuple, hull)) == [(0, 0), (0, 4), (4, 0), (4, 4)]
 
 
 def test_region_indices_are_face_mesh_points():
-    assert set(W.LOWER_FACE[:-1]) <= set(lm.FACE_OVAL)
-    assert W.LOWER_FACE[-1] == 195 and W.CHIN == lm.CHIN and W.NOSE_TIP == lm.NOSE_TIP
-    assert {lm.RIGHT_NOSTRIL, lm.LEFT_NOSTRIL, lm.NOSE_TIP_UPPER} <= set(W.NOSE_REGION)
-    assert {lm.UPPER_LIP_TOP, lm.LOWER_LIP_BOTTOM, lm.RIGHT_MOUTH_CORNER} <= set(W.MOUTH_REGION)
-    assert lm.LEFT_MOUTH_CORNER in W.MOUTH_REGION and lm.CHIN in W.CHIN_REGION
+    assert set(R.LOWER_FACE[:-1]) <= set(lm.FACE_OVAL)
+    assert R.LOWER_FACE[-1] == 195 and W.CHIN == lm.CHIN and W.NOSE_TIP == lm.NOSE_TIP
+    assert {lm.RIGHT_NOSTRIL, lm.LEFT_NOSTRIL, lm.NOSE_TIP_UPPER} <= set(R.NOSE_REGION)
+    assert {lm.UPPER_LIP_TOP, lm.LOWER_LIP_BOTTOM, lm.RIGHT_MOUTH_CORNER} <= set(R.MOUTH_REGION)
+    assert lm.LEFT_MOUTH_CORNER in R.MOUTH_REGION and lm.CHIN in R.CHIN_REGION
 
 
 # ------------------------------------------------------------- faces' parts of a mask

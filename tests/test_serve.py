@@ -330,7 +330,8 @@ def test_scene_json_mask_png_and_overlay_agree(client):
     body = client.post("/v1/segment", files=upload(data)).json()
     assert body["requested_mode"] == "auto" and body["mode"] == "scene"
     assert body["faces"] and all(
-        set(f) == {"box", "score", "crop", "mask_area", "mask", "wear"} for f in body["faces"]
+        set(f) == {"box", "score", "crop", "mask_area", "mask", "wear", "landmarks"}
+        for f in body["faces"]
     )
     assert any(f["mask"] and f["mask_area"] > 0.2 for f in body["faces"])
     assert set(body["timing"]) == {"decode_ms", "inference_ms", "encode_ms", "total_ms"}
@@ -599,3 +600,17 @@ def test_cli_serve_builds_settings(monkeypatch):
         s.max_connections,
         s.retry_after_s,
     ) == (3, 2.5, 7.0, 9.0, 5000, 100_000_000, 20_000_000, 4, 3.0, 2, 64, 2)
+
+
+def test_landmarks_on_request(client):
+    """``landmarks=true`` adds each face's 468 points, inside the picture; without it, none."""
+    data = PORTRAIT.read_bytes()
+    plain = client.post("/v1/segment", files=upload(data)).json()
+    assert plain["faces"] and all(f["landmarks"] is None for f in plain["faces"])
+    body = client.post("/v1/segment", files=upload(data), params={"landmarks": "true"}).json()
+    best = max(body["faces"], key=lambda f: f["score"])
+    points = np.array(best["landmarks"])
+    assert points.shape == (468, 2)
+    x1, y1, x2, y2 = best["box"]
+    nose = points[1]  # Face Mesh's nose tip lies inside the detected face box
+    assert x1 <= nose[0] <= x2 and y1 <= nose[1] <= y2

@@ -176,6 +176,7 @@ class Engine:
         tolerance: float,
         start: float,
         deadline: float | None = None,
+        landmarks: bool = False,
     ) -> SegmentResult:
         seg = self.segment(data, mode, deadline)
         t = time.perf_counter()
@@ -191,7 +192,7 @@ class Engine:
             width=w,
             height=h,
             mask_area=round(float(seg.mask.mean()), 6),
-            faces=[FaceOut(**f) for f in seg.face_records()],
+            faces=[FaceOut(**f) for f in seg.face_records(landmarks)],
             rle=rle,
             polygons=polygons,
             timing=_timing(seg, t, start),

@@ -116,6 +116,9 @@ ModeQuery = Annotated[
 ]
 FormatQuery = Annotated[MaskFormat, Query(description="how the JSON carries the mask")]
 ToleranceQuery = Annotated[float, Query(ge=0, le=50, description="polygon simplification, px")]
+LandmarksQuery = Annotated[
+    bool, Query(description="also return each face's 468 Face Mesh points (the wear check's)")
+]
 Upload = Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF image")]
 
 
@@ -138,10 +141,10 @@ def api_router() -> APIRouter:
         mode: ModeQuery = Mode.auto,
         mask_format: FormatQuery = MaskFormat.rle,
         tolerance: ToleranceQuery = 1.0,
+        landmarks: LandmarksQuery = False,
     ) -> SegmentResult:
-        return await one_image(
-            request, file, get_engine(request).as_json, mode, mask_format, tolerance
-        )
+        as_json = functools.partial(get_engine(request).as_json, landmarks=landmarks)
+        return await one_image(request, file, as_json, mode, mask_format, tolerance)
 
     images = {"content": {"image/png": {}}, "description": "0/255 mask at the image's size"}
 

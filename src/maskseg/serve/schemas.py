@@ -60,6 +60,11 @@ class FaceOut(BaseModel):
     wear: WearOut | None = Field(
         None, description="how the mask is worn, from face landmarks and the mask"
     )
+    landmarks: list[list[float]] | None = Field(
+        None,
+        description="with landmarks=true: the 468 Face Mesh points [x, y] in image pixels "
+        "(null where the landmark model failed)",
+    )
 
 
 class Timing(BaseModel):

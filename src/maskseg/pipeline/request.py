@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS, ImageSource, decode_image
+from maskseg.pipeline.detect._base import check_deadline
 from maskseg.pipeline.encode import encode_rle
-from maskseg.pipeline.scene import DeadlineExceeded, Face, ScenePredictor
+from maskseg.pipeline.scene import Face, ScenePredictor
 from maskseg.pipeline.wear import Wear, WearCheck
 
 # auto mode reads an image without faces as one face crop when it is shaped like one: nearly
@@ -229,8 +230,7 @@ class RequestEngine:
         t = time.perf_counter()
         image, full = self.decode(source)
         decode_ms = (time.perf_counter() - t) * 1e3
-        if deadline is not None and time.monotonic() > deadline:
-            raise DeadlineExceeded("the deadline passed while decoding")
+        check_deadline(deadline, "segmenting (the time went on decoding)")
         seg = self.segment(image, full, mode, deadline)
         seg.decode_ms = decode_ms
         return seg

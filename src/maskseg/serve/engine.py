@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from maskseg import __version__
 from maskseg.io import DECODE_SIDE, ImageReadError, UnusableImageError
 from maskseg.pipeline import encode
+from maskseg.pipeline.detect._base import check_deadline
 from maskseg.pipeline.request import Segmented
 from maskseg.pipeline.scene import DeadlineExceeded
 from maskseg.serve.schemas import (
@@ -160,11 +161,11 @@ class Engine:
         t = time.perf_counter()
         image, full = self.decode(data)
         decode_ms = (time.perf_counter() - t) * 1e3
-        check_deadline(deadline)
         try:
+            check_deadline(deadline, "segmenting")
             seg = self.requests.segment(image, full, mode, deadline)
         except DeadlineExceeded:
-            raise ApiError(504, "timeout", "the request ran past its deadline") from None
+            raise timed_out() from None
         seg.decode_ms = decode_ms
         return seg
 
@@ -232,7 +233,10 @@ class Engine:
             try:
                 if not data:
                     raise ApiError(400, "empty_upload", "the file is empty")
-                check_deadline(deadline)  # the images not reached are not worked on
+                try:  # the images not reached in time are not worked on
+                    check_deadline(deadline, "the next image of the batch")
+                except DeadlineExceeded:
+                    raise timed_out() from None
                 result = self.as_json(data, mode, fmt, tolerance, time.perf_counter(), deadline)
                 items.append(BatchItem(filename=name, result=result))
             except ApiError as exc:
@@ -248,10 +252,9 @@ class Engine:
         )
 
 
-def check_deadline(deadline: float | None) -> None:
-    """Stop work whose answer has already gone out as a 504."""
-    if deadline is not None and time.monotonic() > deadline:
-        raise ApiError(504, "timeout", "the request ran past its deadline")
+def timed_out() -> ApiError:
+    """The error for work stopped at its deadline (its answer has already gone out as 504)."""
+    return ApiError(504, "timeout", "the request ran past its deadline")
 
 
 def _timing(seg: Segmented, encode_start: float, start: float) -> Timing:

@@ -445,19 +445,24 @@ def convert_one(name: str, src_dir: Path, out_dir: Path, n_faces: int, tolerance
     model = finish_graph(tflite_to_onnx(prepared), num_anchors={128: 896, 192: 2304}[size])
     onnx_bytes = model.SerializeToString()
     compare(onnx_bytes, variants, check_images(size, n_faces), tolerance)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dst = out_dir / onnx_name
+    write_onnx(model, onnx_bytes, out_dir / onnx_name, digest_chars=16)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_onnx(model, onnx_bytes: bytes, dst: Path, digest_chars: int | None = None) -> None:
+    """Write a converted model and print its size, digest and input/output shapes."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(onnx_bytes)
     shapes = {
         v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
         for v in list(model.graph.input) + list(model.graph.output)
     }
-    print(f"    wrote {dst} ({len(onnx_bytes):,} bytes, sha256 {sha256(onnx_bytes)[:16]})")
+    digest = sha256(onnx_bytes)[:digest_chars]
+    print(f"    wrote {dst} ({len(onnx_bytes):,} bytes, sha256 {digest})")
     print(f"    input/outputs: {shapes}")
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def main() -> None:

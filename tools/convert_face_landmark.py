@@ -63,6 +63,7 @@ from convert_blazeface import (  # noqa: E402  (a sibling script, not a package)
     rename_io,
     sha256,
     tflite_to_onnx,
+    write_onnx,
 )
 
 TFLITE_NAME = "face_landmark.tflite"
@@ -232,15 +233,8 @@ def main() -> None:
         args.tolerance,
         coords="landmarks",
     )
-    args.out.mkdir(parents=True, exist_ok=True)
     dst = args.out / ONNX_NAME
-    dst.write_bytes(onnx_bytes)
-    shapes = {
-        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-        for v in list(model.graph.input) + list(model.graph.output)
-    }
-    print(f"    wrote {dst} ({len(onnx_bytes):,} bytes, sha256 {sha256(onnx_bytes)})")
-    print(f"    input/outputs: {shapes}")
+    write_onnx(model, onnx_bytes, dst)
     faces = sorted((FACES / "without_mask").glob("*.jpg"))[: args.faces]
     mediapipe_agreement(dst, [*EXAMPLES, *faces], args.agreement)
 

@@ -161,7 +161,12 @@ def cmd_gate(a: argparse.Namespace) -> int:
     from maskseg.train.workflows import gate_model
 
     refuse_overwrite([a.output], [a.model], a.data, a.faces)
-    s = gate_model(a.model, a.faces, a.data, a.output, a.val_fold, n_scenes=a.scenes)["gate"]
+    from maskseg.train.lowworn import LowWornConfig
+
+    low = LowWornConfig(n=a.low_worn) if a.low_worn else None
+    s = gate_model(
+        a.model, a.faces, a.data, a.output, a.val_fold, n_scenes=a.scenes, low_worn=low
+    )["gate"]
     print(
         f"gate fitted on {s['n_positive']} masked and {s['n_negative']} unmasked face crops "
         f"(training accuracy {s['train_accuracy']:.3f}); wrote {a.output}"
@@ -259,6 +264,15 @@ def add_gate(add: AddCommand) -> None:
         default=400,
         help="synthetic scenes whose detections add the scene path's crops (false detections "
         "as negatives) to the training crops",
+    )
+    p.add_argument(
+        "--low-worn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N composites of masks worn low (under the nose, on the chin, at the neck) pasted "
+        "from the training pairs onto the training photos without a mask, as further masked "
+        "crops (0: none)",
     )
     p.set_defaults(func=cmd_gate)
 

@@ -220,6 +220,15 @@ def load_index(folder: str | Path) -> list[FaceCrop]:
         return [FaceCrop(**e) for e in json.load(fh)["crops"]]
 
 
+def photo_path(folder: str | Path) -> list[tuple[FaceCrop, Path]]:
+    """Each index entry with the path of the photo it was cut from (under the index's
+    ``root``, the folder ``maskseg data faces`` read)."""
+    path = Path(folder) / INDEX
+    with open(path, encoding="utf-8") as fh:
+        root = Path(json.load(fh)["root"])
+    return [(e, root / e.id) for e in load_index(folder)]
+
+
 def face_splits(entries: list[FaceCrop], d: DataConfig | None = None) -> Splits:
     """Split the photos (found faces or not, so a detector change moves no photo) with the
     pairs' settings: the same test fraction, folds and seed, groups from the index.

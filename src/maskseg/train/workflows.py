@@ -24,6 +24,7 @@ from maskseg.pipeline.backends.runtime import resolve_device
 from maskseg.pipeline.predictor import Predictor
 from maskseg.train.engine import BEST_WEIGHTS, evaluate, fit
 from maskseg.train.gate import GateConfig
+from maskseg.train.lowworn import LowWornConfig
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ def gate_model(
     val_fold: int = -1,
     gate: GateConfig | None = None,
     n_scenes: int = 400,
+    low_worn: LowWornConfig | None = None,
 ) -> dict:
     """Fit the mask-presence gate of a trained model and write the gated weight file.
 
@@ -200,8 +202,10 @@ def gate_model(
     used (every non-test fold, or all but ``val_fold``), with their photo labels, and the
     model's MSFD training pairs as further masked faces, plus the crops the scene path cuts
     from ``n_scenes`` synthetic scenes of those faces (``gate.scene_crops``: its false
-    detections are negatives). The faces' test split is never read; with ``val_fold`` its
-    faces' rates are reported.
+    detections are negatives). With ``low_worn``, masks worn low composited from those
+    pairs onto the split's photos without a mask (``maskseg.train.lowworn``) are further
+    positives. The faces' test split is never read; with ``val_fold`` its faces' rates are
+    reported.
     """
     from maskseg.data.faces import face_splits, load_crops, load_index
     from maskseg.evaluate.presence_rates import presence_rates
@@ -228,10 +232,16 @@ def gate_model(
     # Crops of the scene path: detector-framed faces and its false detections (hard negatives)
     masked = [(s.image, s.mask) for s in train_pairs] + [(c.image, None) for c in crops if c.mask]
     scene_pos, scene_neg = scene_crops(masked, negatives, n_scenes, size=cfg.data.image_size)
+    low: list[np.ndarray] = []
+    low_figures: dict = {}
+    if low_worn is not None and low_worn.n > 0:
+        low, low_figures = _low_worn(faces_dir, train_ids, train_pairs, low_worn, cfg)
     figures = fit_presence(
-        net, positives + scene_pos, negatives + scene_neg, cfg.data.image_size, gate
+        net, positives + scene_pos + low, negatives + scene_neg, cfg.data.image_size, gate
     )
     figures.update(scene_positives=len(scene_pos), scene_negatives=len(scene_neg))
+    if low_worn is not None:
+        figures.update(low_figures, low_worn=dataclasses.asdict(low_worn))
     cfg = cfg.replace("model", presence=True, presence_hidden=gate.hidden)
     summary = {
         "gate": {
@@ -247,6 +257,26 @@ def gate_model(
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     save_weights(output, net, cfg, {**info, **summary})
     return summary
+
+
+def _low_worn(faces_dir, train_ids, train_pairs, low_worn, cfg) -> tuple[list, dict]:
+    """Composited low-worn positives from the training pairs and training unmasked photos."""
+    from maskseg.data.faces import photo_path
+    from maskseg.io import ImageReadError, read_image
+    from maskseg.train.lowworn import low_worn_crops
+
+    wanted = set(train_ids)
+    photos = []
+    for entry, path in photo_path(faces_dir):
+        if entry.id in wanted and not entry.mask and entry.status == "ok":
+            try:
+                photos.append(read_image(path))
+            except ImageReadError:
+                continue
+    made = low_worn_crops(
+        [(s.image, s.mask) for s in train_pairs], photos, low_worn, cfg.data.image_size
+    )
+    return made.crops, {**made.summary(), "low_worn_photos": len(photos)}
 
 
 __all__ = [

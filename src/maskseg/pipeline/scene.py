@@ -1,7 +1,8 @@
-"""Masks in whole photos and video frames: detect faces, crop each as the training crops are
-framed, segment all crops in one batch, paste the masks back into one full-frame mask.
+"""Masks in whole photos and video frames: find faces and their windows (the one face finder,
+``maskseg.pipeline.finder``), segment all windows in one batch (grown and redone where a mask
+reaches a window's edge), paste the masks back into one full-frame mask.
 
-Detection -> segmentation -> annotation stay three separate steps
+Finding -> segmentation -> annotation stay three separate steps
 (``maskseg.pipeline.annotate`` draws), so
 ``predict --scene``, the video loop and the web API chain them the same way:
 
@@ -29,15 +30,10 @@ import numpy as np
 
 from maskseg.pipeline.detect._base import DeadlineExceeded as DeadlineExceeded  # raised by segment
 from maskseg.pipeline.detect._base import check_deadline
+from maskseg.pipeline.finder import FaceFinder
 from maskseg.pipeline.preprocess import as_rgb
-from maskseg.pipeline.scene_config import CONTAINED, SEGMENT_CHUNK, SceneConfig
-from maskseg.pipeline.windows import (
-    drop_contained,
-    grow_rect,
-    scale_rects,
-    side_of,
-    touched_sides,
-)
+from maskseg.pipeline.scene_config import SEGMENT_CHUNK, SceneConfig
+from maskseg.pipeline.windows import grow_rect, side_of, touched_sides
 
 
 @dataclass
@@ -88,49 +84,43 @@ class SceneResult:
 
 
 class ScenePredictor:
-    """Face detection + the crop ``Predictor``.
+    """The face finder + the crop ``Predictor``.
 
     Args:
         predictor: segments face crops (``maskseg.Predictor``).
-        config: detector and its settings.
-        detector: a detector instance to use instead of building one from ``config``.
+        config: detector, windows and grow-and-redo settings.
+        detector: a detector instance for the finder instead of building one from ``config``.
     """
 
     def __init__(self, predictor: Any, config: SceneConfig | None = None, detector: Any = None):
-        from maskseg.pipeline.detect import get_detector, load_crop_mapping
-
         self.predictor = predictor
-        self.config = SceneConfig() if config is None else config
-        c = self.config
-        self.detector = detector or get_detector(
-            c.detector,
-            mode=c.mode,
-            score_threshold=c.score_threshold,
-            max_faces=c.max_faces,
-            threads=c.threads,
-            max_tiles=c.max_tiles,
-        )
-        self.mappings = {m: load_crop_mapping(c.detector, m) for m in ("frame", "tiles", "roi")}
+        self.finder = FaceFinder(config, detector)
+        self.config = self.finder.config
+
+    @property
+    def detector(self) -> Any:
+        """The finder's detector (the one detector of this scene, a video's included)."""
+        return self.finder.detector
+
+    @property
+    def mappings(self) -> dict[str, Any]:
+        """The finder's box -> window mappings, by how faces were found."""
+        return self.finder.mappings
 
     def detect(
-        self, image: np.ndarray, rois: np.ndarray | None = None, *, deadline: float | None = None
+        self,
+        image: np.ndarray,
+        rois: np.ndarray | None = None,
+        *,
+        deadline: float | None = None,
+        score_threshold: float | None = None,
     ):
-        """Faces in an image (``Detections``, best first); with ``rois`` only there (tracked
-        faces). Boxes mostly inside a better one are dropped (``CONTAINED``). ``deadline``:
-        see ``segment``."""
-        if deadline is None:
-            return drop_contained(self.detector.detect(image, rois=rois), CONTAINED)
-        check_deadline(deadline, "face detection")
-        found = self.detector.detect(image, rois=rois, deadline=deadline)
-        check_deadline(deadline, "dropping contained boxes")
-        return drop_contained(found, CONTAINED)
+        """Faces in an image (``Detections``, best first): ``FaceFinder.find``."""
+        return self.finder.find(image, rois, deadline=deadline, score_threshold=score_threshold)
 
     def crop_rects(self, detections: Any, tracked: bool = False) -> np.ndarray:
-        """Square crops (N, 4) for detections, by the mapping fitted for how they were found."""
-        from maskseg.pipeline.detect import crop_boxes
-
-        mode = "roi" if tracked else self.config.mode
-        return scale_rects(crop_boxes(detections, self.mappings[mode]), self.config.crop_scale)
+        """Square windows (N, 4) for detections: ``FaceFinder.windows``."""
+        return self.finder.windows(detections, tracked)
 
     def segment(
         self,
@@ -140,8 +130,10 @@ class ScenePredictor:
         tracked: bool = False,
         *,
         deadline: float | None = None,
+        score_threshold: float | None = None,
     ) -> SceneResult:
-        """Detect (unless ``detections`` are given), segment every face in one batch, paste.
+        """Find faces (unless ``detections`` are given), segment every face in one batch, grow
+        and redo the windows whose mask reaches an edge, paste.
 
         Args:
             image: RGB uint8 (grayscale and RGBA accepted).
@@ -153,6 +145,8 @@ class ScenePredictor:
                 is raised at the next check: before each stage, between the detector's model
                 calls (32 regions, tens of ms each) and, with a deadline, between calls of
                 ``SEGMENT_CHUNK`` crops and between pasted faces. None: no limit.
+            score_threshold: the detector's minimum score for this call instead of the
+                config's (serve's per-request ``detect_threshold``).
 
         Raises:
             DeadlineExceeded: the deadline passed before the work was done.
@@ -160,7 +154,7 @@ class ScenePredictor:
         check_deadline(deadline, "the scene")
         image = as_rgb(image)
         if detections is None:
-            dets = self.detect(image, deadline=deadline)
+            dets = self.detect(image, deadline=deadline, score_threshold=score_threshold)
         else:
             dets = detections
         check_deadline(deadline, "cropping faces")
@@ -330,7 +324,7 @@ class ScenePredictor:
 
     def describe(self) -> str:
         c = self.config
-        found = f"{c.detector} ({c.mode}, score >= {c.score_threshold})"
+        found = self.finder.describe()
         if c.grow_rounds:
             found += f", windows grown by {c.grow_by} (at most {c.grow_rounds} rounds)"
         return f"{found} + {self.predictor.describe()}"

@@ -133,12 +133,12 @@ def scene_crops(
     """Crops as the scene path cuts them, from synthetic scenes of the given faces.
 
     Faces are placed in 640 x 480 frames over varied backgrounds (``maskseg.data.synth``; one scene
-    in five has none), found with the scene detector at a low score threshold (0.2), and cut
-    like ``ScenePredictor`` cuts them. A detection on a placed masked face (box IoU >= 0.5) is
-    a positive; one on an unmasked face (IoU >= 0.5), or one whose crop shows next to nothing
-    of any masked face (under 10 % of the crop: background), is a negative — the false
-    detections the gate must turn into "no mask". Detections that show part of a masked face
-    are left out: "no mask" would be a wrong label for them.
+    in five has none), found by the scene path's ``FaceFinder`` at a low score threshold (0.2)
+    and cut in its windows. A detection on a placed masked face (box IoU >= 0.5) is a positive;
+    one on an unmasked face (IoU >= 0.5), or one whose crop shows next to nothing of any masked
+    face (under 10 % of the crop: background), is a negative — the false detections the gate
+    must turn into "no mask". Detections that show part of a masked face are left out: "no
+    mask" would be a wrong label for them.
 
     Args:
         masked: (crop, its mask or None) of faces wearing a mask.
@@ -149,12 +149,12 @@ def scene_crops(
     """
     from maskseg.data.synth import compose
     from maskseg.pipeline.detect import box_iou, cut_crop
-    from maskseg.pipeline.scene import ScenePredictor
+    from maskseg.pipeline.finder import FaceFinder
     from maskseg.pipeline.scene_config import SceneConfig
 
-    # the scene path's detector and crops (no segmenter needed); every detection is kept,
-    # also the overlapping ones the scene path drops
-    finder = ScenePredictor(None, SceneConfig(score_threshold=0.2))
+    # the scene path's face finder (no segmenter needed); every detection is kept, also the
+    # overlapping ones the scene path drops
+    finder = FaceFinder(SceneConfig(score_threshold=0.2))
     rng = np.random.default_rng(seed)
     pos: list[np.ndarray] = []
     neg: list[np.ndarray] = []
@@ -170,10 +170,10 @@ def scene_crops(
                 faces.append(("u", unmasked[int(rng.integers(len(unmasked)))], None))
         photo = masked[int(rng.integers(len(masked)))][0]
         scene = compose(faces, rng, photo=photo)
-        dets = finder.detector.detect(scene.image)
+        dets = finder.find(scene.image, merge=False)
         if not len(dets):
             continue
-        rects = finder.crop_rects(dets)
+        rects = finder.windows(dets)
         placed = np.array([p.rect for p in scene.placements], np.float64).reshape(-1, 4)
         for box, rect in zip(dets.boxes.astype(np.float64), rects, strict=True):
             overlaps = box_iou(box, placed) if len(placed) else np.zeros(0)

@@ -115,7 +115,12 @@ class FaceDetector(ABC):
         self.options = options or DetectorOptions()
 
     def detect(
-        self, image: np.ndarray, rois: np.ndarray | None = None, *, deadline: float | None = None
+        self,
+        image: np.ndarray,
+        rois: np.ndarray | None = None,
+        *,
+        deadline: float | None = None,
+        score_threshold: float | None = None,
     ) -> Detections:
         """Faces in one image.
 
@@ -127,12 +132,26 @@ class FaceDetector(ABC):
             deadline: a ``time.monotonic()`` value; past it, ``DeadlineExceeded`` is raised
                 between model calls (a detector whose ``detect_batch`` takes no deadline
                 is checked only before it starts).
+            score_threshold: this call's minimum score instead of the options' one, so one
+                detector serves callers that ask for different ones (a video keeps followed
+                faces down to a lower score; serve takes it per request). A detector whose
+                ``detect_batch`` takes none filters its own results, so it can only go up.
         """
         batch_rois = None if rois is None else [rois]
         check_deadline(deadline, "face detection")
-        if deadline is not None and "deadline" in inspect.signature(self.detect_batch).parameters:
-            return self.detect_batch([image], batch_rois, deadline=deadline)[0]  # type: ignore[call-arg]
-        return self.detect_batch([image], batch_rois)[0]
+        takes = inspect.signature(self.detect_batch).parameters
+        options: dict[str, float] = {}
+        if deadline is not None and "deadline" in takes:
+            options["deadline"] = deadline
+        if score_threshold is not None:
+            if not 0.0 <= score_threshold <= 1.0:
+                raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+            if "score_threshold" in takes:
+                options["score_threshold"] = score_threshold
+        found = self.detect_batch([image], batch_rois, **options)[0]
+        if score_threshold is not None and "score_threshold" not in takes:
+            found = found[found.scores >= score_threshold]
+        return found
 
     @abstractmethod
     def detect_batch(
@@ -141,7 +160,8 @@ class FaceDetector(ABC):
         """Faces in several images at once (one model call); ``rois`` per image or None.
 
         A detector whose calls can take long also takes ``deadline`` (keyword; a
-        ``time.monotonic()`` value) and calls ``check_deadline`` between its model calls.
+        ``time.monotonic()`` value) and calls ``check_deadline`` between its model calls; one
+        that can lower its score threshold per call takes ``score_threshold`` (keyword).
         """
 
     def __repr__(self) -> str:

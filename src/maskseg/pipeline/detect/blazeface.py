@@ -106,9 +106,13 @@ class BlazeFace(FaceDetector):
         rois: Sequence[np.ndarray | None] | None = None,
         *,
         deadline: float | None = None,
+        score_threshold: float | None = None,
     ) -> list[Detections]:
         """See ``FaceDetector.detect_batch``; ``deadline`` is checked before each image's
-        regions are cut and before each model call of ``MAX_BATCH`` regions."""
+        regions are cut and before each model call of ``MAX_BATCH`` regions;
+        ``score_threshold`` replaces the options' one for this call (applied as anchors are
+        decoded, before the boxes are blended, exactly as a detector built with it)."""
+        threshold = self.score_threshold if score_threshold is None else score_threshold
         if isinstance(images, np.ndarray) and images.ndim < 4:
             raise TypeError("detect_batch takes a list of images; use detect() for one image")
         if rois is not None and len(rois) != len(images):
@@ -132,9 +136,7 @@ class BlazeFace(FaceDetector):
 
         found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in images]
         for j in range(len(inputs)):
-            boxes, scores, kps = decode(
-                regressors[j], logits[j], self.anchors, size, self.score_threshold
-            )
+            boxes, scores, kps = decode(regressors[j], logits[j], self.anchors, size, threshold)
             if not len(scores):
                 continue
             boxes, kps = maps[j].boxes(boxes), maps[j].points(kps)

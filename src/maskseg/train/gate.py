@@ -81,17 +81,35 @@ def fit_presence(
         size: the model's input size.
     """
     cfg = GateConfig() if cfg is None else cfg
+    feats, labels = crop_features(
+        lambda ims: encoder_features(model, ims, size), positives, negatives, cfg
+    )
+    head, figures = fit_head(feats, labels, model.make_presence_head(cfg.hidden), cfg)
+    model.attach_presence(head)
+    return figures
+
+
+def crop_features(
+    features: Any, positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], cfg: GateConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) of the crops, mirrored copies added when ``cfg.flip``;
+    ``features`` maps a list of RGB crops to their (N, F) head inputs (any backend's)."""
     if not positives or not negatives:
         raise ValueError("the gate needs face crops with and without masks")
     images = list(positives) + list(negatives)
     labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(np.float32)
-    feats = encoder_features(model, images, size)
+    feats = features(images)
     if cfg.flip:
-        feats = np.concatenate(
-            [feats, encoder_features(model, [im[:, ::-1] for im in images], size)]
-        )
+        feats = np.concatenate([feats, features([im[:, ::-1] for im in images])])
         labels = np.r_[labels, labels]
-    head = model.make_presence_head(cfg.hidden)
+    return feats, labels
+
+
+def fit_head(
+    feats: np.ndarray, labels: np.ndarray, head: torch.nn.Module, cfg: GateConfig
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Fit a fresh ``PresenceHead`` on (features, 0/1 labels): standardise, AdamW with the
+    classes balanced, dropout removed afterwards. Returns the head and training figures."""
     head.mean.copy_(torch.from_numpy(feats.mean(0)))
     head.std.copy_(torch.from_numpy(feats.std(0) + 1e-6))
     if cfg.dropout and cfg.hidden > 0:
@@ -119,8 +137,9 @@ def fit_presence(
         head.classifier = torch.nn.Sequential(*list(head.classifier)[1:])  # renumbered keys
     with torch.no_grad():
         train_acc = float(((head.classifier(x)[:, 0] > 0).float() == y).float().mean())
-    model.attach_presence(head)
-    return {"n_positive": len(positives), "n_negative": len(negatives), "train_accuracy": train_acc}
+    n_pos = int(labels.sum()) // (2 if cfg.flip else 1)
+    n_neg = len(labels) // (2 if cfg.flip else 1) - n_pos
+    return head, {"n_positive": n_pos, "n_negative": n_neg, "train_accuracy": train_acc}
 
 
 def scene_crops(

@@ -209,13 +209,23 @@ def gate_model(
     """
     from maskseg.data.faces import face_splits, load_crops, load_index
     from maskseg.evaluate.presence_rates import presence_rates
-    from maskseg.pipeline.backends.pytorch import load as load_torch
-    from maskseg.train.checkpoint import save_weights
-    from maskseg.train.gate import fit_presence, scene_crops
+    from maskseg.train.gate import crop_features, fit_head, scene_crops
 
     gate = GateConfig() if gate is None else gate
-    backend, cfg, info = load_torch(model_path, device="cpu", precision="fp32")
-    net = backend.model
+    onnx_file = Path(model_path).suffix.lower() == ".onnx"
+    if onnx_file:
+        from maskseg.pipeline.modelfile import read_onnx_info
+        from maskseg.train.gate_onnx import onnx_features
+
+        cfg, info = read_onnx_info(model_path)
+        net = None
+        if not cfg.model.presence or cfg.model.presence_hidden != gate.hidden:
+            raise ValueError(f"{model_path}: refit an ONNX gate of the same shape only")
+    else:
+        from maskseg.pipeline.backends.pytorch import load as load_torch
+
+        backend, cfg, info = load_torch(model_path, device="cpu", precision="fp32")
+        net = backend.model
     if cfg.model.members != 1 or cfg.model.flip_tta:
         raise ValueError(f"{model_path}: gate single models, then pack them")
     splits = face_splits(load_index(faces_dir), cfg.data)
@@ -236,9 +246,25 @@ def gate_model(
     low_figures: dict = {}
     if low_worn is not None and low_worn.n > 0:
         low, low_figures = _low_worn(faces_dir, train_ids, train_pairs, low_worn, cfg)
-    figures = fit_presence(
-        net, positives + scene_pos + low, negatives + scene_neg, cfg.data.image_size, gate
+    size = cfg.data.image_size
+    if onnx_file:
+        from maskseg.models.registry import create_model
+
+        def features(images: list[np.ndarray]) -> np.ndarray:
+            return onnx_features(model_path, images, size)
+
+        fresh = create_model(cfg.model).make_presence_head(gate.hidden)
+    else:
+        from maskseg.train.gate import encoder_features
+
+        def features(images: list[np.ndarray]) -> np.ndarray:
+            return encoder_features(net, images, size)
+
+        fresh = net.make_presence_head(gate.hidden)
+    feats, labels = crop_features(
+        features, positives + scene_pos + low, negatives + scene_neg, gate
     )
+    head, figures = fit_head(feats, labels, fresh, gate)
     figures.update(scene_positives=len(scene_pos), scene_negatives=len(scene_neg))
     if low_worn is not None:
         figures.update(low_figures, low_worn=dataclasses.asdict(low_worn))
@@ -251,12 +277,39 @@ def gate_model(
             "faces": str(faces_dir),
         }
     }
-    if val_ids:
-        predictor = Predictor.from_model(net, cfg, "cpu", precision=cfg.train.precision)
-        summary["gate"]["val"] = presence_rates(predictor, load_crops(faces_dir, val_ids)).as_dict()
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    save_weights(output, net, cfg, {**info, **summary})
+    if onnx_file:
+        _write_onnx_gate(model_path, output, head, summary)
+        predictor = Predictor.load(output) if val_ids else None
+    else:
+        from maskseg.train.checkpoint import save_weights
+
+        net.attach_presence(head)
+        save_weights(output, net, cfg, {**info, **summary})
+        predictor = (
+            Predictor.from_model(net, cfg, "cpu", precision=cfg.train.precision)
+            if val_ids
+            else None
+        )
+    if predictor is not None:
+        summary["gate"]["val"] = presence_rates(predictor, load_crops(faces_dir, val_ids)).as_dict()
     return summary
+
+
+def _write_onnx_gate(model_path, output, head, summary) -> None:
+    """The ONNX model with the refitted head, its metadata's gate figures replaced."""
+    import onnx
+
+    from maskseg.files import atomic_write_bytes
+    from maskseg.train.gate_onnx import with_head
+
+    model = onnx.load_from_string(with_head(model_path, head))
+    for p in model.metadata_props:
+        if p.key == "metrics":
+            metrics = json.loads(p.value)
+            metrics["gate"] = summary["gate"]
+            p.value = json.dumps(metrics)
+    atomic_write_bytes(output, model.SerializeToString())
 
 
 def _low_worn(faces_dir, train_ids, train_pairs, low_worn, cfg) -> tuple[list, dict]:

@@ -1,0 +1,209 @@
+"""Which detections are faces: the face-check candidates of docs/shipped-model-plan.md, on
+validation data only.
+
+    python benchmarks/sweep_face_check.py [--model unet-msfd] [--twin unet-msfd-heldout]
+        [--limit 0] [--save runs/face_check.npz]
+
+Every image goes once through the scene path's stages (detect, windows, segment, grow and
+redo), and each detection gets the Face Mesh face-presence score
+(``maskseg.pipeline.detect.landmarks``); each candidate rule then drops detections and the
+frame mask is pasted again from the kept faces only (``ScenePredictor.paste``: the same masks
+the scene path would paste had the rule dropped them before segmentation). Printed per
+candidate, on three validation sets:
+
+- photos: fold 0's validation photos of ``../shared/data/faces`` (shipped model): unmasked
+  and masked photos given a mask (over 1 % of the picture);
+- scenes: fold 0's validation pairs in synthetic scenes (``bench_scene.py --part fold0``,
+  the same scenes, held-out twin): full-frame IoU mean;
+- maskedface: ``../shared/data/maskedface-seg`` (dev 150, shipped model): scene IoU mean.
+
+A rule drops a detection when its presence is under ``p`` and its detector score under
+``s`` ("presence"), or when its box side is under ``r`` times the image's largest detection's
+("size"), or either ("both").
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from maskseg.console import cpu_description
+from maskseg.data.faces import INDEX, face_splits, load_crops, load_index
+from maskseg.data.splits import load_split
+from maskseg.data.synth import compose
+from maskseg.evaluate.metrics import confusion, iou
+from maskseg.io import ImageReadError, read_image
+from maskseg.pipeline.detect.detections import Detections
+from maskseg.pipeline.detect.landmarks import FaceLandmarker
+from maskseg.pipeline.predictor import Predictor
+from maskseg.pipeline.scene import ScenePredictor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_maskedface import DATA as MASKEDFACE  # noqa: E402
+from bench_maskedface import load as load_maskedface  # noqa: E402
+from bench_maskedface import truth_mask  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT / "runs" / "faces"
+MSFD = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD"
+MIN_SHARE = 0.01
+
+PRESENCE = [(p, s) for p in (0.01, 0.05, 0.1) for s in (0.4, 0.5, 0.6)]
+SIZES = [1 / 4, 1 / 3]
+
+
+def candidates() -> list[tuple[str, float | None, float | None, float | None]]:
+    """(name, p, s, r): today's (nothing dropped), each presence rule, each size rule and
+    each pair of them."""
+    out: list[tuple[str, float | None, float | None, float | None]] = [("today", None, None, None)]
+    out += [(f"presence<{p} & score<{s}", p, s, None) for p, s in PRESENCE]
+    out += [(f"size<{r:.2f}", None, None, r) for r in SIZES]
+    out += [
+        (f"presence<{p} & score<{s} | size<{r:.2f}", p, s, r)
+        for (p, s), r in itertools.product(PRESENCE, SIZES)
+    ]
+    return out
+
+
+def keep(rec: dict, p: float | None, s: float | None, r: float | None) -> np.ndarray:
+    dets = rec["dets"]
+    k = np.ones(len(dets), bool)
+    if not len(dets):
+        return k
+    if p is not None:
+        k &= ~((rec["presence"] < p) & (dets.scores < s))
+    if r is not None:
+        sides = np.maximum(dets.boxes[:, 2] - dets.boxes[:, 0], dets.boxes[:, 3] - dets.boxes[:, 1])
+        k &= sides >= r * sides.max()
+    return k
+
+
+class Runner:
+    def __init__(self, scene: ScenePredictor, landmarker: FaceLandmarker):
+        self.scene, self.landmarker = scene, landmarker
+
+    def record(self, image: np.ndarray, truth: np.ndarray | None = None) -> dict:
+        sc = self.scene
+        dets = sc.detect(image)
+        rects = sc.crop_rects(dets)
+        logits = sc.crop_logits(image, rects)
+        rects, logits = sc.regrow(image, rects, logits)
+        marks = self.landmarker.for_detections(image, dets) if len(dets) else []
+        presence = np.array([m.presence for m in marks], np.float32)
+        return {
+            "shape": image.shape[:2],
+            "dets": dets,
+            "rects": rects,
+            "logits": logits,
+            "presence": presence,
+            "truth": truth,
+        }
+
+    def mask(self, rec: dict, k: np.ndarray) -> np.ndarray:
+        dets = rec["dets"]
+        if not len(dets) or not k.any():
+            return np.zeros(rec["shape"], bool)
+        idx = np.flatnonzero(k)
+        sub = Detections(dets.boxes[idx], dets.scores[idx], dets.keypoints[idx])
+        return self.scene.paste(rec["shape"], None, sub, rec["rects"][idx], rec["logits"][idx]).mask
+
+
+def photos(runner: Runner, faces: Path, cfg_data, limit: int) -> dict[str, list[dict]]:
+    index = load_index(faces)
+    root = Path(json.loads((faces / INDEX).read_text())["root"])
+    val = set(face_splits(index, cfg_data).train_val(0)[1])
+    out: dict[str, list[dict]] = {"without_mask": [], "with_mask": []}
+    for label in out:
+        ids = sorted(e.id for e in index if e.id in val and e.id.startswith(label + "/"))
+        for i in ids[:limit] if limit else ids:
+            try:
+                image = read_image(root / i)
+            except (ImageReadError, OSError, ValueError):
+                continue
+            out[label].append(runner.record(image))
+    return out
+
+
+def scenes(runner: Runner, twin: Predictor, faces: Path, limit: int) -> list[dict]:
+    """The scenes of ``bench_scene.py --part fold0`` (same seed, repeats 3, up to 2 unmasked)."""
+    d = twin.config.data
+    data = load_split(MSFD, d, "all")
+    pairs = data.take(data.splits.train_val(0)[1])
+    fs = face_splits(load_index(faces), d)
+    unmasked = [c for c in load_crops(faces, fs.train_val(0)[1]) if not c.mask]
+    rng = np.random.default_rng(0)
+    out = []
+    for k, s in enumerate(pairs):
+        for _ in range(3):
+            fcs = [(s.id, s.image, s.mask)]
+            if len(pairs) > 1 and rng.random() < 0.5:
+                o = pairs[(k + 1 + int(rng.integers(len(pairs) - 1))) % len(pairs)]
+                fcs.append((o.id, o.image, o.mask))
+            for _ in range(int(rng.integers(0, 3))):
+                u = unmasked[int(rng.integers(len(unmasked)))]
+                fcs.append((u.id, u.image, None))
+            photo = pairs[int(rng.integers(len(pairs)))].image
+            sc = compose(fcs, rng, photo=photo)
+            out.append(runner.record(sc.image, sc.truth))
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model for photos and maskedface")
+    ap.add_argument("--twin", default="unet-msfd-heldout", help="model for the fold-0 scenes")
+    ap.add_argument("--faces", type=Path, default=FACES)
+    ap.add_argument("--limit", type=int, default=0, help="images per set (0: all)")
+    a = ap.parse_args()
+
+    landmarker = FaceLandmarker()
+    model = Predictor.load(a.model)
+    twin = Predictor.load(a.twin)
+    main_runner = Runner(ScenePredictor(model), landmarker)
+    twin_runner = Runner(ScenePredictor(twin), landmarker)
+    print(f"CPU: {cpu_description()}; model {a.model or 'default'}, twin {a.twin}")
+    ph = photos(main_runner, a.faces, model.config.data, a.limit)
+    sc = scenes(twin_runner, twin, a.faces, a.limit)
+    mf = [
+        main_runner.record(read_image(image), truth_mask(truth))
+        for cls in ("CWM", "IWM")
+        for _, image, truth in load_maskedface(MASKEDFACE / cls)[: a.limit or None]
+    ]
+    print(
+        f"photos: {len(ph['without_mask'])} unmasked, {len(ph['with_mask'])} masked; "
+        f"scenes: {len(sc)}; maskedface: {len(mf)}"
+    )
+    print(
+        f"{'candidate':<38}{'unmasked given':>15}{'masked given':>13}{'scene IoU':>11}"
+        f"{'maskedface IoU':>16}"
+    )
+    for name, p, s, r in candidates():
+
+        def given(recs: list[dict], p=p, s=s, r=r) -> float:
+            return float(
+                np.mean([main_runner.mask(x, keep(x, p, s, r)).mean() > MIN_SHARE for x in recs])
+            )
+
+        def mean_iou(runner: Runner, recs: list[dict], p=p, s=s, r=r) -> float:
+            return float(
+                np.mean(
+                    [iou(confusion(runner.mask(x, keep(x, p, s, r)), x["truth"])) for x in recs]
+                )
+            )
+
+        print(
+            f"{name:<38}{given(ph['without_mask']):>15.2%}{given(ph['with_mask']):>13.2%}"
+            f"{mean_iou(twin_runner, sc):>11.4f}{mean_iou(main_runner, mf):>16.4f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

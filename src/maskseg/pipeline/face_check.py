@@ -1,0 +1,104 @@
+"""Is a detection a face? The check that keeps masks off hair, curtains, collars and text.
+
+BlazeFace at the scene path's low threshold (the gate, not the detector, decides "mask or
+not") also fires on things that are not faces, and the gate, fitted on faces, may call them
+masked. Two checks, chosen on validation (docs/shipped-model-plan.md, "Face check"):
+
+- **presence**: the Face Mesh model's face-presence score (``maskseg.pipeline.detect.
+  landmarks``; background windows never score above 0.14, unmasked faces above 0.5) for a
+  detection the detector itself is unsure of (score under ``below``). Only those are run
+  through the landmark model, so a confident face costs nothing. A mask hides the nose, so
+  masked faces often score low too: the threshold is low.
+- **size**: a detection much smaller than the largest face of the picture (part of a big
+  face, a pattern in the background) is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FaceCheck:
+    """Which detections stay.
+
+    Attributes:
+        presence: drop a detection whose face-presence score is under this... (None: off)
+        below: ... when its detector score is under this too.
+        min_side: drop a detection whose box side is under this share of the picture's
+            largest detection's (None: off).
+    """
+
+    presence: float | None = None
+    below: float = 0.5
+    min_side: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.presence is not None or self.min_side is not None
+
+
+def keep_mask(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    check: FaceCheck,
+    presence: np.ndarray | None = None,
+) -> np.ndarray:
+    """Bool per detection: whether it stays. ``presence`` holds the face-presence score of
+    each detection that ``needs_presence`` marked (others: any value, e.g. NaN)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    keep = np.ones(len(boxes), bool)
+    if not len(boxes):
+        return keep
+    if check.min_side is not None:
+        sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        keep &= sides >= check.min_side * sides.max()
+    if check.presence is not None:
+        if presence is None:
+            raise ValueError("the presence check needs face-presence scores")
+        unsure = needs_presence(scores, check)
+        keep &= ~(unsure & (np.nan_to_num(presence, nan=1.0) < check.presence))
+    return keep
+
+
+def needs_presence(scores: np.ndarray, check: FaceCheck) -> np.ndarray:
+    """Bool per detection: run the landmark model on it (the detector is unsure)."""
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if check.presence is None:
+        return np.zeros(len(scores), bool)
+    return scores < check.below
+
+
+class FaceChecker:
+    """``FaceCheck`` applied to ``Detections``, with the landmark model built on first use.
+
+    Args:
+        check: the rule.
+        landmarker: a ``FaceLandmarker`` to share (None: built when first needed).
+    """
+
+    def __init__(self, check: FaceCheck, landmarker: Any = None):
+        self.check = check
+        self._landmarker = landmarker
+
+    @property
+    def landmarker(self) -> Any:
+        if self._landmarker is None:
+            from maskseg.pipeline.detect.landmarks import FaceLandmarker
+
+            self._landmarker = FaceLandmarker()
+        return self._landmarker
+
+    def __call__(self, image: np.ndarray, dets: Any, *, deadline: float | None = None) -> Any:
+        """The detections that pass (order kept)."""
+        if not self.check.active or not len(dets):
+            return dets
+        presence = np.full(len(dets), np.nan, np.float32)
+        unsure = needs_presence(dets.scores, self.check)
+        if unsure.any():
+            marks = self.landmarker.for_detections(image, dets[unsure], deadline=deadline)
+            presence[unsure] = [m.presence for m in marks]
+        return dets[keep_mask(dets.boxes, dets.scores, self.check, presence)]

@@ -1,0 +1,61 @@
+"""The face check: which detections stay (hand-made boxes and scores; the real landmark
+model on a real photo and on a crop of background)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskseg.io import read_image
+from maskseg.pipeline.detect.detections import Detections
+from maskseg.pipeline.face_check import FaceCheck, FaceChecker, keep_mask, needs_presence
+
+ROOT = Path(__file__).resolve().parents[1]
+BOXES = np.array([[0, 0, 100, 100], [200, 0, 240, 40], [300, 0, 320, 20]], np.float64)
+
+
+def test_off_keeps_everything():
+    assert keep_mask(BOXES, np.array([0.9, 0.3, 0.3]), FaceCheck()).all()
+    assert not FaceCheck().active
+
+
+def test_size_rule_hand_computed():
+    # sides 100, 40, 20 against the largest (100): 1/3 keeps 100 and 40, 1/2 only 100
+    scores = np.array([0.9, 0.9, 0.9])
+    np.testing.assert_array_equal(
+        keep_mask(BOXES, scores, FaceCheck(min_side=1 / 3)), [True, True, False]
+    )
+    np.testing.assert_array_equal(
+        keep_mask(BOXES, scores, FaceCheck(min_side=0.5)), [True, False, False]
+    )
+
+
+def test_presence_rule_only_for_unsure_detections():
+    check = FaceCheck(presence=0.05, below=0.5)
+    scores = np.array([0.8, 0.3, 0.45])
+    np.testing.assert_array_equal(needs_presence(scores, check), [False, True, True])
+    presence = np.array([np.nan, 0.01, 0.2])  # the sure one was never scored
+    np.testing.assert_array_equal(keep_mask(BOXES, scores, check, presence), [True, False, True])
+    with pytest.raises(ValueError, match="presence scores"):
+        keep_mask(BOXES, scores, check)
+
+
+def test_checker_with_the_real_landmark_model():
+    """A real face with a low detector score stays; a window of plain background does not."""
+    image = read_image(ROOT / "examples" / "astronaut.jpg")
+    from maskseg.pipeline.finder import FaceFinder
+
+    dets = FaceFinder().find(image)
+    assert len(dets)
+    face = dets[0]
+    # a box on flat grey, with keypoints placed as on a face
+    grey = np.full_like(image, 128)
+    boxes = np.vstack([face.boxes, face.boxes])
+    kps = np.vstack([face.keypoints, face.keypoints])
+    fake = Detections(boxes, np.array([0.3, 0.3]), kps)  # both "unsure"
+    checker = FaceChecker(FaceCheck(presence=0.05, below=0.5))
+    assert len(checker(image, fake)) == 2  # the astronaut's face, twice
+    assert len(checker(grey, fake)) == 0  # nothing there
+    assert len(FaceChecker(FaceCheck(presence=0.05, below=0.2))(grey, fake)) == 2  # sure ones

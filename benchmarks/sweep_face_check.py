@@ -42,6 +42,7 @@ from maskseg.pipeline.detect.detections import Detections
 from maskseg.pipeline.detect.landmarks import FaceLandmarker
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene_config import SceneConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_maskedface import DATA as MASKEDFACE  # noqa: E402
@@ -166,8 +167,9 @@ def main() -> None:
     landmarker = FaceLandmarker()
     model = Predictor.load(a.model)
     twin = Predictor.load(a.twin)
-    main_runner = Runner(ScenePredictor(model), landmarker)
-    twin_runner = Runner(ScenePredictor(twin), landmarker)
+    off = SceneConfig(face_min_side=None, face_presence=None)  # every rule starts from none
+    main_runner = Runner(ScenePredictor(model, off), landmarker)
+    twin_runner = Runner(ScenePredictor(twin, off), landmarker)
     print(f"CPU: {cpu_description()}; model {a.model or 'default'}, twin {a.twin}")
     ph = photos(main_runner, a.faces, model.config.data, a.limit)
     sc = scenes(twin_runner, twin, a.faces, a.limit)

@@ -59,3 +59,26 @@ def test_checker_with_the_real_landmark_model():
     assert len(checker(image, fake)) == 2  # the astronaut's face, twice
     assert len(checker(grey, fake)) == 0  # nothing there
     assert len(FaceChecker(FaceCheck(presence=0.05, below=0.2))(grey, fake)) == 2  # sure ones
+
+
+def test_finder_drops_a_face_far_smaller_than_the_largest():
+    """A big face and a copy at a sixth of its size: the size check (the shipped default,
+    0.25) drops the small one; off, both are found."""
+    import cv2
+
+    from maskseg.pipeline.finder import FaceFinder
+    from maskseg.pipeline.scene_config import SceneConfig
+
+    face = read_image(ROOT / "examples" / "astronaut.jpg")[46:206, 146:306]  # her face
+    big = cv2.resize(face, (480, 480), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(face, (80, 80), interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[:, :480] = big
+    frame[200:280, 540:620] = small
+    both = FaceFinder(SceneConfig(face_min_side=None)).find(frame)
+    centres = (both.boxes[:, 0] + both.boxes[:, 2]) / 2
+    assert (centres > 520).any() and (centres < 480).any()  # both faces found without it
+    kept = FaceFinder(SceneConfig()).find(frame)
+    assert SceneConfig().face_min_side == 0.25
+    kept_centres = (kept.boxes[:, 0] + kept.boxes[:, 2]) / 2
+    assert (kept_centres < 480).any() and not (kept_centres > 520).any()

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from maskseg.pipeline.detect._base import check_deadline
+from maskseg.pipeline.face_check import FaceChecker
 from maskseg.pipeline.scene_config import CONTAINED, SceneConfig
 from maskseg.pipeline.windows import drop_contained, scale_rects
 
@@ -59,6 +60,7 @@ class FaceFinder:
             )
         self.detector = detector
         self.mappings = {m: load_crop_mapping(c.detector, m) for m in MAPPINGS}
+        self.checker = FaceChecker(c.face_check)
 
     @property
     def score_threshold(self) -> float:
@@ -76,7 +78,8 @@ class FaceFinder:
         merge: bool = True,
     ) -> Any:
         """Faces in an image (``Detections``, best first): detector (tiles by the config's
-        mode), boxes mostly inside a better one dropped (``CONTAINED``), the caller's
+        mode), boxes mostly inside a better one dropped (``CONTAINED``), detections that
+        fail the face check dropped (``SceneConfig.face_check``), the caller's
         ``keep`` rule, then at most ``max_faces``.
 
         Args:
@@ -100,7 +103,7 @@ class FaceFinder:
         found = self.detector.detect(image, rois=rois, **options)
         if merge:
             check_deadline(deadline, "dropping contained boxes")
-            found = drop_contained(found, CONTAINED)
+            found = self.checker(image, drop_contained(found, CONTAINED), deadline=deadline)
         if keep is not None and len(found):
             found = found[np.asarray(keep(found), bool).reshape(len(found))]
         limit = self.config.max_faces

@@ -9,9 +9,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from maskseg.cli.batch import add_batch_args, batch_runner, check_batch_options
 from maskseg.cli.common import METHODS, AddCommand, add_model_args, load_predictor
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS
 from maskseg.pipeline.scene_config import SCENE_SCORE_THRESHOLD
+
+# ``maskseg.pipeline.request.Mode``'s values (not imported: the parser stays light)
+PREDICT_MODES = ("auto", "scene", "crop")
+# predict's default mode: crop, as before auto mode's rule was measured
+# (docs/shipped-model-plan.md, "One mode for any picture")
+DEFAULT_PREDICT_MODE = "crop"
 
 # Where the detector options given on the command line are listed (their defaults cannot
 # tell given from not given without changing what --help shows).
@@ -76,15 +83,18 @@ def _check_predict_options(a: argparse.Namespace) -> None:
                 raise ValueError(f"{option} needs the wear check: drop --no-wear")
     if a.landmarks and not a.json:
         raise ValueError("--landmarks adds the points to the JSON: add --json")
-    if a.scene:
+    if a.mode != "crop":
         if a.method != "unet":
-            raise ValueError("--scene segments detected faces with the U-Net; drop --method")
+            raise ValueError(
+                f"--mode {a.mode} segments detected faces with the U-Net; add --crop to run "
+                f"{a.method} on whole pictures, or drop --method"
+            )
         return
     given = getattr(a, GIVEN_DETECTOR_OPTIONS, ())
     if given:
         raise ValueError(
-            f"{', '.join(given)}: the face detector runs only with --scene (whole photos); "
-            "add --scene, or drop the detector options to segment face crops"
+            f"{', '.join(given)}: the face detector does not run in crop mode; add --scene "
+            "(or --mode auto) for whole photos, or drop the detector options"
         )
 
 
@@ -92,13 +102,14 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from maskseg.cli.predict import predict_paths
 
     _check_predict_options(a)
+    check_batch_options(a)
     if a.method == "unet":
         segmenter = load_predictor(a)
     else:
         from maskseg.evaluate.baselines import get_method
 
         segmenter = get_method(a.method)
-    if a.scene:
+    if a.mode != "crop":
         from maskseg.pipeline.scene import ScenePredictor
 
         segmenter = ScenePredictor(segmenter, _scene_config(a))
@@ -126,6 +137,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
         landmarks=a.landmarks,
         summary=a.summary,
         coco=a.coco,
+        mode=a.mode,
+        shard=a.shard,
+        runner=batch_runner(a),
     )
     print(
         f"wrote {len(res.written)} mask(s) to {a.output}"
@@ -137,6 +151,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if wear is not None and res.verdicts:
         print(f"wear, {sum(res.verdicts.values())} face(s): {verdict_counts(res.verdicts)}")
     if not res.written and not res.failed:
+        if a.shard and res.total:
+            print(f"shard {a.shard}: none of the run's {res.total} input(s) falls to it")
+            return 0
         print("error: no input images found", file=sys.stderr)
         return 1
     return 1 if res.failed else 0
@@ -170,9 +187,9 @@ def cmd_video(a: argparse.Namespace) -> int:
             from maskseg.pipeline.wear import WearCheck
 
             wear = WearCheck()
-        segmenter = video.VideoSegmenter(
-            ScenePredictor(load_predictor(a), _scene_config(a)), options, wear
-        )
+        # the scene's one detector runs at the video's detector threads
+        scene = ScenePredictor(load_predictor(a), options.scene_config(_scene_config(a)))
+        segmenter = video.VideoSegmenter(scene, options, wear)
         sinks: list[Any] = []
         try:
             if a.output:
@@ -230,12 +247,21 @@ def add_predict(add: AddCommand) -> None:
         f"with a long side of {2 * DECODE_SIDE} px or more are decoded reduced, so their "
         "overlay is smaller than the image (the mask always has the image's full size)",
     )
-    p.add_argument(
-        "--scene",
-        action="store_true",
-        help="whole photos: detect faces, segment "
-        "each face's crop, paste into one full-frame mask (default: the input is "
-        "one face crop)",
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--mode",
+        choices=PREDICT_MODES,
+        default=DEFAULT_PREDICT_MODE,
+        help="how a picture is read: scene (whole photos: detect faces, segment each face's "
+        "window, paste into one full-frame mask), crop (the picture is one face crop), auto "
+        "(a scene, unless one face fills the picture: then a crop; a faceless crop-shaped "
+        f"picture too) (default: {DEFAULT_PREDICT_MODE})",
+    )
+    mode.add_argument(
+        "--scene", dest="mode", action="store_const", const="scene", help="= --mode scene"
+    )
+    mode.add_argument(
+        "--crop", dest="mode", action="store_const", const="crop", help="= --mode crop"
     )
     p.add_argument(
         "--json",
@@ -269,6 +295,7 @@ def add_predict(add: AddCommand) -> None:
         "RLE of its part of the mask, area, category face_mask, the wear fields as attributes)",
     )
     _add_detector_args(p, video=False)
+    add_batch_args(p)
     p.add_argument(
         "--max-pixels",
         type=int,

@@ -13,14 +13,16 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from maskseg.console import show_progress
+from maskseg.engines.shard import Shard
 from maskseg.files import (
     IMAGE_EXTENSIONS,
     atomic_write_bytes,
@@ -47,6 +49,15 @@ class PredictResult:
     written: list[Path]
     failed: list[tuple[Path, str]]
     verdicts: Counter = field(default_factory=Counter)  # wear verdicts ("not judged": null)
+    total: int = 0  # inputs of the whole run (files and bad entries), before any --shard
+
+
+# One file's job: (its index in the run's planned order, its path, its output name).
+Job = tuple[int, Path, Path]
+# How a run's jobs are done: runner(engine, work, jobs) yields work(engine, job) for every
+# job, in any order: ``run_in_process`` one after another here, ``maskseg.engines.ray``'s
+# ``RayRunner`` on a Ray actor pool.
+Runner = Callable[[Any, Callable[[Any, Job], "FileOutcome"], list[Job]], Iterable["FileOutcome"]]
 
 
 def _warn(path: Path, reason: str) -> None:
@@ -66,6 +77,9 @@ def predict_paths(
     landmarks: bool = False,
     summary: str | Path | None = None,
     coco: str | Path | None = None,
+    mode: str | None = None,
+    shard: Shard | None = None,
+    runner: Runner | None = None,
 ) -> PredictResult:
     """Write DIR/<stem>.png (0/255 mask at the input's full size) for every readable input.
 
@@ -107,19 +121,21 @@ def predict_paths(
     and size, per face an annotation whose segmentation is the face's part of the mask, so
     the annotations of an image OR-ed together are its mask PNG. Both are planned and
     checked with the other outputs and written atomically once every image is done.
+
+    ``mode`` ("auto", "scene", "crop"; ``maskseg.pipeline.request.Mode``) says how each
+    picture is read when ``segmenter`` is a scene predictor; None: "scene" for a scene
+    predictor, "crop" for anything else (a crop predictor can only read crops).
+
+    ``shard`` (``--shard K/N``): only this shard's share of the files (and of the bad
+    entries) is segmented and reported, with the names and the overwrite check of the whole
+    run (``maskseg.engines.shard``); its summary and COCO files hold its share. ``runner``:
+    where the files are segmented (``Runner``; None: here, one after another). Every runner
+    does each file with ``segment_file``, so the outputs do not depend on it; the reports
+    are assembled in the run's order whatever order the files finish in.
     """
     from tqdm import tqdm
 
-    from maskseg.pipeline.annotate import annotate
-    from maskseg.pipeline.request import (
-        NOT_JUDGED,
-        Mode,
-        RequestEngine,
-        add_coco_image,
-        coco_dataset,
-        summary_csv,
-        summary_rows,
-    )
+    from maskseg.pipeline.request import Mode, RequestEngine, coco_dataset, summary_csv
 
     out = Path(output_dir)
     if (summary is not None or landmarks) and wear is None:
@@ -132,59 +148,140 @@ def predict_paths(
     reports = [Path(p) for p in (summary, coco) if p is not None]
     _check_reports(reports, planned)
     _refuse_overwrite([out, *planned, *reports], [path for path, _ in items], inputs, out)
+    result = PredictResult([], [], total=len(items) + len(skipped))
+    jobs = [(i, path, name) for i, ((path, _), name) in enumerate(zip(items, names, strict=True))]
+    if shard is not None:
+        jobs, skipped = shard.take(jobs), shard.take(skipped)
     out.mkdir(parents=True, exist_ok=True)
     for report in reports:
         report.parent.mkdir(parents=True, exist_ok=True)
-    result = PredictResult([], [])
-    rows: list[dict[str, Any]] = []
-    dataset = coco_dataset() if coco is not None else None
     for path, reason in skipped:
         on_skip(path, reason)
         result.failed.append((path, reason))
-    bar = tqdm(
-        list(zip(items, names, strict=True)),
-        desc="predict",
-        unit="img",
-        disable=not show_progress(progress),
-    )
     if hasattr(segmenter, "segment"):
-        engine, mode = RequestEngine(segmenter, max_pixels=max_pixels, wear=wear), Mode.scene
+        engine = RequestEngine(segmenter, max_pixels=max_pixels, wear=wear)
+        mode = Mode(mode or Mode.scene)
     else:
+        if mode not in (None, Mode.crop, Mode.crop.value):
+            raise ValueError(f"mode {mode} finds faces first: give a scene predictor")
         engine = RequestEngine(predictor=segmenter, max_pixels=max_pixels, wear=wear)
         mode = Mode.crop
-    for (path, _), name in bar:
-        try:
-            seg = engine.run(path, mode)
-        except ImageReadError as exc:
-            on_skip(path, exc.reason)
-            result.failed.append((path, exc.reason))
-            continue
-        if mode == Mode.scene and not seg.faces:
-            log.info("%s: no face found; the mask is empty", path)
-        records = seg.face_records(landmarks)
-        if write_json:
-            record = {"image": str(path), **seg.record(landmarks)}
-            (out / name).parent.mkdir(parents=True, exist_ok=True)  # a sub-folder's first file
-            atomic_write_bytes(out / f"{name}.json", json.dumps(record, indent=1).encode())
-        result.written.append(write_mask(out / f"{name}.png", seg.mask))
-        if overlay_images:
-            faces = seg.faces if mode == Mode.scene else None
-            shown = annotate(seg.image, seg.mask, faces, seg.full[1], wear=seg.wear)
-            write_rgb(out / f"{name}_overlay.jpg", shown)
-        if seg.wear is not None:
-            result.verdicts.update(w.verdict or NOT_JUDGED for w in seg.wear)
-        if summary is not None or dataset is not None:
-            parts = seg.face_parts()
-            if summary is not None:
-                rows += summary_rows(str(path), records, parts)
-            if dataset is not None:
-                add_coco_image(dataset, str(path), f"{name.as_posix()}.png", seg, records, parts)
-        del seg, records  # a 144 MP mask should not outlive its file
+    options = FileOptions(
+        out, overlay_images, write_json, landmarks, summary is not None, coco is not None
+    )
+    work = partial(segment_file, mode=mode, options=options)
+    done: list[FileOutcome] = []
+    bar = tqdm(desc="predict", unit="img", total=len(jobs), disable=not show_progress(progress))
+    for outcome in (runner or run_in_process)(engine, work, jobs):
+        bar.update()
+        if outcome.failure is not None:
+            on_skip(outcome.path, outcome.failure)
+        elif outcome.no_face:
+            log.info("%s: no face found; the mask is empty", outcome.path)
+        result.verdicts.update(outcome.verdicts)
+        done.append(outcome)
+    bar.close()
+    done.sort(key=lambda o: o.index)  # a runner may finish files in any order
+    result.written += [o.mask for o in done if o.mask is not None]
+    result.failed += [(o.path, o.failure) for o in done if o.failure is not None]
     if summary is not None:
-        atomic_write_bytes(Path(summary), summary_csv(rows))
-    if dataset is not None:
+        atomic_write_bytes(Path(summary), summary_csv([row for o in done for row in o.summary]))
+    if coco is not None:
+        dataset = coco_dataset()
+        for o in done:
+            if o.coco is not None:
+                merge_coco(dataset, o.coco)
         atomic_write_bytes(Path(coco), json.dumps(dataset).encode())
     return result
+
+
+class FileOptions(NamedTuple):
+    """What the run writes for each file (sent with the work to wherever files are done)."""
+
+    out: Path
+    overlay: bool = False
+    json: bool = False
+    landmarks: bool = False
+    summary: bool = False
+    coco: bool = False
+
+
+@dataclass
+class FileOutcome:
+    """One file's part of the run's result: the mask written or why the file failed, and
+    what the run's reports need from it (small: images stay where they were written)."""
+
+    index: int
+    path: Path
+    mask: Path | None = None
+    failure: str | None = None
+    no_face: bool = False  # read as a scene, no face found: its mask is empty
+    verdicts: list[str] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    coco: dict[str, Any] | None = None  # a one-image COCO dataset, for ``merge_coco``
+
+
+def segment_file(engine: Any, job: Job, mode: Any, options: FileOptions) -> FileOutcome:
+    """Segment one file with ``engine`` (a ``RequestEngine``) and write its outputs under
+    ``options.out``: ``<name>.png``, and ``<name>.json`` and ``<name>_overlay.jpg`` when
+    asked. The one per-file step of every runner, so every engine writes the same bytes;
+    a file that cannot be read or decoded is a failure in the outcome, not an exception."""
+    from maskseg.pipeline.annotate import annotate
+    from maskseg.pipeline.request import (
+        NOT_JUDGED,
+        Mode,
+        add_coco_image,
+        coco_dataset,
+        summary_rows,
+    )
+
+    index, path, name = job
+    out = options.out
+    try:
+        seg = engine.run(path, mode)
+    except ImageReadError as exc:
+        return FileOutcome(index, path, failure=exc.reason)
+    records = seg.face_records(options.landmarks)
+    if options.json:
+        record = {"image": str(path), **seg.record(options.landmarks)}
+        (out / name).parent.mkdir(parents=True, exist_ok=True)  # a sub-folder's first file
+        atomic_write_bytes(out / f"{name}.json", json.dumps(record, indent=1).encode())
+    outcome = FileOutcome(index, path, write_mask(out / f"{name}.png", seg.mask))
+    outcome.no_face = seg.mode == Mode.scene and not seg.faces
+    if options.overlay:
+        faces = seg.faces if seg.mode == Mode.scene else None
+        shown = annotate(seg.image, seg.mask, faces, seg.full[1], wear=seg.wear)
+        write_rgb(out / f"{name}_overlay.jpg", shown)
+    if seg.wear is not None:
+        outcome.verdicts = [w.verdict or NOT_JUDGED for w in seg.wear]
+    if options.summary or options.coco:
+        parts = seg.face_parts()
+        if options.summary:
+            outcome.summary = summary_rows(str(path), records, parts)
+        if options.coco:
+            outcome.coco = coco_dataset()
+            add_coco_image(outcome.coco, str(path), f"{name.as_posix()}.png", seg, records, parts)
+    return outcome
+
+
+def run_in_process(
+    engine: Any, work: Callable[[Any, Job], FileOutcome], jobs: list[Job]
+) -> Iterator[FileOutcome]:
+    """The local engine: the jobs one after another in this process, in order."""
+    for job in jobs:
+        yield work(engine, job)
+
+
+def merge_coco(dataset: dict[str, Any], part: dict[str, Any]) -> None:
+    """Append a COCO dataset of one run's file (ids from 1, as ``add_coco_image`` numbers
+    them in an empty dataset) to the run's, its image and annotation ids numbered on: the
+    same ids as if the file had been added to the run's dataset directly."""
+    images, annotations = len(dataset["images"]), len(dataset["annotations"])
+    dataset["images"] += [{**im, "id": im["id"] + images} for im in part["images"]]
+    dataset["annotations"] += [
+        {**a, "id": a["id"] + annotations, "image_id": a["image_id"] + images}
+        for a in part["annotations"]
+    ]
 
 
 def _check_reports(reports: list[Path], planned: list[Path]) -> None:

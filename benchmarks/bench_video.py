@@ -3,6 +3,7 @@
     python benchmarks/bench_video.py [--faces 1 2 3] [--frames 150] [--runs 3]
                                      [--backends torch onnx] [--prefetch 0 4] [--codec h264]
                                      [--write-ahead 0 2] [--detect-threads 1]
+                                     [--set grow_rounds=0 ...]
 
 Builds 640x480 clips (in a temporary folder) of 1-3 real face crops (the shared MSFD crops)
 moving a few pixels per frame over a background, runs the video loop on each (decode, detect
@@ -11,7 +12,8 @@ and prints the median over ``--runs`` of frames/s and of each stage's ms per fra
 runs in a reader thread when prefetch > 0, so the stages can add up to more than the wall
 time; likewise detection (with decoding) runs ahead in a thread of its own when detect-ahead > 0,
 and overlay and encode in a writer thread when write-ahead > 0. Backends that
-are not installed or have no shipped model file are skipped.
+are not installed or have no shipped model file are skipped. ``--set NAME=VALUE`` changes a
+scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import cv2
 from maskseg.console import cpu_description
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor
-from maskseg.pipeline.scene_config import SceneConfig
+from maskseg.pipeline.scene_config import scene_config
 from maskseg.pipeline.wear import WearCheck
 from maskseg.video import (
     VideoFileSink,
@@ -113,6 +115,9 @@ def main() -> None:
     ap.add_argument("--detect-every", type=int, default=VideoOptions.detect_every)
     ap.add_argument("--mode", default="tiles", choices=["frame", "tiles"])
     ap.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a scene setting"
+    )
+    ap.add_argument(
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16"],
@@ -138,6 +143,12 @@ def main() -> None:
         f"{a.detect_every} frames, re-detection around tracked faces between"
     )
     print(f"detector threads: {a.detect_threads or 'default'}")
+    # the video's one detector is its scene's, built at the video's threads
+    config = VideoOptions(detect_threads=a.detect_threads or None).scene_config(
+        scene_config([f"mode={a.mode}", *a.set])
+    )
+    if a.set:
+        print(f"scene settings: {', '.join(a.set)}")
     head = (
         f"{'backend':<60} {'faces':>5} {'wear':>4} {'prefetch':>8} {'detect':>6} {'write':>5} "
         f"{'fps':>6} " + " ".join(f"{s:>8}" for s in STAGES)
@@ -155,7 +166,7 @@ def main() -> None:
             except (ImportError, ValueError, FileNotFoundError) as exc:
                 print(f"{backend}: skipped ({exc})")
                 continue
-            scene = ScenePredictor(predictor, SceneConfig(mode=a.mode))
+            scene = ScenePredictor(predictor, config)
             name = predictor.backend.describe()
             for n, clip in clips.items():
                 combos = [

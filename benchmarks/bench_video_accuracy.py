@@ -2,6 +2,7 @@
 
     python benchmarks/bench_video_accuracy.py [--model unet-msfd-heldout] [--clips 11]
                                               [--frames 90] [--faces 2] [--speeds 2 6]
+                                              [--set grow_rounds=0 ...]
 
 Clips are built from the model's held-out test pairs (so the default is the held-out twin;
 the shipped model saw every pair): ``--faces`` labelled crops move over a background at
@@ -13,7 +14,8 @@ frame with smoothing (``--detect-every 1``), and a full detection in every frame
 smoothing (each frame on its own, as ``predict --scene``). Prints mean
 per-frame IoU against the truth, the frame-to-frame flicker (pixels that change between
 consecutive frames beyond what the truth changes, as a share of the truth's area), and the
-IoU of the 10 frames after each bounce (where lag would show).
+IoU of the 10 frames after each bounce (where lag would show). ``--set NAME=VALUE`` changes a
+scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from maskseg.data.splits import load_split
 from maskseg.evaluate.metrics import confusion, iou
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene_config import scene_config
 from maskseg.video import VideoOptions, VideoSegmenter
 from maskseg.video.synthetic import moving_faces
 
@@ -71,10 +74,13 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--faces", type=int, default=2)
     ap.add_argument("--speeds", type=float, nargs="+", default=[2.0, 6.0])
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a scene setting"
+    )
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
-    scene = ScenePredictor(predictor)
+    scene = ScenePredictor(predictor, scene_config(a.set))
     d = predictor.config.data
     data = load_split(a.data, d, "all")
     pairs = data.take(part_ids(data.splits, a.part))
@@ -89,6 +95,7 @@ def main() -> None:
     print(
         f"model {a.model} ({predictor.describe()}); {a.clips} clips x {a.frames} frames, "
         f"{a.faces} faces of the {a.part} part each, {SIDE} px, 640x480"
+        + (f"; scene settings {', '.join(a.set)}" if a.set else "")
     )
     for speed in a.speeds:
         scores = {k: {"iou": [], "flicker": [], "after_bounce": []} for k in ways}

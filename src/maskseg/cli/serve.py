@@ -29,6 +29,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         backend=a.backend,
         threads=a.threads,
         workers=a.workers,
+        detect_threshold=a.detect_threshold,
         api_key=a.api_key or os.environ.get(API_KEY_ENV) or None,
         max_upload_bytes=int(a.max_upload_mb * MB),
         max_batch_bytes=int(a.max_batch_mb * MB),
@@ -84,6 +85,13 @@ def add_serve(add: AddCommand) -> None:
         type=int,
         default=d.threads,
         help="runtime threads per inference (0: the runtime's default)",
+    )
+    p.add_argument(
+        "--detect-threshold",
+        type=float,
+        default=d.detect_threshold,
+        help="minimum face detection score of scene mode (as for predict --scene); a request "
+        "may ask for another with ?detect_threshold=",
     )
     p.add_argument(
         "--api-key",

@@ -193,17 +193,21 @@ class RequestEngine:
         full: tuple[int, int] | None = None,
         mode: Mode = Mode.auto,
         deadline: float | None = None,
+        detect_threshold: float | None = None,
     ) -> Segmented:
         """Segment a decoded image (``full``: the size the mask must have, when the image
         was decoded reduced). ``deadline`` (time.monotonic) stops a scene's work between
-        stages with ``DeadlineExceeded``."""
+        stages with ``DeadlineExceeded``. ``detect_threshold``: the face detector's minimum
+        score for this image instead of the scene's (serve's per-request option)."""
         full = full or image.shape[:2]
         t = time.perf_counter()
         ran, faces = Mode(mode), []
         if ran != Mode.crop and self.scene is None:
             raise ValueError(f"{ran.value} mode finds faces first: give a scene predictor")
         if ran != Mode.crop:
-            result = self.scene.segment(image, size=full, deadline=deadline)
+            result = self.scene.segment(
+                image, size=full, deadline=deadline, score_threshold=detect_threshold
+            )
             mask, faces, ran = result.mask, result.faces, Mode.scene
             if mode == Mode.auto and not faces and looks_like_crop(*full):
                 ran = Mode.crop

@@ -88,7 +88,11 @@ class Engine:
             options = {"threads": settings.threads} if settings.threads else {}
             predictor = Predictor.load(settings.model, backend=settings.backend, **options)
         self.predictor = predictor
-        config = SceneConfig(detector=settings.detector, threads=settings.threads or None)
+        config = SceneConfig(
+            detector=settings.detector,
+            score_threshold=settings.detect_threshold,
+            threads=settings.threads or None,
+        )
         self.scene = ScenePredictor(predictor, config)
         self.wear = WearCheck()  # every face's wear verdict (one landmark batch per image)
         self.requests = RequestEngine(
@@ -155,15 +159,22 @@ class Engine:
             log.warning("image decoding failed", exc_info=True)
             raise ApiError(422, "corrupt_image", "the image cannot be decoded") from None
 
-    def segment(self, data: bytes, mode: Mode, deadline: float | None = None) -> Segmented:
+    def segment(
+        self,
+        data: bytes,
+        mode: Mode,
+        deadline: float | None = None,
+        detect_threshold: float | None = None,
+    ) -> Segmented:
         """Decode and segment one upload (in a worker thread). ``deadline`` (time.monotonic):
-        past it the work stops at the next stage with a 504 ``ApiError``."""
+        past it the work stops at the next stage with a 504 ``ApiError``.
+        ``detect_threshold``: the request's minimum detection score (None: the server's)."""
         t = time.perf_counter()
         image, full = self.decode(data)
         decode_ms = (time.perf_counter() - t) * 1e3
         try:
             check_deadline(deadline, "segmenting")
-            seg = self.requests.segment(image, full, mode, deadline)
+            seg = self.requests.segment(image, full, mode, deadline, detect_threshold)
         except DeadlineExceeded:
             raise timed_out() from None
         seg.decode_ms = decode_ms
@@ -178,8 +189,9 @@ class Engine:
         start: float,
         deadline: float | None = None,
         landmarks: bool = False,
+        detect_threshold: float | None = None,
     ) -> SegmentResult:
-        seg = self.segment(data, mode, deadline)
+        seg = self.segment(data, mode, deadline, detect_threshold)
         t = time.perf_counter()
         h, w = seg.full
         rle = polygons = None
@@ -200,19 +212,29 @@ class Engine:
         )
 
     def as_mask_png(
-        self, data: bytes, mode: Mode, start: float, deadline: float | None = None
+        self,
+        data: bytes,
+        mode: Mode,
+        start: float,
+        deadline: float | None = None,
+        detect_threshold: float | None = None,
     ) -> Response:
-        seg = self.segment(data, mode, deadline)
+        seg = self.segment(data, mode, deadline, detect_threshold)
         t = time.perf_counter()
         body = encode.png_bytes(seg.mask)
         return Response(body, media_type="image/png", headers=_headers(seg, t, start))
 
     def as_overlay(
-        self, data: bytes, mode: Mode, start: float, deadline: float | None = None
+        self,
+        data: bytes,
+        mode: Mode,
+        start: float,
+        deadline: float | None = None,
+        detect_threshold: float | None = None,
     ) -> Response:
         from maskseg.pipeline.annotate import annotate
 
-        seg = self.segment(data, mode, deadline)
+        seg = self.segment(data, mode, deadline, detect_threshold)
         t = time.perf_counter()
         # an image decoded reduced is drawn at its decoded size
         shown = annotate(seg.image, seg.mask, seg.faces, seg.full[1], wear=seg.wear)
@@ -227,6 +249,7 @@ class Engine:
         tolerance: float,
         start: float,
         deadline: float | None = None,
+        detect_threshold: float | None = None,
     ) -> BatchResult:
         items = []
         for name, data in files:
@@ -237,7 +260,15 @@ class Engine:
                     check_deadline(deadline, "the next image of the batch")
                 except DeadlineExceeded:
                     raise timed_out() from None
-                result = self.as_json(data, mode, fmt, tolerance, time.perf_counter(), deadline)
+                result = self.as_json(
+                    data,
+                    mode,
+                    fmt,
+                    tolerance,
+                    time.perf_counter(),
+                    deadline,
+                    detect_threshold=detect_threshold,
+                )
                 items.append(BatchItem(filename=name, result=result))
             except ApiError as exc:
                 items.append(

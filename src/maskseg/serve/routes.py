@@ -116,6 +116,15 @@ ModeQuery = Annotated[
 ]
 FormatQuery = Annotated[MaskFormat, Query(description="how the JSON carries the mask")]
 ToleranceQuery = Annotated[float, Query(ge=0, le=50, description="polygon simplification, px")]
+DetectThresholdQuery = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=1,
+        description="minimum face detection score for this request (default: the server's "
+        "--detect-threshold); lower finds more faces, and more non-faces for the gate to reject",
+    ),
+]
 LandmarksQuery = Annotated[
     bool, Query(description="also return each face's 468 Face Mesh points (the wear check's)")
 ]
@@ -142,8 +151,11 @@ def api_router() -> APIRouter:
         mask_format: FormatQuery = MaskFormat.rle,
         tolerance: ToleranceQuery = 1.0,
         landmarks: LandmarksQuery = False,
+        detect_threshold: DetectThresholdQuery = None,
     ) -> SegmentResult:
-        as_json = functools.partial(get_engine(request).as_json, landmarks=landmarks)
+        as_json = functools.partial(
+            get_engine(request).as_json, landmarks=landmarks, detect_threshold=detect_threshold
+        )
         return await one_image(request, file, as_json, mode, mask_format, tolerance)
 
     images = {"content": {"image/png": {}}, "description": "0/255 mask at the image's size"}
@@ -154,8 +166,14 @@ def api_router() -> APIRouter:
         responses={200: images, **UPLOAD_ERRORS},
         summary="the mask of one image, as a PNG",
     )
-    async def segment_mask(request: Request, file: Upload, mode: ModeQuery = Mode.auto):
-        return await one_image(request, file, get_engine(request).as_mask_png, mode)
+    async def segment_mask(
+        request: Request,
+        file: Upload,
+        mode: ModeQuery = Mode.auto,
+        detect_threshold: DetectThresholdQuery = None,
+    ):
+        fn = functools.partial(get_engine(request).as_mask_png, detect_threshold=detect_threshold)
+        return await one_image(request, file, fn, mode)
 
     jpeg = {"content": {"image/jpeg": {}}, "description": "the image, mask tinted, boxes drawn"}
 
@@ -165,8 +183,14 @@ def api_router() -> APIRouter:
         responses={200: jpeg, **UPLOAD_ERRORS},
         summary="the image with its mask tinted and faces boxed, as a JPEG",
     )
-    async def segment_overlay(request: Request, file: Upload, mode: ModeQuery = Mode.auto):
-        return await one_image(request, file, get_engine(request).as_overlay, mode)
+    async def segment_overlay(
+        request: Request,
+        file: Upload,
+        mode: ModeQuery = Mode.auto,
+        detect_threshold: DetectThresholdQuery = None,
+    ):
+        fn = functools.partial(get_engine(request).as_overlay, detect_threshold=detect_threshold)
+        return await one_image(request, file, fn, mode)
 
     @router.post(
         "/segment/batch",
@@ -180,6 +204,7 @@ def api_router() -> APIRouter:
         mode: ModeQuery = Mode.auto,
         mask_format: FormatQuery = MaskFormat.rle,
         tolerance: ToleranceQuery = 1.0,
+        detect_threshold: DetectThresholdQuery = None,
     ) -> BatchResult:
         s = get_settings(request)
         if len(files) > s.max_batch_files:
@@ -200,7 +225,7 @@ def api_router() -> APIRouter:
                 )
             uploads.append((f.filename, data))
         start = request.scope[TICKET].start
-        engine = get_engine(request)
-        return await run_work(request, engine.batch, uploads, mode, mask_format, tolerance, start)
+        batch = functools.partial(get_engine(request).batch, detect_threshold=detect_threshold)
+        return await run_work(request, batch, uploads, mode, mask_format, tolerance, start)
 
     return router

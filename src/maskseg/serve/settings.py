@@ -13,6 +13,8 @@ import json
 import os
 from dataclasses import dataclass
 
+from maskseg.pipeline.scene_config import SCENE_SCORE_THRESHOLD
+
 API_KEY_ENV = "MASKSEG_API_KEY"
 SETTINGS_ENV = "MASKSEG_SERVE_SETTINGS"  # how run() hands the settings to worker processes
 API_KEY_HEADER = "X-API-Key"
@@ -32,6 +34,8 @@ class Settings:
         workers: uvicorn worker processes; each loads the model once and has its own
             in-flight limit.
         detector: the face detector of scene mode.
+        detect_threshold: its minimum detection score (``predict --detect-threshold``); a
+            request may ask for another with ``?detect_threshold=``.
         api_key: when set, every /v1 request must send it in the X-API-Key header.
         max_upload_bytes: largest request body of the single-image endpoints (the image plus
             a few KB of multipart framing); each file of a batch is held to it too.
@@ -65,6 +69,7 @@ class Settings:
     threads: int = 0
     workers: int = 1
     detector: str = "blazeface"
+    detect_threshold: float = SCENE_SCORE_THRESHOLD
     api_key: str | None = None
     max_upload_bytes: int = 10 * MB
     max_batch_bytes: int = 40 * MB
@@ -100,6 +105,8 @@ class Settings:
         for name in ("timeout_s", "upload_timeout_s", "header_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.detect_threshold <= 1:
+            raise ValueError(f"detect_threshold must be in [0, 1], got {self.detect_threshold}")
         if self.queue < 0 or self.queue_timeout_s < 0:
             raise ValueError("queue and queue_timeout_s must be >= 0")
         if self.max_pending_bytes < self.max_batch_bytes:

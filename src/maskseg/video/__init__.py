@@ -1,13 +1,15 @@
 """Face masks in videos, camera feeds and streams: ``maskseg video``.
 
-source -> frames -> detect / track -> segment (all faces in one batch) -> annotate -> sinks
+source -> frames -> find faces / track -> segment (all faces in one batch; windows whose
+mask reaches an edge grown and redone) -> annotate -> sinks
 
-    from maskseg.video import VideoSegmenter, VideoFileSink, open_source, run_video
+    from maskseg.video import VideoOptions, VideoSegmenter, VideoFileSink, open_source, run_video
 
-    scene = ScenePredictor(Predictor.load())
+    options = VideoOptions()
+    scene = ScenePredictor(Predictor.load(), options.scene_config())  # detector threads
     with open_source("clip.mp4") as source:
         sink = VideoFileSink("out.mp4", source.fps, source.size)
-        stats = run_video(source, VideoSegmenter(scene), [sink])
+        stats = run_video(source, VideoSegmenter(scene, options), [sink])
     print(stats.summary())     # frames/s and milliseconds per stage
 
 Loaders (``sources``), tracking and smoothing (``tracking``), the per-stream state

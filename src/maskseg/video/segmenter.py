@@ -1,10 +1,14 @@
 """The per-stream state of a video: which faces are followed and when to detect again, kept
 apart from the loop (``maskseg.video.loop``) so a web API can drive frames itself.
 
+Faces are found by the scene's one face finder (``maskseg.pipeline.finder.FaceFinder``: the
+same detector, merging, thresholds, max faces and windows as ``predict --scene`` and serve; the
+video builds no detector of its own), and segmented, grown and redone where a mask reaches its
+window's edge, and pasted by the scene (``ScenePredictor.crop_logits``, ``regrow``, ``paste``).
 Detection is the costly part of a frame after segmentation, so it is done in full (the scene
 predictor's mode: "tiles" finds small faces) only every ``detect_every`` frames, when no face
 is being followed, or when a followed face is not found again; in between, the detector only
-looks around the faces of the previous frame (``detect(frame, rois=boxes)``) and their crops
+looks around the faces of the previous frame (``find(frame, rois=boxes)``) and their windows
 use the mapping fitted for such re-detections ("roi"). All faces of a frame are segmented in
 one model call. Each stage's time is counted in ``VideoStats``. With a wear check
 (``maskseg.pipeline.wear.WearCheck``), every face of every frame is judged after segmentation
@@ -19,14 +23,14 @@ weak detection must overlap the face's last box and look like it (``keep_iou``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from maskseg.pipeline.preprocess import as_rgb
-from maskseg.pipeline.scene_config import CONTAINED
-from maskseg.pipeline.windows import drop_contained
+from maskseg.pipeline.scene_config import SceneConfig
 from maskseg.video.stats import VideoStats
 from maskseg.video.tracking import (
     CropSmoother,
@@ -66,11 +70,12 @@ class VideoOptions:
         detect_ahead: frames located (decoded, detected, tracked) ahead in a thread of their
             own, so detection overlaps segmentation of the frame before; 0 does it in the
             loop. Adds that many frames of latency to a live source.
-        detect_threads: onnxruntime threads of the video's detector (None: the scene's
-            setting). One by default: most frames only search small regions around
-            followed faces, where a second thread costs more in hand-off than it saves
-            (``benchmarks/bench_detect.py``: 3.5 ms per region at one thread, 5.1 at two),
-            and the writer thread needs the other core.
+        detect_threads: onnxruntime threads of the detector of the video's scene: the
+            video has no detector of its own, so build its ``ScenePredictor`` with
+            ``scene_config`` (None: the scene's setting). One by default: most frames only
+            search small regions around followed faces, where a second thread costs more in
+            hand-off than it saves (``benchmarks/bench_detect.py``: 3.5 ms per region at one
+            thread, 5.1 at two), and the writer thread needs the other core.
         wear_every: with a wear check, a followed face is judged when it appears and then
             every this many frames; its verdict stands in between (1: every frame).
     """
@@ -102,6 +107,14 @@ class VideoOptions:
         if self.detect_ahead < 0:
             raise ValueError(f"detect_ahead must be >= 0, got {self.detect_ahead}")
 
+    def scene_config(self, config: SceneConfig | None = None) -> SceneConfig:
+        """``config`` (default: ``SceneConfig()``) with ``detect_threads``: what a video's
+        ``ScenePredictor`` is built with, so its one detector runs at the video's threads."""
+        config = SceneConfig() if config is None else config
+        if self.detect_threads is None:
+            return config
+        return replace(config, threads=self.detect_threads)
+
 
 @dataclass
 class Located:
@@ -131,30 +144,23 @@ class VideoSegmenter:
     next full detection is due. One instance per video; ``reset()`` between videos.
 
     Args:
-        scene: ``maskseg.pipeline.scene.ScenePredictor``.
+        scene: ``maskseg.pipeline.scene.ScenePredictor``; its face finder finds the faces
+            (build it with ``VideoOptions.scene_config`` for the video's detector threads).
         options: see ``VideoOptions``.
         wear: a ``maskseg.pipeline.wear.WearCheck`` run on every face after segmentation;
             None: no wear check.
     """
 
     def __init__(self, scene: Any, options: VideoOptions | None = None, wear: Any = None):
-        from maskseg.pipeline.detect import get_detector
-
         self.scene = scene
+        self.finder = scene.finder  # the scene's one detector: a video builds none
         self.wear = wear
         self.options = options or VideoOptions()
         self._frame = 0  # frames segmented so far
         self._wear: dict[int, tuple[int, Any]] = {}  # track id -> (frame judged, its Wear)
-        c = scene.config
-        self.new_score = c.score_threshold
-        # the scene's detector with the lower threshold of followed faces; new faces are
-        # held to the scene's own threshold in _gate
-        self.detector = get_detector(
-            c.detector,
-            mode=c.mode,
-            score_threshold=min(self.options.keep_score, self.new_score),
-            threads=self.options.detect_threads or c.threads,
-        )
+        self.new_score = self.finder.score_threshold
+        # followed faces are searched for down to this; new ones need new_score (_continues)
+        self.keep_score = min(self.options.keep_score, self.new_score)
         self.reset()
 
     def reset(self) -> None:
@@ -186,13 +192,13 @@ class VideoSegmenter:
         return Located(image, dets, tracked, tracks, boxes)
 
     def segment(self, located: Located, stats: VideoStats | None = None) -> FrameResult:
-        """The second half: crop, segment all faces in one batch, smooth, paste. Frames must
-        come in order (the smoother's memory)."""
+        """The second half: window, segment all faces in one batch, smooth, grow and redo,
+        paste. Frames must come in order (the smoother's memory)."""
         stats = stats or VideoStats()
         image, dets, tracks, boxes = located.image, located.dets, located.tracks, located.boxes
         with stats.stage("segment"):
             scene = self.scene
-            rects = scene.crop_rects(dets, located.tracked)
+            rects = self.finder.windows(dets, located.tracked)
             if self.smoother is not None and len(rects):
                 parts = zip(tracks, rects, boxes, strict=True)
                 rects = np.stack([self.smoother.window(t, r, b) for t, r, b in parts])
@@ -200,6 +206,9 @@ class VideoSegmenter:
             if self.smoother is not None and len(logits):
                 parts = zip(tracks, rects, logits, boxes, strict=True)
                 logits = np.stack([self.smoother(t, r, lg, b) for t, r, lg, b in parts])
+            # grow and redo as predict --scene does, after smoothing: the smoother keeps
+            # following each track's own window; a grown window serves this frame only
+            rects, logits = scene.regrow(image, rects, logits)
             result = scene.paste(image.shape[:2], None, dets, rects, logits)
         wear = None
         if self.wear is not None:
@@ -239,13 +248,16 @@ class VideoSegmenter:
         )
         if not due:
             boxes = np.array([t.box for t in active])
-            dets = drop_contained(self.detector.detect(image, rois=boxes), CONTAINED)
-            # a search around known faces only continues them: what else it finds in their
-            # surroundings is left to the next full detection (zoomed-in background fools
-            # the detector more often than the full view)
-            keep = np.zeros(len(dets), bool)
-            keep[[j for _, j in match_boxes(boxes, dets.boxes, self.options.track_iou)]] = True
-            dets = self._gate(dets[keep], image)
+
+            def near(dets: Any) -> np.ndarray:
+                # a search around known faces only continues them: what else it finds in
+                # their surroundings is left to the next full detection (zoomed-in
+                # background fools the detector more often than the full view)
+                hit = np.zeros(len(dets), bool)
+                hit[[j for _, j in match_boxes(boxes, dets.boxes, self.options.track_iou)]] = True
+                return hit
+
+            dets = self._find(image, boxes, near)
             confirmed = [t for t in active if t.hits > 1]  # one-frame detections may be noise
             if self.tracker.finds_all(confirmed, dets.boxes):
                 self._since_full += 1
@@ -253,10 +265,31 @@ class VideoSegmenter:
         # the schedule says so, nothing is followed, or a followed face was lost: look
         # everywhere, in this same frame, so the face is not missing from it
         self._since_full = 0
-        return self._gate(drop_contained(self.detector.detect(image), CONTAINED), image), False
+        return self._find(image), False
 
-    def _gate(self, dets: Any, image: np.ndarray) -> Any:
-        """Keep detections that reach the scene's threshold, or continue a followed face
+    def _find(
+        self,
+        image: np.ndarray,
+        rois: np.ndarray | None = None,
+        near: Callable[[Any], np.ndarray] | None = None,
+    ) -> Any:
+        """The finder's faces: with nothing followed, exactly as ``predict --scene`` finds
+        them; else down to ``keep_score``, a detection under the scene's threshold kept only
+        where it continues a followed face (``_continues``), and with ``near`` only those
+        it passes."""
+        if not self.tracker.tracks:
+            return self.finder.find(image, rois)
+
+        def keep(dets: Any) -> np.ndarray:
+            ok = np.ones(len(dets), bool) if near is None else near(dets)
+            idx = np.flatnonzero(ok)
+            ok[idx] = self._continues(dets[idx], image)
+            return ok
+
+        return self.finder.find(image, rois, score_threshold=self.keep_score, keep=keep)
+
+    def _continues(self, dets: Any, image: np.ndarray) -> np.ndarray:
+        """Per detection: it reaches the scene's threshold, or continues a followed face
         (close to its last box and alike)."""
         keep = dets.scores >= self.new_score
         if not keep.all():
@@ -268,9 +301,4 @@ class VideoSegmenter:
                 keep[j] |= look is None or (
                     similarity(look, appearance(image, dets.boxes[j])) >= o.keep_look
                 )
-            dets = dets[keep]
-        return self._limit(dets)
-
-    def _limit(self, dets: Any) -> Any:
-        limit = self.scene.config.max_faces
-        return dets if limit is None else dets[:limit]
+        return keep

@@ -1,0 +1,183 @@
+"""One face finder for every front end (``maskseg.pipeline.finder.FaceFinder``): the same frame
+gives the same windows through ``predict --scene``, the video loop and serve, the video builds
+no detector of its own and grows its windows as the scene path does, and serve takes the
+detector threshold by the same name. Real BlazeFace on the example photos, no stand-ins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskseg.pipeline.detect import FaceDetector, get_detector
+from maskseg.pipeline.finder import FaceFinder
+from maskseg.pipeline.predictor import Predictor
+from maskseg.pipeline.request import Mode, RequestEngine
+from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene_config import CONTAINED, SceneConfig
+from maskseg.pipeline.windows import drop_contained
+from maskseg.video import VideoOptions, VideoSegmenter
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# a 512 x 512 portrait: the masked face (whose mask reaches its first window's bottom edge,
+# so the window grows) and three weaker detections at the neck and the arm
+PORTRAIT = EXAMPLES / "astronaut_masked.jpg"
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor.load()
+
+
+@pytest.fixture(scope="module")
+def scene(predictor) -> ScenePredictor:
+    return ScenePredictor(predictor)
+
+
+@pytest.fixture(scope="module")
+def frame(scene) -> np.ndarray:
+    image, full = RequestEngine(scene).decode(PORTRAIT)
+    assert image.shape[:2] == full  # not reduced: every front end sees the same pixels
+    return image
+
+
+def crops(result) -> np.ndarray:
+    return np.array([f.crop for f in result.faces], np.float64).reshape(-1, 4)
+
+
+def side(rects: np.ndarray) -> np.ndarray:
+    return rects[:, 2] - rects[:, 0]
+
+
+# ---------------------------------------------------------------------------- the finder
+
+
+def test_find_is_the_detector_merged(scene, frame):
+    """The default path is the scene path as it was: the detector at the configured
+    threshold, boxes mostly inside a better one dropped."""
+    finder = scene.finder
+    found = finder.find(frame)
+    expected = drop_contained(finder.detector.detect(frame), CONTAINED)
+    assert len(found) >= 2
+    np.testing.assert_array_equal(found.boxes, expected.boxes)
+    np.testing.assert_array_equal(found.scores, expected.scores)
+    assert scene.detector is finder.detector and scene.mappings is finder.mappings
+    np.testing.assert_array_equal(scene.detect(frame).boxes, found.boxes)
+    np.testing.assert_array_equal(scene.crop_rects(found), finder.windows(found))
+
+
+def test_a_threshold_per_call_is_a_detector_built_with_it(scene, frame):
+    """One detector serves every threshold: a call at 0.1 gives exactly what a detector
+    built at 0.1 gives (blended boxes included), and finds more than the default."""
+    low = get_detector("blazeface", mode="tiles", score_threshold=0.1)
+    found = scene.finder.find(frame, score_threshold=0.1)
+    expected = drop_contained(low.detect(frame), CONTAINED)
+    np.testing.assert_array_equal(found.boxes, expected.boxes)
+    np.testing.assert_array_equal(found.scores, expected.scores)
+    assert len(found) > len(scene.finder.find(frame))
+    with pytest.raises(ValueError, match="score_threshold"):
+        scene.finder.find(frame, score_threshold=1.5)
+
+
+def test_max_faces_counts_the_faces_a_rule_keeps(frame):
+    finder = FaceFinder(SceneConfig(max_faces=2))
+    every = FaceFinder().find(frame)
+    assert len(every) > 2 and len(finder.find(frame)) == 2
+    best_gone = finder.find(frame, keep=lambda d: d.scores < d.scores.max())
+    np.testing.assert_array_equal(best_gone.scores, every.scores[1:3])
+    kept = finder.find(frame, merge=False)  # the gate's training crops keep every box
+    assert len(kept) == 2 and len(finder.detector.detect(frame)) >= len(every)
+
+
+# ---------------------------------------------------------------------------- front ends
+
+
+def test_the_same_frame_gives_the_same_windows_everywhere(predictor, scene, frame):
+    """predict --scene (the request engine over ``ScenePredictor.segment``), the video's
+    first frame (a full detection) and serve's engine: the same faces and windows."""
+    pytest.importorskip("fastapi")
+    from maskseg.serve.engine import Engine
+    from maskseg.serve.settings import Settings
+
+    predicted = RequestEngine(scene).segment(frame, mode=Mode.scene)
+    video = VideoSegmenter(scene)(frame)
+    served = Engine(Settings(max_in_flight=1), predictor)
+    try:
+        seg = served.segment(PORTRAIT.read_bytes(), Mode.scene)
+    finally:
+        served.close()
+    assert video.full_detection and len(predicted.faces) >= 2
+    for faces in (video.scene.faces, seg.faces):
+        assert len(faces) == len(predicted.faces)
+        np.testing.assert_array_equal(
+            np.array([f.box for f in faces]), np.array([f.box for f in predicted.faces])
+        )
+    np.testing.assert_array_equal(crops(video.scene), crops(predicted))
+    np.testing.assert_array_equal(crops(seg), crops(predicted))
+    np.testing.assert_array_equal(seg.mask, predicted.mask)
+
+
+def test_the_video_has_no_detector_of_its_own(predictor):
+    scene = ScenePredictor(predictor, VideoOptions(detect_threads=1).scene_config())
+    segmenter = VideoSegmenter(scene)
+    assert segmenter.finder is scene.finder
+    assert scene.detector.options.threads == 1  # the video's threads, in the one detector
+    assert not [v for v in vars(segmenter).values() if isinstance(v, FaceDetector)]
+    assert VideoOptions(detect_threads=None).scene_config(SceneConfig(threads=2)).threads == 2
+
+
+def test_video_windows_grow_as_the_scene_paths_do(scene, frame):
+    """A face whose mask reaches its first window's edge is grown and redone in video too:
+    each frame alone gives the scene path's windows and mask; a re-detected (tracked)
+    frame grows its window as well."""
+    alone = VideoSegmenter(scene, VideoOptions(detect_every=1, smooth=False))(frame).scene
+    photo = scene.segment(frame)
+    first = scene.finder.windows(scene.finder.find(frame))
+    grown = np.flatnonzero((crops(photo) != first).any(axis=1))
+    assert len(grown) >= 1  # the masked face's window grew
+    np.testing.assert_array_equal(crops(alone), crops(photo))
+    np.testing.assert_array_equal(alone.mask, photo.mask)
+
+    segmenter = VideoSegmenter(scene, VideoOptions(smooth=False, detect_ahead=0))
+    segmenter(frame)
+    located = segmenter.locate(frame)
+    assert located.tracked  # found again around the followed faces ("roi" windows)
+    tracked = segmenter.segment(located).scene
+    windows = scene.finder.windows(located.dets, tracked=True)
+    assert (side(crops(tracked)) > side(windows) + 1).any()
+
+
+def test_serve_takes_the_detector_threshold_by_name(predictor, monkeypatch):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from maskseg.cli.main import main
+    from maskseg.serve import create_app
+    from maskseg.serve.settings import Settings
+
+    with pytest.raises(ValueError, match="detect_threshold"):
+        Settings(detect_threshold=2)
+    data = {"file": ("portrait.jpg", PORTRAIT.read_bytes(), "image/jpeg")}
+    with TestClient(create_app(Settings(detect_threshold=0.5), predictor)) as client:
+        assert "score >= 0.5" in client.get("/v1/model").json()["detector"]
+        r = client.post("/v1/segment", files=data, params={"detect_threshold": 2})
+        assert r.status_code == 422 and r.json()["error"] == "invalid_request"
+        assert "detect_threshold" in r.json()["detail"]
+        counts = {}
+        for t in (None, 0.5, 0.1):
+            params = {"mode": "scene"} | ({} if t is None else {"detect_threshold": t})
+            r = client.post("/v1/segment", files=data, params=params)
+            assert r.status_code == 200, r.text
+            counts[t] = len(r.json()["faces"])
+            assert all(f["score"] >= (t or 0.5) for f in r.json()["faces"])
+        assert counts[None] == counts[0.5] and counts[0.1] > counts[0.5]
+        r = client.post("/v1/segment/mask", files=data, params={"detect_threshold": 0.1})
+        assert r.status_code == 200 and int(r.headers["X-Maskseg-Faces"]) == counts[0.1]
+
+    import maskseg.serve
+
+    seen: list[Settings] = []
+    monkeypatch.setattr(maskseg.serve, "run", seen.append)  # the settings, not a server
+    assert main(["serve", "--detect-threshold", "0.4"]) == 0
+    assert seen[0].detect_threshold == 0.4

@@ -113,6 +113,14 @@ def main() -> None:
     )
     ap.add_argument("--codec", default=default_codec(), choices=["h264", "mp4v"])
     ap.add_argument("--detect-every", type=int, default=VideoOptions.detect_every)
+    ap.add_argument(
+        "--hold-growth",
+        nargs="+",
+        default=["on"],
+        choices=["on", "off"],
+        help="grow-and-redo decided on full detections and held (on) or every frame (off); "
+        "both: alternated in one run",
+    )
     ap.add_argument("--mode", default="tiles", choices=["frame", "tiles"])
     ap.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="a scene setting"
@@ -150,7 +158,7 @@ def main() -> None:
     if a.set:
         print(f"scene settings: {', '.join(a.set)}")
     head = (
-        f"{'backend':<60} {'faces':>5} {'wear':>4} {'prefetch':>8} {'detect':>6} {'write':>5} "
+        f"{'backend':<60} {'faces':>5} {'wear':>4} {'hold':>4} {'prefetch':>8} {'detect':>6} {'write':>5} "
         f"{'fps':>6} " + " ".join(f"{s:>8}" for s in STAGES)
     )
     print(head + f" {'full det':>8}")
@@ -170,13 +178,14 @@ def main() -> None:
             name = predictor.backend.describe()
             for n, clip in clips.items():
                 combos = [
-                    (d, w, x, j)
+                    (d, w, x, j, h)
+                    for h in a.hold_growth
                     for j in a.wear
                     for d in a.prefetch
                     for x in a.detect_ahead
                     for w in a.write_ahead
                 ]
-                for depth, ahead, det_ahead, judge in combos:
+                for depth, ahead, det_ahead, judge, hold in combos:
                     wear = WearCheck() if judge == "on" else None
                     options = VideoOptions(
                         detect_every=a.detect_every,
@@ -184,6 +193,7 @@ def main() -> None:
                         write_ahead=ahead,
                         detect_ahead=det_ahead,
                         detect_threads=a.detect_threads or None,
+                        hold_growth=hold == "on",
                     )
                     warm = folder / "warm.mp4"
                     run_once(clip, scene, options, warm, a.codec, 20, wear)  # warm-up
@@ -197,7 +207,10 @@ def main() -> None:
                         for s in STAGES
                     }
                     full = statistics.median(r.full_detections for r in runs)
-                    row = f"{n:>5} {judge:>4} {depth:>8} {det_ahead:>6} {ahead:>5} {fps:>6.1f} "
+                    row = (
+                        f"{n:>5} {judge:>4} {hold:>4} {depth:>8} {det_ahead:>6} {ahead:>5} "
+                        f"{fps:>6.1f} "
+                    )
                     print(
                         f"{name[:60]:<60} {row}"
                         + " ".join(f"{ms[s]:>8.1f}" for s in STAGES)

@@ -88,6 +88,7 @@ def main() -> None:
         raise SystemExit(f"{a.model}: its {a.part} part of {a.data} has {len(pairs)} pairs")
     ways = {
         "default (track + smooth)": VideoOptions(),
+        "default, growth decided every frame": VideoOptions(hold_growth=False),
         "--no-smooth": VideoOptions(smooth=False),
         "full detection + smooth": VideoOptions(detect_every=1),
         "each frame alone": VideoOptions(smooth=False, detect_every=1),

@@ -78,6 +78,11 @@ class VideoOptions:
             thread, 5.1 at two), and the writer thread needs the other core.
         wear_every: with a wear check, a followed face is judged when it appears and then
             every this many frames; its verdict stands in between (1: every frame).
+        hold_growth: grow and redo (``ScenePredictor.regrow``) is decided for each face on
+            full detections (and for a face not yet decided); in the frames between, the
+            face's window keeps that decision (grown the same way relative to its steadied
+            window, or not at all) and is segmented once. False: decided every frame, which
+            segments every face whose mask touches its window twice per frame.
     """
 
     detect_every: int = 15
@@ -94,6 +99,7 @@ class VideoOptions:
     detect_ahead: int = 2
     detect_threads: int | None = 1
     wear_every: int = 5
+    hold_growth: bool = True
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
@@ -139,6 +145,22 @@ class FrameResult:
     wear: list[Any] | None = None  # maskseg.pipeline.wear.Wear per face
 
 
+def growth_of(base: np.ndarray, grown: np.ndarray) -> np.ndarray:
+    """How ``grown`` sits relative to the square window ``base``: (dx, dy, scale) with the
+    offsets of its top-left corner in units of base's side."""
+    side = max(1e-6, float(base[2] - base[0]))
+    return np.array(
+        [(grown[0] - base[0]) / side, (grown[1] - base[1]) / side, (grown[2] - grown[0]) / side]
+    )
+
+
+def apply_growth(base: np.ndarray, growth: np.ndarray) -> np.ndarray:
+    """The window ``growth`` (from ``growth_of``) makes of the square window ``base``."""
+    side = float(base[2] - base[0])
+    x1, y1 = base[0] + growth[0] * side, base[1] + growth[1] * side
+    return np.array([x1, y1, x1 + growth[2] * side, y1 + growth[2] * side])
+
+
 class VideoSegmenter:
     """Per-stream state around a ``ScenePredictor``: the tracker, the smoother and when the
     next full detection is due. One instance per video; ``reset()`` between videos.
@@ -168,6 +190,7 @@ class VideoSegmenter:
         self.tracker = FaceTracker(o.track_iou, o.max_misses)
         self.smoother = CropSmoother(o.smooth_weight, o.reset_iou) if o.smooth else None
         self._since_full: int | None = None
+        self._growth: dict[int, np.ndarray] = {}  # track id -> its held grow-and-redo
 
     def __call__(self, image: np.ndarray, stats: VideoStats | None = None) -> FrameResult:
         """Detect (or re-detect around tracked faces), segment all faces in one batch,
@@ -202,14 +225,27 @@ class VideoSegmenter:
             if self.smoother is not None and len(rects):
                 parts = zip(tracks, rects, boxes, strict=True)
                 rects = np.stack([self.smoother.window(t, r, b) for t, r, b in parts])
-            logits = scene.crop_logits(image, rects)
+            ids = [t.id for t in tracks]
+            if not self.options.hold_growth or not located.tracked:
+                self._growth = {}  # decided afresh on every full detection
+            held = [self._growth.get(i) for i in ids]
+            cut = np.array(
+                [r if g is None else apply_growth(r, g) for r, g in zip(rects, held, strict=True)]
+            ).reshape(-1, 4)
+            logits = scene.crop_logits(image, cut)
             if self.smoother is not None and len(logits):
-                parts = zip(tracks, rects, logits, boxes, strict=True)
+                parts = zip(tracks, cut, logits, boxes, strict=True)
                 logits = np.stack([self.smoother(t, r, lg, b) for t, r, lg, b in parts])
-            # grow and redo as predict --scene does, after smoothing: the smoother keeps
-            # following each track's own window; a grown window serves this frame only
-            rects, logits = scene.regrow(image, rects, logits)
-            result = scene.paste(image.shape[:2], None, dets, rects, logits)
+            # grow and redo as predict --scene does, after smoothing, for the faces whose
+            # growth is not decided yet; the decision (grown window relative to the steadied
+            # one, or none) holds until the next full detection
+            todo = [k for k, g in enumerate(held) if g is None]
+            if todo:
+                grown, grown_logits = scene.regrow(image, cut[todo], logits[todo])
+                for j, k in enumerate(todo):
+                    self._growth[ids[k]] = growth_of(cut[k], grown[j])
+                    cut[k], logits[k] = grown[j], grown_logits[j]
+            result = scene.paste(image.shape[:2], None, dets, cut, logits)
         wear = None
         if self.wear is not None:
             with stats.stage("wear"):

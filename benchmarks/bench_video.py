@@ -158,8 +158,8 @@ def main() -> None:
     if a.set:
         print(f"scene settings: {', '.join(a.set)}")
     head = (
-        f"{'backend':<60} {'faces':>5} {'wear':>4} {'hold':>4} {'prefetch':>8} {'detect':>6} {'write':>5} "
-        f"{'fps':>6} " + " ".join(f"{s:>8}" for s in STAGES)
+        f"{'backend':<60} {'faces':>5} {'wear':>4} {'hold':>4} {'prefetch':>8} {'detect':>6} "
+        f"{'write':>5} {'fps':>6} " + " ".join(f"{s:>8}" for s in STAGES)
     )
     print(head + f" {'full det':>8}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -51,6 +51,56 @@ def msfd_tiny(tmp_path: Path) -> Path:
     return root
 
 
+def write_msfd_full(root: Path, n_photos: int = 6, seed: int = 0) -> dict[str, tuple]:
+    """The full MSFD release layout in small: photos in ``1/img`` with two masked faces each,
+    their crops (64 px) and masks cut at the boxes of ``1/dataset.csv``, numbered against the
+    CSV's order; the first photo also holds a face without a mask and a masked face whose crop
+    is missing; ``2/img`` holds a photo without crops. Returns crop stem -> (photo, box)."""
+    rng = np.random.default_rng(seed)
+    d = root / "1"
+    for sub in ("img", "face_crop", "face_crop_segmentation"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    rows, truth = ["filename,x1,y1,x2,y2,with_mask"], {}
+    for i in range(n_photos):
+        photo = cv2.resize(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), (320, 240))
+        name = f"{100 + i:06d}"
+        boxes = [(20, 40, 100, 130), (170, 60, 250, 140)]
+        if i == 0:
+            boxes += [(260, 150, 310, 205), (20, 170, 70, 225)]  # unmasked, crop missing
+        for k, (x1, y1, x2, y2) in enumerate(boxes):
+            face, mask = synthetic_face(rng, x2 - x1)
+            face = cv2.resize(face, (x2 - x1, y2 - y1))
+            mask = cv2.resize(mask.astype(np.uint8), (x2 - x1, y2 - y1)) > 0
+            if k == 2:  # no mask: the skin colour where the mask would be
+                face[mask] = (205, 160, 130)
+            photo[y1:y2, x1:x2] = face
+            rows.append(f"{name}.jpg,{x1},{y1},{x2},{y2},{int(k != 2)}")
+            if k < 2:
+                stem = f"{name}_{2 - k}"  # numbered against the CSV's order
+                crop = cv2.resize(photo[y1:y2, x1:x2], (64, 64), interpolation=cv2.INTER_AREA)
+                write_pair(
+                    d / "face_crop",
+                    d / "face_crop_segmentation",
+                    stem,
+                    crop,
+                    cv2.resize(mask.astype(np.uint8), (64, 64), interpolation=cv2.INTER_NEAREST)
+                    > 0,
+                )
+                truth[stem] = (f"{name}.jpg", (x1, y1, x2, y2))
+        cv2.imwrite(str(d / "img" / f"{name}.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    (d / "dataset.csv").write_text("\n".join(rows) + "\n")
+    (root / "2" / "img").mkdir(parents=True)
+    cv2.imwrite(str(root / "2" / "img" / "000900.jpg"), np.zeros((50, 50, 3), np.uint8))
+    return truth
+
+
+@pytest.fixture
+def msfd_full(tmp_path: Path) -> Path:
+    """``write_msfd_full`` under ``tmp_path/MSFD``."""
+    write_msfd_full(tmp_path / "MSFD")
+    return tmp_path / "MSFD"
+
+
 @pytest.fixture
 def real_data() -> Path:
     if not (REAL_DATA / "1" / "face_crop").is_dir():

@@ -163,7 +163,7 @@ def test_a_run_saves_every_architecture_param(msfd_tiny: Path, tmp_path: Path, m
     saved = load_config(tmp_path / CONFIG_YAML).model
     assert saved.params == {"base_channels": 16, "depth": 2, "block": "double"}
     given = {"model": {"params": {"base_channels": 16}}}
-    resumed, _ = _prepare_run(cfg, tmp_path, resume=True, overrides=given)
+    resumed = _prepare_run(cfg, tmp_path, resume=True, overrides=given).cfg
     assert resumed.model == saved
     with pytest.raises(ValueError, match=r"model.params.base_channels \(run: 16, given: 8\)"):
         _prepare_run(

@@ -23,7 +23,9 @@ class DataConfig:
     """Where the pairs are and how they are split.
 
     ``seed`` is the split seed (``--split-seed``), separate from the training seed, so a model
-    trained with another initialisation keeps the canonical test split.
+    trained with another initialisation keeps the canonical test split. ``scene_windows`` > 0
+    trains also on windows of the full MSFD photos, that many times a face's box, around
+    each crop linked to its box (``maskseg.data.msfd``); 0 trains on the crops alone.
     """
 
     root: str = ""
@@ -32,6 +34,7 @@ class DataConfig:
     folds: int = 3
     group_regex: str = DEFAULT_GROUP_REGEX
     seed: int = 0
+    scene_windows: float = 0.0
 
     def split_key(self) -> tuple[float, int, str, int]:
         """What fixes the split: two configs with the same key split the same ids alike."""
@@ -142,6 +145,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    sync_bn: bool = False  # under torchrun on CUDA: BatchNorm statistics over all processes
 
 
 @dataclass(frozen=True)

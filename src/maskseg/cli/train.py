@@ -63,6 +63,14 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--device", "train", "device", str, "auto, cpu, cuda, cuda:1, ..."),
     ("--threads", "train", "threads", int, "torch CPU threads (0: torch's default)"),
     ("--workers", "train", "num_workers", int, "data loader worker processes"),
+    (
+        "--scene-windows",
+        "data",
+        "scene_windows",
+        float,
+        "with the full MSFD (dataset.csv, img/): also train on windows of the full photos this "
+        "many times a face's box around each crop (0: crops only)",
+    ),
 ]
 _SECTIONS = {
     "data": DataConfig(),
@@ -94,6 +102,13 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
             kwargs["choices"] = _CHOICES[field]
         p.add_argument(flag, dest=f"{section}__{field}", metavar=field.upper(), **kwargs)
     p.add_argument(
+        "--sync-bn",
+        dest="train__sync_bn",
+        action="store_const",
+        const=True,
+        help="under torchrun on CUDA: BatchNorm statistics over all processes' batches",
+    )
+    p.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress bars (they show only on a terminal anyway)",
@@ -103,6 +118,12 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         type=float,
         default=60.0,
         help="seconds between mid-epoch checkpoints",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where the decoded, resized training pairs are kept (default: RUN/cache); "
+        "runs on the same data and size share a cache there",
     )
 
 
@@ -131,11 +152,20 @@ def _config(a: argparse.Namespace) -> tuple[Config, dict[str, dict[str, Any]]]:
     return Config().merge(overrides), overrides
 
 
+def _first_process() -> bool:
+    """Under torchrun, rank 0 alone prints the results every process holds."""
+    from maskseg.train.distributed import env_place
+
+    return env_place().rank == 0
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from maskseg.train.workflows import format_summary_table, train_run
 
     cfg, given = _config(a)
-    s = train_run(cfg, a.output, a.val_fold, a.resume, a.checkpoint_interval, given)
+    s = train_run(cfg, a.output, a.val_fold, a.resume, a.checkpoint_interval, given, a.cache_dir)
+    if not _first_process():
+        return 0
     print(f"best epoch {s['best_epoch']} of {s['epochs_run']}; weights: {s['weights']}")
     for part in ("val", "test"):
         if s[part]:
@@ -147,7 +177,11 @@ def cmd_cv(a: argparse.Namespace) -> int:
     from maskseg.train.workflows import cross_validate, format_cv_table
 
     cfg, given = _config(a)
-    s = cross_validate(cfg, a.output, a.resume, a.checkpoint_interval, a.only_fold, given)
+    s = cross_validate(
+        cfg, a.output, a.resume, a.checkpoint_interval, a.only_fold, given, a.cache_dir
+    )
+    if not _first_process():
+        return 0
     if not s.get("complete", True):
         done = [f["fold"] for f in s["folds"]]
         print(f"folds finished so far: {done}; rerun with --resume when all are done")

@@ -9,29 +9,56 @@ from maskseg.pipeline.preprocess import normalize, resize_image, resize_mask
 
 
 class SegmentationDataset:
-    """Samples resized once to the model's input size; augmentation seeded per (epoch, index).
+    """Samples at the model's input size; augmentation seeded per (epoch, index).
 
     A map-style dataset for ``torch.utils.data.DataLoader`` that returns numpy arrays (the
     loader's collate turns them into tensors), so this module needs neither torch nor
-    albumentations until a training run builds one.
+    albumentations until a training run builds one. Built from decoded samples (resized
+    here) or, with ``from_arrays``, from arrays already at that size: the memory-mapped cache
+    of ``maskseg.data.cache``, read row by row, so no process holds the whole set.
     """
 
     def __init__(self, samples: list[Sample], size: int, augment: str = "none", seed: int = 0):
+        images = np.stack([resize_image(s.image, size) for s in samples])
+        masks = np.stack([resize_mask(s.mask, size) for s in samples]).astype(np.uint8)
+        self._setup([s.id for s in samples], images, masks, None, augment, seed)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        ids: list[str],
+        images: np.ndarray,
+        masks: np.ndarray,
+        rows: np.ndarray | None = None,
+        augment: str = "none",
+        seed: int = 0,
+    ) -> SegmentationDataset:
+        """A dataset over ``images`` (N, S, S, 3) uint8 and ``masks`` (N, S, S) 0/1 uint8.
+
+        ``rows``: the rows this dataset uses, in order (a fold's training pairs); ``ids``
+        names every row of the arrays.
+        """
+        ds = cls.__new__(cls)
+        ds._setup(ids, images, masks, rows, augment, seed)
+        return ds
+
+    def _setup(self, ids, images, masks, rows, augment: str, seed: int) -> None:
         from maskseg.train.transforms import train_transform
 
-        self.ids = [s.id for s in samples]
-        self.images = np.stack([resize_image(s.image, size) for s in samples])
-        self.masks = np.stack([resize_mask(s.mask, size) for s in samples]).astype(np.uint8)
+        self.rows = np.arange(len(ids)) if rows is None else np.asarray(rows, np.int64)
+        self.ids = [ids[r] for r in self.rows]
+        self.images, self.masks = images, masks
         self.transform = train_transform(augment)
         self.seed = seed
         self.epoch = 0
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(normalised image (3, S, S), mask (1, S, S)), both float32."""
-        image, mask = self.images[i], self.masks[i]
+        r = self.rows[i]
+        image, mask = np.array(self.images[r]), np.array(self.masks[r])  # off the memmap
         if self.transform is not None:
             self.transform.set_random_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
             out = self.transform(image=image, mask=mask)

@@ -3,6 +3,12 @@
 Determinism: batch order comes from (seed, epoch) and each sample's augmentation from
 (seed, epoch, index), so an interrupted run resumed from a mid-epoch checkpoint takes exactly
 the steps the uninterrupted run would have taken.
+
+Under ``torchrun`` (``maskseg.train.distributed``) each of the N processes trains on its share
+of the same epoch order with a batch of ``batch_size / N``, DistributedDataParallel averaging
+the gradients: the processes' k-th batches together are the single process's k-th batch, so
+only BatchNorm's per-process statistics (``--sync-bn`` on CUDA) set N processes apart from one.
+Validation is sharded and its counts summed over the ranks; rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from maskseg.evaluate.scoring import score_masks
 from maskseg.files import atomic_write_bytes
 from maskseg.models import create_model, is_trainable
 from maskseg.pipeline.annotate import plot_curves
-from maskseg.pipeline.backends.runtime import autocast_context, needs_grad_scaler, resolve_device
+from maskseg.pipeline.backends.runtime import autocast_context, needs_grad_scaler
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.preprocess import resize_mask
 from maskseg.pipeline.weights import load_checkpoint, load_weights
+from maskseg.train import distributed as D
 from maskseg.train.checkpoint import save_checkpoint, save_weights
 from maskseg.train.dataset import SegmentationDataset
 from maskseg.train.losses import BCEDiceLoss
@@ -62,18 +69,31 @@ def evaluate(
     """Per-image confusion counts at each ground truth's original resolution, and mean BCE+Dice.
 
     Masks come from ``Predictor`` (the same resize, threshold and clean-up a user gets from
-    ``predict``); the loss is computed on the same logits at the model's input size.
+    ``predict``); the loss is computed on the same logits at the model's input size. In a
+    process group each rank scores every N-th image and the counts and loss sums are added
+    over the ranks, so every rank returns the whole split's figures.
     """
     if not samples:
         return M.empty_counts(), float("nan")
-    predictor = Predictor.from_model(model, cfg, device, precision=cfg.train.precision)
-    logits = predictor.logits([s.image for s in samples])
-    masks = predictor.masks_from_logits(logits, [s.mask.shape for s in samples])
-    size = cfg.data.image_size
-    target = np.stack([resize_mask(s.mask, size) for s in samples]).astype(np.float32)
-    # Every image has the same size here, so the batch loss is the mean of per-image losses.
-    loss = BCEDiceLoss()(torch.from_numpy(logits), torch.from_numpy(target)[:, None])
-    return score_masks(masks, samples), float(loss)
+    mine = list(range(D.rank(), len(samples), D.world()))
+    counts = np.zeros((len(samples), 4), np.int64)
+    loss_sum = 0.0
+    if mine:
+        part = [samples[i] for i in mine]
+        model = D.unwrap(model)
+        predictor = Predictor.from_model(model, cfg, device, precision=cfg.train.precision)
+        logits = predictor.logits([s.image for s in part])
+        masks = predictor.masks_from_logits(logits, [s.mask.shape for s in part])
+        size = cfg.data.image_size
+        target = np.stack([resize_mask(s.mask, size) for s in part]).astype(np.float32)
+        # Every image has the same size here, so the batch loss is the mean of per-image losses.
+        loss = BCEDiceLoss()(torch.from_numpy(logits), torch.from_numpy(target)[:, None])
+        c = score_masks(masks, part)
+        counts[mine] = np.stack([c.tp, c.fp, c.fn, c.tn], axis=1)
+        loss_sum = float(loss) * len(part)
+    counts = D.all_reduce_sum(counts)
+    loss_sum = float(D.all_reduce_sum(np.array([loss_sum]))[0])
+    return M.Counts(*counts.T.copy()), loss_sum / len(samples)
 
 
 # --------------------------------------------------------------------------- training
@@ -148,7 +168,11 @@ class Trainer:
         self.cfg, self.run_dir, self.device = cfg, run_dir, device
         tc = cfg.train
         torch.manual_seed(tc.seed)
-        self.model = create_model(cfg.model).to(device, memory_format=torch.channels_last)
+        model = create_model(cfg.model).to(device, memory_format=torch.channels_last)
+        # ``net`` takes the training steps (DDP in a process group); ``model`` is what is
+        # saved and scored: the same parameters, without the wrapper's ``module.`` prefix
+        self.net = D.wrap(model, device, tc.sync_bn)
+        self.model = D.unwrap(self.net)
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay
         )
@@ -179,9 +203,16 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
             "history": self.history,
             "config": self.cfg.to_dict(),
+            "world_size": D.world(),
         }
 
     def restore(self, ckpt: dict) -> None:
+        if ckpt.get("world_size", 1) != D.world():
+            raise ValueError(
+                f"the checkpoint was written by a run of {ckpt.get('world_size', 1)} "
+                f"process(es); resume it with as many (torchrun --nproc-per-node), since the "
+                "epoch's shares and the step count depend on it"
+            )
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
@@ -199,7 +230,8 @@ class Trainer:
             setattr(self, key, ckpt[key])
 
     def save(self) -> None:
-        save_checkpoint(self.run_dir / CHECKPOINT, self.state())
+        if D.is_main():
+            save_checkpoint(self.run_dir / CHECKPOINT, self.state())
 
     def train_epoch(
         self,
@@ -207,13 +239,15 @@ class Trainer:
         checkpoint_interval: float,
         on_step: Callable[[int, int], None] | None = None,
     ) -> float:
-        """Run the rest of the current epoch (from ``step_in_epoch``); the mean train loss."""
+        """Run the rest of the current epoch (from ``step_in_epoch``); the mean train loss
+        (over all ranks' batches)."""
         tc = self.cfg.train
         dataset.epoch = self.epoch
-        bs = min(tc.batch_size, len(dataset))
-        order = epoch_order(len(dataset), tc.seed, self.epoch)
+        bs = batch_size(tc.batch_size, len(dataset), D.world())
+        per_rank = bs // D.world()
+        shard = D.shard(epoch_order(len(dataset), tc.seed, self.epoch))
         n_steps = len(dataset) // bs  # drop the ragged last batch: BatchNorm dislikes tiny ones
-        batches = [order[i * bs : (i + 1) * bs] for i in range(n_steps)]
+        batches = [shard[i * per_rank : (i + 1) * per_rank] for i in range(n_steps)]
         loader = DataLoader(
             dataset, batch_sampler=batches[self.step_in_epoch :], num_workers=tc.num_workers
         )
@@ -222,7 +256,7 @@ class Trainer:
             total=n_steps,
             initial=self.step_in_epoch,
             desc=f"epoch {self.epoch + 1}/{tc.epochs}",
-            disable=not show_progress(tc.progress),
+            disable=not (D.is_main() and show_progress(tc.progress)),
             leave=False,
             dynamic_ncols=True,
         )
@@ -230,7 +264,7 @@ class Trainer:
 
         def after_step(loss: float) -> None:
             nonlocal last_save
-            self.loss_sum += loss
+            self.loss_sum += D.mean_over_ranks(loss)
             self.step_in_epoch += 1
             bar.set_postfix(loss=f"{self.loss_sum / self.step_in_epoch:.4f}")
             if on_step:
@@ -240,7 +274,7 @@ class Trainer:
                 last_save = time.monotonic()
 
         train_one_epoch(
-            self.model,
+            self.net,
             self.loss_fn,
             self.opt,
             self.sched,
@@ -251,7 +285,22 @@ class Trainer:
             after_step,
         )
         bar.close()
+        D.sync_buffers(self.model)
+        D.check_in_sync(self.model)
         return self.loss_sum / max(1, n_steps)
+
+
+def batch_size(wanted: int, n: int, world: int) -> int:
+    """The batch of one step over all processes: ``wanted``, or all ``n`` samples when fewer;
+    it must split evenly over the processes (DDP averages the processes' gradients, which is
+    the whole batch's gradient only when their batches are equal)."""
+    bs = min(wanted, n)
+    if bs % world or bs < world:
+        raise ValueError(
+            f"a batch of {bs} images does not split evenly over {world} processes; "
+            f"give --batch-size a multiple of {world}"
+        )
+    return bs
 
 
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:
@@ -267,7 +316,7 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
 
 def fit(
     cfg: Config,
-    train_samples: list[Sample],
+    train_samples: list[Sample] | SegmentationDataset,
     val_samples: list[Sample],
     run_dir: str | Path,
     resume: bool = False,
@@ -276,16 +325,18 @@ def fit(
 ) -> FitResult:
     """Train with early stopping on validation IoU; without validation samples, train all epochs.
 
-    Writes into run_dir: checkpoint.pt (full state, atomically, at every epoch end and every
-    ``checkpoint_interval`` seconds), best.safetensors (best weights + config), metrics.csv and
-    curves.png. ``resume=True`` continues from checkpoint.pt, mid-epoch included.
+    ``train_samples``: decoded pairs, or a dataset already at the model's size (the cached
+    arrays of ``maskseg.data.cache``). Writes into run_dir: checkpoint.pt (full state,
+    atomically, at every epoch end and every ``checkpoint_interval`` seconds),
+    best.safetensors (best weights + config), metrics.csv and curves.png; in a process group
+    only rank 0 writes, and every rank returns the same model. ``resume=True`` continues from
+    checkpoint.pt, mid-epoch included.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     tc = cfg.train
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
-    device = resolve_device(tc.device)
+    device = D.device_for(tc.device)
     if not is_trainable(cfg.model):
         raise ValueError(
             "ensembles and flip-TTA models are built from trained models; train "
@@ -293,17 +344,30 @@ def fit(
         )
     if len(train_samples) < 2:
         raise ValueError(f"need at least 2 training pairs, got {len(train_samples)}")
-    dataset = SegmentationDataset(train_samples, cfg.data.image_size, tc.augment, tc.seed)
-    steps_per_epoch = len(dataset) // min(tc.batch_size, len(dataset))
+    dataset = (
+        train_samples
+        if isinstance(train_samples, SegmentationDataset)
+        else SegmentationDataset(train_samples, cfg.data.image_size, tc.augment, tc.seed)
+    )
+    steps_per_epoch = len(dataset) // batch_size(tc.batch_size, len(dataset), D.world())
     tr = Trainer(cfg, run_dir, device, steps_per_epoch)
     ckpt_path = run_dir / CHECKPOINT
-    if resume:
+
+    def read_checkpoint() -> dict | None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            return None
         remove_stale_temp_files(run_dir)
-    if resume and ckpt_path.exists():
-        tr.restore(load_checkpoint(ckpt_path, map_location=device))
-        log.info("resumed %s at epoch %d step %d", ckpt_path, tr.epoch, tr.step_in_epoch)
-    elif resume:
+        if ckpt_path.exists():
+            return load_checkpoint(ckpt_path, map_location="cpu")
         log.warning("no checkpoint in %s; starting from scratch", run_dir)
+        return None
+
+    ckpt = D.on_main(read_checkpoint)  # rank 0 reads; the run folder need not be shared
+    if ckpt is not None:
+        tr.restore(ckpt)
+        log.info("resumed %s at epoch %d step %d", ckpt_path, tr.epoch, tr.step_in_epoch)
+    main = D.is_main()
 
     stopped = tr.bad_epochs >= tc.patience and bool(val_samples)
     while tr.epoch < tc.epochs and not stopped:
@@ -320,24 +384,29 @@ def fit(
             metric = -train_loss  # no validation: the last epoch is the model
         row["seconds"] = time.perf_counter() - t0
         tr.history.append(row)
+        # every rank holds the same figures (summed over ranks), so all decide alike
         if metric > tr.best_metric + tc.min_delta or not val_samples:
             tr.best_metric, tr.best_epoch, tr.bad_epochs = metric, tr.epoch + 1, 0
-            save_weights(run_dir / BEST_WEIGHTS, tr.model, cfg, dict(row))
+            if main:
+                save_weights(run_dir / BEST_WEIGHTS, tr.model, cfg, dict(row))
         else:
             tr.bad_epochs += 1
         tr.epoch += 1
         tr.step_in_epoch, tr.loss_sum = 0, 0.0
         tr.save()
-        write_history(run_dir, tr.history, plot=tr.epoch % 10 == 0)
+        if main:
+            write_history(run_dir, tr.history, plot=tr.epoch % 10 == 0)
         msg = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
         log.info("epoch %d/%d %s", tr.epoch, tc.epochs, msg)
         if val_samples and tr.bad_epochs >= tc.patience:
             log.info("early stopping: no val IoU gain for %d epochs", tc.patience)
             stopped = True
 
-    write_history(run_dir, tr.history)
-    state, _, _ = load_weights(run_dir / BEST_WEIGHTS)
-    tr.model.load_state_dict(state)
+    def best_state() -> dict:
+        write_history(run_dir, tr.history)
+        return load_weights(run_dir / BEST_WEIGHTS)[0]
+
+    tr.model.load_state_dict(D.on_main(best_state))
     return FitResult(run_dir, tr.best_epoch, tr.best_metric, tr.epoch, tr.history, tr.model)
 
 

@@ -14,14 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from maskseg.config import Config, load_config, resume_config, save_config
-from maskseg.data.pairs import Sample
+from maskseg.data.cache import PairCache, training_cache
+from maskseg.data.pairs import Sample, find_pairs
 from maskseg.data.splits import SplitData, Splits, load_split
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
 from maskseg.files import atomic_write_bytes
 from maskseg.models import complete_params
-from maskseg.pipeline.backends.runtime import resolve_device
 from maskseg.pipeline.predictor import Predictor
+from maskseg.train import distributed as D
+from maskseg.train.dataset import SegmentationDataset
 from maskseg.train.engine import BEST_WEIGHTS, evaluate, fit
 from maskseg.train.gate import GateConfig
 from maskseg.train.lowworn import LowWornConfig
@@ -31,39 +33,87 @@ log = logging.getLogger(__name__)
 CONFIG_YAML = "config.yaml"
 SPLITS_JSON = "splits.json"
 SUMMARY_JSON = "summary.json"
+CACHE_DIR = "cache"
+
+
+@dataclasses.dataclass
+class _RunData:
+    """What a run trains and scores on: the training rows at the model's size (cached) and
+    the decoded pairs it scores at their own resolution (validation folds, test split)."""
+
+    cfg: Config
+    splits: Splits
+    cache: PairCache
+    scored: SplitData
+
+    def train_set(self, ids: list[str]) -> SegmentationDataset:
+        tc = self.cfg.train
+        c = self.cache
+        rows = c.rows(ids)
+        return SegmentationDataset.from_arrays(c.ids, c.images, c.masks, rows, tc.augment, tc.seed)
+
+    def skipped(self) -> list[str]:
+        return [f"{pid}: {why}" for pid, why in self.scored.skipped + self.cache.skipped]
 
 
 def _prepare_run(
-    cfg: Config, run_dir: Path, resume: bool, overrides: dict | None = None
-) -> tuple[Config, SplitData]:
-    """Write (or, on resume, reload and reconcile) the run's config and split; decode data.
+    cfg: Config,
+    run_dir: Path,
+    resume: bool,
+    overrides: dict | None = None,
+    val_fold: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> _RunData:
+    """Write (or, on resume, reload and reconcile) the run's config and split; cache and decode
+    the data.
 
     On resume the run keeps its own config; ``overrides`` (the options given on the command
     line) may only change what ``config.RESUMABLE`` allows, anything else is refused by name.
+    Rank 0 alone reads and writes the run folder and hands config and split to the others.
+    Every non-test pair goes into the training cache (``cache_dir``, default ``RUN/cache``;
+    built by each machine's first process); the test split and the validation fold
+    ``val_fold`` (None: every fold, for cross-validation; -1: none) are decoded whole, for
+    scoring at their own resolution.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg_path = run_dir / CONFIG_YAML
-    splits_path = run_dir / SPLITS_JSON
-    if resume and cfg_path.exists():
-        cfg = resume_config(load_config(cfg_path), overrides or {})
-    # every architecture parameter written out: the saved config says what the run used
-    cfg = dataclasses.replace(cfg, model=complete_params(cfg.model))
-    splits = Splits.load(splits_path) if resume and splits_path.exists() else None
-    data = load_split(cfg.data.root, cfg.data, "all", splits)
-    if not data.samples:
+
+    def run_settings() -> tuple[Config, Splits]:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = run_dir / CONFIG_YAML
+        splits_path = run_dir / SPLITS_JSON
+        c = cfg
+        if resume and cfg_path.exists():
+            c = resume_config(load_config(cfg_path), overrides or {})
+        # every architecture parameter written out: the saved config says what the run used
+        c = dataclasses.replace(c, model=complete_params(c.model))
+        saved = Splits.load(splits_path) if resume and splits_path.exists() else None
+        splits = load_split(c.data.root, c.data, [], saved).splits
+        save_config(c, cfg_path)
+        splits.save(splits_path)
+        return c, splits
+
+    cfg, splits = D.on_main(run_settings)
+    scan = find_pairs(cfg.data.root)
+    if not scan.pairs:
+        raise ValueError(f"{cfg.data.root}: no image/mask pairs")
+    trainval = set(splits.trainval)
+    pairs = [p for p in scan.pairs if p.id in trainval]
+    where = Path(cache_dir) if cache_dir is not None else run_dir / CACHE_DIR
+    size, grow = cfg.data.image_size, cfg.data.scene_windows
+    cache = D.local_first(lambda: training_cache(pairs, size, where, grow))
+    if val_fold is None:
+        val_ids = splits.trainval
+    else:
+        val_ids = splits.train_val(val_fold)[1] if val_fold >= 0 else []
+    ids = val_ids + splits.test
+    data = load_split(cfg.data.root, cfg.data, ids, splits)
+    if not cache.ids and not data.samples:
         raise ValueError(f"{cfg.data.root}: no readable image/mask pairs")
-    save_config(cfg, cfg_path)
-    data.splits.save(splits_path)
-    return cfg, data
+    return _RunData(cfg, splits, cache, data)
 
 
 def _scores(model, samples: list[Sample], cfg: Config) -> dict[str, float]:
-    counts, _ = evaluate(model, samples, cfg, resolve_device(cfg.train.device))
+    counts, _ = evaluate(model, samples, cfg, D.device_for(cfg.train.device))
     return M.summarize(counts)
-
-
-def _skipped(data: SplitData) -> list[str]:
-    return [f"{pid}: {why}" for pid, why in data.skipped]
 
 
 def train_run(
@@ -73,32 +123,45 @@ def train_run(
     resume: bool = False,
     checkpoint_interval: float = 60.0,
     overrides: dict | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict:
     """Train one model. Validation = fold ``val_fold`` (early stopping); -1 trains on every
     non-test pair for the configured epochs. The held-out test split is scored at the end only.
     ``overrides``: the options given explicitly, checked against the run's own on resume.
+
+    Under ``torchrun`` every process calls this; they train one model together and rank 0
+    writes the run folder (``maskseg.train.distributed``).
     """
     run_dir = Path(run_dir)
-    cfg, data = _prepare_run(cfg, run_dir, resume, overrides)
-    if val_fold < 0:
-        train_ids, val_ids = data.splits.trainval, []
-    else:
-        train_ids, val_ids = data.splits.train_val(val_fold)
-    res = fit(cfg, data.take(train_ids), data.take(val_ids), run_dir, resume, checkpoint_interval)
-    summary = {
-        "run_dir": str(run_dir),
-        "val_fold": val_fold,
-        "n_train": len(data.take(train_ids)),
-        "n_val": len(data.take(val_ids)),
-        "n_test": len(data.take(data.splits.test)),
-        "best_epoch": res.best_epoch,
-        "epochs_run": res.epochs_run,
-        "skipped_pairs": _skipped(data),
-        "val": _scores(res.model, data.take(val_ids), cfg) if val_ids else {},
-        "test": _scores(res.model, data.take(data.splits.test), cfg) if data.splits.test else {},
-        "weights": str(run_dir / BEST_WEIGHTS),
-    }
-    atomic_write_bytes(run_dir / SUMMARY_JSON, json.dumps(summary, indent=2).encode())
+    with D.session(cfg.train.device):
+        data = _prepare_run(cfg, run_dir, resume, overrides, val_fold, cache_dir)
+        cfg, splits = data.cfg, data.splits
+        if val_fold < 0:
+            train_ids, val_ids = splits.trainval, []
+        else:
+            train_ids, val_ids = splits.train_val(val_fold)
+        train = data.train_set(train_ids)
+        val = data.scored.take(val_ids)
+        res = fit(cfg, train, val, run_dir, resume, checkpoint_interval)
+        test = data.scored.take(splits.test)
+        summary = {
+            "run_dir": str(run_dir),
+            "val_fold": val_fold,
+            "n_train": len(data.cache.rows(train_ids, scenes=False)),
+            "n_scene_windows": len(train) - len(data.cache.rows(train_ids, scenes=False)),
+            "n_val": len(val),
+            "n_test": len(test),
+            "best_epoch": res.best_epoch,
+            "epochs_run": res.epochs_run,
+            "world_size": D.world(),
+            "skipped_pairs": data.skipped(),
+            "val": _scores(res.model, val, cfg) if val_ids else {},
+            "test": _scores(res.model, test, cfg) if splits.test else {},
+            "weights": str(run_dir / BEST_WEIGHTS),
+            "cache": str(data.cache.folder),
+        }
+        if D.is_main():
+            atomic_write_bytes(run_dir / SUMMARY_JSON, json.dumps(summary, indent=2).encode())
     return summary
 
 
@@ -109,54 +172,82 @@ def cross_validate(
     checkpoint_interval: float = 60.0,
     only_folds: list[int] | None = None,
     overrides: dict | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict:
     """Train each of the K folds; report per-fold and mean ± std scores on each fold's
     validation part and on the held-out test split. Finished folds are kept on resume.
 
     ``only_folds`` trains just those folds (e.g. one per process or machine, same run folder);
     the summary is written by whichever call finds every fold finished, so a last
-    ``--resume`` without ``only_folds`` gathers them.
+    ``--resume`` without ``only_folds`` gathers them. Under ``torchrun`` the processes train
+    each fold together; the folds share one data cache (``RUN/cache``).
     """
     run_dir = Path(run_dir)
-    cfg, data = _prepare_run(cfg, run_dir, resume or bool(only_folds), overrides)
-    n_folds = len(data.splits.folds)
+    with D.session(cfg.train.device):
+        data = _prepare_run(cfg, run_dir, resume or bool(only_folds), overrides, None, cache_dir)
+        return _cross_validate(data, run_dir, resume, checkpoint_interval, only_folds)
+
+
+def _cross_validate(
+    data: _RunData,
+    run_dir: Path,
+    resume: bool,
+    checkpoint_interval: float,
+    only_folds: list[int] | None,
+) -> dict:
+    cfg, splits = data.cfg, data.splits
+    n_folds = len(splits.folds)
     for k in only_folds or []:
         if not 0 <= k < n_folds:
             raise ValueError(f"fold {k} out of range 0..{n_folds - 1}")
+
+    def finished() -> dict[int, dict]:
+        return {
+            k: json.loads((run_dir / f"fold{k}" / SUMMARY_JSON).read_text())
+            for k in range(n_folds)
+            if (resume or only_folds) and (run_dir / f"fold{k}" / SUMMARY_JSON).exists()
+        }
+
+    done = D.on_main(finished)
     folds = []
     for k in range(n_folds):
-        fold_dir = run_dir / f"fold{k}"
-        done = fold_dir / SUMMARY_JSON
-        if (resume or only_folds) and done.exists():
-            folds.append(json.loads(done.read_text()))
+        if k in done:
+            folds.append(done[k])
             continue
         if only_folds and k not in only_folds:
             continue
-        log.info("fold %d/%d", k + 1, len(data.splits.folds))
-        train_ids, val_ids = data.splits.train_val(k)
-        res = fit(
-            cfg, data.take(train_ids), data.take(val_ids), fold_dir, resume, checkpoint_interval
-        )
+        log.info("fold %d/%d", k + 1, n_folds)
+        train_ids, val_ids = splits.train_val(k)
+        val = data.scored.take(val_ids)
+        fold_dir = run_dir / f"fold{k}"
+        res = fit(cfg, data.train_set(train_ids), val, fold_dir, resume, checkpoint_interval)
         fold = {
             "fold": k,
             "n_train": len(train_ids),
             "n_val": len(val_ids),
             "best_epoch": res.best_epoch,
-            "val": _scores(res.model, data.take(val_ids), cfg),
-            "test": _scores(res.model, data.take(data.splits.test), cfg),
+            "val": _scores(res.model, val, cfg),
+            "test": _scores(res.model, data.scored.take(splits.test), cfg),
         }
-        atomic_write_bytes(done, json.dumps(fold, indent=2).encode())
+        if D.is_main():
+            atomic_write_bytes(fold_dir / SUMMARY_JSON, json.dumps(fold, indent=2).encode())
         folds.append(fold)
     if len(folds) < n_folds:
         return {"folds": folds, "complete": False}
-    summary = {"folds": folds, "n_test": len(data.splits.test), "skipped_pairs": _skipped(data)}
+    summary = {
+        "folds": folds,
+        "n_test": len(splits.test),
+        "world_size": D.world(),
+        "skipped_pairs": data.skipped(),
+    }
     for part in ("val", "test"):
         for key in ("iou", "dice", "iou_pooled"):
             vals = np.array([f[part][key] for f in folds])
             summary[f"{part}_{key}_mean"] = float(vals.mean())
             summary[f"{part}_{key}_std"] = float(vals.std())
-    atomic_write_bytes(run_dir / SUMMARY_JSON, json.dumps(summary, indent=2).encode())
-    atomic_write_bytes(run_dir / "cv_results.md", format_cv_table(summary).encode())
+    if D.is_main():
+        atomic_write_bytes(run_dir / SUMMARY_JSON, json.dumps(summary, indent=2).encode())
+        atomic_write_bytes(run_dir / "cv_results.md", format_cv_table(summary).encode())
     return summary
 
 

@@ -198,9 +198,10 @@ def cmd_gate(a: argparse.Namespace) -> int:
     from maskseg.train.lowworn import LowWornConfig
 
     low = LowWornConfig(n=a.low_worn) if a.low_worn else None
-    s = gate_model(
+    fitted = gate_model(
         a.model, a.faces, a.data, a.output, a.val_fold, n_scenes=a.scenes, low_worn=low
-    )["gate"]
+    )
+    s = fitted["gate"]
     print(
         f"gate fitted on {s['n_positive']} masked and {s['n_negative']} unmasked face crops "
         f"(training accuracy {s['train_accuracy']:.3f}); wrote {a.output}"

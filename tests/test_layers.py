@@ -13,7 +13,7 @@ FLOORS = [
     ["__main__"],
     ["cli"],
     ["train"],
-    ["video", "serve", "evaluate"],
+    ["video", "serve", "evaluate", "engines"],
     ["data"],
     ["pipeline"],
     ["models"],

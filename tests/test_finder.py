@@ -181,3 +181,43 @@ def test_serve_takes_the_detector_threshold_by_name(predictor, monkeypatch):
     monkeypatch.setattr(maskseg.serve, "run", seen.append)  # the settings, not a server
     assert main(["serve", "--detect-threshold", "0.4"]) == 0
     assert seen[0].detect_threshold == 0.4
+
+
+def test_growth_transform_round_trip_hand_computed():
+    from maskseg.video.segmenter import apply_growth, growth_of
+
+    base = np.array([10.0, 20.0, 110.0, 120.0])  # side 100
+    grown = np.array([-5.0, 20.0, 125.0, 150.0])  # side 130: grown left, right and down
+    g = growth_of(base, grown)
+    np.testing.assert_allclose(g, [-0.15, 0.0, 1.3])
+    np.testing.assert_allclose(apply_growth(base, g), grown)
+    # the same growth follows the face: a window twice the side, elsewhere
+    np.testing.assert_allclose(
+        apply_growth(np.array([0.0, 0.0, 200.0, 200.0]), g), [-30.0, 0.0, 230.0, 260.0]
+    )
+
+
+def test_held_growth_segments_each_face_once_between_full_detections(scene, frame):
+    """With ``hold_growth``, the growth decided on the full detection holds in the next
+    (tracked) frame: the grown window comes back, and the model runs once for all faces."""
+    calls = []
+    original = scene.crop_logits
+
+    class Counting(ScenePredictor):
+        def crop_logits(self, image, rects, **kw):
+            calls.append(len(rects))
+            return original(image, rects, **kw)
+
+    counting = Counting(scene.predictor, scene.config)
+    segmenter = VideoSegmenter(
+        counting, VideoOptions(smooth=False, detect_ahead=0, hold_growth=True)
+    )
+    first = segmenter(frame)
+    assert len(calls) == 2  # the first pass and the grown windows' redo
+    calls.clear()
+    located = segmenter.locate(frame)
+    assert located.tracked
+    held = segmenter.segment(located)
+    assert calls == [len(held.ids)]  # one model call, every face once, no redo
+    assert (side(crops(held.scene)) > side(scene.finder.windows(located.dets, True)) + 1).any()
+    assert first.scene.faces[0].mask and held.scene.faces[0].mask

@@ -81,8 +81,9 @@ class VideoOptions:
         hold_growth: grow and redo (``ScenePredictor.regrow``) is decided for each face on
             full detections (and for a face not yet decided); in the frames between, the
             face's window keeps that decision (grown the same way relative to its steadied
-            window, or not at all) and is segmented once. False: decided every frame, which
-            segments every face whose mask touches its window twice per frame.
+            window, or not at all) and is segmented once. False (the default: on validation
+            clips holding lost 0.006-0.007 frame IoU, docs/shipped-model-plan.md): decided every
+            frame, which segments every face whose mask touches its window twice per frame.
     """
 
     detect_every: int = 15
@@ -99,7 +100,7 @@ class VideoOptions:
     detect_ahead: int = 2
     detect_threads: int | None = 1
     wear_every: int = 5
-    hold_growth: bool = True
+    hold_growth: bool = False
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:

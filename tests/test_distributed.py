@@ -91,10 +91,11 @@ class Killed(Exception):
     pass
 
 
-def _rank(rank: int, port: int, argv: list[str], dumps: str, kill_at: tuple) -> None:
+def _rank(rank: int, ports: tuple[int, int], argv: list[str], dumps: str, kill_at: tuple) -> None:
     """One rank of a two-process run, set up as torchrun sets up its workers: trains until
-    ``kill_at`` (epoch, step), as if killed there, then resumes. It keeps its weights after
-    every epoch in ``dumps`` so the test can compare the ranks'."""
+    ``kill_at`` (epoch, step), as if killed there, then resumes (as a restarted job would:
+    meeting again on a fresh port, not on the store the killed group left behind). It keeps
+    its weights after every epoch in ``dumps`` so the test can compare the ranks'."""
     from functools import partial
 
     from maskseg.cli.main import main
@@ -102,7 +103,7 @@ def _rank(rank: int, port: int, argv: list[str], dumps: str, kill_at: tuple) -> 
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
+        MASTER_PORT=str(ports[0]),
         RANK=str(rank),
         WORLD_SIZE="2",
         LOCAL_RANK=str(rank),
@@ -129,6 +130,7 @@ def _rank(rank: int, port: int, argv: list[str], dumps: str, kill_at: tuple) -> 
     else:
         raise AssertionError("not killed")
     workflows.fit = engine.fit
+    os.environ["MASTER_PORT"] = str(ports[1])
     assert main([*argv, "--resume"]) == 0
 
 
@@ -178,7 +180,8 @@ def test_two_gloo_processes_train_one_model_resume_and_predict(msfd_full: Path, 
     cut, dumps = tmp_path / "cut", tmp_path / "dumps"
     dumps.mkdir()
     argv = ["train", "--data", str(msfd_full), "--output", str(cut), *ARGS]
-    ranks = mp.spawn(_rank, args=(_free_port(), argv, str(dumps), (1, 2)), nprocs=2, join=False)
+    ports = (_free_port(), _free_port())
+    ranks = mp.spawn(_rank, args=(ports, argv, str(dumps), (1, 2)), nprocs=2, join=False)
     deadline = time.monotonic() + 300
     while not ranks.join(timeout=5):  # raises what a rank raised
         if time.monotonic() > deadline:

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from maskseg.cli.outputs import check_reports, output_endings, plan_names, refuse_overwriting_inputs
 from maskseg.console import show_progress
 from maskseg.engines.shard import Shard
 from maskseg.files import (
@@ -28,7 +29,6 @@ from maskseg.files import (
     atomic_write_bytes,
     collect_inputs,
     is_within,
-    refuse_overwrite,
 )
 from maskseg.io import (
     DEFAULT_MAX_PIXELS,
@@ -143,11 +143,11 @@ def predict_paths(
     items, skipped = _collect(inputs, out)
     names = plan_names(items)
     planned = [
-        out / f"{name}{end}" for name in names for end in _endings(overlay_images, write_json)
+        out / f"{name}{end}" for name in names for end in output_endings(overlay_images, write_json)
     ]
     reports = [Path(p) for p in (summary, coco) if p is not None]
-    _check_reports(reports, planned)
-    _refuse_overwrite([out, *planned, *reports], [path for path, _ in items], inputs, out)
+    check_reports(reports, planned)
+    refuse_overwriting_inputs([out, *planned, *reports], [path for path, _ in items], inputs, out)
     result = PredictResult([], [], total=len(items) + len(skipped))
     jobs = [(i, path, name) for i, ((path, _), name) in enumerate(zip(items, names, strict=True))]
     if shard is not None:
@@ -284,22 +284,6 @@ def merge_coco(dataset: dict[str, Any], part: dict[str, Any]) -> None:
     ]
 
 
-def _check_reports(reports: list[Path], planned: list[Path]) -> None:
-    """The summary and COCO files must differ from each other and from every mask, overlay
-    and JSON the run writes."""
-    seen = {os.path.abspath(p) for p in planned}
-    for report in reports:
-        where = os.path.abspath(report)
-        if where in seen:
-            raise ValueError(f"{report}: this run also writes a mask, overlay or JSON there")
-        seen.add(where)
-
-
-def _endings(overlay_images: bool, write_json: bool) -> list[str]:
-    """What follows an output name: the mask, and the overlay and JSON when asked for."""
-    return [".png"] + ["_overlay.jpg"] * overlay_images + [".json"] * write_json
-
-
 def _collect(
     inputs: list[str | Path], out: Path
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
@@ -376,33 +360,3 @@ def _report_not_images(folder: Path, others: list[Path], shown: int = 5) -> None
         more,
         " ".join(IMAGE_EXTENSIONS),
     )
-
-
-def plan_names(items: list[tuple[Path, Path]]) -> list[Path]:
-    """The output name (no suffix) of each (path, name) from ``collect_inputs``: a name
-    already taken by an earlier input gets the file's extension (``a_png``), then a number."""
-    used: set[Path] = set()
-    names = []
-    for path, name in items:
-        if name in used:
-            base = name.with_name(f"{name.name}_{path.suffix.lstrip('.').lower()}")
-            name, k = base, 2
-            while name in used:
-                name, k = base.with_name(f"{base.name}_{k}"), k + 1
-            log.warning("%s: output name taken by an earlier input; writing %s.png", path, name)
-        used.add(name)
-        names.append(name)
-    return names
-
-
-def _refuse_overwrite(
-    planned: list[Path], files: list[Path], inputs: list[str | Path], out: Path
-) -> None:
-    same = [str(i) for i in inputs if Path(i).is_dir() and is_within(out, i) and is_within(i, out)]
-    hint = "choose another --output folder"
-    if same:
-        hint = (
-            f"the output folder is the input folder {same[0]}, where these output names "
-            f"land on inputs; {hint}"
-        )
-    refuse_overwrite(planned, files, hint)

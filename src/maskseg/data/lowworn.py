@@ -17,8 +17,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-# rows of ``Detections.keypoints`` (``maskseg.pipeline.detect.anchors.KEYPOINT_NAMES``)
-RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = 0, 1, 2, 3
+from maskseg.pipeline.detect.anchors import KEYPOINT_NAMES
+
+# the rows of ``Detections.keypoints`` a mask is placed by
+RIGHT_EYE = KEYPOINT_NAMES.index("right_eye")
+LEFT_EYE = KEYPOINT_NAMES.index("left_eye")
+MOUTH = KEYPOINT_NAMES.index("mouth_center")
 
 
 @dataclass(frozen=True)

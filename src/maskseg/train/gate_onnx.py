@@ -11,7 +11,7 @@ calibrated for the old head; the head is two small matrix products, float costs 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,28 +29,42 @@ def _graph(path: str | Path):
     return model, subs[0]
 
 
-def feature_name(path: str | Path) -> str:
-    """The graph tensor the presence head standardises (its input features)."""
-    _, sub = _graph(path)
+def _feature_name(sub) -> str:
     return next(i for i in sub.input if i != MEAN)
 
 
-def onnx_features(path: str | Path, images: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """The head's input features (N, F) for RGB crops, computed by the ONNX graph."""
+def feature_name(path: str | Path) -> str:
+    """The graph tensor the presence head standardises (its input features)."""
+    return _feature_name(_graph(path)[1])
+
+
+def feature_extractor(path: str | Path, size: int) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
+    """A function from RGB crops to the head's input features (N, F), computed by the ONNX
+    graph; the graph is read and its session built once, for every call."""
     import onnx
     import onnxruntime as ort
 
     from maskseg.pipeline.preprocess import model_input
 
-    model, _ = _graph(path)
-    name = feature_name(path)
+    model, sub = _graph(path)
+    name = _feature_name(sub)
     model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    out = []
-    for i in range(0, len(images), 32):
-        x = model_input(list(images[i : i + 32]), size)
-        out.append(session.run([name], {session.get_inputs()[0].name: x})[0])
-    return np.concatenate(out).astype(np.float32)
+    input_name = session.get_inputs()[0].name
+
+    def features(images: Sequence[np.ndarray]) -> np.ndarray:
+        out = [
+            session.run([name], {input_name: model_input(list(images[i : i + 32]), size)})[0]
+            for i in range(0, len(images), 32)
+        ]
+        return np.concatenate(out).astype(np.float32)
+
+    return features
+
+
+def onnx_features(path: str | Path, images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """The head's input features (N, F) for RGB crops (``feature_extractor`` for one call)."""
+    return feature_extractor(path, size)(images)
 
 
 def with_head(path: str | Path, head) -> bytes:

@@ -14,11 +14,13 @@ redo only grows windows the gate passed).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from maskseg.data.lowworn import LEFT_EYE, RIGHT_EYE
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class LowWornConfig:
 class LowWornCrops:
     crops: list[np.ndarray] = field(default_factory=list)
     drops: list[float] = field(default_factory=list)
+    photos: int = 0
     made: int = 0
     not_found: int = 0
     out_of_view: int = 0
@@ -57,6 +60,7 @@ class LowWornCrops:
             "low_worn_positives": len(self.crops),
             "low_worn_not_found": self.not_found,
             "low_worn_out_of_view": self.out_of_view,
+            "low_worn_photos": self.photos,
         }
 
 
@@ -76,7 +80,7 @@ def _main_face(dets, min_side: float, min_score: float = 0.0):
         return None
     sides = dets.boxes[:, 2] - dets.boxes[:, 0]
     i = int(sides.argmax())
-    eyes = float(np.linalg.norm(dets.keypoints[i, 0] - dets.keypoints[i, 1]))
+    eyes = float(np.linalg.norm(dets.keypoints[i, RIGHT_EYE] - dets.keypoints[i, LEFT_EYE]))
     if sides[i] < min_side or dets.scores[i] < min_score or not 0.2 <= eyes / sides[i] <= 0.7:
         return None
     return dets[i]
@@ -84,7 +88,7 @@ def _main_face(dets, min_side: float, min_score: float = 0.0):
 
 def low_worn_crops(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-    photos: Sequence[np.ndarray],
+    photos: Iterable[np.ndarray],
     cfg: LowWornConfig | None = None,
     size: int = 160,
 ) -> LowWornCrops:
@@ -92,29 +96,31 @@ def low_worn_crops(
 
     Args:
         pairs: (RGB crop, bool mask) of MSFD pairs (the model's training pairs only).
-        photos: RGB photos of faces without masks (the gate's training photos only).
+        photos: RGB photos of faces without masks (the gate's training photos only), read
+            once: an iterator keeps only their shrunk copies in memory.
         size: crop side (the model's input size).
     """
     from maskseg.data.lowworn import paste_mask, visible_share
     from maskseg.pipeline.detect import box_iou, cut_crop
-    from maskseg.pipeline.scene import ScenePredictor
+    from maskseg.pipeline.finder import FaceFinder
     from maskseg.pipeline.scene_config import SceneConfig
 
     cfg = LowWornConfig() if cfg is None else cfg
     out = LowWornCrops()
     # the scene path's finder at the low threshold the gate's scene crops use
-    finder = ScenePredictor(None, SceneConfig(score_threshold=0.2))
+    finder = FaceFinder(SceneConfig(score_threshold=0.2))
     # the pair's own face: one detection over the whole crop (tiles zoom into parts of it)
-    whole = ScenePredictor(None, SceneConfig(score_threshold=0.2, mode="frame"))
+    whole = FaceFinder(SceneConfig(score_threshold=0.2, mode="frame"))
     sources = []
     for image, mask in pairs:
-        d = _main_face(whole.detect(image), 0.5 * min(image.shape[:2]))
+        d = _main_face(whole.find(image), 0.5 * min(image.shape[:2]))
         if d is not None and mask.any():
             sources.append((image, mask, d.keypoints[0]))
     targets = []
     for photo in photos:
+        out.photos += 1
         photo = _shrink(photo, cfg.max_side)
-        d = _main_face(finder.detect(photo), 0.0, min_score=0.5)
+        d = _main_face(finder.find(photo), 0.0, min_score=0.5)
         if d is not None:
             targets.append((photo, d.boxes[0], d.keypoints[0]))
     if not sources or not targets:
@@ -129,7 +135,7 @@ def low_worn_crops(
         except ValueError:
             continue
         out.made += 1
-        dets = finder.detect(pasted.image)
+        dets = finder.find(pasted.image)
         if not len(dets):
             out.not_found += 1
             continue
@@ -138,7 +144,7 @@ def low_worn_crops(
         if overlaps[j] < 0.5:
             out.not_found += 1
             continue
-        rect = finder.crop_rects(dets[j])[0]
+        rect = finder.windows(dets[j])[0]
         if visible_share(pasted.label, rect) < cfg.min_visible:
             out.out_of_view += 1
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -306,7 +307,7 @@ def gate_model(
     onnx_file = Path(model_path).suffix.lower() == ".onnx"
     if onnx_file:
         from maskseg.pipeline.modelfile import read_onnx_info
-        from maskseg.train.gate_onnx import onnx_features
+        from maskseg.train.gate_onnx import feature_extractor
 
         cfg, info = read_onnx_info(model_path)
         net = None
@@ -341,8 +342,7 @@ def gate_model(
     if onnx_file:
         from maskseg.models.registry import create_model
 
-        def features(images: list[np.ndarray]) -> np.ndarray:
-            return onnx_features(model_path, images, size)
+        features = feature_extractor(model_path, size)  # one session for every crop
 
         fresh = create_model(cfg.model).make_presence_head(gate.hidden)
     else:
@@ -404,23 +404,26 @@ def _write_onnx_gate(model_path, output, head, summary) -> None:
 
 
 def _low_worn(faces_dir, train_ids, train_pairs, low_worn, cfg) -> tuple[list, dict]:
-    """Composited low-worn positives from the training pairs and training unmasked photos."""
+    """Composited low-worn positives from the training pairs and training unmasked photos
+    (read one at a time: only their shrunk copies are kept)."""
     from maskseg.data.faces import photo_path
     from maskseg.io import ImageReadError, read_image
     from maskseg.train.lowworn import low_worn_crops
 
     wanted = set(train_ids)
-    photos = []
-    for entry, path in photo_path(faces_dir):
-        if entry.id in wanted and not entry.mask and entry.status == "ok":
-            try:
-                photos.append(read_image(path))
-            except ImageReadError:
-                continue
+
+    def photos() -> Iterator[np.ndarray]:
+        for entry, path in photo_path(faces_dir):
+            if entry.id in wanted and not entry.mask and entry.status == "ok":
+                try:
+                    yield read_image(path)
+                except ImageReadError:
+                    continue
+
     made = low_worn_crops(
-        [(s.image, s.mask) for s in train_pairs], photos, low_worn, cfg.data.image_size
+        [(s.image, s.mask) for s in train_pairs], photos(), low_worn, cfg.data.image_size
     )
-    return made.crops, {**made.summary(), "low_worn_photos": len(photos)}
+    return made.crops, made.summary()
 
 
 __all__ = [

@@ -26,6 +26,10 @@ class DataConfig:
     trained with another initialisation keeps the canonical test split. ``scene_windows`` > 0
     trains also on windows of the full MSFD photos, that many times a face's box, around
     each crop linked to its box (``maskseg.data.msfd``); 0 trains on the crops alone.
+    ``composites`` > 0 adds that many windows of the training pairs' masks composited onto
+    the training photos without a mask of ``composite_faces`` (a ``maskseg data faces``
+    folder), framed looser than the crops (``maskseg.train.composites``); ``pair_repeat``
+    repeats each crop that many times per epoch beside them.
     """
 
     root: str = ""
@@ -35,6 +39,9 @@ class DataConfig:
     group_regex: str = DEFAULT_GROUP_REGEX
     seed: int = 0
     scene_windows: float = 0.0
+    composites: int = 0
+    composite_faces: str = ""
+    pair_repeat: int = 1
 
     def split_key(self) -> tuple[float, int, str, int]:
         """What fixes the split: two configs with the same key split the same ids alike."""

@@ -71,6 +71,22 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
         "with the full MSFD (dataset.csv, img/): also train on windows of the full photos this "
         "many times a face's box around each crop (0: crops only)",
     ),
+    (
+        "--composites",
+        "data",
+        "composites",
+        int,
+        "also train on this many windows of the training masks composited onto the training "
+        "photos without a mask of --composite-faces, framed looser than the crops (0: none)",
+    ),
+    (
+        "--composite-faces",
+        "data",
+        "composite_faces",
+        str,
+        "the `maskseg data faces` folder whose photos without a mask take the composites",
+    ),
+    ("--pair-repeat", "data", "pair_repeat", int, "each training crop this many times per epoch"),
 ]
 _SECTIONS = {
     "data": DataConfig(),

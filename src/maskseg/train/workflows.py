@@ -48,10 +48,22 @@ class _RunData:
     scored: SplitData
 
     def train_set(self, ids: list[str]) -> SegmentationDataset:
-        tc = self.cfg.train
+        """The training rows of these pairs (each ``pair_repeat`` times) and, with
+        ``composites``, the composited windows made from them."""
+        tc, d = self.cfg.train, self.cfg.data
         c = self.cache
-        rows = c.rows(ids)
-        return SegmentationDataset.from_arrays(c.ids, c.images, c.masks, rows, tc.augment, tc.seed)
+        rows = np.tile(c.rows(ids), max(1, d.pair_repeat))
+        if d.composites <= 0:
+            return SegmentationDataset.from_arrays(
+                c.ids, c.images, c.masks, rows, tc.augment, tc.seed
+            )
+        made = _composites(self.cfg, self.splits, ids)
+        n = len(c.ids)
+        all_ids = list(c.ids) + [f"composite#{i}" for i in range(len(made.images))]
+        images = np.concatenate([np.asarray(c.images), made.images])
+        masks = np.concatenate([np.asarray(c.masks), made.masks])
+        rows = np.concatenate([rows, n + np.arange(len(made.images))])
+        return SegmentationDataset.from_arrays(all_ids, images, masks, rows, tc.augment, tc.seed)
 
     def skipped(self) -> list[str]:
         return [f"{pid}: {why}" for pid, why in self.scored.skipped + self.cache.skipped]
@@ -149,7 +161,10 @@ def train_run(
             "run_dir": str(run_dir),
             "val_fold": val_fold,
             "n_train": len(data.cache.rows(train_ids, scenes=False)),
-            "n_scene_windows": len(train) - len(data.cache.rows(train_ids, scenes=False)),
+            "n_scene_windows": len(data.cache.rows(train_ids))
+            - len(data.cache.rows(train_ids, scenes=False)),
+            "n_composites": sum(i.startswith("composite#") for i in train.ids),
+            "n_rows": len(train),
             "n_val": len(val),
             "n_test": len(test),
             "best_epoch": res.best_epoch,
@@ -401,6 +416,44 @@ def _write_onnx_gate(model_path, output, head, summary) -> None:
             metrics["gate"] = summary["gate"]
             p.value = json.dumps(metrics)
     atomic_write_bytes(output, model.SerializeToString())
+
+
+def _composites(cfg: Config, pair_splits: Splits, pair_ids: list[str]):
+    """Composited windows (``maskseg.train.composites``) from these training pairs and the
+    photos without a mask of ``cfg.data.composite_faces`` in the same part of their split
+    (the pairs' fold: a fold's photos; every non-test pair: every non-test photo)."""
+    from maskseg.data.faces import face_splits, load_index, photo_path
+    from maskseg.io import ImageReadError, read_image
+    from maskseg.train.composites import CompositeConfig, composite_windows
+
+    d = cfg.data
+    if not d.composite_faces:
+        raise ValueError("data.composites needs data.composite_faces (`maskseg data faces`)")
+    fsplits = face_splits(load_index(d.composite_faces), d)
+    held = set(pair_splits.trainval) - set(pair_ids)  # the pairs' validation fold, if any
+    fold = next(
+        (k for k in range(len(pair_splits.folds)) if held and set(pair_splits.folds[k]) == held),
+        None,
+    )
+    wanted = set(fsplits.train_val(fold)[0] if fold is not None else fsplits.trainval)
+
+    def photos() -> Iterator[np.ndarray]:
+        for entry, path in photo_path(d.composite_faces):
+            if entry.id in wanted and not entry.mask and entry.status == "ok":
+                try:
+                    yield read_image(path)
+                except ImageReadError:
+                    continue
+
+    pairs = load_split(d.root, d, list(pair_ids), pair_splits)
+    made = composite_windows(
+        [(s.image, s.mask) for s in pairs.take(list(pair_ids))],
+        photos(),
+        CompositeConfig(n=d.composites, seed=cfg.train.seed),
+        d.image_size,
+    )
+    log.info("composites: %s", made.summary())
+    return made
 
 
 def _low_worn(faces_dir, train_ids, train_pairs, low_worn, cfg) -> tuple[list, dict]:

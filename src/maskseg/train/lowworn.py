@@ -73,12 +73,15 @@ def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def _main_face(dets, min_side: float, min_score: float = 0.0):
-    """The largest detection (as a one-row ``Detections``) if it is at least ``min_side``
-    wide, scores ``min_score`` and has plausible eyes (0.2-0.7 of its box apart: a mask's
+    """The largest detection scoring at least ``min_score`` (as a one-row ``Detections``) if
+    it is at least ``min_side`` wide and has plausible eyes (0.2-0.7 of its box apart: a mask's
     edge or a tile's zoom misplaces them), else None."""
     if not len(dets):
         return None
     sides = dets.boxes[:, 2] - dets.boxes[:, 0]
+    # the largest of those scoring enough (a large, unsure false detection on clothing, as
+    # on the example astronaut's suit, must not hide the face)
+    sides = np.where(dets.scores >= min_score, sides, -1.0)
     i = int(sides.argmax())
     eyes = float(np.linalg.norm(dets.keypoints[i, RIGHT_EYE] - dets.keypoints[i, LEFT_EYE]))
     if sides[i] < min_side or dets.scores[i] < min_score or not 0.2 <= eyes / sides[i] <= 0.7:

@@ -218,3 +218,37 @@ def test_fit_refuses_ensembles(samples, tmp_path: Path):
     cfg = _cfg()
     with pytest.raises(ValueError, match="maskseg pack"):
         fit(cfg.replace("model", members=2), *samples, tmp_path)
+
+
+def test_init_starts_from_the_weights_and_drops_a_gate(tmp_path: Path):
+    """--init (fine-tuning): a fresh model takes the file's segmentation weights exactly, in
+    half precision too; a gate in the file is left out; another architecture is refused."""
+    from maskseg.train.checkpoint import save_weights
+    from maskseg.train.engine import load_init
+
+    small = ModelConfig(base_channels=4, depth=2)
+    cfg = Config(model=small)
+    torch.manual_seed(1)
+    src = create_model(ModelConfig(base_channels=4, depth=2, presence=True, presence_hidden=8))
+    path = tmp_path / "gated.safetensors"
+    save_weights(path, src, _gated_cfg(), half=True)
+    torch.manual_seed(2)
+    fresh = create_model(small)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    load_init(fresh, cfg, str(path))
+    after = fresh.state_dict()
+    changed = [k for k in after if not torch.equal(after[k], before[k])]
+    assert changed  # the weights moved to the file's
+    for k, v in after.items():
+        assert torch.equal(v, src.state_dict()[k].half().float()), k
+    assert not any(k.startswith("presence") for k in after)
+    with pytest.raises(ValueError, match="--init weights"):
+        load_init(
+            create_model(ModelConfig(base_channels=8, depth=2)),
+            Config(model=ModelConfig(base_channels=8, depth=2)),
+            str(path),
+        )
+
+
+def _gated_cfg() -> Config:
+    return Config(model=ModelConfig(base_channels=4, depth=2, presence=True, presence_hidden=8))

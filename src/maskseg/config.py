@@ -153,6 +153,7 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     sync_bn: bool = False  # under torchrun on CUDA: BatchNorm statistics over all processes
+    init: str = ""  # start from these weights (.safetensors/.pt of the same architecture)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,14 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
         "the `maskseg data faces` folder whose photos without a mask take the composites",
     ),
     ("--pair-repeat", "data", "pair_repeat", int, "each training crop this many times per epoch"),
+    (
+        "--init",
+        "train",
+        "init",
+        str,
+        "fine-tune: start from these weights (.safetensors or .pt of the same architecture; "
+        "a gate in them is dropped, refit it after)",
+    ),
 ]
 _SECTIONS = {
     "data": DataConfig(),

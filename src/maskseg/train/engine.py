@@ -14,6 +14,7 @@ Validation is sharded and its counts summed over the ranks; rank 0 alone writes.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -160,6 +161,24 @@ def train_one_epoch(
     return losses
 
 
+def load_init(model: torch.nn.Module, cfg: Config, path: str) -> None:
+    """Start ``model`` from the segmentation weights of ``path`` (fine-tuning): the file's
+    architecture must be the run's; a presence gate in it is left out (fitting the encoder
+    again invalidates it: refit it with ``maskseg gate`` afterwards)."""
+    from maskseg.pipeline.weights import load_model_file
+
+    state, file_cfg, _ = load_model_file(path)
+    mine = {k: v for k, v in dataclasses.asdict(cfg.model).items() if not k.startswith("presence")}
+    theirs = {
+        k: v for k, v in dataclasses.asdict(file_cfg.model).items() if not k.startswith("presence")
+    }
+    if mine != theirs:
+        raise ValueError(f"{path}: --init weights are a {theirs}, the run trains a {mine}")
+    state = {k: v.float() for k, v in state.items() if not k.startswith("presence.")}
+    model.load_state_dict(state)
+    log.info("started from the weights of %s", path)
+
+
 class Trainer:
     """The mutable state of one run (model, optimizer, scheduler, counters), so that a
     checkpoint holds all of it and ``fit`` reads top to bottom."""
@@ -168,7 +187,10 @@ class Trainer:
         self.cfg, self.run_dir, self.device = cfg, run_dir, device
         tc = cfg.train
         torch.manual_seed(tc.seed)
-        model = create_model(cfg.model).to(device, memory_format=torch.channels_last)
+        model = create_model(cfg.model)
+        if tc.init:
+            load_init(model, cfg, tc.init)
+        model = model.to(device, memory_format=torch.channels_last)
         # ``net`` takes the training steps (DDP in a process group); ``model`` is what is
         # saved and scored: the same parameters, without the wrapper's ``module.`` prefix
         self.net = D.wrap(model, device, tc.sync_bn)

@@ -44,6 +44,7 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--epochs", "train", "epochs", int, "training epochs"),
     ("--batch-size", "train", "batch_size", int, "images per training step"),
     ("--lr", "train", "lr", float, "peak learning rate (AdamW, warm-up then cosine)"),
+    ("--warmup-epochs", "train", "warmup_epochs", int, "epochs of linear learning-rate warm-up"),
     ("--patience", "train", "patience", int, "epochs without validation IoU gain before stopping"),
     (
         "--augment",

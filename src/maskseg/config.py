@@ -28,7 +28,8 @@ class DataConfig:
     each crop linked to its box (``maskseg.data.msfd``); 0 trains on the crops alone.
     ``composites`` > 0 adds that many windows of the training pairs' masks composited onto
     the training photos without a mask of ``composite_faces`` (a ``maskseg data faces``
-    folder), framed looser than the crops (``maskseg.train.composites``); ``pair_repeat``
+    folder), framed ``composite_scale_min`` to ``_max`` times the scene path's window
+    (``maskseg.train.composites``); ``pair_repeat``
     repeats each crop that many times per epoch beside them.
     """
 
@@ -41,6 +42,8 @@ class DataConfig:
     scene_windows: float = 0.0
     composites: int = 0
     composite_faces: str = ""
+    composite_scale_min: float = 1.0
+    composite_scale_max: float = 1.8
     pair_repeat: int = 1
 
     def split_key(self) -> tuple[float, int, str, int]:

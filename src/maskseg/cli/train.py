@@ -10,104 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from maskseg.cli.common import AddCommand, refuse_overwrite
-from maskseg.config import Config, DataConfig, InferConfig, ModelConfig, TrainConfig
-
-# (flag, config section, field, type, help): the flags that build a training Config. Their
-# argparse default is None ("not given"), so a resumed run can tell given from defaulted.
-CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
-    ("--image-size", "data", "image_size", int, "network input side in px"),
-    ("--folds", "data", "folds", int, "cross-validation folds"),
-    ("--test-fraction", "data", "test_fraction", float, "share of pairs held out for testing"),
-    (
-        "--group-regex",
-        "data",
-        "group_regex",
-        str,
-        "regex whose group 1 is the person/photo key of a file name (grouped splits)",
-    ),
-    (
-        "--split-seed",
-        "data",
-        "seed",
-        int,
-        "seed of the train/validation/test split (apart from --seed)",
-    ),
-    ("--base-channels", "model", "base_channels", int, "width of the U-Net's first stage"),
-    ("--depth", "model", "depth", int, "U-Net downsampling steps"),
-    (
-        "--block",
-        "model",
-        "block",
-        str,
-        "U-Net conv block: double (3x3 conv twice) or separable (depthwise-separable, lighter)",
-    ),
-    ("--epochs", "train", "epochs", int, "training epochs"),
-    ("--batch-size", "train", "batch_size", int, "images per training step"),
-    ("--lr", "train", "lr", float, "peak learning rate (AdamW, warm-up then cosine)"),
-    ("--warmup-epochs", "train", "warmup_epochs", int, "epochs of linear learning-rate warm-up"),
-    ("--patience", "train", "patience", int, "epochs without validation IoU gain before stopping"),
-    (
-        "--augment",
-        "train",
-        "augment",
-        str,
-        "augmentation preset: none, standard, strong or framing (detector-like crop jitter)",
-    ),
-    (
-        "--precision",
-        "train",
-        "precision",
-        str,
-        "auto (bf16 where the CPU has it, AMP on CUDA), fp32, bf16 or fp16 (CUDA only)",
-    ),
-    ("--seed", "train", "seed", int, "seed of initialisation, batch order and augmentation"),
-    ("--device", "train", "device", str, "auto, cpu, cuda, cuda:1, ..."),
-    ("--threads", "train", "threads", int, "torch CPU threads (0: torch's default)"),
-    ("--workers", "train", "num_workers", int, "data loader worker processes"),
-    (
-        "--scene-windows",
-        "data",
-        "scene_windows",
-        float,
-        "with the full MSFD (dataset.csv, img/): also train on windows of the full photos this "
-        "many times a face's box around each crop (0: crops only)",
-    ),
-    (
-        "--composites",
-        "data",
-        "composites",
-        int,
-        "also train on this many windows of the training masks composited onto the training "
-        "photos without a mask of --composite-faces, framed looser than the crops (0: none)",
-    ),
-    (
-        "--composite-faces",
-        "data",
-        "composite_faces",
-        str,
-        "the `maskseg data faces` folder whose photos without a mask take the composites",
-    ),
-    ("--pair-repeat", "data", "pair_repeat", int, "each training crop this many times per epoch"),
-    (
-        "--init",
-        "train",
-        "init",
-        str,
-        "fine-tune: start from these weights (.safetensors or .pt of the same architecture; "
-        "a gate in them is dropped, refit it after)",
-    ),
-]
-_SECTIONS = {
-    "data": DataConfig(),
-    "model": ModelConfig(),
-    "train": TrainConfig(),
-    "infer": InferConfig(),
-}
-_CHOICES = {
-    "augment": ["none", "standard", "strong", "framing"],
-    "precision": ["auto", "fp32", "bf16", "fp16"],
-    "block": ["double", "separable"],
-}
+from maskseg.cli.train_flags import CHOICES, CONFIG_FLAGS, SECTIONS
+from maskseg.config import Config
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -121,10 +25,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         "--workers, --device, --data and --no-progress may change",
     )
     for flag, section, field, typ, text in CONFIG_FLAGS:
-        default = getattr(_SECTIONS[section], field)
+        default = getattr(SECTIONS[section], field)
         kwargs: dict[str, Any] = {"type": typ, "help": f"{text} (default: {default})"}
-        if field in _CHOICES:
-            kwargs["choices"] = _CHOICES[field]
+        if field in CHOICES:
+            kwargs["choices"] = CHOICES[field]
         p.add_argument(flag, dest=f"{section}__{field}", metavar=field.upper(), **kwargs)
     p.add_argument(
         "--sync-bn",

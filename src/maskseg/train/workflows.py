@@ -449,7 +449,11 @@ def _composites(cfg: Config, pair_splits: Splits, pair_ids: list[str]):
     made = composite_windows(
         [(s.image, s.mask) for s in pairs.take(list(pair_ids))],
         photos(),
-        CompositeConfig(n=d.composites, seed=cfg.train.seed),
+        CompositeConfig(
+            n=d.composites,
+            scale=(d.composite_scale_min, d.composite_scale_max),
+            seed=cfg.train.seed,
+        ),
         d.image_size,
     )
     log.info("composites: %s", made.summary())

@@ -208,33 +208,58 @@ def run_ort_options(fp32: Path, int8: Path, cfg: Config, size: int, a) -> None:
     print_race(race(cs, size, a.rounds, [("forward", 1), ("forward", 16)]), None)
 
 
-VARIANTS = [  # (name, base channels, block, input size)
-    ("c16 double 160 (shipped)", 16, "double", 160),
-    ("c12 double 160", 12, "double", 160),
-    ("c8 double 160", 8, "double", 160),
-    ("c16 separable 160", 16, "separable", 160),
-    ("c8 separable 160", 8, "separable", 160),
-    ("c16 double 128", 16, "double", 128),
-    ("c8 double 128", 8, "double", 128),
-    ("c16 separable 128", 16, "separable", 128),
-    ("c8 separable 128", 8, "separable", 128),
+VARIANTS = [  # (name, architecture, base channels, block, input size)
+    ("c16 double 160 (shipped)", "unet", 16, "double", 160),
+    ("c12 double 160", "unet", 12, "double", 160),
+    ("c8 double 160", "unet", 8, "double", 160),
+    ("c16 separable 160", "unet", 16, "separable", 160),
+    ("c8 separable 160", "unet", 8, "separable", 160),
+    ("c16 double 128", "unet", 16, "double", 128),
+    ("c8 double 128", "unet", 8, "double", 128),
+    ("c16 separable 128", "unet", 16, "separable", 128),
+    ("c8 separable 128", "unet", 8, "separable", 128),
+    ("lrunet c16 double 160", "lrunet", 16, "double", 160),
+    ("lrunet c32 double 160", "lrunet", 32, "double", 160),
+    ("lrunet c32 separable 160", "lrunet", 32, "separable", 160),
 ]
+
+
+def size_of(net: torch.nn.Module, side: int) -> tuple[float, float]:
+    """(parameters in millions, convolution GMACs per crop of ``side`` px)."""
+    total = 0
+
+    def hook(m, _inp, out):
+        nonlocal total
+        total += out.numel() * m.weight[0].numel()
+
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(hook) for m in convs]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, side, side))
+    for h in hooks:
+        h.remove()
+    return sum(p.numel() for p in net.parameters()) / 1e6, total / 1e9
 
 
 def run_variants(cfg: Config, size: int, tmp: Path, smp, a) -> None:
     """Random-weight variants in ONNX fp32 and INT8 against the reference at the shipped
     model's input size (the reference's work does not shrink with a variant's input)."""
+    from maskseg.config import ModelConfig
+
     cs: list[Contender] = []
-    for name, channels, block, side in VARIANTS:
-        mc = cfg.model.__class__(
-            **{**cfg.model.__dict__, "base_channels": channels, "block": block}
-        )
-        fp32, int8 = onnx_files(mc, side, tmp)
+    print(f"{'variant':<28} {'params (M)':>10} {'GMACs':>7}")
+    for name, arch, channels, block, side in VARIANTS:
+        mc = ModelConfig(name=arch, base_channels=channels, block=block)
+        net = create_model(mc).eval()
+        params, gmacs = size_of(net, side)
+        print(f"{name:<28} {params:>10.2f} {gmacs:>7.3f}")
+        fp32, int8 = onnx_files(mc, side, tmp, net)
         for label, path in (("fp32", fp32), ("int8", int8)):
             cs.append(Contender(f"{name} {label}", _at_size(ort(path, a.threads), side)))
     ref_name = None
     if smp is not None:
         ref_name = "smp Unet resnet34 bf16"
+        print(f"{ref_name:<28} {'':>10} {size_of(smp, size)[1]:>7.3f}")
         cs.append(Contender(ref_name, TorchBackend(smp, "cpu", "bf16", a.threads)))
     print_race(race(cs, size, a.rounds, [("forward", 1), ("forward", 16)]), ref_name)
 

@@ -30,7 +30,7 @@ from maskseg.train.losses import BCEDiceLoss, soft_dice_loss
 ARCHITECTURES = list_models()
 
 # Small params of each architecture for fast tests: a new architecture adds its own here.
-TINY = {"unet": {"base_channels": 4, "depth": 2}}
+TINY = {"unet": {"base_channels": 4, "depth": 2}, "lrunet": {"base_channels": 4, "depth": 2}}
 
 
 def tiny(name: str, **options) -> ModelConfig:
@@ -178,7 +178,7 @@ def test_unet_params_defaults_are_the_flat_ones():
 def test_registry():
     assert "unet" in list_models()
     assert isinstance(create_model(ModelConfig(base_channels=4, depth=2)), UNet)
-    with pytest.raises(ValueError, match="unknown model 'segformer'; valid: unet"):
+    with pytest.raises(ValueError, match="unknown model 'segformer'; valid: lrunet, unet"):
         create_model(ModelConfig(name="segformer"))
     with pytest.raises(ValueError):
         UNet(depth=0)
@@ -310,3 +310,34 @@ def test_separable_block_keeps_the_contract(hw):
     assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in plain.parameters())
     with pytest.raises(ValueError, match="valid: double, separable"):
         UNet(block="inverted")
+
+
+def test_lrunet_works_at_half_resolution_and_costs_a_quarter():
+    """The stem halves the input at once; the decoder's logits are resized to the input; at
+    equal base channels the multiply-adds of the U-Net's convolutions drop about 4x."""
+    from maskseg.models.lrunet import LRUNet
+
+    net = LRUNet(base_channels=8, depth=3).eval()
+    x = torch.randn(2, 3, 64, 48)
+    feats = net.encode(x)
+    assert [f.shape[-2:] for f in feats] == [(32, 24), (16, 12), (8, 6), (4, 3)]
+    assert net(x).shape == (2, 1, 64, 48)
+
+    def macs(model: torch.nn.Module, side: int) -> int:
+        total = 0
+
+        def hook(m, _inp, out):
+            nonlocal total
+            k = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
+            total += out.numel() * k
+
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        hs = [m.register_forward_hook(hook) for m in convs]
+        with torch.no_grad():
+            model(torch.zeros(1, 3, side, side))
+        for h in hs:
+            h.remove()
+        return total
+
+    ratio = macs(UNet(base_channels=8, depth=3).eval(), 64) / macs(net, 64)
+    assert 3.5 < ratio < 4.5, ratio

@@ -26,6 +26,13 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
         int,
         "seed of the train/validation/test split (apart from --seed)",
     ),
+    (
+        "--arch",
+        "model",
+        "name",
+        str,
+        "architecture (`maskseg models` lists them; another one starts from its own defaults)",
+    ),
     ("--base-channels", "model", "base_channels", int, "width of the U-Net's first stage"),
     ("--depth", "model", "depth", int, "U-Net downsampling steps"),
     (

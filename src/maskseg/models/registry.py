@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 # name -> "module:Class" (a SegmentationModel subclass), or the class once resolved
 _REGISTRY: dict[str, Any] = {
     "unet": "maskseg.models.unet:UNet",
+    "lrunet": "maskseg.models.lrunet:LRUNet",
 }
 
 

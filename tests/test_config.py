@@ -169,3 +169,12 @@ def test_a_run_saves_every_architecture_param(msfd_tiny: Path, tmp_path: Path, m
         _prepare_run(
             cfg, tmp_path, resume=True, overrides={"model": {"params": {"base_channels": 8}}}
         )
+
+
+def test_merge_puts_architecture_options_into_params():
+    """`--arch lrunet --base-channels 16`: the flat option becomes the new architecture's
+    param (its others stay its defaults); on the U-Net flat options keep its other params."""
+    c = Config().merge({"model": {"name": "lrunet", "base_channels": 16}})
+    assert c.model.name == "lrunet" and c.model.params == {"base_channels": 16}
+    c = Config().merge({"model": {"depth": 3}}).merge({"model": {"base_channels": 8}})
+    assert c.model.params == {"base_channels": 8, "depth": 3, "block": "double"}

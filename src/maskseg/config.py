@@ -220,8 +220,15 @@ class Config:
         for section, values in overrides.items():
             given = {k: v for k, v in values.items() if v is not None}
             model = d.get("model", {})
-            if section == "model" and given.get("name", model.get("name")) != model.get("name"):
-                model["params"] = {}  # another architecture: none of this one's params
+            if section == "model":
+                if given.get("name", model.get("name")) != model.get("name"):
+                    model["params"] = {}  # another architecture: none of this one's params
+                # options that are not ModelConfig's own are the architecture's params
+                # (``--base-channels`` for any architecture, not only the U-Net's legacy form)
+                own = {f.name for f in dataclasses.fields(ModelConfig)}
+                arch = {k: given.pop(k) for k in list(given) if k not in own}
+                params = dict(given.get("params") or model.get("params") or {})
+                given["params"] = {**params, **arch}
             d.setdefault(section, {}).update(given)
         return Config.from_dict(d)
 

@@ -249,7 +249,7 @@ def run_variants(cfg: Config, size: int, tmp: Path, smp, a) -> None:
     cs: list[Contender] = []
     print(f"{'variant':<28} {'params (M)':>10} {'GMACs':>7}")
     for name, arch, channels, block, side in VARIANTS:
-        mc = ModelConfig(name=arch, base_channels=channels, block=block)
+        mc = ModelConfig(name=arch, params={"base_channels": channels, "block": block})
         net = create_model(mc).eval()
         params, gmacs = size_of(net, side)
         print(f"{name:<28} {params:>10.2f} {gmacs:>7.3f}")

@@ -3,7 +3,7 @@
     python benchmarks/bench_video.py [--faces 1 2 3] [--frames 150] [--runs 3]
                                      [--backends torch onnx] [--prefetch 0 4] [--codec h264]
                                      [--write-ahead 0 2] [--detect-threads 1]
-                                     [--set grow_rounds=0 ...]
+                                     [--set grow_rounds=0 ...] [--models unet-msfd unet-msfd-fast]
 
 Builds 640x480 clips (in a temporary folder) of 1-3 real face crops (the shared MSFD crops)
 moving a few pixels per frame over a background, runs the video loop on each (decode, detect
@@ -81,6 +81,12 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--backends", nargs="+", default=["torch", "onnx"])
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=[None],
+        help="shipped model names or files, each run in this one process (default: the default)",
+    )
     ap.add_argument(
         "--prefetch",
         type=int,
@@ -165,17 +171,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         clips = {n: make_clip(folder, n, a.frames) for n in a.faces}
-        for backend in a.backends:
+        for model, backend in ((m, b) for m in a.models for b in a.backends):
             try:
                 options = (
                     {"precision": a.precision} if backend == "torch" else {"spinning": a.spinning}
                 )
-                predictor = Predictor.load(backend=backend, **options)
+                predictor = Predictor.load(model, backend=backend, **options)
             except (ImportError, ValueError, FileNotFoundError) as exc:
                 print(f"{backend}: skipped ({exc})")
                 continue
             scene = ScenePredictor(predictor, config)
-            name = predictor.backend.describe()
+            name = (f"{model}: " if model else "") + predictor.backend.describe()
             for n, clip in clips.items():
                 combos = [
                     (d, w, x, j, h)

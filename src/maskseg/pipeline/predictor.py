@@ -30,6 +30,8 @@ WEIGHTS_DIR = Path(__file__).parents[1] / "weights"  # src/maskseg/weights
 DEFAULT_MODEL = "unet-msfd"
 # its twin trained without the test split: what held-out figures (compare, evaluate) use
 HELDOUT_MODEL = "unet-msfd-heldout"
+# the half-resolution U-Net (``maskseg.models.lrunet``), and its twin without the test split
+FAST_MODEL = "unet-msfd-fast"
 
 
 def shipped_files() -> dict[str, dict[str, Path]]:

@@ -77,6 +77,9 @@ def main() -> None:
     ap.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="a scene setting"
     )
+    ap.add_argument(
+        "--default-only", action="store_true", help="only the default row (a model comparison)"
+    )
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
@@ -93,6 +96,8 @@ def main() -> None:
         "full detection + smooth": VideoOptions(detect_every=1),
         "each frame alone": VideoOptions(smooth=False, detect_every=1),
     }
+    if a.default_only:
+        ways = {"default (track + smooth)": VideoOptions()}
     print(
         f"model {a.model} ({predictor.describe()}); {a.clips} clips x {a.frames} frames, "
         f"{a.faces} faces of the {a.part} part each, {SIDE} px, 640x480"

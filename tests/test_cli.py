@@ -550,11 +550,13 @@ def test_models_lists_a_readable_table_and_json(capsys, monkeypatch):
     assert main(["models"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("unet-msfd (default)\n") and "\nunet-msfd-heldout\n" in text
+    assert "\nunet-msfd-fast\n" in text and "\nunet-msfd-fast-heldout\n" in text
     for label in ("for:", "trained on:", "test figures:", "files:", "detector:", "licence:"):
-        assert text.count(f"  {label}") == 2, label
+        assert text.count(f"  {label}") == 4, label
     assert "unet-msfd.onnx (2.4 MB, INT8, onnxruntime" in text
+    assert "its held-out\n                twin unet-msfd-fast-heldout stands for it" in text
     assert "runs/" not in text and "{" not in text  # no internal run paths, no raw dicts
-    assert "architectures: unet" in text
+    assert "architectures: lrunet, unet" in text
     assert main(["models", "--json"]) == 0
     models = json.loads(capsys.readouterr().out)
     assert [m["name"] for m in models][:1] == ["unet-msfd"] and models[0]["default"]

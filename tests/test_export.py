@@ -172,11 +172,12 @@ def test_int8_tiny_model_runs(msfd_tiny: Path, tmp_path: Path):
     assert backend(x).shape == (2, 1, 32, 32)
 
 
-def test_shipped_onnx_is_an_export_of_the_shipped_weights():
+@pytest.mark.parametrize("name", ["unet-msfd", "unet-msfd-fast"])
+def test_shipped_onnx_is_an_export_of_the_shipped_weights(name: str):
     """The .onnx that ships must come from the .safetensors that ships: retraining or repacking
     the weights means exporting again (see README, "Fast inference (ONNX)")."""
-    onnx_file = resolve_model_path("unet-msfd", backend="onnx")
-    weights = resolve_model_path("unet-msfd", backend="torch")
+    onnx_file = resolve_model_path(name, backend="onnx")
+    weights = resolve_model_path(name, backend="torch")
     cfg, info = read_model_info(onnx_file)
     assert info["source_sha256"] == sha256_file(weights), "re-export the shipped ONNX model"
     assert cfg == read_model_info(weights)[0]

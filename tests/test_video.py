@@ -376,7 +376,7 @@ def test_cli_video_writes_video_json_and_masks(tmp_path: Path, crops, capsys):
     assert main([*args, "--no-progress"]) == 0
     summary = capsys.readouterr().out
     assert f"{n} frames" in summary and "segment" in summary
-    assert "model unet-msfd-fast:" in summary  # video's default: the fast model
+    assert "model unet-msfd:" in summary  # video's default: the photos' model
     assert len(read_frames(out)) == len(read_frames(clip)) == n
     lines = [json.loads(line) for line in js.read_text().splitlines()]
     assert [r["index"] for r in lines] == list(range(n))

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskseg.models.base import SegmentationModel
-from maskseg.models.parts import BLOCKS, Down, Up
+from maskseg.models.parts import BLOCKS
+from maskseg.models.unet import UNet
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class LRUNetParams:
     block: str = "double"
 
 
-class LRUNet(SegmentationModel):
+class LRUNet(UNet):
     """U-Net at half resolution behind a strided stem; logits resized to the input.
 
     Args:
@@ -56,38 +56,17 @@ class LRUNet(SegmentationModel):
         presence_hidden: int = 256,
         block: str = "double",
     ):
-        super().__init__()
-        if depth < 1 or base_channels < 1:
-            raise ValueError(f"depth and base_channels must be >= 1, got {depth}, {base_channels}")
-        if block not in BLOCKS:
-            raise ValueError(f"unknown block {block!r}; valid: {', '.join(BLOCKS)}")
-        conv = BLOCKS[block]
-        widths = [base_channels * 2**i for i in range(depth + 1)]
-        self.feature_widths = widths
+        super().__init__(in_channels, base_channels, depth, presence, presence_hidden, block)
+        # the U-Net's full-resolution stem, replaced by one that halves the input first
+        w = self.feature_widths[0]
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(widths[0]),
+            nn.Conv2d(in_channels, w, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(w),
             nn.ReLU(inplace=True),
-            conv(widths[0], widths[0]),
+            BLOCKS[block](w, w),
         )
-        self.down = nn.ModuleList(Down(widths[i], widths[i + 1], conv) for i in range(depth))
-        self.up = nn.ModuleList(
-            Up(widths[i + 1], widths[i], widths[i], conv) for i in reversed(range(depth))
-        )
-        self.head = nn.Conv2d(widths[0], 1, 1)
-        self.init_presence(presence, presence_hidden)
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The half-resolution stem's map and every downsampling stage's, bottleneck last."""
-        skips = [self.stem(x)]
-        for down in self.down:
-            skips.append(down(skips[-1]))
-        return skips
 
     def decode(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """The U-Net decoder up to the stem's map, logits there, resized to ``size``."""
-        skips = list(features)
-        x = skips.pop()
-        for up in self.up:
-            x = up(x, skips.pop())
-        return F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
+        logits = super().decode(features, size)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)

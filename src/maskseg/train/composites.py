@@ -122,16 +122,11 @@ def composite_windows(
     from maskseg.pipeline.detect import box_iou
     from maskseg.pipeline.finder import FaceFinder
     from maskseg.pipeline.scene_config import SceneConfig
-    from maskseg.train.lowworn import _main_face, _shrink
+    from maskseg.train.lowworn import _main_face, _shrink, mask_sources
 
     cfg = CompositeConfig() if cfg is None else cfg
     finder = FaceFinder(SceneConfig())  # the scene path's finder, as shipped
-    whole = FaceFinder(SceneConfig(score_threshold=0.2, mode="frame"))
-    sources = []
-    for image, mask in pairs:
-        d = _main_face(whole.find(image), 0.5 * min(image.shape[:2]))
-        if d is not None and mask.any():
-            sources.append((image, mask, d.keypoints[0]))
+    sources = mask_sources(pairs)
     targets, roomy = [], []
     n_photos = 0
     for photo in photos:

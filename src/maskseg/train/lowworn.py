@@ -89,6 +89,24 @@ def _main_face(dets, min_side: float, min_score: float = 0.0):
     return dets[i]
 
 
+def mask_sources(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(crop, mask, keypoints) of the pairs whose face is found and mask is not empty: the
+    masks composites are cut from, aligned by these keypoints."""
+    from maskseg.pipeline.finder import FaceFinder
+    from maskseg.pipeline.scene_config import SceneConfig
+
+    # the pair's own face: one detection over the whole crop (tiles zoom into parts of it)
+    whole = FaceFinder(SceneConfig(score_threshold=0.2, mode="frame"))
+    sources = []
+    for image, mask in pairs:
+        d = _main_face(whole.find(image), 0.5 * min(image.shape[:2]))
+        if d is not None and mask.any():
+            sources.append((image, mask, d.keypoints[0]))
+    return sources
+
+
 def low_worn_crops(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     photos: Iterable[np.ndarray],
@@ -112,13 +130,7 @@ def low_worn_crops(
     out = LowWornCrops()
     # the scene path's finder at the low threshold the gate's scene crops use
     finder = FaceFinder(SceneConfig(score_threshold=0.2))
-    # the pair's own face: one detection over the whole crop (tiles zoom into parts of it)
-    whole = FaceFinder(SceneConfig(score_threshold=0.2, mode="frame"))
-    sources = []
-    for image, mask in pairs:
-        d = _main_face(whole.find(image), 0.5 * min(image.shape[:2]))
-        if d is not None and mask.any():
-            sources.append((image, mask, d.keypoints[0]))
+    sources = mask_sources(pairs)
     targets = []
     for photo in photos:
         out.photos += 1

@@ -134,16 +134,20 @@ def test_resume_compares_architecture_params_one_by_one():
         resume_config(saved, {"model": {"presence": True}})
 
 
-def test_shipped_model_files_read_as_the_unet_they_are():
+def test_shipped_model_files_read_as_the_networks_they_are():
     from maskseg.pipeline.modelfile import read_model_info
     from maskseg.pipeline.predictor import shipped_files
 
-    files = [p for backends in shipped_files().values() for p in backends.values()]
-    assert files
-    for path in files:
-        model = read_model_info(path)[0].model
-        assert model.name == "unet" and model.presence, path
-        assert model.params == {"base_channels": 16, "depth": 4, "block": "double"}, path
+    files = {n: list(backends.values()) for n, backends in shipped_files().items()}
+    assert {"unet-msfd", "unet-msfd-heldout", "unet-msfd-fast", "unet-msfd-fast-heldout"} <= set(
+        files
+    )
+    for name, paths in files.items():
+        for path in paths:
+            model = read_model_info(path)[0].model
+            arch = "lrunet" if name.startswith("unet-msfd-fast") else "unet"
+            assert model.name == arch and model.presence, path
+            assert model.params == {"base_channels": 16, "depth": 4, "block": "double"}, path
 
 
 def test_a_run_saves_every_architecture_param(msfd_tiny: Path, tmp_path: Path, monkeypatch):

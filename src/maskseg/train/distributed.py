@@ -106,6 +106,10 @@ def session(device: str = "auto") -> Iterator[torch.device]:
     _device, before = chosen, _device
     try:
         yield chosen
+        if own and dist.is_initialized():
+            # leave together: a rank tearing gloo down while another still talks to it
+            # (rank 0 scoring and writing the run) can abort the other's process
+            dist.barrier()
     finally:
         _device = before
         quiet.setLevel(level)

@@ -167,11 +167,11 @@ def load_init(model: torch.nn.Module, cfg: Config, path: str) -> None:
     again invalidates it: refit it with ``maskseg gate`` afterwards)."""
     from maskseg.pipeline.weights import load_model_file
 
+    def network(c: Config) -> dict:  # the architecture, without the gate
+        return {k: v for k, v in dataclasses.asdict(c.model).items() if "presence" not in k}
+
     state, file_cfg, _ = load_model_file(path)
-    mine = {k: v for k, v in dataclasses.asdict(cfg.model).items() if not k.startswith("presence")}
-    theirs = {
-        k: v for k, v in dataclasses.asdict(file_cfg.model).items() if not k.startswith("presence")
-    }
+    mine, theirs = network(cfg), network(file_cfg)
     if mine != theirs:
         raise ValueError(f"{path}: --init weights are a {theirs}, the run trains a {mine}")
     state = {k: v.float() for k, v in state.items() if not k.startswith("presence.")}

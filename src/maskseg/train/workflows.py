@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +47,10 @@ class _RunData:
     cache: PairCache
     scored: SplitData
 
-    def train_set(self, ids: list[str]) -> SegmentationDataset:
+    def train_set(self, ids: list[str], fold: int) -> SegmentationDataset:
         """The training rows of these pairs (each ``pair_repeat`` times) and, with
-        ``composites``, the composited windows made from them."""
+        ``composites``, the composited windows made from them and the photos of the same
+        part of the faces' split (``fold``: the validation fold held out, -1 none)."""
         tc, d = self.cfg.train, self.cfg.data
         c = self.cache
         rows = np.tile(c.rows(ids), max(1, d.pair_repeat))
@@ -57,7 +58,7 @@ class _RunData:
             return SegmentationDataset.from_arrays(
                 c.ids, c.images, c.masks, rows, tc.augment, tc.seed
             )
-        made = _composites(self.cfg, self.splits, ids)
+        made = _composites(self.cfg, self.splits, ids, fold)
         n = len(c.ids)
         all_ids = list(c.ids) + [f"composite#{i}" for i in range(len(made.images))]
         images = np.concatenate([np.asarray(c.images), made.images])
@@ -153,7 +154,7 @@ def train_run(
             train_ids, val_ids = splits.trainval, []
         else:
             train_ids, val_ids = splits.train_val(val_fold)
-        train = data.train_set(train_ids)
+        train = data.train_set(train_ids, val_fold)
         val = data.scored.take(val_ids)
         res = fit(cfg, train, val, run_dir, resume, checkpoint_interval)
         test = data.scored.take(splits.test)
@@ -236,7 +237,7 @@ def _cross_validate(
         train_ids, val_ids = splits.train_val(k)
         val = data.scored.take(val_ids)
         fold_dir = run_dir / f"fold{k}"
-        res = fit(cfg, data.train_set(train_ids), val, fold_dir, resume, checkpoint_interval)
+        res = fit(cfg, data.train_set(train_ids, k), val, fold_dir, resume, checkpoint_interval)
         fold = {
             "fold": k,
             "n_train": len(train_ids),
@@ -418,37 +419,37 @@ def _write_onnx_gate(model_path, output, head, summary) -> None:
     atomic_write_bytes(output, model.SerializeToString())
 
 
-def _composites(cfg: Config, pair_splits: Splits, pair_ids: list[str]):
+def _unmasked_photos(faces_dir: str | Path, ids: Iterable[str]) -> Iterator[np.ndarray]:
+    """The readable photos without a mask among ``ids`` of a ``maskseg data faces`` folder,
+    read one at a time (unreadable ones passed over)."""
+    from maskseg.data.faces import photo_path
+    from maskseg.io import ImageReadError, read_image
+
+    wanted = set(ids)
+    for entry, path in photo_path(faces_dir):
+        if entry.id in wanted and not entry.mask and entry.status == "ok":
+            try:
+                yield read_image(path)
+            except ImageReadError:
+                continue
+
+
+def _composites(cfg: Config, pair_splits: Splits, pair_ids: list[str], fold: int):
     """Composited windows (``maskseg.train.composites``) from these training pairs and the
     photos without a mask of ``cfg.data.composite_faces`` in the same part of their split
-    (the pairs' fold: a fold's photos; every non-test pair: every non-test photo)."""
-    from maskseg.data.faces import face_splits, load_index, photo_path
-    from maskseg.io import ImageReadError, read_image
+    (fold ``fold`` held out; -1: every non-test photo)."""
+    from maskseg.data.faces import face_splits, load_index
     from maskseg.train.composites import CompositeConfig, composite_windows
 
     d = cfg.data
     if not d.composite_faces:
         raise ValueError("data.composites needs data.composite_faces (`maskseg data faces`)")
     fsplits = face_splits(load_index(d.composite_faces), d)
-    held = set(pair_splits.trainval) - set(pair_ids)  # the pairs' validation fold, if any
-    fold = next(
-        (k for k in range(len(pair_splits.folds)) if held and set(pair_splits.folds[k]) == held),
-        None,
-    )
-    wanted = set(fsplits.train_val(fold)[0] if fold is not None else fsplits.trainval)
-
-    def photos() -> Iterator[np.ndarray]:
-        for entry, path in photo_path(d.composite_faces):
-            if entry.id in wanted and not entry.mask and entry.status == "ok":
-                try:
-                    yield read_image(path)
-                except ImageReadError:
-                    continue
-
+    photo_ids = fsplits.train_val(fold)[0] if fold >= 0 else fsplits.trainval
     pairs = load_split(d.root, d, list(pair_ids), pair_splits)
-    made = composite_windows(
+    return composite_windows(
         [(s.image, s.mask) for s in pairs.take(list(pair_ids))],
-        photos(),
+        _unmasked_photos(d.composite_faces, photo_ids),
         CompositeConfig(
             n=d.composites,
             scale=(d.composite_scale_min, d.composite_scale_max),
@@ -456,29 +457,18 @@ def _composites(cfg: Config, pair_splits: Splits, pair_ids: list[str]):
         ),
         d.image_size,
     )
-    log.info("composites: %s", made.summary())
-    return made
 
 
 def _low_worn(faces_dir, train_ids, train_pairs, low_worn, cfg) -> tuple[list, dict]:
     """Composited low-worn positives from the training pairs and training unmasked photos
     (read one at a time: only their shrunk copies are kept)."""
-    from maskseg.data.faces import photo_path
-    from maskseg.io import ImageReadError, read_image
     from maskseg.train.lowworn import low_worn_crops
 
-    wanted = set(train_ids)
-
-    def photos() -> Iterator[np.ndarray]:
-        for entry, path in photo_path(faces_dir):
-            if entry.id in wanted and not entry.mask and entry.status == "ok":
-                try:
-                    yield read_image(path)
-                except ImageReadError:
-                    continue
-
     made = low_worn_crops(
-        [(s.image, s.mask) for s in train_pairs], photos(), low_worn, cfg.data.image_size
+        [(s.image, s.mask) for s in train_pairs],
+        _unmasked_photos(faces_dir, train_ids),
+        low_worn,
+        cfg.data.image_size,
     )
     return made.crops, made.summary()
 

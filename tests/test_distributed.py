@@ -34,6 +34,8 @@ ARGS = [
     "1.5",
     "--checkpoint-interval",
     "0",
+    "--threads",
+    "1",
     "--no-progress",
 ]
 

@@ -31,6 +31,7 @@ from onnxruntime import __version__ as ort_version
 from maskseg.config import Config
 from maskseg.console import cpu_description
 from maskseg.models import create_model
+from maskseg.models.measure import conv_macs, parameters
 from maskseg.pipeline.backends.onnx import OnnxBackend, open_session, session_options
 from maskseg.pipeline.backends.pytorch import TorchBackend
 from maskseg.pipeline.predictor import Predictor, resolve_model_path
@@ -224,23 +225,6 @@ VARIANTS = [  # (name, architecture, base channels, block, input size)
 ]
 
 
-def size_of(net: torch.nn.Module, side: int) -> tuple[float, float]:
-    """(parameters in millions, convolution GMACs per crop of ``side`` px)."""
-    total = 0
-
-    def hook(m, _inp, out):
-        nonlocal total
-        total += out.numel() * m.weight[0].numel()
-
-    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
-    hooks = [m.register_forward_hook(hook) for m in convs]
-    with torch.no_grad():
-        net(torch.zeros(1, 3, side, side))
-    for h in hooks:
-        h.remove()
-    return sum(p.numel() for p in net.parameters()) / 1e6, total / 1e9
-
-
 def run_variants(cfg: Config, size: int, tmp: Path, smp, a) -> None:
     """Random-weight variants in ONNX fp32 and INT8 against the reference at the shipped
     model's input size (the reference's work does not shrink with a variant's input)."""
@@ -251,7 +235,7 @@ def run_variants(cfg: Config, size: int, tmp: Path, smp, a) -> None:
     for name, arch, channels, block, side in VARIANTS:
         mc = ModelConfig(name=arch, params={"base_channels": channels, "block": block})
         net = create_model(mc).eval()
-        params, gmacs = size_of(net, side)
+        params, gmacs = parameters(net) / 1e6, conv_macs(net, side) / 1e9
         print(f"{name:<28} {params:>10.2f} {gmacs:>7.3f}")
         fp32, int8 = onnx_files(mc, side, tmp, net)
         for label, path in (("fp32", fp32), ("int8", int8)):
@@ -259,7 +243,7 @@ def run_variants(cfg: Config, size: int, tmp: Path, smp, a) -> None:
     ref_name = None
     if smp is not None:
         ref_name = "smp Unet resnet34 bf16"
-        print(f"{ref_name:<28} {'':>10} {size_of(smp, size)[1]:>7.3f}")
+        print(f"{ref_name:<28} {'':>10} {conv_macs(smp, size) / 1e9:>7.3f}")
         cs.append(Contender(ref_name, TorchBackend(smp, "cpu", "bf16", a.threads)))
     print_race(race(cs, size, a.rounds, [("forward", 1), ("forward", 16)]), ref_name)
 

@@ -316,6 +316,7 @@ def test_lrunet_works_at_half_resolution_and_costs_a_quarter():
     """The stem halves the input at once; the decoder's logits are resized to the input; at
     equal base channels the multiply-adds of the U-Net's convolutions drop about 4x."""
     from maskseg.models.lrunet import LRUNet
+    from maskseg.models.measure import conv_macs
 
     net = LRUNet(base_channels=8, depth=3).eval()
     x = torch.randn(2, 3, 64, 48)
@@ -323,21 +324,19 @@ def test_lrunet_works_at_half_resolution_and_costs_a_quarter():
     assert [f.shape[-2:] for f in feats] == [(32, 24), (16, 12), (8, 6), (4, 3)]
     assert net(x).shape == (2, 1, 64, 48)
 
-    def macs(model: torch.nn.Module, side: int) -> int:
-        total = 0
-
-        def hook(m, _inp, out):
-            nonlocal total
-            k = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
-            total += out.numel() * k
-
-        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-        hs = [m.register_forward_hook(hook) for m in convs]
-        with torch.no_grad():
-            model(torch.zeros(1, 3, side, side))
-        for h in hs:
-            h.remove()
-        return total
-
-    ratio = macs(UNet(base_channels=8, depth=3).eval(), 64) / macs(net, 64)
+    ratio = conv_macs(UNet(base_channels=8, depth=3).eval(), 64) / conv_macs(net, 64)
     assert 3.5 < ratio < 4.5, ratio
+
+
+def test_conv_macs_and_parameters_hand_computed():
+    """A 3x3 conv 3 -> 4 on 8 x 8 (padding 1): 64 outputs x 4 channels x 27 weights; a
+    depthwise 3x3 on 4 channels after it: 64 x 4 x 9; parameters 3*4*9 + 4 + 4*9 + 4."""
+    from maskseg.models.measure import conv_macs, parameters
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 4, 3, padding=1, groups=4)
+    )
+    assert conv_macs(net, 8) == 64 * 4 * 27 + 64 * 4 * 9
+    assert parameters(net) == 3 * 4 * 9 + 4 + 4 * 9 + 4
+    # the hooks are gone afterwards: a second count is the same
+    assert conv_macs(net, 8) == 64 * 4 * 27 + 64 * 4 * 9

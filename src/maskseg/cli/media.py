@@ -14,10 +14,6 @@ from maskseg.cli.common import METHODS, AddCommand, add_model_args, load_predict
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS
 from maskseg.pipeline.scene_config import SCENE_SCORE_THRESHOLD
 
-# ``maskseg video``'s default model. The fast model was its default for a moment and lost
-# 0.025-0.03 frame IoU on clean validation clips (docs/shipped-model-plan.md), so video uses
-# the same model as photos; ``--model unet-msfd-fast`` doubles its frames/s.
-VIDEO_MODEL = "unet-msfd"
 # ``maskseg.pipeline.request.Mode``'s values (not imported: the parser stays light)
 PREDICT_MODES = ("auto", "scene", "crop")
 # predict's default mode: crop, as before auto mode's rule was measured
@@ -177,6 +173,7 @@ def cmd_video(a: argparse.Namespace) -> int:
 
     from maskseg import video
     from maskseg.console import show_progress
+    from maskseg.pipeline.predictor import DEFAULT_MODEL
     from maskseg.pipeline.scene import ScenePredictor
 
     if not (a.output or a.json or a.masks or a.show):
@@ -191,8 +188,6 @@ def cmd_video(a: argparse.Namespace) -> int:
             from maskseg.pipeline.wear import WearCheck
 
             wear = WearCheck()
-        if a.model is None:
-            a.model = VIDEO_MODEL
         # the scene's one detector runs at the video's detector threads
         scene = ScenePredictor(load_predictor(a), options.scene_config(_scene_config(a)))
         segmenter = video.VideoSegmenter(scene, options, wear)
@@ -231,7 +226,8 @@ def cmd_video(a: argparse.Namespace) -> int:
         bar.close()
     written = ", ".join(str(p) for p in (a.output, a.json, a.masks) if p) or "nothing"
     stopped = f"; stopped by {stats.stopped}" if stats.stopped else ""
-    print(f"{source.describe()}, model {a.model}: wrote {written}{stopped}\n{stats.summary()}")
+    model = a.model or DEFAULT_MODEL
+    print(f"{source.describe()}, model {model}: wrote {written}{stopped}\n{stats.summary()}")
     return 0
 
 
@@ -367,10 +363,12 @@ def add_video(add: AddCommand) -> None:
         "frames (its verdict stands in between)",
     )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    # the photos' model: unet-msfd-fast lost 0.025-0.044 frame IoU on clean validation clips
+    # for its doubled frames/s (docs/shipped-model-plan.md)
     add_model_args(
         p,
-        default=f"the shipped {VIDEO_MODEL}; unet-msfd-fast gives about twice the frames/s "
-        "for lower frame IoU",
+        default="the shipped unet-msfd; unet-msfd-fast gives about twice the frames/s for "
+        "lower frame IoU",
     )
     _add_detector_args(p, video=True)
     p.add_argument(

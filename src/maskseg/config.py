@@ -60,6 +60,10 @@ FLAT_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
+# what a mask-presence head can read (``maskseg.models.presence``)
+PRESENCE_FEATURES = ("pooled", "masked")
+
+
 @dataclass(frozen=True, init=False)
 class ModelConfig:
     """Which network, and how it is wrapped for inference.
@@ -80,6 +84,8 @@ class ModelConfig:
         flip_tta: average with the mirrored image at inference.
         presence: a mask-presence head gates the mask (``maskseg.train.gate``).
         presence_hidden: its hidden units (0: logistic regression).
+        presence_features: what the head reads (``PRESENCE_FEATURES``): ``pooled``
+            encoder maps, or those and the maps averaged over the decoder's mask (``masked``).
     """
 
     name: str = "unet"
@@ -89,6 +95,7 @@ class ModelConfig:
     flip_tta: bool = False
     presence: bool = False
     presence_hidden: int = 256
+    presence_features: str = "pooled"
 
     def __init__(
         self,
@@ -99,6 +106,7 @@ class ModelConfig:
         flip_tta: bool = False,
         presence: bool = False,
         presence_hidden: int = 256,
+        presence_features: str = "pooled",
         **flat: Any,
     ):
         if params is not None and not isinstance(params, dict):
@@ -118,6 +126,7 @@ class ModelConfig:
             ("flip_tta", flip_tta),
             ("presence", presence),
             ("presence_hidden", presence_hidden),
+            ("presence_features", presence_features),
         ):
             object.__setattr__(self, key, value)
 

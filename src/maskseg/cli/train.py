@@ -11,7 +11,7 @@ from typing import Any
 
 from maskseg.cli.common import AddCommand, refuse_overwrite
 from maskseg.cli.train_flags import CHOICES, CONFIG_FLAGS, SECTIONS
-from maskseg.config import Config
+from maskseg.config import PRESENCE_FEATURES, Config
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -124,11 +124,19 @@ def cmd_gate(a: argparse.Namespace) -> int:
     from maskseg.train.workflows import gate_model
 
     refuse_overwrite([a.output], [a.model], a.data, a.faces)
+    from maskseg.train.gate import GateConfig
     from maskseg.train.lowworn import LowWornConfig
 
     low = LowWornConfig(n=a.low_worn) if a.low_worn else None
     fitted = gate_model(
-        a.model, a.faces, a.data, a.output, a.val_fold, n_scenes=a.scenes, low_worn=low
+        a.model,
+        a.faces,
+        a.data,
+        a.output,
+        a.val_fold,
+        gate=GateConfig(features=a.features),
+        n_scenes=a.scenes,
+        low_worn=low,
     )
     s = fitted["gate"]
     print(
@@ -237,6 +245,14 @@ def add_gate(add: AddCommand) -> None:
         help="N composites of masks worn low (under the nose, on the chin, at the neck) pasted "
         "from the training pairs onto the training photos without a mask, as further masked "
         "crops (0: none)",
+    )
+    p.add_argument(
+        "--features",
+        choices=PRESENCE_FEATURES,
+        default="pooled",
+        help="what the gate reads: the encoder's maps pooled over the window (pooled), or also "
+        "averaged over the pixels the decoder calls mask (masked: tells a low mask's edge "
+        "from a bare jaw)",
     )
     p.set_defaults(func=cmd_gate)
 

@@ -5,9 +5,9 @@ Who relies on what:
 * every backend, ``Predictor``, the scene path, video, serve, ``Ensemble`` and ``FlipTTA``:
   ``forward``: (N, in_channels, H, W) float -> (N, 1, H, W) logits, for any H, W >= 1; one
   tensor out, so the threshold and the clean-up are the same for every architecture;
-* the mask-presence gate (``maskseg.train.gate``): ``presence_features`` (from ``encode``
-  and ``feature_widths``), ``make_presence_head`` and ``attach_presence``; ``forward`` then
-  returns ``min(mask logits, presence logit)``;
+* the mask-presence gate (``maskseg.train.gate``): ``presence_features`` (from ``encode``,
+  ``feature_widths`` and, for ``masked`` features, ``decode``), ``make_presence_head`` and
+  ``attach_presence``; ``forward`` then returns ``min(mask logits, presence logit)``;
 * the ONNX export (``maskseg.train.export``, ``maskseg.train.quantize``): ``head`` is the
   only convolution with one output channel, found by that shape in the graph and kept fp32
   by INT8; a ``presence`` head pools to a fixed grid, so such a model exports at one size;
@@ -67,12 +67,15 @@ class SegmentationModel(nn.Module):
     def from_config(cls, cfg: ModelConfig) -> SegmentationModel:
         """The model ``cfg`` describes; unknown params fail naming the valid ones."""
         params = dataclasses.asdict(cls.params_from(cfg.params, cfg.name))
-        return cls(
+        model = cls(
             in_channels=cfg.in_channels,
             presence=cfg.presence,
             presence_hidden=cfg.presence_hidden,
             **params,
         )
+        if cfg.presence and cfg.presence_features != "pooled":
+            model.init_presence(True, cfg.presence_hidden, cfg.presence_features)
+        return model
 
     @classmethod
     def params_from(cls, params: Mapping[str, Any], name: str | None = None) -> Any:
@@ -86,9 +89,9 @@ class SegmentationModel(nn.Module):
             )
         return cls.Params(**params)
 
-    def init_presence(self, presence: bool, hidden: int) -> None:
+    def init_presence(self, presence: bool, hidden: int, kind: str = "pooled") -> None:
         """Give the model an (unfitted) presence head, or none; call after the encoder."""
-        self.presence = self.make_presence_head(hidden) if presence else None
+        self.presence = self.make_presence_head(hidden, kind) if presence else None
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's feature maps (``feature_widths`` channels each), deepest last."""
@@ -107,19 +110,22 @@ class SegmentationModel(nn.Module):
         and the face wears a mask, so an unmasked face gets an empty mask from one tensor."""
         if self.presence is None:
             return logits
-        return torch.minimum(logits, self.presence(features)[:, :, None, None])
+        return torch.minimum(logits, self.presence(features, logits)[:, :, None, None])
 
-    def presence_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The presence head's input (N, F) for a normalised batch (the gate fits on these)."""
-        return PresenceHead.features(self.encode(x))
+    def presence_features(self, x: torch.Tensor, kind: str = "pooled") -> torch.Tensor:
+        """The presence head's input (N, F) for a normalised batch (the gate fits on these);
+        ``masked`` features also run the decoder (without any gate)."""
+        maps = self.encode(x)
+        logits = self.decode(maps, x.shape[-2:]) if kind == "masked" else None
+        return PresenceHead.features(maps, logits, kind)
 
-    def make_presence_head(self, hidden: int) -> PresenceHead:
+    def make_presence_head(self, hidden: int, kind: str = "pooled") -> PresenceHead:
         """A new presence head that fits this model's encoder."""
-        return PresenceHead(self.feature_widths, hidden)
+        return PresenceHead(self.feature_widths, hidden, kind)
 
     def attach_presence(self, head: PresenceHead) -> None:
         """Install a fitted presence head (``maskseg.train.gate.fit_presence``)."""
-        want = PresenceHead.n_features(self.feature_widths)
+        want = PresenceHead.n_features(self.feature_widths, head.kind)
         if head.mean.numel() != want:
             raise ValueError(
                 f"the presence head reads {head.mean.numel()} features; this model's encoder "

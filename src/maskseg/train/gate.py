@@ -33,6 +33,7 @@ class GateConfig:
         epochs, lr, weight_decay, batch_size, dropout: AdamW training of the head.
         flip: also train on the mirrored crops (masks are left-right symmetric).
         seed: initialisation and batch order.
+        features: what the head reads (``maskseg.models.presence.KINDS``).
     """
 
     hidden: int = 256
@@ -43,19 +44,24 @@ class GateConfig:
     dropout: float = 0.2
     flip: bool = True
     seed: int = 0
+    features: str = "pooled"
 
 
 @torch.no_grad()
 def encoder_features(
-    model: SegmentationModel, images: Sequence[np.ndarray], size: int, batch_size: int = 64
+    model: SegmentationModel,
+    images: Sequence[np.ndarray],
+    size: int,
+    batch_size: int = 64,
+    kind: str = "pooled",
 ) -> np.ndarray:
-    """The presence head's input features (N, F) for RGB images, from the frozen encoder."""
+    """The presence head's input features (N, F) for RGB images, from the frozen network."""
     _check(model)
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
         x = torch.from_numpy(model_input(list(images[i : i + batch_size]), size))
-        out.append(model.presence_features(x).numpy())
+        out.append(model.presence_features(x, kind).numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -82,9 +88,9 @@ def fit_presence(
     """
     cfg = GateConfig() if cfg is None else cfg
     feats, labels = crop_features(
-        lambda ims: encoder_features(model, ims, size), positives, negatives, cfg
+        lambda ims: encoder_features(model, ims, size, kind=cfg.features), positives, negatives, cfg
     )
-    head, figures = fit_head(feats, labels, model.make_presence_head(cfg.hidden), cfg)
+    head, figures = fit_head(feats, labels, model.make_presence_head(cfg.hidden, cfg.features), cfg)
     model.attach_presence(head)
     return figures
 

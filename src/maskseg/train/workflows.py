@@ -327,8 +327,16 @@ def gate_model(
 
         cfg, info = read_onnx_info(model_path)
         net = None
-        if not cfg.model.presence or cfg.model.presence_hidden != gate.hidden:
-            raise ValueError(f"{model_path}: refit an ONNX gate of the same shape only")
+        if (
+            not cfg.model.presence
+            or cfg.model.presence_hidden != gate.hidden
+            or cfg.model.presence_features != gate.features
+        ):
+            raise ValueError(
+                f"{model_path}: refit an ONNX gate of the same shape only (its head: "
+                f"{cfg.model.presence_features} features, {cfg.model.presence_hidden} hidden "
+                f"units; asked: {gate.features}, {gate.hidden})"
+            )
     else:
         from maskseg.pipeline.backends.pytorch import load as load_torch
 
@@ -360,14 +368,14 @@ def gate_model(
 
         features = feature_extractor(model_path, size)  # one session for every crop
 
-        fresh = create_model(cfg.model).make_presence_head(gate.hidden)
+        fresh = create_model(cfg.model).make_presence_head(gate.hidden, gate.features)
     else:
         from maskseg.train.gate import encoder_features
 
         def features(images: list[np.ndarray]) -> np.ndarray:
-            return encoder_features(net, images, size)
+            return encoder_features(net, images, size, kind=gate.features)
 
-        fresh = net.make_presence_head(gate.hidden)
+        fresh = net.make_presence_head(gate.hidden, gate.features)
     feats, labels = crop_features(
         features, positives + scene_pos + low, negatives + scene_neg, gate
     )
@@ -375,7 +383,9 @@ def gate_model(
     figures.update(scene_positives=len(scene_pos), scene_negatives=len(scene_neg))
     if low_worn is not None:
         figures.update(low_figures, low_worn=dataclasses.asdict(low_worn))
-    cfg = cfg.replace("model", presence=True, presence_hidden=gate.hidden)
+    cfg = cfg.replace(
+        "model", presence=True, presence_hidden=gate.hidden, presence_features=gate.features
+    )
     summary = {
         "gate": {
             **figures,

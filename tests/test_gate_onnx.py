@@ -32,13 +32,17 @@ def _crops(n: int, size: int = 32) -> list[np.ndarray]:
     return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
 
 
-@pytest.fixture
-def tiny_onnx(tmp_path: Path):
+@pytest.fixture(params=["pooled", "masked"])
+def tiny_onnx(tmp_path: Path, request):
     from maskseg.train.export import to_onnx
 
     torch.manual_seed(0)
     cfg = ModelConfig(
-        name="unet", params={"base_channels": 4, "depth": 2}, presence=True, presence_hidden=8
+        name="unet",
+        params={"base_channels": 4, "depth": 2},
+        presence=True,
+        presence_hidden=8,
+        presence_features=request.param,
     )
     model = create_model(cfg).eval()
     to_onnx(model, 32, tmp_path / "m.onnx", exporter="legacy")
@@ -49,13 +53,15 @@ def test_features_are_the_encoders(tiny_onnx):
     model, path = tiny_onnx
     crops = _crops(3)
     got = onnx_features(path, crops, 32)
-    np.testing.assert_allclose(got, encoder_features(model, crops, 32), atol=1e-4)
+    want = encoder_features(model, crops, 32, kind=model.presence.kind)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def test_new_head_gives_what_pytorch_gives(tiny_onnx):
     model, path = tiny_onnx
     torch.manual_seed(5)
-    head = model.make_presence_head(8)
+    head = model.make_presence_head(8, model.presence.kind)
     for p in head.classifier.parameters():
         torch.nn.init.normal_(p, std=0.5)
     with torch.no_grad():
@@ -74,7 +80,7 @@ def test_new_head_gives_what_pytorch_gives(tiny_onnx):
 def test_head_of_another_shape_is_refused(tiny_onnx):
     model, path = tiny_onnx
     with pytest.raises(ValueError, match="new head"):
-        with_head(path, model.make_presence_head(16))
+        with_head(path, model.make_presence_head(16, model.presence.kind))
 
 
 def test_int8_twin_keeps_its_segmentation():
@@ -97,3 +103,74 @@ def test_int8_twin_keeps_its_segmentation():
         head.classifier[-1].bias.fill_(-50.0)
     no = _run(with_head(TWIN, head), x)
     assert no.max() <= -49.0
+
+
+def _masked_head(model, seed: int = 5, bias: float = 0.0):
+    torch.manual_seed(seed)
+    head = model.make_presence_head(8, "masked")
+    for p in head.classifier.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    with torch.no_grad():
+        head.classifier[-1].bias.fill_(bias)
+        head.mean.normal_()
+        head.std.uniform_(0.5, 2.0)
+    return head
+
+
+def test_pooled_head_rebuilt_as_masked_gives_what_pytorch_gives(tmp_path: Path):
+    """An exported model whose head reads pooled features gets a masked one built in its
+    graph: features and gated logits equal PyTorch's with that head attached."""
+    from maskseg.config import Config
+    from maskseg.pipeline.modelfile import read_onnx_info
+    from maskseg.train.export import _metadata, to_onnx
+    from maskseg.train.gate_onnx import with_masked_features
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        name="unet", params={"base_channels": 4, "depth": 2}, presence=True, presence_hidden=8
+    )
+    model = create_model(cfg).eval()
+    to_onnx(model, 32, tmp_path / "m.onnx", exporter="legacy")
+    meta = {"format": "maskseg", "config": Config(model=cfg).to_dict()}
+    (tmp_path / "m.onnx").write_bytes(_metadata(tmp_path / "m.onnx", meta))
+    head = _masked_head(model, bias=-2.0)
+    blob = with_masked_features(tmp_path / "m.onnx", head, 32)
+    crops = _crops(3)
+    model.attach_presence(head)
+    np.testing.assert_allclose(
+        onnx_features(blob, crops, 32), encoder_features(model, crops, 32, kind="masked"), atol=1e-4
+    )
+    x = model_input(crops, 32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(_run(blob, x), want, atol=1e-4)
+    (tmp_path / "masked.onnx").write_bytes(blob)
+    assert read_onnx_info(tmp_path / "masked.onnx")[0].model.presence_features == "masked"
+    # and again on the rebuilt file: its masked head is replaced, not stacked
+    head2 = _masked_head(model, seed=7)
+    again = with_masked_features(blob, head2, 32)
+    model.attach_presence(head2)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(_run(again, x), want, atol=1e-4)
+    with pytest.raises(ValueError, match="masked"):
+        with_masked_features(tmp_path / "m.onnx", model.make_presence_head(8), 32)
+
+
+def test_int8_twin_rebuilt_as_masked_keeps_its_segmentation():
+    from maskseg.train.gate_onnx import with_masked_features
+
+    face = read_image(ROOT / "examples" / "face.jpg")
+    x = model_input([face], 160)
+    before = _run(TWIN, x)
+    net = create_model(
+        ModelConfig(name="unet", params={"base_channels": 16, "depth": 4}, presence=True)
+    )
+    head = net.make_presence_head(256, "masked")
+    with torch.no_grad():
+        head.classifier[-1].weight.zero_()
+        head.classifier[-1].bias.fill_(50.0)
+    blob = with_masked_features(TWIN, head, 160)
+    np.testing.assert_array_equal(_run(blob, x) > 0, before > 0)
+    n = type(head).n_features(net.feature_widths, "masked")
+    assert onnx_features(blob, [face], 160).shape == (1, n)

@@ -98,6 +98,67 @@ def test_presence_slot_gates_the_logits(name: str):
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("hw", [(1, 1), (37, 53), (32, 32)])
+def test_masked_presence_head_gates_the_logits(name: str, hw):
+    """A ``masked`` head reads the decoder's logits too; the model file keeps its kind."""
+    torch.manual_seed(0)
+    cfg = tiny(name, presence=True, presence_hidden=8, presence_features="masked")
+    model = create_model(cfg).eval()
+    assert model.presence.kind == "masked"
+    n = PresenceHead.n_features(model.feature_widths, "masked")
+    assert n == PresenceHead.n_features(model.feature_widths) + sum(model.feature_widths) + 16
+    assert model.presence.mean.numel() == n
+    x = torch.randn(2, 3, *hw)
+    with torch.no_grad():
+        features = model.encode(x)
+        logits = model.decode(features, hw)
+        gate = model.presence(features, logits)
+        torch.testing.assert_close(model(x), torch.minimum(logits, gate[:, :, None, None]))
+        assert model.presence_features(x, "masked").shape == (2, n)
+    with pytest.raises(ValueError, match="logits"):
+        model.presence(features)
+    model.attach_presence(model.make_presence_head(8))  # a refit may change the kind
+    with torch.no_grad():
+        assert model.presence.kind == "pooled" and model(x).shape == (2, 1, *hw)
+    with pytest.raises(ValueError, match="features"):
+        model.attach_presence(PresenceHead([1, 2], 0, "masked"))
+
+
+def test_masked_features_by_hand():
+    """One 1-channel 2 x 2 map [[1, 2], [3, 4]]; the decoder says mask on the bottom half of a
+    4 x 4 input: mask-weighted mean (3 + 4) / 4 / (0.5 + 0.05), the mask's grid 8 x 0, 8 x 1."""
+    m = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+    logits = torch.full((1, 1, 4, 4), -100.0)
+    logits[..., 2:, :] = 100.0
+    f = PresenceHead.features([m], logits, "masked")[0]
+    # pooled: the map's mean, then the deepest (only) map on a 2 x 2 grid
+    torch.testing.assert_close(f[:5], torch.tensor([2.5, 1.0, 2.0, 3.0, 4.0]))
+    torch.testing.assert_close(f[5], torch.tensor(1.75 / 0.55))
+    torch.testing.assert_close(f[6:], torch.tensor([0.0] * 8 + [1.0] * 8))
+    # no mask anywhere: the mask-weighted mean is 0, not the mean of nothing
+    f = PresenceHead.features([m], torch.full((1, 1, 4, 4), -100.0), "masked")[0]
+    assert float(f[5]) == 0.0 and float(f[6:].sum()) == 0.0
+    with pytest.raises(ValueError, match="unknown presence features"):
+        PresenceHead([1], 0, "pixels")
+
+
+def test_masked_head_survives_its_weight_file(tmp_path: Path):
+    torch.manual_seed(0)
+    cfg = Config(model=tiny("unet", presence=True, presence_hidden=4, presence_features="masked"))
+    model = create_model(cfg.model).eval()
+    with torch.no_grad():
+        model.presence.mean.normal_()
+    save_weights(tmp_path / "m.safetensors", model, cfg, {})
+    state, loaded_cfg = load_model_file(tmp_path / "m.safetensors")[:2]
+    assert loaded_cfg.model.presence_features == "masked"
+    loaded = create_model(loaded_cfg.model).eval()
+    loaded.load_state_dict(state)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
 def test_gate_fits_on_every_architecture(name: str):
     from maskseg.train.gate import GateConfig, fit_presence
 

@@ -327,15 +327,16 @@ def gate_model(
 
         cfg, info = read_onnx_info(model_path)
         net = None
-        if (
-            not cfg.model.presence
-            or cfg.model.presence_hidden != gate.hidden
-            or cfg.model.presence_features != gate.features
+        # a pooled head is refitted in place (same shapes); a masked one is built in the graph
+        m = cfg.model
+        if not m.presence or (
+            gate.features == "pooled"
+            and (m.presence_hidden != gate.hidden or m.presence_features != "pooled")
         ):
             raise ValueError(
-                f"{model_path}: refit an ONNX gate of the same shape only (its head: "
-                f"{cfg.model.presence_features} features, {cfg.model.presence_hidden} hidden "
-                f"units; asked: {gate.features}, {gate.hidden})"
+                f"{model_path}: refit an ONNX gate of the same shape only, or build a masked one "
+                f"(its head: {cfg.model.presence_features} features, "
+                f"{cfg.model.presence_hidden} hidden units; asked: {gate.features}, {gate.hidden})"
             )
     else:
         from maskseg.pipeline.backends.pytorch import load as load_torch
@@ -366,9 +367,13 @@ def gate_model(
     if onnx_file:
         from maskseg.models.registry import create_model
 
-        features = feature_extractor(model_path, size)  # one session for every crop
-
         fresh = create_model(cfg.model).make_presence_head(gate.hidden, gate.features)
+        source = model_path
+        if gate.features == "masked":  # the graph's features as the new head will read them
+            from maskseg.train.gate_onnx import with_masked_features
+
+            source = with_masked_features(model_path, fresh, size)
+        features = feature_extractor(source, size)  # one session for every crop
     else:
         from maskseg.train.gate import encoder_features
 
@@ -396,7 +401,7 @@ def gate_model(
     }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     if onnx_file:
-        _write_onnx_gate(model_path, output, head, summary)
+        _write_onnx_gate(model_path, output, head, summary, size)
         predictor = Predictor.load(output) if val_ids else None
     else:
         from maskseg.train.checkpoint import save_weights
@@ -413,14 +418,19 @@ def gate_model(
     return summary
 
 
-def _write_onnx_gate(model_path, output, head, summary) -> None:
+def _write_onnx_gate(model_path, output, head, summary, size: int) -> None:
     """The ONNX model with the refitted head, its metadata's gate figures replaced."""
     import onnx
 
     from maskseg.files import atomic_write_bytes
-    from maskseg.train.gate_onnx import with_head
+    from maskseg.train.gate_onnx import with_head, with_masked_features
 
-    model = onnx.load_from_string(with_head(model_path, head))
+    blob = (
+        with_masked_features(model_path, head, size)
+        if head.kind == "masked"
+        else with_head(model_path, head)
+    )
+    model = onnx.load_from_string(blob)
     for p in model.metadata_props:
         if p.key == "metrics":
             metrics = json.loads(p.value)

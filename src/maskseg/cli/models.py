@@ -251,7 +251,12 @@ def format_models(models: list[dict[str, Any]], names: list[str] | None, width: 
             for key in ("base_channels", "depth", "block")
             if key in params
         )
-        gated = " with the mask gate" if a.get("presence") else ""
+        gated = ""
+        if a.get("presence"):
+            reads = a.get("presence_features", "pooled")
+            gated = " with the mask gate" + (
+                " (reading the encoder under the decoder's mask)" if reads == "masked" else ""
+            )
         rows.append(("network", f"{a.get('name', '?')} ({shape}){gated}"))
         rows.append(("input", f"{m['input_size']} px crops, threshold {m['threshold']}"))
         rows.append(

@@ -11,6 +11,7 @@ import torch
 from maskseg.config import ModelConfig
 from maskseg.io import read_image
 from maskseg.models import create_model
+from maskseg.pipeline.modelfile import read_onnx_info
 from maskseg.pipeline.preprocess import model_input
 from maskseg.train.gate import encoder_features
 from maskseg.train.gate_onnx import feature_name, onnx_features, with_head
@@ -91,9 +92,8 @@ def test_int8_twin_keeps_its_segmentation():
     before = _run(TWIN, x)
     assert (before > 0).mean() > 0.1  # the twin finds the mask
     assert feature_name(TWIN)
-    head = create_model(
-        ModelConfig(name="unet", params={"base_channels": 16, "depth": 4}, presence=True)
-    ).make_presence_head(256)
+    cfg = read_onnx_info(TWIN)[0].model  # whichever features the shipped head reads
+    head = create_model(cfg).make_presence_head(cfg.presence_hidden, cfg.presence_features)
     with torch.no_grad():
         head.classifier[-1].weight.zero_()
         head.classifier[-1].bias.fill_(50.0)
@@ -121,7 +121,6 @@ def test_pooled_head_rebuilt_as_masked_gives_what_pytorch_gives(tmp_path: Path):
     """An exported model whose head reads pooled features gets a masked one built in its
     graph: features and gated logits equal PyTorch's with that head attached."""
     from maskseg.config import Config
-    from maskseg.pipeline.modelfile import read_onnx_info
     from maskseg.train.export import _metadata, to_onnx
     from maskseg.train.gate_onnx import with_masked_features
 
@@ -170,7 +169,7 @@ def test_int8_twin_rebuilt_as_masked_keeps_its_segmentation():
     with torch.no_grad():
         head.classifier[-1].weight.zero_()
         head.classifier[-1].bias.fill_(50.0)
-    blob = with_masked_features(TWIN, head, 160)
+    blob = with_masked_features(TWIN, head)  # the size the gated graph fixes
     np.testing.assert_array_equal(_run(blob, x) > 0, before > 0)
     n = type(head).n_features(net.feature_widths, "masked")
     assert onnx_features(blob, [face], 160).shape == (1, n)

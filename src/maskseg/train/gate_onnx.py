@@ -69,11 +69,15 @@ def onnx_features(path: str | Path, images: Sequence[np.ndarray], size: int) -> 
     return feature_extractor(path, size)(images)
 
 
-def with_head(path: str | Path, head) -> bytes:
+def with_head(path: str | Path | bytes, head) -> bytes:
     """The ONNX model at ``path`` with ``head``'s weights (a fitted ``PresenceHead``) as its
-    presence head, serialised. The head's layers must have the old ones' shapes."""
+    presence head, serialised. A ``pooled`` head's layers must have the old ones' shapes; a
+    ``masked`` head is built in the graph (``with_masked_features``)."""
     import onnx
     from onnx import numpy_helper
+
+    if getattr(head, "kind", "pooled") == "masked" and needs_masked_build(path, head):
+        return with_masked_features(path, head)
 
     model, sub = _graph(path)
     graph = model.graph
@@ -133,7 +137,18 @@ def with_head(path: str | Path, head) -> bytes:
     return model.SerializeToString()
 
 
-def with_masked_features(path: str | Path | bytes, head, size: int) -> bytes:
+def needs_masked_build(path: str | Path | bytes, head) -> bool:
+    """Whether a masked ``head`` must be built into the graph (its head reads other features,
+    or was built there before) rather than have its weights replaced in place (a graph
+    exported from a model with a masked head)."""
+    model, sub = _graph(path)
+    if any(n.output[0] == "presence.masked.features" for n in model.graph.node):
+        return True
+    mean = next(t for t in model.graph.initializer if t.name == MEAN)
+    return int(np.prod(mean.dims)) != head.mean.numel()
+
+
+def with_masked_features(path: str | Path | bytes, head, size: int | None = None) -> bytes:
     """The ONNX model at ``path`` with a head that reads ``masked`` features
     (``maskseg.models.presence``), ``head``'s weights in float, serialised.
 
@@ -142,7 +157,7 @@ def with_masked_features(path: str | Path | bytes, head, size: int) -> bytes:
     (the Min's other input), exactly as ``PresenceHead.features`` computes them at ``size``
     (pooling with constant kernels). Everything before the head is kept as it is, so the
     segmentation cannot change; a model whose head already reads ``masked`` features gets
-    its head replaced (``with_head`` keeps the shapes instead).
+    its head replaced. ``size``: the input size (None: the graph's, which a gated model fixes).
     """
     import onnx
     import onnxruntime as ort
@@ -192,6 +207,11 @@ def with_masked_features(path: str | Path | bytes, head, size: int) -> bytes:
     old_gate = next(i for i in gate_min.input if i in outs)
     if maps[0] == feat or len(set(maps)) != len(maps):
         raise ValueError(f"{where}: unexpected head features")
+    if size is None:
+        dims = graph.input[0].type.tensor_type.shape.dim
+        size = int(dims[2].dim_value) if len(dims) == 4 else 0
+        if size <= 0:
+            raise ValueError(f"{where}: the input size is not fixed in the graph; give size")
     # the maps' sizes at the model's input size, from one run of the graph
     probe = onnx.ModelProto()
     probe.CopyFrom(model)

@@ -370,9 +370,10 @@ def gate_model(
         fresh = create_model(cfg.model).make_presence_head(gate.hidden, gate.features)
         source = model_path
         if gate.features == "masked":  # the graph's features as the new head will read them
-            from maskseg.train.gate_onnx import with_masked_features
+            from maskseg.train.gate_onnx import needs_masked_build, with_masked_features
 
-            source = with_masked_features(model_path, fresh, size)
+            if needs_masked_build(model_path, fresh):
+                source = with_masked_features(model_path, fresh, size)
         features = feature_extractor(source, size)  # one session for every crop
     else:
         from maskseg.train.gate import encoder_features
@@ -423,13 +424,12 @@ def _write_onnx_gate(model_path, output, head, summary, size: int) -> None:
     import onnx
 
     from maskseg.files import atomic_write_bytes
-    from maskseg.train.gate_onnx import with_head, with_masked_features
+    from maskseg.train.gate_onnx import needs_masked_build, with_head, with_masked_features
 
-    blob = (
-        with_masked_features(model_path, head, size)
-        if head.kind == "masked"
-        else with_head(model_path, head)
-    )
+    if head.kind == "masked" and needs_masked_build(model_path, head):
+        blob = with_masked_features(model_path, head, size)
+    else:
+        blob = with_head(model_path, head)
     model = onnx.load_from_string(blob)
     for p in model.metadata_props:
         if p.key == "metrics":

@@ -446,6 +446,41 @@ def test_gate_then_evaluate_faces(tmp_path: Path, face_crops, msfd_tiny: Path, c
     assert after[1] < 1.0  # the gate empties some unmasked face's mask
 
 
+@pytest.mark.slow  # two gate fits with synthetic scenes
+def test_masked_gate_on_an_onnx_file(tmp_path: Path, face_crops, msfd_tiny: Path, capsys):
+    """`maskseg gate MODEL.onnx --features masked` builds the new head into an exported
+    model (whose head read pooled features): the file says so, runs, and where its gate says
+    "mask" the mask is the exported model's own (the network before the head is kept)."""
+    import onnx
+
+    from maskseg.pipeline.modelfile import read_onnx_info
+
+    faces, _ = face_crops
+    net, cfg = tiny_net(0, spread_on=read_image(EXAMPLES / "face.jpg"))
+    model = tmp_path / "tiny.safetensors"
+    save_weights(model, net, cfg)
+    common = ["--faces", str(faces), "--data", str(msfd_tiny), "--scenes", "20"]
+    gated = tmp_path / "gated.safetensors"
+    assert main(["gate", str(model), *common, "--output", str(gated)]) == 0
+    exported = tmp_path / "gated.onnx"
+    assert main(["export", str(gated), "--output", str(exported), "--no-parity"]) == 0
+    masked = tmp_path / "masked.onnx"
+    capsys.readouterr()
+    args = ["gate", str(exported), *common, "--features", "masked", "--output", str(masked)]
+    assert main(args) == 0
+    assert "gate fitted on" in capsys.readouterr().out
+    assert read_onnx_info(exported)[0].model.presence_features == "pooled"
+    assert read_onnx_info(masked)[0].model.presence_features == "masked"
+    names = {n.output[0] for n in onnx.load(str(masked)).graph.node}
+    assert "presence.masked.features" in names
+    image = read_image(EXAMPLES / "face.jpg")
+    ungated = Predictor.load(model, backend="torch", precision="fp32").logits([image])[0, 0]
+    got = Predictor.load(masked).logits([image])[0, 0]
+    assert got.shape == ungated.shape
+    # gated logits are min(the network's own logits, one presence logit per image)
+    np.testing.assert_allclose(got, np.minimum(ungated, got.max()), atol=2e-3)
+
+
 # ---------------------------------------------------------------------------- pack
 
 

@@ -546,6 +546,19 @@ def test_evaluate_defaults_to_the_held_out_twin(msfd_tiny: Path, tmp_path: Path,
     assert "--split all" in capsys.readouterr().err and not out.exists()
 
 
+def test_models_reads_figures_through_nested_packs():
+    """A shipped file packed from a gated file that was itself packed keeps each step's
+    figures one level down: the newest gate (outermost) and the training figures are found."""
+    from maskseg.cli.models import _gate, _training
+
+    old_gate, new_gate = {"n_positive": 1}, {"n_positive": 2}
+    trained = {"epoch": 250, "train_loss": 0.08, "gate": old_gate}
+    nested = {"members": ["a"], "member_metrics": [{"member_metrics": [trained], "gate": new_gate}]}
+    assert _gate(nested) is new_gate and _gate({"member_metrics": [trained]}) is old_gate
+    assert _training(nested) == {"epoch": 250, "train_loss": 0.08}
+    assert _gate({}) is None and _training({"member_metrics": ["not a dict"]}) == {}
+
+
 def test_models_lists_a_readable_table_and_json(capsys, monkeypatch):
     assert main(["models"]) == 0
     text = capsys.readouterr().out
@@ -553,7 +566,7 @@ def test_models_lists_a_readable_table_and_json(capsys, monkeypatch):
     assert "\nunet-msfd-fast\n" in text and "\nunet-msfd-fast-heldout\n" in text
     for label in ("for:", "trained on:", "test figures:", "files:", "detector:", "licence:"):
         assert text.count(f"  {label}") == 4, label
-    assert "unet-msfd.onnx (2.4 MB, INT8, onnxruntime" in text
+    assert "unet-msfd.onnx (2.5 MB, INT8, onnxruntime" in text
     assert "its held-out\n                twin unet-msfd-fast-heldout stands for it" in text
     assert "runs/" not in text and "{" not in text  # no internal run paths, no raw dicts
     assert "architectures: lrunet, unet" in text

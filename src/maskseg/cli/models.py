@@ -31,21 +31,28 @@ DETECTORS = {
 WEIGHTS_LICENCE = "MIT, as maskseg"
 
 
+def _levels(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics and those of its members, outermost first: a shipped file packed from a
+    gated file packed before keeps each step's figures one level down."""
+    out = [metrics]
+    for member in metrics.get("member_metrics") or []:
+        if isinstance(member, dict):
+            out += _levels(member)
+    return out
+
+
 def _gate(metrics: dict[str, Any]) -> dict[str, Any] | None:
     """The mask-presence gate's figures: stored by ``maskseg gate``, or kept per member by
-    ``maskseg pack``."""
-    if isinstance(metrics.get("gate"), dict):
-        return metrics["gate"]
-    for member in metrics.get("member_metrics") or []:
-        if isinstance(member, dict) and isinstance(member.get("gate"), dict):
-            return member["gate"]
+    ``maskseg pack``; the outermost (the newest) gate."""
+    for level in _levels(metrics):
+        if isinstance(level.get("gate"), dict):
+            return level["gate"]
     return None
 
 
 def _training(metrics: dict[str, Any]) -> dict[str, Any]:
     """Training figures stored with the weights (last epoch, loss, validation scores)."""
-    rows = [metrics] + [m for m in metrics.get("member_metrics") or [] if isinstance(m, dict)]
-    for row in rows:
+    for row in _levels(metrics):
         figures = {
             k: row[k]
             for k in ("epoch", "train_loss", "val_iou", "val_dice")

@@ -31,6 +31,8 @@ class DataConfig:
     folder), framed ``composite_scale_min`` to ``_max`` times the scene path's window
     (``maskseg.train.composites``); ``pair_repeat``
     repeats each crop that many times per epoch beside them.
+    ``pseudo``: a ``maskseg pseudo`` folder whose teacher-labelled crops are
+    further training rows (``maskseg.train.pseudo``; never validated or tested on).
     """
 
     root: str = ""
@@ -45,6 +47,7 @@ class DataConfig:
     composite_scale_min: float = 1.0
     composite_scale_max: float = 1.8
     pair_repeat: int = 1
+    pseudo: str = ""
 
     def split_key(self) -> tuple[float, int, str, int]:
         """What fixes the split: two configs with the same key split the same ids alike."""

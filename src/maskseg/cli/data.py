@@ -43,6 +43,22 @@ def cmd_data_faces(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_pseudo(a: argparse.Namespace) -> int:
+    from maskseg.cli.common import refuse_overwrite
+    from maskseg.train.pseudo import PseudoConfig, make_pseudo
+
+    if a.output.exists() and (not a.output.is_dir() or any(a.output.iterdir())):
+        raise SystemExit(f"maskseg: {a.output} exists and is not an empty folder; give a new one")
+    refuse_overwrite([a.output], [a.teacher], faces=a.faces)
+    cfg = PseudoConfig(confident=a.confident, flip=not a.no_flip)
+    record = make_pseudo(a.teacher, a.faces, a.output, a.fold, cfg)
+    print(
+        f"kept {record['kept']} of {record['read']} masked crops ({record['kept_share']:.1%}; "
+        f"dropped: {record['dropped']}); wrote {a.output}"
+    )
+    return 0
+
+
 def add_data(add: AddCommand) -> None:
     data = add("data", "data utilities")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -63,6 +79,30 @@ def add_data(add: AddCommand) -> None:
     p.add_argument("--detector", default="blazeface", help="face detector")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_faces)
+    p = dsub.add_parser(
+        "pseudo",
+        help="label the masked face crops with a trained teacher and keep the confident ones "
+        "(self-training: `maskseg train --pseudo DIR`)",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("teacher", type=Path, help="a trained, gated model file")
+    p.add_argument("--faces", required=True, type=Path, help="`maskseg data faces` folder")
+    p.add_argument("--output", required=True, type=Path, help="a new folder for the labels")
+    p.add_argument(
+        "--fold",
+        type=int,
+        default=-1,
+        help="read the photos outside this validation fold (the student's); -1: every "
+        "non-test photo. The test part is never read",
+    )
+    p.add_argument(
+        "--confident",
+        type=float,
+        default=0.97,
+        help="least share of a crop's pixels the teacher is sure of (p <= 0.1 or >= 0.9)",
+    )
+    p.add_argument("--no-flip", action="store_true", help="no mirror-image averaging")
+    p.set_defaults(func=cmd_data_pseudo)
 
 
 COMMANDS = {"data": add_data}

@@ -105,6 +105,13 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ),
     ("--pair-repeat", "data", "pair_repeat", int, "each training crop this many times per epoch"),
     (
+        "--pseudo",
+        "data",
+        "pseudo",
+        str,
+        "also train on the teacher-labelled crops of this `maskseg pseudo` folder (self-training)",
+    ),
+    (
         "--init",
         "train",
         "init",

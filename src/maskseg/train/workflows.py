@@ -48,22 +48,31 @@ class _RunData:
     scored: SplitData
 
     def train_set(self, ids: list[str], fold: int) -> SegmentationDataset:
-        """The training rows of these pairs (each ``pair_repeat`` times) and, with
+        """The training rows of these pairs (each ``pair_repeat`` times); with
         ``composites``, the composited windows made from them and the photos of the same
-        part of the faces' split (``fold``: the validation fold held out, -1 none)."""
+        part of the faces' split (``fold``: the validation fold held out, -1 none); with
+        ``pseudo``, the teacher-labelled crops of that folder."""
         tc, d = self.cfg.train, self.cfg.data
         c = self.cache
         rows = np.tile(c.rows(ids), max(1, d.pair_repeat))
-        if d.composites <= 0:
+        extra: list[tuple[list[str], np.ndarray, np.ndarray]] = []
+        if d.composites > 0:
+            made = _composites(self.cfg, self.splits, ids, fold)
+            names = [f"composite#{i}" for i in range(len(made.images))]
+            extra.append((names, made.images, made.masks))
+        if d.pseudo:
+            from maskseg.train.pseudo import read_pseudo
+
+            extra.append(read_pseudo(d.pseudo, d.image_size))
+        if not extra:
             return SegmentationDataset.from_arrays(
                 c.ids, c.images, c.masks, rows, tc.augment, tc.seed
             )
-        made = _composites(self.cfg, self.splits, ids, fold)
         n = len(c.ids)
-        all_ids = list(c.ids) + [f"composite#{i}" for i in range(len(made.images))]
-        images = np.concatenate([np.asarray(c.images), made.images])
-        masks = np.concatenate([np.asarray(c.masks), made.masks])
-        rows = np.concatenate([rows, n + np.arange(len(made.images))])
+        all_ids = list(c.ids) + [i for names, _, _ in extra for i in names]
+        images = np.concatenate([np.asarray(c.images)] + [im for _, im, _ in extra])
+        masks = np.concatenate([np.asarray(c.masks)] + [m for _, _, m in extra])
+        rows = np.concatenate([rows, n + np.arange(len(all_ids) - n)])
         return SegmentationDataset.from_arrays(all_ids, images, masks, rows, tc.augment, tc.seed)
 
     def skipped(self) -> list[str]:
@@ -165,6 +174,7 @@ def train_run(
             "n_scene_windows": len(data.cache.rows(train_ids))
             - len(data.cache.rows(train_ids, scenes=False)),
             "n_composites": sum(i.startswith("composite#") for i in train.ids),
+            "n_pseudo": sum(i.startswith("pseudo#") for i in train.ids),
             "n_rows": len(train),
             "n_val": len(val),
             "n_test": len(test),

@@ -80,6 +80,11 @@ def main() -> None:
     ap.add_argument(
         "--default-only", action="store_true", help="only the default row (a model comparison)"
     )
+    ap.add_argument(
+        "--hold-only",
+        action="store_true",
+        help="only the default row and held growth (the hold_growth rule)",
+    )
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
@@ -91,13 +96,15 @@ def main() -> None:
         raise SystemExit(f"{a.model}: its {a.part} part of {a.data} has {len(pairs)} pairs")
     ways = {
         "default (track + smooth)": VideoOptions(),
-        "default, growth decided every frame": VideoOptions(hold_growth=False),
+        "growth held (hold_growth)": VideoOptions(hold_growth=True),
         "--no-smooth": VideoOptions(smooth=False),
         "full detection + smooth": VideoOptions(detect_every=1),
         "each frame alone": VideoOptions(smooth=False, detect_every=1),
     }
     if a.default_only:
         ways = {"default (track + smooth)": VideoOptions()}
+    elif a.hold_only:
+        ways = {k: ways[k] for k in ("default (track + smooth)", "growth held (hold_growth)")}
     print(
         f"model {a.model} ({predictor.describe()}); {a.clips} clips x {a.frames} frames, "
         f"{a.faces} faces of the {a.part} part each, {SIDE} px, 640x480"

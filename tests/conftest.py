@@ -26,6 +26,25 @@ def synthetic_face(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray
     return np.clip(img + noise, 0, 255).astype(np.uint8), mask.astype(bool)
 
 
+def real_faces_folder(tmp_path: Path, n: int) -> Path:
+    """`maskseg data faces` run on the first ``n`` JPEG photos of each label of the shared
+    face photos (skips when they are missing); returns the crops folder."""
+    import shutil
+
+    from maskseg.cli.main import main
+
+    if not (FACES / "with_mask").is_dir() or not (FACES / "without_mask").is_dir():
+        pytest.skip(f"shared face photos not found at {FACES}")
+    photos = tmp_path / "photos"
+    for label in ("with_mask", "without_mask"):
+        (photos / label).mkdir(parents=True)
+        names = sorted(p for p in (FACES / label).iterdir() if p.suffix.lower() == ".jpg")
+        for p in names[:n]:
+            shutil.copy(p, photos / label / p.name)
+    assert main(["data", "faces", str(photos), "--output", str(tmp_path / "faces")]) == 0
+    return tmp_path / "faces"
+
+
 def write_pair(images: Path, masks: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:
     images.mkdir(parents=True, exist_ok=True)
     masks.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ example photos, and a real training run that uses them."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -15,7 +14,6 @@ from maskseg.io import read_image
 from maskseg.train.composites import CompositeConfig, composite_windows, cut_pair, frame_window
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
 
 
 def test_frame_window_hand_computed():
@@ -81,17 +79,11 @@ def test_composites_need_a_face():
 def test_training_with_composites(real_data: Path, tmp_path: Path):
     """A real (one-epoch) training run on the MSFD pairs with composites made on real photos
     without a mask: the run's rows are the pairs times ``pair_repeat`` plus the composites."""
-    if not (FACES / "without_mask").is_dir():
-        pytest.skip(f"shared face photos not found at {FACES}")
+    from conftest import real_faces_folder
+
     from maskseg.cli.main import main
 
-    root = tmp_path / "photos"
-    for label in ("with_mask", "without_mask"):
-        (root / label).mkdir(parents=True)
-        names = sorted(p for p in (FACES / label).iterdir() if p.suffix.lower() == ".jpg")
-        for p in names[:30]:
-            shutil.copy(p, root / label / p.name)
-    assert main(["data", "faces", str(root), "--output", str(tmp_path / "faces")]) == 0
+    real_faces_folder(tmp_path, 30)
     run = tmp_path / "run"
     args = ["train", "--data", str(real_data), "--output", str(run), "--epochs", "1"]
     args += ["--val-fold", "-1", "--threads", "1", "--no-progress", "--composites", "12"]

@@ -4,7 +4,6 @@ round trip, and a real teacher labelling real crops that a real training run the
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ import pytest
 from maskseg.train.pseudo import PseudoConfig, PseudoSet, keep, read_pseudo, write_pseudo
 
 ROOT = Path(__file__).resolve().parents[1]
-FACES = ROOT.parent / "shared" / "data" / "faces"
 TEACHER = ROOT / "src" / "maskseg" / "weights" / "unet-msfd.safetensors"
 
 
@@ -52,18 +50,11 @@ def test_folder_round_trip(tmp_path: Path):
 def test_teacher_labels_real_crops_and_training_reads_them(real_data: Path, tmp_path: Path):
     """`maskseg data pseudo` with the shipped model as teacher on crops of real photos, then a
     real one-epoch training run with `--pseudo`: its rows are the pairs plus the kept crops."""
-    if not (FACES / "with_mask").is_dir():
-        pytest.skip(f"shared face photos not found at {FACES}")
+    from conftest import real_faces_folder
+
     from maskseg.cli.main import main
 
-    photos = tmp_path / "photos"
-    for label in ("with_mask", "without_mask"):
-        (photos / label).mkdir(parents=True)
-        names = sorted(p for p in (FACES / label).iterdir() if p.suffix.lower() == ".jpg")
-        for p in names[:20]:
-            shutil.copy(p, photos / label / p.name)
-    faces = tmp_path / "faces"
-    assert main(["data", "faces", str(photos), "--output", str(faces)]) == 0
+    faces = real_faces_folder(tmp_path, 20)
     out = tmp_path / "pseudo"
     assert main(["data", "pseudo", str(TEACHER), "--faces", str(faces), "--output", str(out)]) == 0
     record = json.loads((out / "pseudo.json").read_text())

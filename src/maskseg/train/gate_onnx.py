@@ -69,6 +69,29 @@ def onnx_features(path: str | Path, images: Sequence[np.ndarray], size: int) -> 
     return feature_extractor(path, size)(images)
 
 
+def _consumers(graph) -> dict[str, list]:
+    """Tensor name -> the nodes that read it."""
+    out: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def _head_nodes(sub, consumers: dict[str, list]) -> list:
+    """The presence head: every node downstream of its standardisation (``sub``), up to the
+    Min that gates the logits."""
+    head_nodes, frontier = [], [sub]
+    while frontier:
+        n = frontier.pop()
+        if n in head_nodes or n.op_type == "Min":
+            continue
+        head_nodes.append(n)
+        for o in n.output:
+            frontier.extend(consumers.get(o, []))
+    return head_nodes
+
+
 def with_head(path: str | Path | bytes, head) -> bytes:
     """The ONNX model at ``path`` with ``head``'s weights (a fitted ``PresenceHead``) as its
     presence head, serialised. A ``pooled`` head's layers must have the old ones' shapes; a
@@ -81,19 +104,8 @@ def with_head(path: str | Path | bytes, head) -> bytes:
 
     model, sub = _graph(path)
     graph = model.graph
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    # the head: every node downstream of the standardisation, up to the Min that gates
-    head_nodes, frontier = [], [sub]
-    while frontier:
-        n = frontier.pop()
-        if n in head_nodes or n.op_type == "Min":
-            continue
-        head_nodes.append(n)
-        for o in n.output:
-            frontier.extend(consumers.get(o, []))
+    consumers = _consumers(graph)
+    head_nodes = _head_nodes(sub, consumers)
     state = {k: v.detach().numpy() for k, v in head.state_dict().items()}
     inits = {t.name: t for t in graph.initializer}
     replace: dict[str, np.ndarray] = {MEAN: state["mean"], STD: state["std"]}
@@ -170,10 +182,7 @@ def with_masked_features(path: str | Path | bytes, head, size: int | None = None
     model, sub = _graph(path)
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(graph)
 
     def source(name: str):  # the node behind quantize/dequantize pairs
         n = producer[name]
@@ -193,14 +202,7 @@ def with_masked_features(path: str | Path | bytes, head, size: int | None = None
     maps = [n.input[0] for n in parts if n.op_type == "ReduceMean"]
     if not maps:
         raise ValueError(f"{where}: no encoder means found in the head's features")
-    head_nodes, frontier = [], [sub]
-    while frontier:  # the old head: downstream of the standardisation, up to the gating Min
-        n = frontier.pop()
-        if n in head_nodes or n.op_type == "Min":
-            continue
-        head_nodes.append(n)
-        for o in n.output:
-            frontier.extend(consumers.get(o, []))
+    head_nodes = _head_nodes(sub, consumers)  # the old head
     outs = {o for n in head_nodes for o in n.output}
     gate_min = next(n for n in graph.node if n.op_type == "Min" and any(i in outs for i in n.input))
     logits = next(i for i in gate_min.input if i not in outs)

@@ -78,6 +78,7 @@ def test_old_flat_model_section_reads_into_params(tmp_path: Path):
         "flip_tta": False,
         "presence": True,
         "presence_hidden": 256,
+        "presence_features": "pooled",  # files from before the masked gate read as pooled
     }
     assert Config.from_dict(cfg.to_dict()) == cfg  # the new form reads back alike
     save_config(cfg, tmp_path / "c.yaml")

@@ -59,16 +59,23 @@ def test_features_are_the_encoders(tiny_onnx):
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_new_head_gives_what_pytorch_gives(tiny_onnx):
-    model, path = tiny_onnx
-    torch.manual_seed(5)
-    head = model.make_presence_head(8, model.presence.kind)
+def _random_head(model, kind: str, seed: int = 5, bias: float = 0.0):
+    """A presence head of 8 hidden units with random weights and statistics."""
+    torch.manual_seed(seed)
+    head = model.make_presence_head(8, kind)
     for p in head.classifier.parameters():
         torch.nn.init.normal_(p, std=0.5)
     with torch.no_grad():
-        head.classifier[-1].bias.fill_(-5.0)  # "no mask" below the tiny model's logits
+        head.classifier[-1].bias.fill_(bias)
         head.mean.normal_()
         head.std.uniform_(0.5, 2.0)
+    return head
+
+
+def test_new_head_gives_what_pytorch_gives(tiny_onnx):
+    model, path = tiny_onnx
+    # "no mask" below the tiny model's logits
+    head = _random_head(model, model.presence.kind, bias=-5.0)
     blob = with_head(path, head)
     model.attach_presence(head)
     x = model_input(_crops(2), 32)
@@ -105,18 +112,6 @@ def test_int8_twin_keeps_its_segmentation():
     assert no.max() <= -49.0
 
 
-def _masked_head(model, seed: int = 5, bias: float = 0.0):
-    torch.manual_seed(seed)
-    head = model.make_presence_head(8, "masked")
-    for p in head.classifier.parameters():
-        torch.nn.init.normal_(p, std=0.5)
-    with torch.no_grad():
-        head.classifier[-1].bias.fill_(bias)
-        head.mean.normal_()
-        head.std.uniform_(0.5, 2.0)
-    return head
-
-
 def test_pooled_head_rebuilt_as_masked_gives_what_pytorch_gives(tmp_path: Path):
     """An exported model whose head reads pooled features gets a masked one built in its
     graph: features and gated logits equal PyTorch's with that head attached."""
@@ -132,7 +127,7 @@ def test_pooled_head_rebuilt_as_masked_gives_what_pytorch_gives(tmp_path: Path):
     to_onnx(model, 32, tmp_path / "m.onnx", exporter="legacy")
     meta = {"format": "maskseg", "config": Config(model=cfg).to_dict()}
     (tmp_path / "m.onnx").write_bytes(_metadata(tmp_path / "m.onnx", meta))
-    head = _masked_head(model, bias=-2.0)
+    head = _random_head(model, "masked", bias=-2.0)
     blob = with_masked_features(tmp_path / "m.onnx", head, 32)
     crops = _crops(3)
     model.attach_presence(head)
@@ -146,7 +141,7 @@ def test_pooled_head_rebuilt_as_masked_gives_what_pytorch_gives(tmp_path: Path):
     (tmp_path / "masked.onnx").write_bytes(blob)
     assert read_onnx_info(tmp_path / "masked.onnx")[0].model.presence_features == "masked"
     # and again on the rebuilt file: its masked head is replaced, not stacked
-    head2 = _masked_head(model, seed=7)
+    head2 = _random_head(model, "masked", seed=7)
     again = with_masked_features(blob, head2, 32)
     model.attach_presence(head2)
     with torch.no_grad():

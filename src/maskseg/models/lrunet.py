@@ -20,16 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskseg.models.parts import BLOCKS
-from maskseg.models.unet import UNet
+from maskseg.models.unet import UNet, UNetParams
 
 
 @dataclass(frozen=True)
-class LRUNetParams:
-    """``LRUNet``'s own options (``ModelConfig.params``)."""
+class LRUNetParams(UNetParams):
+    """``LRUNet``'s options (``ModelConfig.params``): the U-Net's, twice as wide by default."""
 
     base_channels: int = 32
-    depth: int = 4
-    block: str = "double"
 
 
 class LRUNet(UNet):

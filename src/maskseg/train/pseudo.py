@@ -73,14 +73,10 @@ def teacher_probs(predictor: Any, images: Sequence[np.ndarray], flip: bool) -> l
     from maskseg.pipeline.postprocess import sigmoid
 
     images = list(images)
-    logits = predictor.logits(images)
-    probs = [sigmoid(lg[0] if lg.ndim == 3 else lg) for lg in logits]
+    probs = [sigmoid(lg[0]) for lg in predictor.logits(images)]  # logits (N, 1, S, S)
     if flip:
         mirrored = predictor.logits([im[:, ::-1] for im in images])
-        probs = [
-            (p + sigmoid(lg[0] if lg.ndim == 3 else lg)[:, ::-1]) / 2
-            for p, lg in zip(probs, mirrored, strict=True)
-        ]
+        probs = [(p + sigmoid(lg[0])[:, ::-1]) / 2 for p, lg in zip(probs, mirrored, strict=True)]
     return probs
 
 
@@ -154,6 +150,8 @@ def write_pseudo(folder: str | Path, made: PseudoSet, record: dict[str, Any]) ->
 def read_pseudo(folder: str | Path, size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(ids, images (N, size, size, 3) uint8, masks (N, size, size) 0/1 uint8) of a
     ``write_pseudo`` folder, resized to the model's input size."""
+    from maskseg.pipeline.preprocess import resize_image, resize_mask
+
     folder = Path(folder)
     path = folder / RECORD
     if not path.is_file():
@@ -166,13 +164,9 @@ def read_pseudo(folder: str | Path, size: int) -> tuple[list[str], np.ndarray, n
         mask = read_mask(folder / "masks" / f"{name}.png")
         if mask.shape != image.shape[:2]:
             raise ValueError(f"{folder / 'masks' / name}.png: mask and image sizes differ")
-        images[k] = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        masks[k] = cv2.resize(mask.astype(np.float32), (size, size)) >= 0.5
+        images[k] = resize_image(image, size)  # as the training cache resizes the pairs
+        masks[k] = resize_mask(mask, size)
     return [f"pseudo#{n}" for n in names], images, masks
-
-
-def config_record(cfg: PseudoConfig) -> dict[str, Any]:
-    return {"rule": asdict(cfg)}
 
 
 def make_pseudo(
@@ -203,6 +197,6 @@ def make_pseudo(
         "teacher": str(teacher),
         "faces": str(faces_dir),
         "part": f"training photos of fold {fold}" if fold >= 0 else "every non-test photo",
-        **config_record(cfg),
+        "rule": asdict(cfg),
     }
     return write_pseudo(output, made, record)

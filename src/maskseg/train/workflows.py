@@ -412,7 +412,7 @@ def gate_model(
     }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     if onnx_file:
-        _write_onnx_gate(model_path, output, head, summary, size)
+        _write_onnx_gate(model_path, output, head, summary)
         predictor = Predictor.load(output) if val_ids else None
     else:
         from maskseg.train.checkpoint import save_weights
@@ -429,18 +429,15 @@ def gate_model(
     return summary
 
 
-def _write_onnx_gate(model_path, output, head, summary, size: int) -> None:
-    """The ONNX model with the refitted head, its metadata's gate figures replaced."""
+def _write_onnx_gate(model_path, output, head, summary) -> None:
+    """The ONNX model with the refitted head (a masked one built in the graph where needed,
+    ``with_head``), its metadata's gate figures replaced."""
     import onnx
 
     from maskseg.files import atomic_write_bytes
-    from maskseg.train.gate_onnx import needs_masked_build, with_head, with_masked_features
+    from maskseg.train.gate_onnx import with_head
 
-    if head.kind == "masked" and needs_masked_build(model_path, head):
-        blob = with_masked_features(model_path, head, size)
-    else:
-        blob = with_head(model_path, head)
-    model = onnx.load_from_string(blob)
+    model = onnx.load_from_string(with_head(model_path, head))
     for p in model.metadata_props:
         if p.key == "metrics":
             metrics = json.loads(p.value)

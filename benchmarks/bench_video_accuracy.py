@@ -15,7 +15,8 @@ smoothing (each frame on its own, as ``predict --scene``). Prints mean
 per-frame IoU against the truth, the frame-to-frame flicker (pixels that change between
 consecutive frames beyond what the truth changes, as a share of the truth's area), and the
 IoU of the 10 frames after each bounce (where lag would show). ``--set NAME=VALUE`` changes a
-scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo).
+scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo). ``--gate-frames K ...`` adds the default with the
+gate's decision voted over each face's last K frames (``VideoOptions.gate_frames``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,14 @@ def main() -> None:
         action="store_true",
         help="only the default row and held growth (the hold_growth rule)",
     )
+    ap.add_argument(
+        "--gate-frames",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="K",
+        help="also the default with the gate voted over K frames (VideoOptions.gate_frames)",
+    )
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
@@ -105,6 +114,8 @@ def main() -> None:
         ways = {"default (track + smooth)": VideoOptions()}
     elif a.hold_only:
         ways = {k: ways[k] for k in ("default (track + smooth)", "growth held (hold_growth)")}
+    for k in a.gate_frames:
+        ways[f"gate voted over {k} frames"] = VideoOptions(gate_frames=k)
     print(
         f"model {a.model} ({predictor.describe()}); {a.clips} clips x {a.frames} frames, "
         f"{a.faces} faces of the {a.part} part each, {SIDE} px, 640x480"

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from maskseg.pipeline.postprocess import logit
 from maskseg.pipeline.preprocess import as_rgb
 from maskseg.pipeline.scene_config import SceneConfig
 from maskseg.video.stats import VideoStats
@@ -40,6 +41,11 @@ from maskseg.video.tracking import (
     match_boxes,
     similarity,
 )
+
+
+# Whether a followed face has a mask, voted over this many frames (1: no vote). Chosen on
+# validation clips (docs/shipped-model-plan.md, "Video: the gate voted over a face's frames").
+GATE_FRAMES = 1
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,10 @@ class VideoOptions:
             window, or not at all) and is segmented once. False (the default: on validation
             clips holding lost 0.006-0.007 frame IoU, docs/shipped-model-plan.md): decided every
             frame, which segments every face whose mask touches its window twice per frame.
+        gate_frames: with smoothing, whether a followed face has a mask is voted over its
+            last this many frames (``CropSmoother.vote``): a frame the gate rejects while the
+            vote says mask keeps the face's running mask, and a frame it passes while the vote
+            says no shows none. 1: no vote, each frame's own gate.
     """
 
     detect_every: int = 15
@@ -101,10 +111,13 @@ class VideoOptions:
     detect_threads: int | None = 1
     wear_every: int = 5
     hold_growth: bool = False
+    gate_frames: int = GATE_FRAMES
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.gate_frames < 1:
+            raise ValueError(f"gate_frames must be >= 1, got {self.gate_frames}")
         if self.wear_every < 1:
             raise ValueError(f"wear_every must be >= 1, got {self.wear_every}")
         if self.prefetch < 0:
@@ -189,7 +202,10 @@ class VideoSegmenter:
     def reset(self) -> None:
         o = self.options
         self.tracker = FaceTracker(o.track_iou, o.max_misses)
-        self.smoother = CropSmoother(o.smooth_weight, o.reset_iou) if o.smooth else None
+        self.smoother = None
+        if o.smooth:
+            threshold = logit(self.scene.predictor.threshold)
+            self.smoother = CropSmoother(o.smooth_weight, o.reset_iou, o.gate_frames, threshold)
         self._since_full: int | None = None
         self._growth: dict[int, np.ndarray] = {}  # track id -> its held grow-and-redo
 

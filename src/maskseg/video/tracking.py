@@ -141,6 +141,11 @@ WINDOW_MIN_GAIN = 0.25
 WINDOW_FOLLOW = 0.15
 
 
+# a frame's gate evidence (its highest logit) is clipped to +-this before a vote averages it:
+# one confident frame must not outvote several
+GATE_CLIP = 10.0
+
+
 @dataclass
 class _Memory:
     box: np.ndarray  # the detection box of the last frame
@@ -148,6 +153,7 @@ class _Memory:
     velocity: np.ndarray  # its change per frame
     prob: np.ndarray | None = None  # (S, S) running mean probability over ``rect``
     rect: np.ndarray | None = None  # x1, y1, x2, y2 (square) in frame pixels
+    votes: list[float] = field(default_factory=list)  # the last frames' gate evidence
 
 
 class CropSmoother:
@@ -164,11 +170,21 @@ class CropSmoother:
             start again from this frame (a jump or a mismatch: old evidence would mislead).
     """
 
-    def __init__(self, weight: float = 0.5, reset_iou: float = 0.5):
+    def __init__(
+        self,
+        weight: float = 0.5,
+        reset_iou: float = 0.5,
+        gate_frames: int = 1,
+        threshold_logit: float = 0.0,
+    ):
         if not 0 < weight <= 1:
             raise ValueError(f"weight must be in (0, 1], got {weight}")
+        if gate_frames < 1:
+            raise ValueError(f"gate_frames must be >= 1, got {gate_frames}")
         self.weight = weight
         self.reset_iou = reset_iou
+        self.gate_frames = gate_frames
+        self.threshold_logit = threshold_logit
 
     def window(self, track: Track, rect: np.ndarray, box: np.ndarray | None = None) -> np.ndarray:
         """The square crop ``rect`` (x1, y1, x2, y2) mapped from this frame's detection ->
@@ -197,13 +213,20 @@ class CropSmoother:
     ) -> np.ndarray:
         """This frame's logits (1, S, S) for ``track``'s crop ``rect`` -> smoothed logits.
         Call ``window`` first in each frame (it also decides whether to start afresh)."""
-        prob = sigmoid(logits.reshape(logits.shape[-2:]))
+        raw = logits.reshape(logits.shape[-2:])
+        prob = sigmoid(raw)
         rect = np.asarray(rect, np.float64).reshape(4)
         m = track.state
         if not isinstance(m, _Memory):
             self.window(track, rect, box)
             m = track.state
-        if m.prob is not None:
+        says = self.vote(m, raw)  # None: no vote, each frame as the model gave it
+        if says is True and not (raw > self.threshold_logit).any() and m.prob is not None:
+            # the face has a mask by its last frames' vote but this frame's gate (or decoder)
+            # said none: a frame without evidence, the running mask carries over
+            previous, seen = _resample(m.prob, m.rect, rect)
+            prob = seen * previous + (1 - seen) * prob
+        elif m.prob is not None:
             shift = _centre(prob, rect) - _centre(m.prob, m.rect)
             if not np.isfinite(shift).all():  # no mask in one of them: nothing to align by
                 shift = np.zeros(2)
@@ -212,7 +235,22 @@ class CropSmoother:
             prob = prob + (1 - self.weight) * (previous - seen * prob)
         m.prob, m.rect = prob, rect
         p = np.clip(prob, 1e-6, 1 - 1e-6)
-        return (np.log(p) - np.log1p(-p)).reshape(logits.shape).astype(np.float32)
+        out = (np.log(p) - np.log1p(-p)).reshape(logits.shape).astype(np.float32)
+        if says is False:  # no mask by the vote: the running mean is kept, nothing is shown
+            out = np.minimum(out, -GATE_CLIP).astype(np.float32)
+        return out
+
+    def vote(self, memory: _Memory, raw: np.ndarray) -> bool | None:
+        """Whether the face has a mask, by its last ``gate_frames`` frames: each frame's
+        evidence is its highest logit (clipped to +-``GATE_CLIP``), which for a face the gate
+        rejects is the gate's own logit and for a passed face the decoder's; their mean
+        decides against the mask threshold. None with one frame (no vote: the average of
+        masks alone decides, as before votes existed)."""
+        if self.gate_frames == 1:
+            return None
+        q = float(np.clip(raw.max(), -GATE_CLIP, GATE_CLIP))
+        memory.votes = (memory.votes + [q])[-self.gate_frames :]
+        return float(np.mean(memory.votes)) > self.threshold_logit
 
 
 def _centre(prob: np.ndarray, rect: np.ndarray) -> np.ndarray:

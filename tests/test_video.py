@@ -170,6 +170,52 @@ def test_smoother_averages_a_static_face_and_resets_on_a_jump():
         CropSmoother(weight=0)
 
 
+def gated(logits: np.ndarray, gate: float) -> np.ndarray:
+    """What a gated model returns: min(mask logits, presence logit)."""
+    return np.minimum(logits, gate).astype(np.float32)
+
+
+def test_gate_vote_keeps_a_mask_through_rejected_frames_and_hides_a_rejected_face():
+    """Gate logits +6, -8, +6, +6, -8 for a still face: with a 3-frame vote the mask stays in
+    every frame after the first (the rejected frames carry the running mask), while without a
+    vote it vanishes in the rejected frames. A face the gate rejects in most frames shows no
+    mask in the frame it passes."""
+    rect = np.array([0, 0, 64, 64.0])
+    disk = disk_logits(rect, (32, 32), 20)
+    gates = [6.0, -8.0, 6.0, 6.0, -8.0]
+
+    def run(frames: int, gate_values: list[float]) -> list[np.ndarray]:
+        smoother = CropSmoother(weight=0.5, reset_iou=0.5, gate_frames=frames)
+        track = Track(0, rect.copy(), 0.9)
+        out = []
+        for g in gate_values:
+            window = smoother.window(track, rect)
+            out.append(smoother(track, window, gated(disk, g)))
+        return out
+
+    truth = disk > 0
+    voted, plain = run(3, gates), run(1, gates)
+    # votes (means of the clipped evidence): 6, -1, 1.33, 1.33, 1.33 -> mask, none, mask...
+    assert ((voted[0] > 0) == truth).all()
+    assert not (voted[1] > 0).any()  # mean of +6 and -8: no mask yet
+    # frames 2 and 3 blend with a running mean that the rejected frame 1 halved: the rim
+    # comes back over a few frames
+    for k in (2, 3):
+        assert ((voted[k] > 0) <= truth).all() and (voted[k] > 0).sum() > 0.8 * truth.sum()
+    # frame 4 is rejected but the vote says mask: frame 3's mask carries over unchanged
+    assert np.array_equal(voted[4] > 0, voted[3] > 0)
+    assert not (plain[4] > 0).any()  # no vote: the rejected frame loses the mask
+    # rejected in most frames: -8, -8, +6 -> the passed frame shows nothing
+    hidden = run(3, [-8.0, -8.0, 6.0])
+    assert not any((o > 0).any() for o in hidden)
+    # the default (one frame) is the smoother without votes: +6 passes as it always did
+    assert ((run(1, [6.0])[0] > 0) == truth).all()
+    with pytest.raises(ValueError):
+        CropSmoother(gate_frames=0)
+    with pytest.raises(ValueError):
+        VideoOptions(gate_frames=0)
+
+
 # ---------------------------------------------------------------- sources and sinks
 
 

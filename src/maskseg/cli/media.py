@@ -180,8 +180,9 @@ def cmd_video(a: argparse.Namespace) -> int:
         raise ValueError("nothing to write: give --output, --json, --masks or --show")
     video.sinks.check_outputs(a.source, a.output, a.json, a.masks)  # before anything is opened
     with video.open_source(a.source) as source:  # a bad source fails before the model loads
+        voted = {} if a.gate_frames is None else {"gate_frames": a.gate_frames}
         options = video.VideoOptions(
-            detect_every=a.detect_every, smooth=not a.no_smooth, wear_every=a.wear_every
+            detect_every=a.detect_every, smooth=not a.no_smooth, wear_every=a.wear_every, **voted
         )
         wear = None
         if not a.no_wear:
@@ -336,6 +337,13 @@ def add_video(add: AddCommand) -> None:
     )
     p.add_argument(
         "--no-smooth", action="store_true", help="no averaging of each face's mask over frames"
+    )
+    p.add_argument(
+        "--gate-frames",
+        type=int,
+        metavar="K",
+        help="whether a followed face has a mask is voted over its last K frames (1: each "
+        "frame's own gate; default: the validated setting, maskseg.video.segmenter.GATE_FRAMES)",
     )
     p.add_argument(
         "--no-wear",

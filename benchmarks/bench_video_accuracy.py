@@ -15,8 +15,9 @@ smoothing (each frame on its own, as ``predict --scene``). Prints mean
 per-frame IoU against the truth, the frame-to-frame flicker (pixels that change between
 consecutive frames beyond what the truth changes, as a share of the truth's area), and the
 IoU of the 10 frames after each bounce (where lag would show). ``--set NAME=VALUE`` changes a
-scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo). ``--gate-frames K ...`` adds the default with the
-gate's decision voted over each face's last K frames (``VideoOptions.gate_frames``).
+scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo).
+``--gate-frames K ...`` adds the default with the gate's decision voted over each face's last
+K frames (``VideoOptions.gate_frames``).
 """
 
 from __future__ import annotations

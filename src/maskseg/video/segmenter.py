@@ -42,7 +42,6 @@ from maskseg.video.tracking import (
     similarity,
 )
 
-
 # Whether a followed face has a mask, voted over this many frames (1: no vote). Chosen on
 # validation clips (docs/shipped-model-plan.md, "Video: the gate voted over a face's frames").
 GATE_FRAMES = 1

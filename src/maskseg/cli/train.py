@@ -128,13 +128,20 @@ def cmd_gate(a: argparse.Namespace) -> int:
     from maskseg.train.lowworn import LowWornConfig
 
     low = LowWornConfig(n=a.low_worn) if a.low_worn else None
+    asked = {
+        "hidden": a.hidden,
+        "epochs": a.head_epochs,
+        "weight_decay": a.weight_decay,
+        "dropout": a.dropout,
+    }
+    head = {k: v for k, v in asked.items() if v is not None}  # the rest: GateConfig's
     fitted = gate_model(
         a.model,
         a.faces,
         a.data,
         a.output,
         a.val_fold,
-        gate=GateConfig(features=a.features),
+        gate=GateConfig(features=a.features, **head),
         n_scenes=a.scenes,
         low_worn=low,
     )
@@ -254,6 +261,11 @@ def add_gate(add: AddCommand) -> None:
         "averaged over the pixels the decoder calls mask (masked: tells a low mask's edge "
         "from a bare jaw)",
     )
+    # the head's training (maskseg.train.gate.GateConfig; unset: its chosen defaults)
+    p.add_argument("--hidden", type=int, help="hidden units of the gate's MLP (default 256)")
+    p.add_argument("--head-epochs", type=int, help="epochs of the gate's training (default 200)")
+    p.add_argument("--weight-decay", type=float, help="the gate's AdamW weight decay (0.01)")
+    p.add_argument("--dropout", type=float, help="dropout before the gate's MLP (0.2)")
     p.set_defaults(func=cmd_gate)
 
 

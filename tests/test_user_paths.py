@@ -446,6 +446,33 @@ def test_gate_then_evaluate_faces(tmp_path: Path, face_crops, msfd_tiny: Path, c
     assert after[1] < 1.0  # the gate empties some unmasked face's mask
 
 
+def test_gate_head_flags_reach_the_fitted_head(tmp_path: Path, face_crops, msfd_tiny: Path, capsys):
+    """`--hidden`, `--head-epochs`, `--weight-decay`, `--dropout` set GateConfig's fields (the
+    written head has the asked width); unset, the help's defaults are GateConfig's own."""
+    from safetensors.numpy import load_file
+
+    from maskseg.train.gate import GateConfig
+
+    faces, _ = face_crops
+    net, cfg = tiny_net(0, mask_everywhere=True)
+    model = tmp_path / "tiny.safetensors"
+    save_weights(model, net, cfg)
+    gated = tmp_path / "gated.safetensors"
+    common = ["--faces", str(faces), "--data", str(msfd_tiny), "--scenes", "0"]
+    flags = ["--hidden", "8", "--head-epochs", "2", "--weight-decay", "0.5", "--dropout", "0"]
+    assert main(["gate", str(model), *common, *flags, "--output", str(gated)]) == 0
+    shapes = {k: v.shape for k, v in load_file(str(gated)).items() if k.startswith("presence.")}
+    first = [s for k, s in shapes.items() if k.endswith("weight") and len(s) == 2]
+    assert first and first[0][0] == 8, shapes
+    g = GateConfig()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["gate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default {g.hidden})" in text and f"(default {g.epochs})" in text
+    assert f"({g.weight_decay})" in text and f"({g.dropout})" in text
+
+
 @pytest.mark.slow  # two gate fits with synthetic scenes
 def test_masked_gate_on_an_onnx_file(tmp_path: Path, face_crops, msfd_tiny: Path, capsys):
     """`maskseg gate MODEL.onnx --features masked` builds the new head into an exported

@@ -133,6 +133,7 @@ def cmd_gate(a: argparse.Namespace) -> int:
         "epochs": a.head_epochs,
         "weight_decay": a.weight_decay,
         "dropout": a.dropout,
+        "jitter": a.jitter,
     }
     head = {k: v for k, v in asked.items() if v is not None}  # the rest: GateConfig's
     fitted = gate_model(
@@ -266,6 +267,12 @@ def add_gate(add: AddCommand) -> None:
     p.add_argument("--head-epochs", type=int, help="epochs of the gate's training (default 200)")
     p.add_argument("--weight-decay", type=float, help="the gate's AdamW weight decay (0.01)")
     p.add_argument("--dropout", type=float, help="dropout before the gate's MLP (0.2)")
+    p.add_argument(
+        "--jitter",
+        type=int,
+        metavar="N",
+        help="N copies of each crop cut from a moved and scaled window (0)",
+    )
     p.set_defaults(func=cmd_gate)
 
 

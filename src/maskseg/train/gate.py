@@ -34,6 +34,9 @@ class GateConfig:
         flip: also train on the mirrored crops (masks are left-right symmetric).
         seed: initialisation and batch order.
         features: what the head reads (``maskseg.models.presence.KINDS``).
+        jitter: copies of each crop cut again from a window moved by up to ``JITTER_SHIFT``
+            of its side and scaled by up to ``JITTER_SCALE`` (as a video's or a grown
+            window differs from the one the crop was cut in), added before mirroring.
     """
 
     hidden: int = 256
@@ -45,6 +48,7 @@ class GateConfig:
     flip: bool = True
     seed: int = 0
     features: str = "pooled"
+    jitter: int = 0
 
 
 @torch.no_grad()
@@ -95,6 +99,24 @@ def fit_presence(
     return figures
 
 
+# a jittered copy's window: moved by up to this share of its side, scaled by up to 1 +- this
+JITTER_SHIFT = 0.06
+JITTER_SCALE = 0.1
+
+
+def jittered(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` seen through a window moved and scaled at random (``JITTER_SHIFT``,
+    ``JITTER_SCALE``), the same size; edges repeat outward."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = 1 + rng.uniform(-JITTER_SCALE, JITTER_SCALE)
+    dx, dy = rng.uniform(-JITTER_SHIFT, JITTER_SHIFT, 2) * (w, h)
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), 0, scale)
+    m[:, 2] += (dx, dy)
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def crop_features(
     features: Any, positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], cfg: GateConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +126,10 @@ def crop_features(
         raise ValueError("the gate needs face crops with and without masks")
     images = list(positives) + list(negatives)
     labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(np.float32)
+    if cfg.jitter:
+        rng = np.random.default_rng(cfg.seed)
+        images += [jittered(im, rng) for _ in range(cfg.jitter) for im in images]
+        labels = np.tile(labels, 1 + cfg.jitter)
     feats = features(images)
     if cfg.flip:
         feats = np.concatenate([feats, features([im[:, ::-1] for im in images])])
@@ -143,8 +169,9 @@ def fit_head(
         head.classifier = torch.nn.Sequential(*list(head.classifier)[1:])  # renumbered keys
     with torch.no_grad():
         train_acc = float(((head.classifier(x)[:, 0] > 0).float() == y).float().mean())
-    n_pos = int(labels.sum()) // (2 if cfg.flip else 1)
-    n_neg = len(labels) // (2 if cfg.flip else 1) - n_pos
+    copies = (2 if cfg.flip else 1) * (1 + cfg.jitter)
+    n_pos = int(labels.sum()) // copies
+    n_neg = len(labels) // copies - n_pos
     return head, {"n_positive": n_pos, "n_negative": n_neg, "train_accuracy": train_acc}
 
 

@@ -94,3 +94,45 @@ def test_gate_fits_single_models_only():
         net = create_model(ModelConfig(base_channels=4, depth=2, **wrapped))
         with pytest.raises(TypeError, match="SegmentationModel"):
             fit_presence(net, [img], [img], 32)
+
+
+def test_jittered_copies_move_the_window_and_count_once():
+    """``jittered``: same size, content moved by at most JITTER_SHIFT of the side (plus the
+    scale's reach), different per copy, reproducible from the seed; ``crop_features`` with
+    ``jitter=2`` and mirroring gives 6 rows per crop, labels in step, figures per crop."""
+    from maskseg.train.gate import JITTER_SCALE, JITTER_SHIFT, crop_features, fit_head, jittered
+
+    image = np.zeros((100, 100, 3), np.uint8)
+    image[40:60, 40:60] = 255  # a square whose centre is (50, 50)
+    rng = np.random.default_rng(0)
+    copies = [jittered(image, rng) for _ in range(20)]
+    reach = 100 * (JITTER_SHIFT + JITTER_SCALE / 2) + 1
+    centres = []
+    for c in copies:
+        assert c.shape == image.shape and c.dtype == image.dtype
+        ys, xs = np.nonzero(c[..., 0] > 127)
+        centres.append((xs.mean() + 0.5, ys.mean() + 0.5))
+        assert abs(centres[-1][0] - 50) <= reach and abs(centres[-1][1] - 50) <= reach
+    assert len({(round(x), round(y)) for x, y in centres}) > 10  # copies differ
+    again = jittered(image, np.random.default_rng(0))
+    assert np.array_equal(again, copies[0])
+
+    seen = []
+
+    def features(images):
+        seen.append(len(images))
+        return np.array([[float(im.mean())] for im in images], np.float32)
+
+    pos, neg = [image, image], [np.zeros_like(image)]
+    cfg = GateConfig(jitter=2, flip=True)
+    feats, labels = crop_features(features, pos, neg, cfg)
+    assert feats.shape == (3 * 3 * 2, 1) and seen == [9, 9]
+    assert labels.tolist() == ([1, 1, 0] * 3) * 2
+    # the plain crops come first, unchanged: jitter only adds
+    assert feats[0, 0] == pytest.approx(float(image.mean()))
+    from maskseg.models.presence import PresenceHead
+
+    head = PresenceHead([1], hidden=4)  # reads one feature here: a stand-in width list
+    cfg = GateConfig(jitter=2, flip=True, hidden=4, epochs=1)
+    _, figures = fit_head(feats, labels, head, cfg)
+    assert (figures["n_positive"], figures["n_negative"]) == (2, 1)

@@ -121,18 +121,20 @@ def test_jittered_copies_move_the_window_and_count_once():
 
     def features(images):
         seen.append(len(images))
-        return np.array([[float(im.mean())] for im in images], np.float32)
+        # five columns: what a pooled head over one 1-channel map reads (its mean + 2x2 grid)
+        return np.array([[float(im.mean())] * 5 for im in images], np.float32)
 
     pos, neg = [image, image], [np.zeros_like(image)]
     cfg = GateConfig(jitter=2, flip=True)
     feats, labels = crop_features(features, pos, neg, cfg)
-    assert feats.shape == (3 * 3 * 2, 1) and seen == [9, 9]
+    assert feats.shape == (3 * 3 * 2, 5) and seen == [9, 9]
     assert labels.tolist() == ([1, 1, 0] * 3) * 2
     # the plain crops come first, unchanged: jitter only adds
     assert feats[0, 0] == pytest.approx(float(image.mean()))
     from maskseg.models.presence import PresenceHead
 
-    head = PresenceHead([1], hidden=4)  # reads one feature here: a stand-in width list
+    head = PresenceHead([1], hidden=4)
+    assert PresenceHead.n_features([1], "pooled") == feats.shape[1]
     cfg = GateConfig(jitter=2, flip=True, hidden=4, epochs=1)
     _, figures = fit_head(feats, labels, head, cfg)
     assert (figures["n_positive"], figures["n_negative"]) == (2, 1)

@@ -33,7 +33,7 @@ from maskseg.pipeline.detect._base import check_deadline
 from maskseg.pipeline.finder import FaceFinder
 from maskseg.pipeline.preprocess import as_rgb
 from maskseg.pipeline.scene_config import SEGMENT_CHUNK, SceneConfig
-from maskseg.pipeline.windows import grow_rect, side_of, touched_sides
+from maskseg.pipeline.windows import clip_to_reach, grow_rect, side_of, touched_sides
 
 
 @dataclass
@@ -275,8 +275,9 @@ class ScenePredictor:
         deadline: float | None = None,
     ) -> SceneResult:
         """Masks at each crop's own pixel size (upsampled logits, thresholded, cleaned: the
-        crop path of ``Predictor``), OR-ed into the frame; the part outside it is dropped.
-        With a ``deadline``, each face's mask is made after checking it."""
+        crop path of ``Predictor``), each kept within reach of its face's box
+        (``SceneConfig.reach``), OR-ed into the frame; the part outside it is dropped. With a
+        ``deadline``, each face's mask is made after checking it."""
         from maskseg.pipeline.detect import pixel_rect
 
         h, w = size if size is not None else shape
@@ -292,14 +293,16 @@ class ScenePredictor:
                 check_deadline(deadline, "pasting face masks")
                 masks += self.predictor.masks_from_logits(lg[None], [(s, s)])
         faces = []
+        reach = self.config.reach
         for i, ((x, y, side), crop_mask) in enumerate(zip(windows, masks, strict=True)):
             x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
+            box = dets.boxes[i] * scale
             area = 0
             if x1 > x0 and y1 > y0:
                 part = crop_mask[y0 - y : y1 - y, x0 - x : x1 - x]
+                part = clip_to_reach(part, (x0, y0), box, reach)
                 full[y0:y1, x0:x1] |= part
                 area = int(part.sum())
-            box = dets.boxes[i] * scale
             box_area = max(1.0, float((box[2] - box[0]) * (box[3] - box[1])))
             faces.append(
                 Face(

@@ -63,6 +63,12 @@ RETRY_SMALL: float | None = None
 FACE_MIN_SIDE: float | None = 0.25
 FACE_PRESENCE: float | None = None
 FACE_PRESENCE_BELOW = 0.5
+# A face's mask is kept only within reach of its detector box (docs/shipped-model-plan.md,
+# "A mask within reach of its face"): at most REACH_SIDE box widths beyond either side, at
+# most REACH_BELOW box heights below it and REACH_ABOVE above it (None: no limit that way).
+REACH_SIDE: float | None = None
+REACH_BELOW: float | None = None
+REACH_ABOVE: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,13 @@ class SceneConfig:
         face_presence: drop a detection whose Face Mesh face-presence score is under this
             when its detector score is under ``face_presence_below`` (None: off).
         face_presence_below: see ``face_presence``.
+        reach_side: a face's mask pixels more than this many box widths beyond its box's
+            left or right side are dropped (a mask belongs to one face; what runs on is the
+            background or clothing beside it). None: no limit.
+        reach_below: the same below the box's bottom, in box heights (masks worn low reach
+            the neck, so this is the loosest).
+        reach_above: the same above the box's top, in box heights; below 0, the mask must
+            start that far under the box's top (a mask never covers the eyes).
     """
 
     detector: str = "blazeface"
@@ -116,6 +129,9 @@ class SceneConfig:
     face_min_side: float | None = FACE_MIN_SIDE
     face_presence: float | None = FACE_PRESENCE
     face_presence_below: float = FACE_PRESENCE_BELOW
+    reach_side: float | None = REACH_SIDE
+    reach_below: float | None = REACH_BELOW
+    reach_above: float | None = REACH_ABOVE
 
     def __post_init__(self) -> None:
         if self.grow_rounds < 0:
@@ -132,6 +148,15 @@ class SceneConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise ValueError(f"{name} must be in [0, 1] or None, got {value}")
+        for name in ("reach_side", "reach_below", "reach_above"):
+            value = getattr(self, name)
+            if value is not None and value < (-1 if name == "reach_above" else 0):
+                raise ValueError(f"{name} must be >= 0 (reach_above >= -1) or None, got {value}")
+
+    @property
+    def reach(self) -> tuple[float | None, float | None, float | None]:
+        """(side, below, above): how far past its box a face's mask may reach."""
+        return self.reach_side, self.reach_below, self.reach_above
 
     @property
     def face_check(self) -> FaceCheck:

@@ -85,3 +85,33 @@ def grow_rect(rect: np.ndarray, sides: np.ndarray, by: float) -> np.ndarray:
 def side_of(rect: np.ndarray) -> float:
     """The side of a square x1, y1, x2, y2 window."""
     return float(max(rect[2] - rect[0], rect[3] - rect[1]))
+
+
+def clip_to_reach(
+    mask: np.ndarray,
+    origin: tuple[int, int],
+    box: np.ndarray,
+    reach: tuple[float | None, float | None, float | None],
+) -> np.ndarray:
+    """``mask`` (a window's, its top-left pixel at ``origin`` = (x, y) in image pixels) with the
+    pixels beyond reach of the face ``box`` (x1, y1, x2, y2) cleared: more than ``side`` box
+    widths left or right of it, ``below`` box heights under it, ``above`` box heights over it
+    (each None: no limit). Returns a new array; the input is left as it is."""
+    side, below, above = reach
+    out = np.array(mask, dtype=bool, copy=True)
+    if side is None and below is None and above is None:
+        return out
+    x0, y0 = origin
+    x1, y1, x2, y2 = (float(v) for v in box)
+    bw, bh = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+    h, w = out.shape
+    # pixel centres in image coordinates
+    xs = x0 + np.arange(w) + 0.5
+    ys = y0 + np.arange(h) + 0.5
+    if side is not None:
+        out[:, (xs < x1 - side * bw) | (xs > x2 + side * bw)] = False
+    if below is not None:
+        out[ys > y2 + below * bh, :] = False
+    if above is not None:
+        out[ys < y1 - above * bh, :] = False
+    return out

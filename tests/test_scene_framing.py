@@ -14,7 +14,7 @@ from maskseg.pipeline.detect import _base as detect_base
 from maskseg.pipeline.detect.detections import Detections
 from maskseg.pipeline.scene import DeadlineExceeded, ScenePredictor
 from maskseg.pipeline.scene_config import SceneConfig, scene_config
-from maskseg.pipeline.windows import grow_rect, touched_sides
+from maskseg.pipeline.windows import clip_to_reach, grow_rect, touched_sides
 
 TOP, BOTTOM, LEFT, RIGHT = np.eye(4, dtype=bool)
 NONE = np.zeros(4, bool)
@@ -311,3 +311,47 @@ def test_settings_are_checked_and_parsed():
     assert scene_config(["retry_small=none"], c).retry_small is None
     with pytest.raises(ValueError, match="not a scene setting"):
         scene_config(["grow=1"])
+
+
+# --------------------------------------------------------------------------- reach
+
+
+def test_clip_to_reach_on_a_hand_computed_case():
+    # a 10 x 10 window whose top-left pixel is at image (100, 50); box 102..106 x 52..56
+    # (width 4, height 4)
+    mask = np.ones((10, 10), bool)
+    box = np.array([102.0, 52.0, 106.0, 56.0])
+    out = clip_to_reach(mask, (100, 50), box, (0.25, 0.5, 0.0))
+    # columns: pixel centres 100.5 .. 109.5 kept within [102 - 1, 106 + 1] = [101, 107]
+    # -> x 101..106 (window columns 1..6); rows: centres 50.5 .. 59.5 kept within
+    # [52 - 0, 56 + 2] = [52, 58] -> y 52..57 (window rows 2..7)
+    expected = np.zeros((10, 10), bool)
+    expected[2:8, 1:7] = True
+    np.testing.assert_array_equal(out, expected)
+    assert mask.all()  # the input is left as it is
+    np.testing.assert_array_equal(clip_to_reach(mask, (100, 50), box, (None, None, None)), mask)
+    # a negative reach above: the mask must start under the box's top
+    out = clip_to_reach(mask, (100, 50), box, (None, None, -0.5))  # y >= 54
+    assert not out[:4].any() and out[4:].all()
+
+
+def test_a_mask_running_past_its_face_is_cut_at_its_reach():
+    # the white "mask" runs from inside the box (150..250 x 110..210) to 290 below it
+    image = picture(400, 400, 170, 170, 230, 290)
+    free = scene_with(SceneConfig(grow_rounds=0), window=(120.0, 100.0, 280.0, 300.0))
+    assert free.segment(image, detections=one_face()).mask[280:290, 180:220].all()
+    config = SceneConfig(grow_rounds=0, reach_below=0.5)  # 210 + 0.5 * 100 = 260
+    result = scene_with(config, window=(120.0, 100.0, 280.0, 300.0)).segment(
+        image, detections=one_face()
+    )
+    assert result.mask[170:260, 170:230].all() and not result.mask[260:].any()
+    assert result.faces[0].mask_area == pytest.approx(90 * 60 / 100**2)
+
+
+def test_reach_settings_are_checked_and_parsed():
+    for bad in ({"reach_side": -0.1}, {"reach_below": -1}, {"reach_above": -1.5}):
+        with pytest.raises(ValueError, match="reach"):
+            SceneConfig(**bad)
+    c = scene_config(["reach_side=0.2", "reach_below=0.5", "reach_above=-0.2"])
+    assert c.reach == (0.2, 0.5, -0.2)
+    assert SceneConfig().reach == (None, None, None)

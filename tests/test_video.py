@@ -36,6 +36,7 @@ from maskseg.video import (
     prefetch,
     run_video,
 )
+from maskseg.video.cuts import CUT_THRESHOLD, CutDetector, content_score, signature
 from maskseg.video.sinks import PreviewSink, has_pyav
 from maskseg.video.synthetic import backdrop, moving_faces, paste_face, write_clip
 
@@ -602,3 +603,77 @@ def test_wear_is_judged_when_a_face_appears_then_every_n_frames(crops, scene):
     assert verdicts[6] is verdicts[7] and verdicts[6] is not verdicts[5]
     with pytest.raises(ValueError, match="wear_every"):
         VideoOptions(wear_every=0)
+
+
+# ---------------------------------------------------------------- shot cuts
+
+
+def test_content_score_on_hand_computed_frames():
+    black = np.zeros((48, 64, 3), np.uint8)
+    white = np.full((48, 64, 3), 255, np.uint8)
+    # HSV: hue 0 and saturation 0 in both, value 0 against 255: (0 + 0 + 255) / 3
+    assert content_score(signature(black), signature(white)) == pytest.approx(85.0)
+    assert content_score(signature(white), signature(white)) == 0.0
+    red, blue = black.copy(), black.copy()
+    red[..., 0], blue[..., 2] = 255, 255
+    # hue 0 against 120 (OpenCV's 0-179 scale), saturation and value 255 in both: 120 / 3
+    assert content_score(signature(red), signature(blue)) == pytest.approx(40.0)
+    # another frame size: another stream
+    assert content_score(signature(black), signature(black[:, :32])) == float("inf")
+
+
+def test_cut_detector_sees_a_new_view_not_a_moving_one():
+    bg = backdrop(SIZE[1], SIZE[0], 1)
+    cuts = CutDetector()
+    assert not cuts(bg)  # the first frame: nothing to forget
+    assert not cuts(np.roll(bg, 6, axis=1))  # a pan
+    noisy = np.clip(bg + np.random.default_rng(0).normal(0, 4, bg.shape), 0, 255)
+    assert not cuts(noisy.astype(np.uint8))  # sensor noise
+    assert cuts(backdrop(SIZE[1], SIZE[0], 7))  # another room
+    assert cuts.last_score > CUT_THRESHOLD
+    cuts.reset()
+    assert not cuts(bg)
+    with pytest.raises(ValueError, match="threshold"):
+        CutDetector(0)
+    with pytest.raises(ValueError, match="cut_threshold"):
+        VideoOptions(cut_threshold=-1)
+
+
+def two_shots(crops: list[np.ndarray], n: int = 6) -> list[np.ndarray]:
+    """Two shots of n frames: one person, then a cut to another person at the same place
+    in another room (backdrops of seeds 1 and 7: content score 41)."""
+    frames = []
+    for crop, seed in ((crops[0], 1), (crops[1], 7)):
+        bg = backdrop(SIZE[1], SIZE[0], seed)
+        for k in range(n):
+            frame = bg.copy()
+            paste_face(frame, crop, (100 + 2 * k, 60, 200 + 2 * k, 160))
+            frames.append(frame)
+    return frames
+
+
+def test_a_track_id_does_not_jump_to_another_person_across_a_cut(crops, scene):
+    frames = two_shots(crops)
+    results = list(map(VideoSegmenter(scene, VideoOptions()), frames))
+    assert [r.cut for r in results] == [False] * 6 + [True] + [False] * 5
+    before = {i for r in results[:6] for i in r.ids}
+    after = {i for r in results[6:] for i in r.ids}
+    assert before and after and not before & after
+    assert results[6].full_detection  # the new shot is looked at in full
+    # without cut detection the second person inherits the first one's id
+    blind = list(map(VideoSegmenter(scene, VideoOptions(cut_threshold=None)), frames))
+    assert not any(r.cut for r in blind)
+    assert {i for r in blind[6:] for i in r.ids} & {i for r in blind[:6] for i in r.ids}
+
+
+def test_cli_video_json_marks_the_cut(tmp_path: Path, crops):
+    clip = write_clip(tmp_path / "cut.avi", two_shots(crops))
+    js = tmp_path / "faces.jsonl"
+    assert main(["video", str(clip), "--json", str(js), "--no-wear"]) == 0
+    lines = [json.loads(line) for line in js.read_text().splitlines()]
+    assert [line.get("cut", False) for line in lines] == [False] * 6 + [True] + [False] * 5
+    ids = [{f["id"] for f in line["faces"]} for line in lines]
+    assert not set().union(*ids[:6]) & set().union(*ids[6:])
+    js.unlink()
+    assert main(["video", str(clip), "--json", str(js), "--no-wear", "--cut-threshold", "0"]) == 0
+    assert not any("cut" in json.loads(line) for line in js.read_text().splitlines())

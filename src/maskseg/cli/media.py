@@ -181,6 +181,8 @@ def cmd_video(a: argparse.Namespace) -> int:
     video.sinks.check_outputs(a.source, a.output, a.json, a.masks)  # before anything is opened
     with video.open_source(a.source) as source:  # a bad source fails before the model loads
         voted = {} if a.gate_frames is None else {"gate_frames": a.gate_frames}
+        if a.cut_threshold is not None:  # 0: no cut detection
+            voted["cut_threshold"] = a.cut_threshold or None
         options = video.VideoOptions(
             detect_every=a.detect_every, smooth=not a.no_smooth, wear_every=a.wear_every, **voted
         )
@@ -344,6 +346,14 @@ def add_video(add: AddCommand) -> None:
         metavar="K",
         help="whether a followed face has a mask is voted over its last K frames (1: each "
         "frame's own gate; default: the validated setting, maskseg.video.segmenter.GATE_FRAMES)",
+    )
+    p.add_argument(
+        "--cut-threshold",
+        type=float,
+        metavar="T",
+        help="a frame whose content score against the previous one exceeds T starts a new shot: "
+        "followed faces are forgotten (new ids) and the frame is detected afresh (0: off; "
+        "default: maskseg.video.cuts.CUT_THRESHOLD)",
     )
     p.add_argument(
         "--no-wear",

@@ -32,6 +32,7 @@ import numpy as np
 from maskseg.pipeline.postprocess import logit
 from maskseg.pipeline.preprocess import as_rgb
 from maskseg.pipeline.scene_config import SceneConfig
+from maskseg.video.cuts import CUT_THRESHOLD, CutDetector
 from maskseg.video.stats import VideoStats
 from maskseg.video.tracking import (
     CropSmoother,
@@ -93,6 +94,10 @@ class VideoOptions:
             last this many frames (``CropSmoother.vote``): a frame the gate rejects while the
             vote says mask keeps the face's running mask, and a frame it passes while the vote
             says no shows none. 1: no vote, each frame's own gate.
+        cut_threshold: a frame whose content score against the previous one exceeds this
+            starts a new shot (``maskseg.video.cuts``): every followed face is forgotten (new
+            track ids, no smoothed mask or verdict carried over) and the frame gets a full
+            detection. None: no cut detection.
     """
 
     detect_every: int = 15
@@ -111,6 +116,7 @@ class VideoOptions:
     wear_every: int = 5
     hold_growth: bool = False
     gate_frames: int = GATE_FRAMES
+    cut_threshold: float | None = CUT_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
@@ -125,6 +131,8 @@ class VideoOptions:
             raise ValueError(f"write_ahead must be >= 0, got {self.write_ahead}")
         if self.detect_ahead < 0:
             raise ValueError(f"detect_ahead must be >= 0, got {self.detect_ahead}")
+        if self.cut_threshold is not None and self.cut_threshold <= 0:
+            raise ValueError(f"cut_threshold must be > 0 or None, got {self.cut_threshold}")
 
     def scene_config(self, config: SceneConfig | None = None) -> SceneConfig:
         """``config`` (default: ``SceneConfig()``) with ``detect_threads``: what a video's
@@ -138,24 +146,28 @@ class VideoOptions:
 @dataclass
 class Located:
     """A frame after ``VideoSegmenter.locate``: its RGB image, detections, whether they were
-    re-detections, their tracks and each track's box in this frame."""
+    re-detections, their tracks, each track's box in this frame and whether the frame starts
+    a new shot."""
 
     image: np.ndarray
     dets: Any
     tracked: bool
     tracks: list[Track]
     boxes: list[np.ndarray]
+    cut: bool = False
 
 
 @dataclass
 class FrameResult:
     """One frame's faces and mask (``scene``), the track id of each face, whether the
-    faces came from a full detection, and each face's wear verdict when checked."""
+    faces came from a full detection, each face's wear verdict when checked, and whether the
+    frame starts a new shot (a cut: no face of it continues one from before)."""
 
     scene: Any
     ids: list[int]
     full_detection: bool
     wear: list[Any] | None = None  # maskseg.pipeline.wear.Wear per face
+    cut: bool = False
 
 
 def growth_of(base: np.ndarray, grown: np.ndarray) -> np.ndarray:
@@ -201,6 +213,7 @@ class VideoSegmenter:
     def reset(self) -> None:
         o = self.options
         self.tracker = FaceTracker(o.track_iou, o.max_misses)
+        self.cuts = None if o.cut_threshold is None else CutDetector(o.cut_threshold)
         self.smoother = None
         if o.smooth:
             threshold = logit(self.scene.predictor.threshold)
@@ -221,6 +234,12 @@ class VideoSegmenter:
         stats = stats or VideoStats()
         image = as_rgb(image)
         with stats.stage("detect"):
+            cut = self.cuts is not None and self.cuts(image)
+            if cut:
+                # a new shot: whoever stands where a followed face was is someone else
+                self.tracker.clear()
+                self._since_full = None
+                stats.cuts += 1
             dets, tracked = self._detect(image)
             tracks = self.tracker.update(dets.boxes, dets.scores)
             for t in tracks:
@@ -228,7 +247,7 @@ class VideoSegmenter:
         if not tracked:
             stats.full_detections += 1
         boxes = [t.box.copy() for t in tracks]
-        return Located(image, dets, tracked, tracks, boxes)
+        return Located(image, dets, tracked, tracks, boxes, cut)
 
     def segment(self, located: Located, stats: VideoStats | None = None) -> FrameResult:
         """The second half: window, segment all faces in one batch, smooth, grow and redo,
@@ -265,9 +284,9 @@ class VideoSegmenter:
         wear = None
         if self.wear is not None:
             with stats.stage("wear"):
-                wear = self._judge(image, result, [t.id for t in tracks])
+                wear = self._judge(image, result, ids)
         self._frame += 1
-        return FrameResult(result, [t.id for t in tracks], not located.tracked, wear)
+        return FrameResult(result, ids, not located.tracked, wear, located.cut)
 
     def _judge(self, image: np.ndarray, result: Any, ids: list[int]) -> list[Any]:
         """Each face's wear verdict. A followed face is judged when it appears and then every

@@ -285,7 +285,10 @@ def frame_record(frame: Any, result: Any) -> dict[str, Any]:
         if wear is not None:
             record["wear"] = wear[k].as_record()
         faces.append(record)
-    return {"index": frame.index, "time": round(frame.time, 4), "faces": faces}
+    record = {"index": frame.index, "time": round(frame.time, 4), "faces": faces}
+    if getattr(result, "cut", False):
+        record["cut"] = True  # a new shot: no face here continues one from before
+    return record
 
 
 class MaskFolderSink:

@@ -22,6 +22,7 @@ class VideoStats:
         seconds: total seconds per stage (decode runs in the reader thread, overlapped).
         wall: seconds from the first frame asked for to the last sink closed.
         full_detections: frames that got a full detection.
+        cuts: frames that started a new shot (``maskseg.video.cuts``).
         stopped: why the run ended early ("SIGINT", "SIGTERM", "window"), None at the end
             of the source.
     """
@@ -30,6 +31,7 @@ class VideoStats:
     seconds: dict[str, float] = field(default_factory=dict)
     wall: float = 0.0
     full_detections: int = 0
+    cuts: int = 0
     stopped: str | None = None
 
     @contextmanager
@@ -54,6 +56,7 @@ class VideoStats:
         return (
             f"{self.frames} frames in {self.wall:.1f} s: {self.fps:.1f} frames/s; "
             f"ms per frame: {stages}; full detections: {self.full_detections}"
+            + (f"; shot cuts: {self.cuts}" if self.cuts else "")
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,6 +65,7 @@ class VideoStats:
             "wall_s": round(self.wall, 4),
             "fps": round(self.fps, 2),
             "full_detections": self.full_detections,
+            "cuts": self.cuts,
             "ms_per_frame": {k: round(v, 3) for k, v in self.ms_per_frame().items()},
             "stopped": self.stopped,
         }

@@ -95,6 +95,10 @@ class FaceTracker:
         self.tracks: list[Track] = []
         self._next_id = 0
 
+    def clear(self) -> None:
+        """Forget every track (a shot cut); ids go on counting, so none is reused."""
+        self.tracks = []
+
     def active(self) -> list[Track]:
         """Tracks detected in the latest frame."""
         return [t for t in self.tracks if t.misses == 0]

@@ -30,7 +30,7 @@ from maskseg.train.losses import BCEDiceLoss, soft_dice_loss
 ARCHITECTURES = list_models()
 
 # Small params of each architecture for fast tests: a new architecture adds its own here.
-TINY = {"unet": {"base_channels": 4, "depth": 2}, "lrunet": {"base_channels": 4, "depth": 2}}
+TINY = {name: {"base_channels": 4, "depth": 2} for name in ("unet", "resunet", "attunet", "lrunet")}
 
 
 def tiny(name: str, **options) -> ModelConfig:
@@ -70,11 +70,20 @@ def test_encoder_features_match_feature_widths(name: str, hw):
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_head_is_the_only_one_channel_conv(name: str):
     """INT8 export finds the logit head as the only Conv with one output channel and keeps
-    it in fp32 (maskseg.train.quantize); another such conv would stay fp32 too."""
+    it in fp32 (maskseg.train.quantize); another such conv would stay fp32 too: only the
+    attention gates' weight convs may (a per-pixel weight in (0, 1), kept precise)."""
+    from maskseg.models.parts import AttentionGate
+
     model = create_model(tiny(name, presence=True))
     assert isinstance(model.head, torch.nn.Conv2d) and model.head.out_channels == 1
-    ones = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == 1]
+    gates = [c for m in model.modules() if isinstance(m, AttentionGate) for c in m.modules()]
+    ones = [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.out_channels == 1 and not any(m is g for g in gates)
+    ]
     assert ones == [model.head]
+    assert len(gates) == 0 or name == "attunet"
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -239,7 +248,8 @@ def test_unet_params_defaults_are_the_flat_ones():
 def test_registry():
     assert "unet" in list_models()
     assert isinstance(create_model(ModelConfig(base_channels=4, depth=2)), UNet)
-    with pytest.raises(ValueError, match="unknown model 'segformer'; valid: lrunet, unet"):
+    valid = "valid: attunet, lrunet, resunet, unet"
+    with pytest.raises(ValueError, match=f"unknown model 'segformer'; {valid}"):
         create_model(ModelConfig(name="segformer"))
     with pytest.raises(ValueError):
         UNet(depth=0)

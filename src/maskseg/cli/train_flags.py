@@ -40,7 +40,8 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
         "model",
         "block",
         str,
-        "U-Net conv block: double (3x3 conv twice) or separable (depthwise-separable, lighter)",
+        "U-Net conv block: double (3x3 conv twice), separable (depthwise-separable, lighter) "
+        "or residual (3x3 conv twice with a shortcut)",
     ),
     ("--epochs", "train", "epochs", int, "training epochs"),
     ("--batch-size", "train", "batch_size", int, "images per training step"),
@@ -129,5 +130,5 @@ SECTIONS = {
 CHOICES = {
     "augment": ["none", "standard", "strong", "framing"],
     "precision": ["auto", "fp32", "bf16", "fp16"],
-    "block": ["double", "separable"],
+    "block": ["double", "separable", "residual"],
 }

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 # name -> "module:Class" (a SegmentationModel subclass), or the class once resolved
 _REGISTRY: dict[str, Any] = {
     "unet": "maskseg.models.unet:UNet",
+    "resunet": "maskseg.models.unet:ResUNet",
+    "attunet": "maskseg.models.unet:AttUNet",
     "lrunet": "maskseg.models.lrunet:LRUNet",
 }
 

@@ -37,7 +37,10 @@ class UNet(SegmentationModel):
         presence: add a mask-presence head that gates the logits (fitted by
             ``maskseg.train.gate.fit_presence`` on the frozen encoder).
         presence_hidden: the head's hidden units (0: logistic regression).
-        block: conv block: "double" (3x3 conv twice) or "separable" (depthwise-separable).
+        block: conv block: "double" (3x3 conv twice), "separable" (depthwise-separable) or
+            "residual" (3x3 conv twice with a shortcut: the residual U-Net).
+        attention: weight each skip connection by an attention gate driven by the decoder
+            (``AttentionGate``: the attention U-Net).
 
     Shape: (N, in_channels, H, W) -> (N, 1, H, W) logits, for any H, W >= 1.
     """
@@ -52,6 +55,7 @@ class UNet(SegmentationModel):
         presence: bool = False,
         presence_hidden: int = 256,
         block: str = "double",
+        attention: bool = False,
     ):
         super().__init__()
         if depth < 1 or base_channels < 1:
@@ -64,7 +68,7 @@ class UNet(SegmentationModel):
         self.stem = conv(in_channels, widths[0])
         self.down = nn.ModuleList(Down(widths[i], widths[i + 1], conv) for i in range(depth))
         self.up = nn.ModuleList(
-            Up(widths[i + 1], widths[i], widths[i], conv) for i in reversed(range(depth))
+            Up(widths[i + 1], widths[i], widths[i], conv, attention) for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(widths[0], 1, 1)
         self.init_presence(presence, presence_hidden)
@@ -83,3 +87,27 @@ class UNet(SegmentationModel):
         for up in self.up:
             x = up(x, skips.pop())
         return self.head(x)
+
+
+@dataclass(frozen=True)
+class ResUNetParams(UNetParams):
+    block: str = "residual"
+
+
+class ResUNet(UNet):
+    """The U-Net with residual conv blocks (Zhang et al., 2018), registered as "resunet":
+    ``UNet`` with ``block="residual"`` by default."""
+
+    Params = ResUNetParams
+
+
+@dataclass(frozen=True)
+class AttUNetParams(UNetParams):
+    attention: bool = True
+
+
+class AttUNet(UNet):
+    """The attention U-Net (Oktay et al., 2018), registered as "attunet": ``UNet`` with an
+    attention gate on every skip connection by default."""
+
+    Params = AttUNetParams

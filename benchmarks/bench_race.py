@@ -3,7 +3,7 @@
 
     python benchmarks/bench_race.py [--rounds 7] [--threads 2]            # the race
     python benchmarks/bench_race.py --ort-options                        # onnxruntime settings
-    python benchmarks/bench_race.py --variants                           # faster U-Net variants
+    python benchmarks/bench_race.py --variants [--only TEXT ...]         # other architectures
 
 Needs ``maskseg[train]`` (PyTorch, onnx) and, for the reference, ``maskseg[bench]`` (see
 benchmarks/README.md for an install line that keeps the CPU build of torch). Every figure is a
@@ -142,6 +142,13 @@ def main() -> None:
     ap.add_argument("--no-smp", action="store_true", help="leave the reference out")
     ap.add_argument("--ort-options", action="store_true", help="time onnxruntime settings")
     ap.add_argument("--variants", action="store_true", help="time faster U-Net variants")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="TEXT",
+        help="with --variants: only the variants whose name contains one of these",
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from maskseg.pipeline.backends.pytorch import load as load_torch
@@ -222,6 +229,8 @@ VARIANTS = [  # (name, architecture, base channels, block, input size)
     ("lrunet c16 double 160", "lrunet", 16, "double", 160),
     ("lrunet c32 double 160", "lrunet", 32, "double", 160),
     ("lrunet c32 separable 160", "lrunet", 32, "separable", 160),
+    ("resunet c16 160", "resunet", 16, "residual", 160),
+    ("attunet c16 160", "attunet", 16, "double", 160),
 ]
 
 
@@ -232,7 +241,8 @@ def run_variants(cfg: Config, size: int, tmp: Path, smp, a) -> None:
 
     cs: list[Contender] = []
     print(f"{'variant':<28} {'params (M)':>10} {'GMACs':>7}")
-    for name, arch, channels, block, side in VARIANTS:
+    chosen = [v for v in VARIANTS if not a.only or any(o in v[0] for o in a.only)]
+    for name, arch, channels, block, side in chosen:
         mc = ModelConfig(name=arch, params={"base_channels": channels, "block": block})
         net = create_model(mc).eval()
         params, gmacs = parameters(net) / 1e6, conv_macs(net, side) / 1e9

@@ -411,3 +411,35 @@ def test_conv_macs_and_parameters_hand_computed():
     assert parameters(net) == 3 * 4 * 9 + 4 + 4 * 9 + 4
     # the hooks are gone afterwards: a second count is the same
     assert conv_macs(net, 8) == 64 * 4 * 27 + 64 * 4 * 9
+
+
+def test_residual_block_adds_its_input_back():
+    from maskseg.models.parts import ResidualConv
+
+    block = ResidualConv(4, 4).eval()
+    torch.nn.init.zeros_(block.body[-1].weight)  # the body's last BatchNorm: no correction
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), torch.relu(x))
+    wider = ResidualConv(4, 8)
+    assert isinstance(wider.shortcut[0], torch.nn.Conv2d) and wider.shortcut[0].out_channels == 8
+    assert wider(x).shape == (2, 8, 8, 8)
+
+
+def test_attention_gate_scales_the_skip_between_zero_and_itself():
+    from maskseg.models.parts import AttentionGate
+
+    gate = AttentionGate(4, 2).eval()
+    skip, gating = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 6)
+    bn = gate.weight[2]  # the weight map's BatchNorm: its bias decides the sigmoid's side
+    with torch.no_grad():
+        torch.nn.init.zeros_(bn.weight)
+        bn.bias.fill_(20.0)
+        torch.testing.assert_close(gate(skip, gating), skip)  # weight ~1: the skip passes
+        bn.bias.fill_(-20.0)
+        assert gate(skip, gating).abs().max() < 1e-6  # weight ~0: the skip is shut
+        torch.nn.init.ones_(bn.weight)
+        bn.bias.zero_()
+        w = gate(skip, gating) / skip
+        assert ((w > 0) & (w < 1)).all()  # one weight per pixel, shared by the channels
+        torch.testing.assert_close(w, w[:, :1].expand_as(w))

@@ -72,3 +72,72 @@ def test_teacher_labels_real_crops_and_training_reads_them(real_data: Path, tmp_
     summary = json.loads((run / "summary.json").read_text())
     assert summary["n_pseudo"] == record["kept"]
     assert summary["n_rows"] == summary["n_train"] + record["kept"]
+
+
+def test_soft_folder_round_trip_keeps_probabilities(tmp_path: Path):
+    """A soft folder's masks come back as 0-255 probabilities (area-averaged, not
+    thresholded), and the training set puts the real 0/1 masks on the same scale."""
+    from maskseg.train.dataset import SegmentationDataset
+    from maskseg.train.pseudo import is_soft, to_soft
+
+    image = np.zeros((40, 40, 3), np.uint8)
+    prob = np.zeros((40, 40), np.float32)
+    prob[:, :20] = 0.8  # left half fairly sure
+    prob[:, 20:] = 0.1
+    soft = to_soft(prob)
+    assert soft.dtype == np.uint8 and soft[0, 0] == 204 and soft[0, 39] == 26  # rint(0.8*255)
+    made = PseudoSet(ids=["with_mask/x.jpg"], images=[image], masks=[soft])
+    write_pseudo(tmp_path / "s", made, {"teacher": "t", "rule": {"soft": True}})
+    assert is_soft(tmp_path / "s")
+    _, _, masks = read_pseudo(tmp_path / "s", 20)
+    assert masks[0, :, :10].tolist() == [[204] * 10] * 20 and (masks[0, :, 10:] == 26).all()
+    # a hard folder is not soft and its masks stay 0/1
+    write_pseudo(tmp_path / "h", PseudoSet(["a"], [image], [prob >= 0.5]), {"rule": {}})
+    assert not is_soft(tmp_path / "h")
+    assert set(np.unique(read_pseudo(tmp_path / "h", 20)[2])) == {0, 1}
+    images = np.zeros((1, 20, 20, 3), np.uint8)
+    ds = SegmentationDataset.from_arrays(["p"], images, masks, mask_scale=255)
+    target = ds[0][1]
+    assert target.shape == (1, 20, 20)
+    assert np.allclose(target[0, 0, :10], 0.8) and np.allclose(target[0, 0, 10:], 26 / 255)
+
+
+def test_soft_labels_come_from_the_ungated_teacher(tmp_path: Path):
+    """With ``soft`` the kept set is the gated teacher's, but the targets are the decoder's
+    probabilities without the gate: where the gate's logit is below a pixel's, the hard path
+    caps it there and the soft target does not."""
+    import torch
+
+    from maskseg.pipeline.predictor import Predictor
+    from maskseg.train.pseudo import pseudo_label, teacher_probs, ungated
+
+    predictor = Predictor.load(TEACHER, backend="torch", precision="fp32")
+    model = predictor.backend.model
+    assert model.presence is not None
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    with ungated(predictor):
+        assert model.presence is None
+        free = teacher_probs(predictor, [image], flip=False)[0]
+    assert model.presence is not None  # put back
+    # a gate at logit 0.5 for every crop: gated pixels are capped at sigmoid(0.5) = 0.62
+    cls = model.presence.classifier
+    last = cls[-1] if isinstance(cls, torch.nn.Sequential) else cls
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(0.5)
+    capped = teacher_probs(predictor, [image], flip=False)[0]
+    assert capped.max() <= 1 / (1 + np.exp(-0.5)) + 1e-5
+    assert np.allclose(capped, np.minimum(free, 1 / (1 + np.exp(-0.5))), atol=1e-5)
+
+    class Crop:
+        id, mask = "with_mask/r.jpg", True
+
+    Crop.image = image
+    cfg = PseudoConfig(confident=0.0, min_share=0.0, max_share=1.0, flip=False, soft=True)
+    made = pseudo_label(predictor, [Crop()], cfg)
+    assert made.masks[0].dtype == np.uint8 and made.masks[0].shape == (96, 96)
+    import cv2
+
+    expected = cv2.resize(free.astype(np.float32), (96, 96), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(made.masks[0].astype(int) - np.rint(expected * 255)).max() <= 1

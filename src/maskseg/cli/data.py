@@ -50,7 +50,7 @@ def cmd_data_pseudo(a: argparse.Namespace) -> int:
     if a.output.exists() and (not a.output.is_dir() or any(a.output.iterdir())):
         raise SystemExit(f"maskseg: {a.output} exists and is not an empty folder; give a new one")
     refuse_overwrite([a.output], [a.teacher], faces=a.faces)
-    cfg = PseudoConfig(confident=a.confident, flip=not a.no_flip)
+    cfg = PseudoConfig(confident=a.confident, flip=not a.no_flip, soft=a.soft)
     record = make_pseudo(a.teacher, a.faces, a.output, a.fold, cfg)
     print(
         f"kept {record['kept']} of {record['read']} masked crops ({record['kept_share']:.1%}; "
@@ -102,6 +102,12 @@ def add_data(add: AddCommand) -> None:
         help="least share of a crop's pixels the teacher is sure of (p <= 0.1 or >= 0.9)",
     )
     p.add_argument("--no-flip", action="store_true", help="no mirror-image averaging")
+    p.add_argument(
+        "--soft",
+        action="store_true",
+        help="write the ungated teacher's probabilities (0-255) as the masks of the kept "
+        "crops: soft targets for distillation (`maskseg train --pseudo` reads them as such)",
+    )
     p.set_defaults(func=cmd_data_pseudo)
 
 

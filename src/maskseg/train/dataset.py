@@ -32,15 +32,21 @@ class SegmentationDataset:
         rows: np.ndarray | None = None,
         augment: str = "none",
         seed: int = 0,
+        mask_scale: int = 1,
     ) -> SegmentationDataset:
-        """A dataset over ``images`` (N, S, S, 3) uint8 and ``masks`` (N, S, S) 0/1 uint8.
+        """A dataset over ``images`` (N, S, S, 3) uint8 and ``masks`` (N, S, S) uint8: 0/1, or
+        soft targets 0..``mask_scale`` (255 for the teacher probabilities of soft
+        pseudo-labels; every row then on that scale).
 
         ``rows``: the rows this dataset uses, in order (a fold's training pairs); ``ids``
         names every row of the arrays.
         """
         ds = cls.__new__(cls)
         ds._setup(ids, images, masks, rows, augment, seed)
+        ds.mask_scale = mask_scale
         return ds
+
+    mask_scale = 1
 
     def _setup(self, ids, images, masks, rows, augment: str, seed: int) -> None:
         from maskseg.train.transforms import train_transform
@@ -56,11 +62,14 @@ class SegmentationDataset:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(normalised image (3, S, S), mask (1, S, S)), both float32."""
+        """(normalised image (3, S, S), mask (1, S, S) in [0, 1]), both float32."""
         r = self.rows[i]
         image, mask = np.array(self.images[r]), np.array(self.masks[r])  # off the memmap
         if self.transform is not None:
             self.transform.set_random_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
-        return normalize(image)[0], np.ascontiguousarray(mask, dtype=np.float32)[None]
+        mask = np.ascontiguousarray(mask, dtype=np.float32)[None]
+        if self.mask_scale != 1:
+            mask /= self.mask_scale
+        return normalize(image)[0], mask

@@ -11,13 +11,20 @@ adds the kept crops to the training rows, after the real pairs (noisy-student tr
 Written: ``DIR/images/ID.png``, ``DIR/masks/ID.png`` (0/255) and ``DIR/pseudo.json`` (the
 rule, the teacher, the photos' part and how many were kept and why the others were not).
 Which photos are read is the caller's choice; the faces' test part never is.
+
+With ``--soft`` (``PseudoConfig.soft``) the kept crops are the same, but each mask PNG holds
+the teacher's probability (0-255) from its decoder without the gate (the gate caps every pixel
+logit at its own, which would squash a confident mask's targets toward the gate's score):
+distillation through soft targets, which ``maskseg train --pseudo`` reads as such.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,7 @@ class PseudoConfig:
         min_share, max_share: the mask's share of the crop (the gate's "no mask" empties it,
             so ``min_share`` also drops what the gate rejects).
         flip: average the teacher's probabilities with those of the mirrored crop.
+        soft: write the ungated teacher's probabilities (0-255) instead of 0/255 masks.
     """
 
     confident: float = 0.97
@@ -50,6 +58,7 @@ class PseudoConfig:
     min_share: float = 0.05
     max_share: float = 0.8
     flip: bool = True
+    soft: bool = False
 
 
 def keep(prob: np.ndarray, cfg: PseudoConfig) -> str | None:
@@ -80,6 +89,27 @@ def teacher_probs(predictor: Any, images: Sequence[np.ndarray], flip: bool) -> l
     return probs
 
 
+@contextmanager
+def ungated(predictor: Any) -> Iterator[None]:
+    """The predictor's PyTorch model without its presence head for the block (a model with
+    no head, or a backend without a PyTorch model, is left as it is)."""
+    model = getattr(getattr(predictor, "backend", None), "model", None)
+    head = getattr(model, "presence", None)
+    if head is None:
+        yield
+        return
+    model.presence = None
+    try:
+        yield
+    finally:
+        model.presence = head
+
+
+def to_soft(prob: np.ndarray) -> np.ndarray:
+    """A probability map in [0, 1] as uint8 0-255 (rounded)."""
+    return np.clip(np.rint(np.asarray(prob, np.float32) * 255), 0, 255).astype(np.uint8)
+
+
 @dataclass
 class PseudoSet:
     """Kept crops and what happened to the others."""
@@ -106,21 +136,30 @@ def pseudo_label(
     batch_size: int = 32,
 ) -> PseudoSet:
     """Label the crops (``maskseg.data.faces.LabelledCrop``) of masked photos with the
-    teacher; keep those ``keep`` passes. Crops labelled "no mask" are not read."""
+    teacher; keep those ``keep`` passes (judged on the gated teacher). Crops labelled "no
+    mask" are not read. Masks: bool, or with ``cfg.soft`` the ungated teacher's probability
+    as uint8 0-255, at each crop's own size."""
     cfg = PseudoConfig() if cfg is None else cfg
     out = PseudoSet()
     masked = [c for c in crops if c.mask]
     for i in range(0, len(masked), batch_size):
         batch = masked[i : i + batch_size]
-        probs = teacher_probs(predictor, [c.image for c in batch], cfg.flip)
-        for crop, prob in zip(batch, probs, strict=True):
+        images = [c.image for c in batch]
+        probs = teacher_probs(predictor, images, cfg.flip)
+        targets = probs
+        if cfg.soft:
+            with ungated(predictor):
+                targets = teacher_probs(predictor, images, cfg.flip)
+        for crop, prob, target in zip(batch, probs, targets, strict=True):
             why = keep(prob, cfg)
             if why is None:
                 h, w = crop.image.shape[:2]  # the label at the crop's own size
-                full = cv2.resize(prob.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+                full = cv2.resize(
+                    target.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR
+                )
                 out.ids.append(crop.id)
                 out.images.append(crop.image)
-                out.masks.append(full >= 0.5)
+                out.masks.append(to_soft(full) if cfg.soft else full >= 0.5)
             else:
                 out.dropped[why] += 1
     return out
@@ -140,33 +179,58 @@ def write_pseudo(folder: str | Path, made: PseudoSet, record: dict[str, Any]) ->
     for crop_id, image, mask in zip(made.ids, made.images, made.masks, strict=True):
         name = _stem(crop_id)
         write_rgb(folder / "images" / f"{name}.png", image)
-        write_mask(folder / "masks" / f"{name}.png", mask)
+        if mask.dtype == np.uint8:  # soft: the probability, 0-255
+            ok, buf = cv2.imencode(".png", mask)
+            if not ok:
+                raise OSError(f"{folder / 'masks' / name}.png: PNG encoding failed")
+            atomic_write_bytes(folder / "masks" / f"{name}.png", buf.tobytes())
+        else:
+            write_mask(folder / "masks" / f"{name}.png", mask)
         names.append(name)
     full = {**record, **made.summary(), "files": names}
     atomic_write_bytes(folder / RECORD, json.dumps(full, indent=1).encode())
     return full
 
 
+def is_soft(folder: str | Path) -> bool:
+    """Whether a ``write_pseudo`` folder holds soft (0-255 probability) masks."""
+    path = Path(folder) / RECORD
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a pseudo-label folder (make one with maskseg pseudo)")
+    return bool(json.loads(path.read_text(encoding="utf-8")).get("rule", {}).get("soft", False))
+
+
 def read_pseudo(folder: str | Path, size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(ids, images (N, size, size, 3) uint8, masks (N, size, size) 0/1 uint8) of a
-    ``write_pseudo`` folder, resized to the model's input size."""
+    """(ids, images (N, size, size, 3) uint8, masks (N, size, size) uint8) of a
+    ``write_pseudo`` folder, resized to the model's input size: masks 0/1, or for a soft
+    folder (``is_soft``) the probability 0-255 (area-averaged, not thresholded)."""
     from maskseg.pipeline.preprocess import resize_image, resize_mask
 
     folder = Path(folder)
-    path = folder / RECORD
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a pseudo-label folder (make one with maskseg pseudo)")
-    names = json.loads(path.read_text(encoding="utf-8"))["files"]
+    soft = is_soft(folder)
+    names = json.loads((folder / RECORD).read_text(encoding="utf-8"))["files"]
     images = np.zeros((len(names), size, size, 3), np.uint8)
     masks = np.zeros((len(names), size, size), np.uint8)
     for k, name in enumerate(names):
         image = read_image(folder / "images" / f"{name}.png")
-        mask = read_mask(folder / "masks" / f"{name}.png")
+        mask_path = folder / "masks" / f"{name}.png"
+        mask = read_soft(mask_path) if soft else read_mask(mask_path)
         if mask.shape != image.shape[:2]:
-            raise ValueError(f"{folder / 'masks' / name}.png: mask and image sizes differ")
+            raise ValueError(f"{mask_path}: mask and image sizes differ")
         images[k] = resize_image(image, size)  # as the training cache resizes the pairs
-        masks[k] = resize_mask(mask, size)
+        if soft:
+            masks[k] = cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA)
+        else:
+            masks[k] = resize_mask(mask, size)
     return [f"pseudo#{n}" for n in names], images, masks
+
+
+def read_soft(path: str | Path) -> np.ndarray:
+    """A soft mask PNG as uint8 (H, W) 0-255 (any channel layout: its grey level)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"), dtype=np.uint8)
 
 
 def make_pseudo(

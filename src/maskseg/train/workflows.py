@@ -60,9 +60,11 @@ class _RunData:
             made = _composites(self.cfg, self.splits, ids, fold)
             names = [f"composite#{i}" for i in range(len(made.images))]
             extra.append((names, made.images, made.masks))
+        soft = False
         if d.pseudo:
-            from maskseg.train.pseudo import read_pseudo
+            from maskseg.train.pseudo import is_soft, read_pseudo
 
+            soft = is_soft(d.pseudo)
             extra.append(read_pseudo(d.pseudo, d.image_size))
         if not extra:
             return SegmentationDataset.from_arrays(
@@ -71,9 +73,17 @@ class _RunData:
         n = len(c.ids)
         all_ids = list(c.ids) + [i for names, _, _ in extra for i in names]
         images = np.concatenate([np.asarray(c.images)] + [im for _, im, _ in extra])
-        masks = np.concatenate([np.asarray(c.masks)] + [m for _, _, m in extra])
+        # soft pseudo-labels are 0-255 probabilities: every 0/1 mask is put on that scale
+        up = np.uint8(255 if soft else 1)
+        masks = np.concatenate(
+            [np.asarray(c.masks, np.uint8) * up]
+            + [m.astype(np.uint8) * up for _, _, m in extra[: len(extra) - soft]]
+            + ([extra[-1][2]] if soft else [])  # the pseudo folder comes last, already 0-255
+        )
         rows = np.concatenate([rows, n + np.arange(len(all_ids) - n)])
-        return SegmentationDataset.from_arrays(all_ids, images, masks, rows, tc.augment, tc.seed)
+        return SegmentationDataset.from_arrays(
+            all_ids, images, masks, rows, tc.augment, tc.seed, mask_scale=int(up)
+        )
 
     def skipped(self) -> list[str]:
         return [f"{pid}: {why}" for pid, why in self.scored.skipped + self.cache.skipped]

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -154,9 +153,7 @@ def pseudo_label(
             why = keep(prob, cfg)
             if why is None:
                 h, w = crop.image.shape[:2]  # the label at the crop's own size
-                full = cv2.resize(
-                    target.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR
-                )
+                full = cv2.resize(target.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
                 out.ids.append(crop.id)
                 out.images.append(crop.image)
                 out.masks.append(to_soft(full) if cfg.soft else full >= 0.5)

@@ -216,7 +216,7 @@ def run_ort_options(fp32: Path, int8: Path, cfg: Config, size: int, a) -> None:
     print_race(race(cs, size, a.rounds, [("forward", 1), ("forward", 16)]), None)
 
 
-VARIANTS = [  # (name, architecture, base channels, block, input size)
+VARIANTS = [  # (name, architecture, base channels, block, input size[, depth])
     ("c16 double 160 (shipped)", "unet", 16, "double", 160),
     ("c12 double 160", "unet", 12, "double", 160),
     ("c8 double 160", "unet", 8, "double", 160),
@@ -231,6 +231,9 @@ VARIANTS = [  # (name, architecture, base channels, block, input size)
     ("lrunet c32 separable 160", "lrunet", 32, "separable", 160),
     ("resunet c16 160", "resunet", 16, "residual", 160),
     ("attunet c16 160", "attunet", 16, "double", 160),
+    ("unetpp c16 160", "unetpp", 16, "double", 160),
+    ("unet d5 c16 160", "unet", 16, "double", 160, 5),
+    ("unet c24 160", "unet", 24, "double", 160),
 ]
 
 
@@ -242,8 +245,9 @@ def run_variants(cfg: Config, size: int, tmp: Path, smp, a) -> None:
     cs: list[Contender] = []
     print(f"{'variant':<28} {'params (M)':>10} {'GMACs':>7}")
     chosen = [v for v in VARIANTS if not a.only or any(o in v[0] for o in a.only)]
-    for name, arch, channels, block, side in chosen:
-        mc = ModelConfig(name=arch, params={"base_channels": channels, "block": block})
+    for name, arch, channels, block, side, *depth in chosen:
+        params = {"base_channels": channels, "block": block, "depth": (depth or [4])[0]}
+        mc = ModelConfig(name=arch, params=params)
         net = create_model(mc).eval()
         params, gmacs = parameters(net) / 1e6, conv_macs(net, side) / 1e9
         print(f"{name:<28} {params:>10.2f} {gmacs:>7.3f}")

@@ -569,7 +569,7 @@ def test_models_lists_a_readable_table_and_json(capsys, monkeypatch):
     assert "unet-msfd.onnx (2.5 MB, INT8, onnxruntime" in text
     assert "its held-out\n                twin unet-msfd-fast-heldout stands for it" in text
     assert "runs/" not in text and "{" not in text  # no internal run paths, no raw dicts
-    assert "architectures: attunet, lrunet, resunet, unet" in text
+    assert "architectures: attunet, lrunet, resunet, unet, unetpp" in text
     assert main(["models", "--json"]) == 0
     models = json.loads(capsys.readouterr().out)
     assert [m["name"] for m in models][:1] == ["unet-msfd"] and models[0]["default"]

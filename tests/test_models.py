@@ -30,7 +30,10 @@ from maskseg.train.losses import BCEDiceLoss, soft_dice_loss
 ARCHITECTURES = list_models()
 
 # Small params of each architecture for fast tests: a new architecture adds its own here.
-TINY = {name: {"base_channels": 4, "depth": 2} for name in ("unet", "resunet", "attunet", "lrunet")}
+TINY = {
+    name: {"base_channels": 4, "depth": 2}
+    for name in ("unet", "resunet", "attunet", "lrunet", "unetpp")
+}
 
 
 def tiny(name: str, **options) -> ModelConfig:
@@ -248,7 +251,7 @@ def test_unet_params_defaults_are_the_flat_ones():
 def test_registry():
     assert "unet" in list_models()
     assert isinstance(create_model(ModelConfig(base_channels=4, depth=2)), UNet)
-    valid = "valid: attunet, lrunet, resunet, unet"
+    valid = "valid: attunet, lrunet, resunet, unet, unetpp"
     with pytest.raises(ValueError, match=f"unknown model 'segformer'; {valid}"):
         create_model(ModelConfig(name="segformer"))
     with pytest.raises(ValueError):
@@ -443,3 +446,31 @@ def test_attention_gate_scales_the_skip_between_zero_and_itself():
         w = gate(skip, gating) / skip
         assert ((w > 0) & (w < 1)).all()  # one weight per pixel, shared by the channels
         torch.testing.assert_close(w, w[:, :1].expand_as(w))
+
+
+def test_unetpp_nests_a_decoder_row_per_skip_level():
+    """U-Net++ at depth 3: rows of 3, 2 and 1 nested nodes; node X[i][j] reads j earlier
+    nodes of its row plus the node below (j + 1 maps of the row's width); a mask needs
+    every node of the grid."""
+    from maskseg.models.unetpp import UNetPlusPlus
+
+    model = UNetPlusPlus(base_channels=4, depth=3).eval()
+    assert [len(row) for row in model.nodes] == [3, 2, 1]
+    widths = model.feature_widths  # 4, 8, 16, 32
+    for i, row in enumerate(model.nodes):
+        for j, node in enumerate(row, start=1):
+            assert (
+                node.reduce.in_channels == widths[i + 1] and node.reduce.out_channels == widths[i]
+            )
+            assert node.conv[0].in_channels == (j + 1) * widths[i]
+    assert not hasattr(model, "up")
+    # one forward pass runs each of the six nested nodes once
+    calls = []
+    hooks = [
+        n.register_forward_hook(lambda m, i, o: calls.append(m)) for r in model.nodes for n in r
+    ]
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 24, 24))
+    assert out.shape == (1, 1, 24, 24) and len(calls) == 6
+    for h in hooks:
+        h.remove()

@@ -23,6 +23,7 @@ _REGISTRY: dict[str, Any] = {
     "resunet": "maskseg.models.unet:ResUNet",
     "attunet": "maskseg.models.unet:AttUNet",
     "lrunet": "maskseg.models.lrunet:LRUNet",
+    "unetpp": "maskseg.models.unetpp:UNetPlusPlus",
 }
 
 

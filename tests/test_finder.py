@@ -221,3 +221,42 @@ def test_held_growth_segments_each_face_once_between_full_detections(scene, fram
     assert calls == [len(held.ids)]  # one model call, every face once, no redo
     assert (side(crops(held.scene)) > side(scene.finder.windows(located.dets, True)) + 1).any()
     assert first.scene.faces[0].mask and held.scene.faces[0].mask
+
+
+@pytest.mark.parametrize("recheck", [False, True])
+def test_rechecked_growth_regrows_a_held_window_its_mask_outgrows(scene, frame, recheck):
+    """A face held at "no growth" whose mask touches its window: plain held growth keeps the
+    window (one model call); with ``recheck_growth`` it is grown and redone from the held
+    window (a second call), and the grown window is what is held next."""
+    from maskseg.video.segmenter import growth_of
+
+    calls = []
+    original = scene.crop_logits
+
+    class Counting(ScenePredictor):
+        def crop_logits(self, image, rects, **kw):
+            calls.append(len(rects))
+            return original(image, rects, **kw)
+
+    options = VideoOptions(smooth=False, detect_ahead=0, hold_growth=True, recheck_growth=recheck)
+    segmenter = VideoSegmenter(Counting(scene.predictor, scene.config), options)
+    first = segmenter(frame)
+    assert len(calls) == 2  # the first windows' masks reach an edge: grown and redone
+    grown = [k for k, g in enumerate(segmenter._growth.values()) if not np.allclose(g, [0, 0, 1])]
+    assert grown
+    for i in first.ids:  # pretend the full detection had decided "no growth" for every face
+        segmenter._growth[i] = np.array([0.0, 0.0, 1.0])
+    calls.clear()
+    located = segmenter.locate(frame)
+    assert located.tracked
+    plain = scene.finder.windows(located.dets, True)
+    held = segmenter.segment(located)
+    if recheck:
+        assert calls == [len(held.ids), len(grown)]
+        assert (side(crops(held.scene)) > side(plain) + 1).any()
+        for k, i in enumerate(held.ids):  # the grown window is held for the next frame
+            want = growth_of(plain[k], crops(held.scene)[k])
+            np.testing.assert_allclose(segmenter._growth[i], want, atol=1e-6)
+    else:
+        assert calls == [len(held.ids)]
+        np.testing.assert_allclose(side(crops(held.scene)), side(plain), atol=1)

@@ -260,3 +260,32 @@ def test_rechecked_growth_regrows_a_held_window_its_mask_outgrows(scene, frame, 
     else:
         assert calls == [len(held.ids)]
         np.testing.assert_allclose(side(crops(held.scene)), side(plain), atol=1)
+
+
+def test_rechecked_growth_grows_a_held_grown_window_no_further(scene, frame):
+    """Faces already held grown are segmented once and keep their growth: the window never
+    ratchets past one growth step between full detections (the first recheck candidate did,
+    and lost 0.04 frame IoU)."""
+    from maskseg.video.segmenter import is_grown
+
+    calls = []
+    original = scene.crop_logits
+
+    class Counting(ScenePredictor):
+        def crop_logits(self, image, rects, **kw):
+            calls.append(len(rects))
+            return original(image, rects, **kw)
+
+    options = VideoOptions(smooth=False, detect_ahead=0, hold_growth=True, recheck_growth=True)
+    segmenter = VideoSegmenter(Counting(scene.predictor, scene.config), options)
+    first = segmenter(frame)
+    held = np.array([-0.15, 0.0, 1.3])
+    for i in first.ids:
+        segmenter._growth[i] = held
+    assert is_grown(held) and not is_grown(np.array([0.0, 0.0, 1.0]))
+    calls.clear()
+    located = segmenter.locate(frame)
+    result = segmenter.segment(located)
+    assert calls == [len(result.ids)]
+    for i in result.ids:
+        np.testing.assert_allclose(segmenter._growth[i], held, atol=1e-9)

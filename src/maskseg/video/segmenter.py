@@ -90,10 +90,11 @@ class VideoOptions:
             window, or not at all) and is segmented once. False (the default: on validation
             clips holding lost 0.006-0.007 frame IoU, docs/shipped-model-plan.md): decided every
             frame, which segments every face whose mask touches its window twice per frame.
-        recheck_growth: with ``hold_growth``, a face's held window is also grown and redone
-            whenever its own mask touches its edge (``ScenePredictor.regrow`` from the held
-            window), and what that gives is held next: a face needs a second model call only
-            in the frames where its held window stops being enough. No effect without
+        recheck_growth: with ``hold_growth``, a face held ungrown whose mask touches its
+            window's edge is grown and redone in that frame (as per-frame growth would) and
+            held grown from then on; a face held grown stays as it is until the next full
+            detection (its window grows no further). A face needs a second model call only in
+            the frame where its ungrown window stops being enough. No effect without
             ``hold_growth``.
         gate_frames: with smoothing, whether a followed face has a mask is voted over its
             last this many frames (``CropSmoother.vote``): a frame the gate rejects while the
@@ -183,6 +184,11 @@ def growth_of(base: np.ndarray, grown: np.ndarray) -> np.ndarray:
     return np.array(
         [(grown[0] - base[0]) / side, (grown[1] - base[1]) / side, (grown[2] - grown[0]) / side]
     )
+
+
+def is_grown(growth: np.ndarray) -> bool:
+    """Whether a held growth (``growth_of``) is larger than the window it was made from."""
+    return bool(growth[2] > 1 + 1e-6)
 
 
 def apply_growth(base: np.ndarray, growth: np.ndarray) -> np.ndarray:
@@ -282,7 +288,7 @@ class VideoSegmenter:
             # held window); the decision (grown window relative to the steadied one, or none)
             # holds until the next full detection
             recheck = self.options.hold_growth and self.options.recheck_growth
-            todo = [k for k, g in enumerate(held) if g is None or recheck]
+            todo = [k for k, g in enumerate(held) if g is None or (recheck and not is_grown(g))]
             if todo:
                 grown, grown_logits = scene.regrow(image, cut[todo], logits[todo])
                 for j, k in enumerate(todo):

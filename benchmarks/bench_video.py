@@ -123,10 +123,9 @@ def main() -> None:
         "--hold-growth",
         nargs="+",
         default=["on"],
-        choices=["on", "off", "recheck"],
-        help="grow-and-redo decided on full detections and held (on), held and rechecked "
-        "where a held window's mask touches its edge (recheck), or every frame (off); "
-        "several: alternated in one run",
+        choices=["on", "off"],
+        help="grow-and-redo decided on full detections and held (on) or every frame (off); "
+        "both: alternated in one run",
     )
     ap.add_argument("--mode", default="tiles", choices=["frame", "tiles"])
     ap.add_argument(
@@ -200,8 +199,7 @@ def main() -> None:
                         write_ahead=ahead,
                         detect_ahead=det_ahead,
                         detect_threads=a.detect_threads or None,
-                        hold_growth=hold in ("on", "recheck"),
-                        recheck_growth=hold == "recheck",
+                        hold_growth=hold == "on",
                     )
                     warm = folder / "warm.mp4"
                     run_once(clip, scene, options, warm, a.codec, 20, wear)  # warm-up

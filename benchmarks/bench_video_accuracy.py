@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument(
         "--hold-only",
         action="store_true",
-        help="only the default row and held growth, plain and rechecked (the hold_growth rules)",
+        help="only the default row and held growth (the hold_growth rule)",
     )
     ap.add_argument(
         "--gate-frames",
@@ -107,7 +107,6 @@ def main() -> None:
     ways = {
         "default (track + smooth)": VideoOptions(),
         "growth held (hold_growth)": VideoOptions(hold_growth=True),
-        "growth held, rechecked": VideoOptions(hold_growth=True, recheck_growth=True),
         "--no-smooth": VideoOptions(smooth=False),
         "full detection + smooth": VideoOptions(detect_every=1),
         "each frame alone": VideoOptions(smooth=False, detect_every=1),
@@ -115,8 +114,7 @@ def main() -> None:
     if a.default_only:
         ways = {"default (track + smooth)": VideoOptions()}
     elif a.hold_only:
-        held = ("growth held (hold_growth)", "growth held, rechecked")
-        ways = {k: ways[k] for k in ("default (track + smooth)", *held)}
+        ways = {k: ways[k] for k in ("default (track + smooth)", "growth held (hold_growth)")}
     for k in a.gate_frames:
         ways[f"gate voted over {k} frames"] = VideoOptions(gate_frames=k)
     print(

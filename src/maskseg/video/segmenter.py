@@ -90,12 +90,6 @@ class VideoOptions:
             window, or not at all) and is segmented once. False (the default: on validation
             clips holding lost 0.006-0.007 frame IoU, docs/shipped-model-plan.md): decided every
             frame, which segments every face whose mask touches its window twice per frame.
-        recheck_growth: with ``hold_growth``, a face held ungrown whose mask touches its
-            window's edge is grown and redone in that frame (as per-frame growth would) and
-            held grown from then on; a face held grown stays as it is until the next full
-            detection (its window grows no further). A face needs a second model call only in
-            the frame where its ungrown window stops being enough. No effect without
-            ``hold_growth``.
         gate_frames: with smoothing, whether a followed face has a mask is voted over its
             last this many frames (``CropSmoother.vote``): a frame the gate rejects while the
             vote says mask keeps the face's running mask, and a frame it passes while the vote
@@ -121,7 +115,6 @@ class VideoOptions:
     detect_threads: int | None = 1
     wear_every: int = 5
     hold_growth: bool = False
-    recheck_growth: bool = False
     gate_frames: int = GATE_FRAMES
     cut_threshold: float | None = CUT_THRESHOLD
 
@@ -184,11 +177,6 @@ def growth_of(base: np.ndarray, grown: np.ndarray) -> np.ndarray:
     return np.array(
         [(grown[0] - base[0]) / side, (grown[1] - base[1]) / side, (grown[2] - grown[0]) / side]
     )
-
-
-def is_grown(growth: np.ndarray) -> bool:
-    """Whether a held growth (``growth_of``) is larger than the window it was made from."""
-    return bool(growth[2] > 1 + 1e-6)
 
 
 def apply_growth(base: np.ndarray, growth: np.ndarray) -> np.ndarray:
@@ -284,15 +272,13 @@ class VideoSegmenter:
                 parts = zip(tracks, cut, logits, boxes, strict=True)
                 logits = np.stack([self.smoother(t, r, lg, b) for t, r, lg, b in parts])
             # grow and redo as predict --scene does, after smoothing, for the faces whose
-            # growth is not decided yet (with recheck_growth: every face, held ones from their
-            # held window); the decision (grown window relative to the steadied one, or none)
-            # holds until the next full detection
-            recheck = self.options.hold_growth and self.options.recheck_growth
-            todo = [k for k, g in enumerate(held) if g is None or (recheck and not is_grown(g))]
+            # growth is not decided yet; the decision (grown window relative to the steadied
+            # one, or none) holds until the next full detection
+            todo = [k for k, g in enumerate(held) if g is None]
             if todo:
                 grown, grown_logits = scene.regrow(image, cut[todo], logits[todo])
                 for j, k in enumerate(todo):
-                    self._growth[ids[k]] = growth_of(rects[k], grown[j])
+                    self._growth[ids[k]] = growth_of(cut[k], grown[j])
                     cut[k], logits[k] = grown[j], grown_logits[j]
             result = scene.paste(image.shape[:2], None, dets, cut, logits)
         wear = None

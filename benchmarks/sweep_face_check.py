@@ -2,7 +2,7 @@
 validation data only.
 
     python benchmarks/sweep_face_check.py [--model unet-msfd] [--twin unet-msfd-heldout]
-        [--limit 0] [--save runs/face_check.npz]
+        [--limit 0] [--secondary] [--confidence]
 
 Every image goes once through the scene path's stages (detect, windows, segment, grow and
 redo), and each detection gets the Face Mesh face-presence score
@@ -19,7 +19,10 @@ candidate, on three validation sets:
 
 A rule drops a detection when its presence is under ``p`` and its detector score under
 ``s`` ("presence"), or when its box side is under ``r`` times the image's largest detection's
-("size"), or either ("both").
+("size"), or either ("both"). With ``--confidence``, the presence rules also need the
+model's own peak logit in the face's final window (the gated output's maximum: the lower of
+the decoder's surest pixel and the gate's logit) under ``g`` before they drop it, each with
+the size check 0.25: a window the model is sure holds a mask is kept whatever Face Mesh says.
 """
 
 from __future__ import annotations
@@ -56,32 +59,50 @@ MIN_SHARE = 0.01
 
 PRESENCE = [(p, s) for p in (0.01, 0.05, 0.1) for s in (0.4, 0.5, 0.6)]
 SIZES = [1 / 4, 1 / 3]
+# --confidence: presence under p, detector score under s (1.01: any) and peak logit under g
+CONFIDENCE = [(p, s, g) for p in (0.01, 0.05, 0.1) for s in (0.5, 0.6, 1.01) for g in (2, 4, 6)]
 
 
-def candidates(
-    secondary: bool = False,
-) -> list[tuple[str, float | None, float | None, float | None, bool]]:
-    """(name, p, s, r, secondary): today's (nothing dropped), each presence rule, each size
+Candidate = tuple[str, float | None, float | None, float | None, bool, float | None]
+
+
+def candidates(secondary: bool = False, confidence: bool = False) -> list[Candidate]:
+    """(name, p, s, r, secondary, g): today's (nothing dropped), each presence rule, each size
     rule and each pair of them; with ``secondary``, the presence rules again sparing each
-    picture's best-scoring detection (alone and with size 0.25)."""
-    out: list[tuple[str, float | None, float | None, float | None, bool]] = [
-        ("today", None, None, None, False)
-    ]
-    out += [(f"presence<{p} & score<{s}", p, s, None, False) for p, s in PRESENCE]
-    out += [(f"size<{r:.2f}", None, None, r, False) for r in SIZES]
+    picture's best-scoring detection (alone and with size 0.25); with ``confidence``, only
+    the size check 0.25 (today's shipped check) and the presence rules that also need the
+    peak logit under ``g``, each with the size check."""
+    if confidence:
+        r = SIZES[0]
+        out: list[Candidate] = [(f"size<{r:.2f} (shipped)", None, None, r, False, None)]
+        out += [
+            (f"presence<{p} & score<{s} & peak<{g} | size<{r:.2f}", p, s, r, False, g)
+            for p, s, g in CONFIDENCE
+        ]
+        return out
+    out = [("today", None, None, None, False, None)]
+    out += [(f"presence<{p} & score<{s}", p, s, None, False, None) for p, s in PRESENCE]
+    out += [(f"size<{r:.2f}", None, None, r, False, None) for r in SIZES]
     out += [
-        (f"presence<{p} & score<{s} | size<{r:.2f}", p, s, r, False)
+        (f"presence<{p} & score<{s} | size<{r:.2f}", p, s, r, False, None)
         for (p, s), r in itertools.product(PRESENCE, SIZES)
     ]
     if secondary:
         for r in (None, SIZES[0]):
             tail = "" if r is None else f" | size<{r:.2f}"
-            out += [(f"2nd: presence<{p} & score<{s}{tail}", p, s, r, True) for p, s in PRESENCE]
+            out += [
+                (f"2nd: presence<{p} & score<{s}{tail}", p, s, r, True, None) for p, s in PRESENCE
+            ]
     return out
 
 
 def keep(
-    rec: dict, p: float | None, s: float | None, r: float | None, secondary: bool = False
+    rec: dict,
+    p: float | None,
+    s: float | None,
+    r: float | None,
+    secondary: bool = False,
+    g: float | None = None,
 ) -> np.ndarray:
     dets = rec["dets"]
     k = np.ones(len(dets), bool)
@@ -89,6 +110,8 @@ def keep(
         return k
     if p is not None:
         drop = (rec["presence"] < p) & (dets.scores < s)
+        if g is not None:
+            drop &= rec["peak"] < g
         if secondary:
             drop[int(np.argmax(dets.scores))] = False  # the best detection is never checked
         k &= ~drop
@@ -115,6 +138,7 @@ class Runner:
             "dets": dets,
             "rects": rects,
             "logits": logits,
+            "peak": logits.reshape(len(logits), -1).max(1) if len(logits) else np.zeros(0),
             "presence": presence,
             "truth": truth,
         }
@@ -181,6 +205,12 @@ def main() -> None:
         action="store_true",
         help="also the presence rules that spare each picture's best-scoring detection",
     )
+    ap.add_argument(
+        "--confidence",
+        action="store_true",
+        help="only the shipped size check and the presence rules that also need the model's "
+        "peak logit under g (each with the size check)",
+    )
     a = ap.parse_args()
 
     landmarker = FaceLandmarker()
@@ -205,20 +235,23 @@ def main() -> None:
         f"{'candidate':<44}{'unmasked given':>15}{'masked given':>13}{'scene IoU':>11}"
         f"{'maskedface IoU':>16}"
     )
-    for name, p, s, r, second in candidates(a.secondary):
+    for name, p, s, r, second, g in candidates(a.secondary, a.confidence):
 
-        def given(recs: list[dict], p=p, s=s, r=r, second=second) -> float:
-            return float(
-                np.mean(
-                    [main_runner.mask(x, keep(x, p, s, r, second)).mean() > MIN_SHARE for x in recs]
-                )
-            )
-
-        def mean_iou(runner: Runner, recs: list[dict], p=p, s=s, r=r, second=second) -> float:
+        def given(recs: list[dict], p=p, s=s, r=r, second=second, g=g) -> float:
             return float(
                 np.mean(
                     [
-                        iou(confusion(runner.mask(x, keep(x, p, s, r, second)), x["truth"]))
+                        main_runner.mask(x, keep(x, p, s, r, second, g)).mean() > MIN_SHARE
+                        for x in recs
+                    ]
+                )
+            )
+
+        def mean_iou(runner: Runner, recs: list[dict], p=p, s=s, r=r, second=second, g=g) -> float:
+            return float(
+                np.mean(
+                    [
+                        iou(confusion(runner.mask(x, keep(x, p, s, r, second, g)), x["truth"]))
                         for x in recs
                     ]
                 )

@@ -15,7 +15,8 @@ candidate, on three validation sets:
   and masked photos given a mask (over 1 % of the picture);
 - scenes: fold 0's validation pairs in synthetic scenes (``bench_scene.py --part fold0``,
   the same scenes, held-out twin): full-frame IoU mean;
-- maskedface: ``../shared/data/maskedface-seg`` (dev 150, shipped model): scene IoU mean.
+- maskedface: ``../shared/data/maskedface-seg`` (dev 150, shipped model): scene IoU mean,
+  and how many incorrectly worn (IWM) photos get a mask (over 1 % of the picture).
 
 A rule drops a detection when its presence is under ``p`` and its detector score under
 ``s`` ("presence"), or when its box side is under ``r`` times the image's largest detection's
@@ -222,18 +223,19 @@ def main() -> None:
     print(f"CPU: {cpu_description()}; model {a.model or 'default'}, twin {a.twin}")
     ph = photos(main_runner, a.faces, model.config.data, a.limit)
     sc = scenes(twin_runner, twin, a.faces, a.limit)
-    mf = [
-        main_runner.record(read_image(image), truth_mask(truth))
-        for cls in ("CWM", "IWM")
-        for _, image, truth in load_maskedface(MASKEDFACE / cls)[: a.limit or None]
-    ]
+    mf, iwm = [], []
+    for cls in ("CWM", "IWM"):
+        for _, image, truth in load_maskedface(MASKEDFACE / cls)[: a.limit or None]:
+            mf.append(main_runner.record(read_image(image), truth_mask(truth)))
+            if cls == "IWM":
+                iwm.append(mf[-1])
     print(
         f"photos: {len(ph['without_mask'])} unmasked, {len(ph['with_mask'])} masked; "
         f"scenes: {len(sc)}; maskedface: {len(mf)}"
     )
     print(
         f"{'candidate':<44}{'unmasked given':>15}{'masked given':>13}{'scene IoU':>11}"
-        f"{'maskedface IoU':>16}"
+        f"{'maskedface IoU':>16}{'IWM given':>11}"
     )
     for name, p, s, r, second, g in candidates(a.secondary, a.confidence):
 
@@ -259,7 +261,8 @@ def main() -> None:
 
         print(
             f"{name:<44}{given(ph['without_mask']):>15.2%}{given(ph['with_mask']):>13.2%}"
-            f"{mean_iou(twin_runner, sc):>11.4f}{mean_iou(main_runner, mf):>16.4f}",
+            f"{mean_iou(twin_runner, sc):>11.4f}{mean_iou(main_runner, mf):>16.4f}"
+            f"{round(given(iwm) * len(iwm)):>8}/{len(iwm)}",
             flush=True,
         )
 

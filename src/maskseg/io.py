@@ -256,23 +256,33 @@ def read_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     return decode_image(source, max_pixels=max_pixels)[0]
 
 
+def read_gray(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image to its grey level, uint8 (H, W): any channel layout (a soft mask, or
+    a mask before ``read_mask`` binarises it)."""
+    im = _to_uint8(_open(source, max_pixels, None)[0])
+    return np.asarray(im.convert("L"), dtype=np.uint8)
+
+
 def read_mask(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a ground-truth mask to bool (H, W): any channel layout, binarised at > 127."""
-    im = _to_uint8(_open(source, max_pixels, None)[0])
-    gray = np.asarray(im.convert("L"), dtype=np.uint8)
-    return gray > MASK_THRESHOLD
+    return read_gray(source, max_pixels=max_pixels) > MASK_THRESHOLD
 
 
-def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
-    """Write a bool mask as a 0/255 single-channel PNG, atomically (temp file + rename)."""
+def write_gray(path: str | os.PathLike, gray: np.ndarray) -> Path:
+    """Write a uint8 (H, W) image as a single-channel PNG, atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # uint8 view * 255: one byte per pixel (np.where with ints would allocate int64).
-    ok, buf = cv2.imencode(".png", np.asarray(mask, dtype=bool).view(np.uint8) * np.uint8(255))
+    ok, buf = cv2.imencode(".png", np.asarray(gray, dtype=np.uint8))
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     atomic_write_bytes(path, buf.tobytes())
     return path
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
+    """Write a bool mask as a 0/255 single-channel PNG, atomically (temp file + rename)."""
+    # uint8 view * 255: one byte per pixel (np.where with ints would allocate int64).
+    return write_gray(path, np.asarray(mask, dtype=bool).view(np.uint8) * np.uint8(255))
 
 
 def write_rgb(path: str | os.PathLike, image: np.ndarray) -> Path:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskseg.models.parts import BLOCKS
 from maskseg.models.unet import UNet, UNetParams
 
 
@@ -59,8 +60,6 @@ class UNetPlusPlus(UNet):
         block: str = "double",
     ):
         super().__init__(in_channels, base_channels, depth, presence, presence_hidden, block)
-        from maskseg.models.parts import BLOCKS
-
         conv = BLOCKS[block]
         widths = self.feature_widths
         del self.up  # the nested nodes replace the U-Net's one decoder path

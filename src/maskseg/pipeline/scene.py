@@ -294,15 +294,13 @@ class ScenePredictor:
                 masks += self.predictor.masks_from_logits(lg[None], [(s, s)])
         faces = []
         reach = self.config.reach
-        clip = any(v is not None for v in reach)  # off by default: no copy per face per frame
         for i, ((x, y, side), crop_mask) in enumerate(zip(windows, masks, strict=True)):
             x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
             box = dets.boxes[i] * scale
             area = 0
             if x1 > x0 and y1 > y0:
                 part = crop_mask[y0 - y : y1 - y, x0 - x : x1 - x]
-                if clip:
-                    part = clip_to_reach(part, (x0, y0), box, reach)
+                part = clip_to_reach(part, (x0, y0), box, reach)
                 full[y0:y1, x0:x1] |= part
                 area = int(part.sum())
             box_area = max(1.0, float((box[2] - box[0]) * (box[3] - box[1])))

@@ -96,11 +96,12 @@ def clip_to_reach(
     """``mask`` (a window's, its top-left pixel at ``origin`` = (x, y) in image pixels) with the
     pixels beyond reach of the face ``box`` (x1, y1, x2, y2) cleared: more than ``side`` box
     widths left or right of it, ``below`` box heights under it, ``above`` box heights over it
-    (each None: no limit). Returns a new array; the input is left as it is."""
+    (each None: no limit). Returns a new array, the input left as it is; with no limit at
+    all, the input itself (no copy: paste calls this for every face of every frame)."""
     side, below, above = reach
-    out = np.array(mask, dtype=bool, copy=True)
     if side is None and below is None and above is None:
-        return out
+        return mask
+    out = np.array(mask, dtype=bool, copy=True)
     x0, y0 = origin
     x1, y1, x2, y2 = (float(v) for v in box)
     bw, bh = max(x2 - x1, 1.0), max(y2 - y1, 1.0)

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from maskseg.files import atomic_write_bytes
-from maskseg.io import read_image, read_mask, write_mask, write_rgb
+from maskseg.io import read_gray, read_image, read_mask, write_gray, write_mask, write_rgb
 
 RECORD = "pseudo.json"
 
@@ -176,25 +176,27 @@ def write_pseudo(folder: str | Path, made: PseudoSet, record: dict[str, Any]) ->
     for crop_id, image, mask in zip(made.ids, made.images, made.masks, strict=True):
         name = _stem(crop_id)
         write_rgb(folder / "images" / f"{name}.png", image)
-        if mask.dtype == np.uint8:  # soft: the probability, 0-255
-            ok, buf = cv2.imencode(".png", mask)
-            if not ok:
-                raise OSError(f"{folder / 'masks' / name}.png: PNG encoding failed")
-            atomic_write_bytes(folder / "masks" / f"{name}.png", buf.tobytes())
-        else:
-            write_mask(folder / "masks" / f"{name}.png", mask)
+        # soft: the probability, 0-255; else a bool mask
+        write = write_gray if mask.dtype == np.uint8 else write_mask
+        write(folder / "masks" / f"{name}.png", mask)
         names.append(name)
     full = {**record, **made.summary(), "files": names}
     atomic_write_bytes(folder / RECORD, json.dumps(full, indent=1).encode())
     return full
 
 
-def is_soft(folder: str | Path) -> bool:
-    """Whether a ``write_pseudo`` folder holds soft (0-255 probability) masks."""
+def _record(folder: str | Path) -> dict[str, Any]:
+    """A ``write_pseudo`` folder's ``pseudo.json``."""
     path = Path(folder) / RECORD
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a pseudo-label folder (make one with maskseg pseudo)")
-    return bool(json.loads(path.read_text(encoding="utf-8")).get("rule", {}).get("soft", False))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def is_soft(folder: str | Path | dict[str, Any]) -> bool:
+    """Whether a ``write_pseudo`` folder (or its read record) holds soft (0-255) masks."""
+    record = folder if isinstance(folder, dict) else _record(folder)
+    return bool(record.get("rule", {}).get("soft", False))
 
 
 def read_pseudo(folder: str | Path, size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -204,14 +206,14 @@ def read_pseudo(folder: str | Path, size: int) -> tuple[list[str], np.ndarray, n
     from maskseg.pipeline.preprocess import resize_image, resize_mask
 
     folder = Path(folder)
-    soft = is_soft(folder)
-    names = json.loads((folder / RECORD).read_text(encoding="utf-8"))["files"]
+    record = _record(folder)
+    soft, names = is_soft(record), record["files"]
     images = np.zeros((len(names), size, size, 3), np.uint8)
     masks = np.zeros((len(names), size, size), np.uint8)
     for k, name in enumerate(names):
         image = read_image(folder / "images" / f"{name}.png")
         mask_path = folder / "masks" / f"{name}.png"
-        mask = read_soft(mask_path) if soft else read_mask(mask_path)
+        mask = read_gray(mask_path) if soft else read_mask(mask_path)
         if mask.shape != image.shape[:2]:
             raise ValueError(f"{mask_path}: mask and image sizes differ")
         images[k] = resize_image(image, size)  # as the training cache resizes the pairs
@@ -220,14 +222,6 @@ def read_pseudo(folder: str | Path, size: int) -> tuple[list[str], np.ndarray, n
         else:
             masks[k] = resize_mask(mask, size)
     return [f"pseudo#{n}" for n in names], images, masks
-
-
-def read_soft(path: str | Path) -> np.ndarray:
-    """A soft mask PNG as uint8 (H, W) 0-255 (any channel layout: its grey level)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("L"), dtype=np.uint8)
 
 
 def make_pseudo(

@@ -55,30 +55,28 @@ class _RunData:
         tc, d = self.cfg.train, self.cfg.data
         c = self.cache
         rows = np.tile(c.rows(ids), max(1, d.pair_repeat))
-        extra: list[tuple[list[str], np.ndarray, np.ndarray]] = []
+        # (ids, images, masks, whether the masks are 0-255 probabilities already)
+        extra: list[tuple[list[str], np.ndarray, np.ndarray, bool]] = []
         if d.composites > 0:
             made = _composites(self.cfg, self.splits, ids, fold)
             names = [f"composite#{i}" for i in range(len(made.images))]
-            extra.append((names, made.images, made.masks))
-        soft = False
+            extra.append((names, made.images, made.masks, False))
         if d.pseudo:
             from maskseg.train.pseudo import is_soft, read_pseudo
 
-            soft = is_soft(d.pseudo)
-            extra.append(read_pseudo(d.pseudo, d.image_size))
+            extra.append((*read_pseudo(d.pseudo, d.image_size), is_soft(d.pseudo)))
         if not extra:
             return SegmentationDataset.from_arrays(
                 c.ids, c.images, c.masks, rows, tc.augment, tc.seed
             )
         n = len(c.ids)
-        all_ids = list(c.ids) + [i for names, _, _ in extra for i in names]
-        images = np.concatenate([np.asarray(c.images)] + [im for _, im, _ in extra])
+        all_ids = list(c.ids) + [i for names, *_ in extra for i in names]
+        images = np.concatenate([np.asarray(c.images)] + [im for _, im, *_ in extra])
         # soft pseudo-labels are 0-255 probabilities: every 0/1 mask is put on that scale
-        up = np.uint8(255 if soft else 1)
+        up = np.uint8(255 if any(soft for *_, soft in extra) else 1)
         masks = np.concatenate(
             [np.asarray(c.masks, np.uint8) * up]
-            + [m.astype(np.uint8) * up for _, _, m in extra[: len(extra) - soft]]
-            + ([extra[-1][2]] if soft else [])  # the pseudo folder comes last, already 0-255
+            + [m if soft else np.asarray(m, np.uint8) * up for _, _, m, soft in extra]
         )
         rows = np.concatenate([rows, n + np.arange(len(all_ids) - n)])
         return SegmentationDataset.from_arrays(

@@ -4,6 +4,7 @@
                                      [--backends torch onnx] [--prefetch 0 4] [--codec h264]
                                      [--write-ahead 0 2] [--detect-threads 1]
                                      [--set grow_rounds=0 ...] [--models unet-msfd unet-msfd-fast]
+                                     [--redo-model none unet-msfd-fast]
 
 Builds 640x480 clips (in a temporary folder) of 1-3 real face crops (the shared MSFD crops)
 moving a few pixels per frame over a background, runs the video loop on each (decode, detect
@@ -13,7 +14,8 @@ runs in a reader thread when prefetch > 0, so the stages can add up to more than
 time; likewise detection (with decoding) runs ahead in a thread of its own when detect-ahead > 0,
 and overlay and encode in a writer thread when write-ahead > 0. Backends that
 are not installed or have no shipped model file are skipped. ``--set NAME=VALUE`` changes a
-scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo).
+scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo);
+``--redo-model`` segments the grown windows with another model (``ScenePredictor(redo=...)``).
 """
 
 from __future__ import annotations
@@ -138,6 +140,14 @@ def main() -> None:
         help="torch backend precision (auto: bf16 where the CPU has it)",
     )
     ap.add_argument(
+        "--redo-model",
+        nargs="+",
+        default=["none"],
+        metavar="M",
+        help="model for the grown windows of grow and redo (ScenePredictor redo; none: the "
+        "model itself); several: alternated in one run",
+    )
+    ap.add_argument(
         "--wear",
         nargs="+",
         choices=["off", "on"],
@@ -180,18 +190,27 @@ def main() -> None:
             except (ImportError, ValueError, FileNotFoundError) as exc:
                 print(f"{backend}: skipped ({exc})")
                 continue
-            scene = ScenePredictor(predictor, config)
+            scenes = {
+                r: ScenePredictor(
+                    predictor,
+                    config,
+                    redo=None if r == "none" else Predictor.load(r, backend=backend, **options),
+                )
+                for r in a.redo_model
+            }
             name = (f"{model}: " if model else "") + predictor.backend.describe()
             for n, clip in clips.items():
                 combos = [
-                    (d, w, x, j, h)
+                    (d, w, x, j, h, r)
+                    for r in a.redo_model
                     for h in a.hold_growth
                     for j in a.wear
                     for d in a.prefetch
                     for x in a.detect_ahead
                     for w in a.write_ahead
                 ]
-                for depth, ahead, det_ahead, judge, hold in combos:
+                for depth, ahead, det_ahead, judge, hold, redo in combos:
+                    scene = scenes[redo]
                     wear = WearCheck() if judge == "on" else None
                     options = VideoOptions(
                         detect_every=a.detect_every,
@@ -217,8 +236,9 @@ def main() -> None:
                         f"{n:>5} {judge:>4} {hold:>4} {depth:>8} {det_ahead:>6} {ahead:>5} "
                         f"{fps:>6.1f} "
                     )
+                    label = name if redo == "none" else f"redo {redo}: {name}"
                     print(
-                        f"{name[:60]:<60} {row}"
+                        f"{label[:60]:<60} {row}"
                         + " ".join(f"{ms[s]:>8.1f}" for s in STAGES)
                         + f" {full:>8.0f}"
                     )

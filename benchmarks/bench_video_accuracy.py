@@ -17,7 +17,8 @@ consecutive frames beyond what the truth changes, as a share of the truth's area
 IoU of the 10 frames after each bounce (where lag would show). ``--set NAME=VALUE`` changes a
 scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo).
 ``--gate-frames K ...`` adds the default with the gate's decision voted over each face's last
-K frames (``VideoOptions.gate_frames``).
+K frames (``VideoOptions.gate_frames``); ``--redo-model M`` the default with the grown windows
+of grow and redo segmented by model M (``ScenePredictor(redo=...)``).
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ def main() -> None:
         help="only the default row and held growth (the hold_growth rule)",
     )
     ap.add_argument(
+        "--redo-model",
+        default=None,
+        metavar="M",
+        help="also the default with the grown windows redone by model M (ScenePredictor redo)",
+    )
+    ap.add_argument(
         "--gate-frames",
         type=int,
         nargs="+",
@@ -117,10 +124,17 @@ def main() -> None:
         ways = {k: ways[k] for k in ("default (track + smooth)", "growth held (hold_growth)")}
     for k in a.gate_frames:
         ways[f"gate voted over {k} frames"] = VideoOptions(gate_frames=k)
+    scenes = dict.fromkeys(ways, scene)
+    if a.redo_model:
+        redo = Predictor.load(a.redo_model, backend=a.backend)
+        name = "default, redone by --redo-model"
+        ways[name] = VideoOptions()
+        scenes[name] = ScenePredictor(predictor, scene_config(a.set), redo=redo)
     print(
         f"model {a.model} ({predictor.describe()}); {a.clips} clips x {a.frames} frames, "
         f"{a.faces} faces of the {a.part} part each, {SIDE} px, 640x480"
         + (f"; scene settings {', '.join(a.set)}" if a.set else "")
+        + (f"; redo model {a.redo_model}" if a.redo_model else "")
     )
     for speed in a.speeds:
         scores = {k: {"iou": [], "flicker": [], "after_bounce": []} for k in ways}
@@ -138,7 +152,7 @@ def main() -> None:
             bounces = [i + 2 for i in np.flatnonzero(turned)]  # the frame after the turn
             after = sorted({j for b in bounces for j in range(b, min(b + 10, a.frames))})
             for name, options in ways.items():
-                masks = run(scene, options, frames)
+                masks = run(scenes[name], options, frames)
                 per = [float(iou(confusion(m, t))) for m, t in zip(masks, truths, strict=True)]
                 scores[name]["iou"].append(np.mean(per))
                 if after:

@@ -192,6 +192,38 @@ def test_an_empty_grown_mask_keeps_the_first():
     assert fake.calls == [1, 1] and result.faces[0].mask and result.mask[170:220].any()
 
 
+class WhiteIsMaskAt(WhiteIsMask):
+    """The same fake segmenter at another input size."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+
+def test_a_redo_model_segments_only_the_grown_windows():
+    image = picture(400, 400, 170, 170, 230, 260)
+    first, redo = WhiteIsMask(), WhiteIsMaskAt(90)  # the redo model's logits come 90 px wide
+    scene = scene_with(SceneConfig(grow_rounds=2, grow_by=0.5), first)
+    scene.redo = redo
+    result = scene.segment(image, detections=one_face())
+    assert first.calls == [1] and redo.calls == [1]  # first window by one, grown by the other
+    np.testing.assert_allclose(result.faces[0].crop, [110, 100, 290, 280])
+    truth = np.zeros((400, 400), bool)
+    truth[170:260, 170:230] = True
+    # the 90 px logits were brought to the scene model's 60 px before pasting: same mask
+    assert (result.mask == truth).mean() > 0.99 and result.mask[250:258, 180:220].all()
+
+
+def test_without_growth_the_redo_model_is_never_called():
+    image = picture(400, 400, 180, 150, 220, 200)  # inside the window: touches nothing
+    first, redo = WhiteIsMask(), WhiteIsMaskAt(90)
+    scene = scene_with(SceneConfig(grow_rounds=2), first)
+    scene.redo = redo
+    result = scene.segment(image, detections=one_face())
+    assert first.calls == [1] and redo.calls == []
+    assert result.mask[150:200, 180:220].all() and result.mask.sum() == 50 * 40
+
+
 def test_small_masks_do_not_grow_below_grow_min():
     image = picture(400, 400, 170, 200, 230, 260)  # 20 of 120 rows inside: 8 % of the crop
     for grow_min, calls in [(0.05, [1, 1]), (0.1, [1])]:

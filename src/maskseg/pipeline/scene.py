@@ -90,10 +90,20 @@ class ScenePredictor:
         predictor: segments face crops (``maskseg.Predictor``).
         config: detector, windows and grow-and-redo settings.
         detector: a detector instance for the finder instead of building one from ``config``.
+        redo: segments the grown windows of grow and redo instead of ``predictor`` (e.g. the
+            fast model in video: a grown window belongs to a face the first pass already gave
+            a mask, so the cheaper model only redraws it); None: ``predictor``.
     """
 
-    def __init__(self, predictor: Any, config: SceneConfig | None = None, detector: Any = None):
+    def __init__(
+        self,
+        predictor: Any,
+        config: SceneConfig | None = None,
+        detector: Any = None,
+        redo: Any = None,
+    ):
         self.predictor = predictor
+        self.redo = redo
         self.finder = FaceFinder(config, detector)
         self.config = self.finder.config
 
@@ -228,7 +238,7 @@ class ScenePredictor:
             if not grown:
                 break
             new_rects = np.stack([r for _, r in grown])
-            new_logits = self.crop_logits(image, new_rects, deadline=deadline)
+            new_logits = self.crop_logits(image, new_rects, deadline=deadline, predictor=self.redo)
             new_masks = self.crop_masks(new_logits)
             live = []
             for (i, r), lg, m in zip(grown, new_logits, new_masks, strict=True):
@@ -243,26 +253,43 @@ class ScenePredictor:
         return rects, logits
 
     def crop_logits(
-        self, image: np.ndarray, rects: np.ndarray, *, deadline: float | None = None
+        self,
+        image: np.ndarray,
+        rects: np.ndarray,
+        *,
+        deadline: float | None = None,
+        predictor: Any = None,
     ) -> np.ndarray:
         """The model's logits (N, 1, S, S) for the crops, in one backend call; with a
-        ``deadline``, ``SEGMENT_CHUNK`` crops per call, the deadline checked before each."""
+        ``deadline``, ``SEGMENT_CHUNK`` crops per call, the deadline checked before each.
+        ``predictor``: another model for these crops (its logits brought to this scene's
+        model size S); None: the scene's."""
         from maskseg.pipeline.detect import cut_crop
 
-        s = self.predictor.size
+        model = predictor if predictor is not None else self.predictor
+        s, size = self.predictor.size, model.size
         crops = []
         for r in rects:
             check_deadline(deadline, "cutting face crops")
-            crops.append(cut_crop(image, r, size=s))
+            crops.append(cut_crop(image, r, size=size))
         if not crops:
             return np.zeros((0, 1, s, s), np.float32)
         if deadline is None:
-            return self.predictor.logits(crops)
-        parts = []
-        for start in range(0, len(crops), SEGMENT_CHUNK):
-            check_deadline(deadline, "segmenting face crops")
-            parts.append(self.predictor.logits(crops[start : start + SEGMENT_CHUNK]))
-        return np.concatenate(parts)
+            out = model.logits(crops)
+        else:
+            parts = []
+            for start in range(0, len(crops), SEGMENT_CHUNK):
+                check_deadline(deadline, "segmenting face crops")
+                parts.append(model.logits(crops[start : start + SEGMENT_CHUNK]))
+            out = np.concatenate(parts)
+        if size != s:
+            import cv2
+
+            out = np.stack(
+                [cv2.resize(lg[0], (s, s), interpolation=cv2.INTER_LINEAR) for lg in out]
+            )
+            out = out[:, None].astype(np.float32)
+        return out
 
     def paste(
         self,
@@ -330,4 +357,6 @@ class ScenePredictor:
         found = self.finder.describe()
         if c.grow_rounds:
             found += f", windows grown by {c.grow_by} (at most {c.grow_rounds} rounds)"
+            if self.redo is not None:
+                found += f", redone by {self.redo.describe()}"
         return f"{found} + {self.predictor.describe()}"

@@ -2,7 +2,7 @@
 validation data only.
 
     python benchmarks/sweep_face_check.py [--model unet-msfd] [--twin unet-msfd-heldout]
-        [--limit 0] [--secondary] [--confidence]
+        [--limit 0] [--secondary] [--confidence] [--zones]
 
 Every image goes once through the scene path's stages (detect, windows, segment, grow and
 redo), and each detection gets the Face Mesh face-presence score
@@ -24,6 +24,9 @@ A rule drops a detection when its presence is under ``p`` and its detector score
 model's own peak logit in the face's final window (the gated output's maximum: the lower of
 the decoder's surest pixel and the gate's logit) under ``g`` before they drop it, each with
 the size check 0.25: a window the model is sure holds a mask is kept whatever Face Mesh says.
+With ``--zones``, the shipped size check with each zone rule (``maskseg.pipeline.face_check.
+in_zones``): a detection under a ratio of a larger one's side, lying in the body below that
+face or in the head around it, is dropped.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from maskseg.evaluate.metrics import confusion, iou
 from maskseg.io import ImageReadError, read_image
 from maskseg.pipeline.detect.detections import Detections
 from maskseg.pipeline.detect.landmarks import FaceLandmarker
+from maskseg.pipeline.face_check import in_zones
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor
 from maskseg.pipeline.scene_config import SceneConfig
@@ -64,7 +68,25 @@ SIZES = [1 / 4, 1 / 3]
 CONFIDENCE = [(p, s, g) for p in (0.01, 0.05, 0.1) for s in (0.5, 0.6, 1.01) for g in (2, 4, 6)]
 
 
+# --zones: the body below and the head around a larger face (maskseg.pipeline.face_check.in_zones)
+ZONE_BODY: list[tuple[float, float] | None] = [None, (0.75, 2.0), (1.0, 3.0), (1.5, 4.0)]
+ZONE_HALO: list[float | None] = [None, 0.5, 1.0]
+ZONE_RATIO = [0.5, 0.75]
+
 Candidate = tuple[str, float | None, float | None, float | None, bool, float | None]
+
+
+def zone_candidates() -> list[tuple[str, tuple[float, float] | None, float | None, float]]:
+    """(name, body, halo, ratio): today's check, then each zone rule with it."""
+    out: list[tuple[str, tuple[float, float] | None, float | None, float]] = [
+        (f"size<{SIZES[0]:.2f} (shipped)", None, None, 1.0)
+    ]
+    for body, halo, ratio in itertools.product(ZONE_BODY, ZONE_HALO, ZONE_RATIO):
+        if body is None and halo is None:
+            continue
+        parts = [f"body {body[0]:g}x{body[1]:g}" if body else "", f"halo {halo:g}" if halo else ""]
+        out.append((" + ".join(p for p in parts if p) + f" <{ratio:g}", body, halo, ratio))
+    return out
 
 
 def candidates(secondary: bool = False, confidence: bool = False) -> list[Candidate]:
@@ -212,6 +234,12 @@ def main() -> None:
         help="only the shipped size check and the presence rules that also need the model's "
         "peak logit under g (each with the size check)",
     )
+    ap.add_argument(
+        "--zones",
+        action="store_true",
+        help="only the shipped size check and, with it, the zone rules (a detection smaller "
+        "than a face, in the body below it or the head around it)",
+    )
     a = ap.parse_args()
 
     landmarker = FaceLandmarker()
@@ -237,26 +265,28 @@ def main() -> None:
         f"{'candidate':<44}{'unmasked given':>15}{'masked given':>13}{'scene IoU':>11}"
         f"{'maskedface IoU':>16}{'IWM given':>11}"
     )
-    for name, p, s, r, second, g in candidates(a.secondary, a.confidence):
-
-        def given(recs: list[dict], p=p, s=s, r=r, second=second, g=g) -> float:
-            return float(
-                np.mean(
-                    [
-                        main_runner.mask(x, keep(x, p, s, r, second, g)).mean() > MIN_SHARE
-                        for x in recs
-                    ]
-                )
+    rules = [
+        (name, lambda x, p=p, s=s, r=r, second=second, g=g: keep(x, p, s, r, second, g))
+        for name, p, s, r, second, g in candidates(a.secondary, a.confidence)
+    ]
+    if a.zones:
+        rules = [
+            (
+                name,
+                lambda x, body=body, halo=halo, ratio=ratio: (
+                    keep(x, None, None, SIZES[0]) & ~in_zones(x["dets"].boxes, ratio, body, halo)
+                ),
             )
+            for name, body, halo, ratio in zone_candidates()
+        ]
+    for name, rule in rules:
 
-        def mean_iou(runner: Runner, recs: list[dict], p=p, s=s, r=r, second=second, g=g) -> float:
+        def given(recs: list[dict], rule=rule) -> float:
+            return float(np.mean([main_runner.mask(x, rule(x)).mean() > MIN_SHARE for x in recs]))
+
+        def mean_iou(runner: Runner, recs: list[dict], rule=rule) -> float:
             return float(
-                np.mean(
-                    [
-                        iou(confusion(runner.mask(x, keep(x, p, s, r, second, g)), x["truth"]))
-                        for x in recs
-                    ]
-                )
+                np.mean([iou(confusion(runner.mask(x, rule(x)), x["truth"])) for x in recs])
             )
 
         print(

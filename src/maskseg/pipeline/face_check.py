@@ -64,6 +64,41 @@ def keep_mask(
     return keep
 
 
+def in_zones(
+    boxes: np.ndarray,
+    ratio: float,
+    body: tuple[float, float] | None = None,
+    halo: float | None = None,
+) -> np.ndarray:
+    """Bool per detection: it is under ``ratio`` times the side of a larger detection and
+    its centre lies in that one's zones: ``body`` (w, h), the body below a face (centre
+    within w box sides left or right of the face's centre, between its box's bottom edge and
+    h box sides below it: collars, shirts, necklaces); ``halo`` g, the head around a face
+    (centre within the face's box grown by g box sides on each side: hair, ears, a hat).
+    Sides are a box's longer side."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    drop = np.zeros(len(boxes), bool)
+    if not len(boxes) or (body is None and halo is None):
+        return drop
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    for j in range(len(boxes)):
+        small = sides < ratio * sides[j]
+        zone = np.zeros(len(boxes), bool)
+        if body is not None:
+            w, h = body
+            zone |= (
+                (np.abs(cx - cx[j]) <= w * sides[j])
+                & (cy >= boxes[j, 3])
+                & (cy <= boxes[j, 3] + h * sides[j])
+            )
+        if halo is not None:
+            reach = (0.5 + halo) * sides[j]
+            zone |= (np.abs(cx - cx[j]) <= reach) & (np.abs(cy - cy[j]) <= reach)
+        drop |= small & zone
+    return drop
+
+
 def needs_presence(scores: np.ndarray, check: FaceCheck) -> np.ndarray:
     """Bool per detection: run the landmark model on it (the detector is unsure)."""
     scores = np.asarray(scores, np.float64).reshape(-1)

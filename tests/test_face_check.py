@@ -10,7 +10,13 @@ import pytest
 
 from maskseg.io import read_image
 from maskseg.pipeline.detect.detections import Detections
-from maskseg.pipeline.face_check import FaceCheck, FaceChecker, keep_mask, needs_presence
+from maskseg.pipeline.face_check import (
+    FaceCheck,
+    FaceChecker,
+    in_zones,
+    keep_mask,
+    needs_presence,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BOXES = np.array([[0, 0, 100, 100], [200, 0, 240, 40], [300, 0, 320, 20]], np.float64)
@@ -82,3 +88,49 @@ def test_finder_drops_a_face_far_smaller_than_the_largest():
     assert SceneConfig().face_min_side == 0.25
     kept_centres = (kept.boxes[:, 0] + kept.boxes[:, 2]) / 2
     assert (kept_centres < 480).any() and not (kept_centres > 520).any()
+
+
+# ------------------------------------------------------------------ zones around a larger face
+
+
+def zone_boxes(*centres_sides):
+    """Square boxes from (cx, cy, side)."""
+    return np.array(
+        [[cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2] for cx, cy, s in centres_sides]
+    )
+
+
+def test_a_small_detection_on_the_body_below_a_face_is_in_its_zone():
+    # face: centre (100, 100), side 100, bottom edge at 150
+    boxes = zone_boxes(
+        (100, 100, 100), (100, 200, 40), (170, 300, 40), (100, 460, 40), (260, 200, 40)
+    )
+    # (100, 200): below, centred; (170, 300): 0.7 sides right, 1.5 sides below the edge;
+    # (100, 460): 3.1 sides below; (260, 200): 1.6 sides right
+    np.testing.assert_array_equal(
+        in_zones(boxes, 0.5, body=(1.0, 3.0)), [False, True, True, False, False]
+    )
+    np.testing.assert_array_equal(
+        in_zones(boxes, 0.5, body=(0.5, 1.0)), [False, True, False, False, False]
+    )
+
+
+def test_only_detections_much_smaller_than_the_face_are_dropped():
+    boxes = zone_boxes((100, 100, 100), (100, 200, 60), (100, 200, 40))
+    np.testing.assert_array_equal(in_zones(boxes, 0.5, body=(1.0, 3.0)), [False, False, True])
+    np.testing.assert_array_equal(in_zones(boxes, 0.75, body=(1.0, 3.0)), [False, True, True])
+
+
+def test_the_halo_is_the_face_box_grown_on_every_side():
+    # face centre (200, 200), side 100: halo 0.5 reaches 100 px from the centre
+    boxes = zone_boxes((200, 200, 100), (200, 110, 30), (295, 200, 30), (310, 200, 30))
+    np.testing.assert_array_equal(in_zones(boxes, 0.5, halo=0.5), [False, True, True, False])
+    np.testing.assert_array_equal(in_zones(boxes, 0.5, halo=1.0), [False, True, True, True])
+    # a face of the same size beside another is never in its zones
+    pair = zone_boxes((200, 200, 100), (290, 200, 100))
+    assert not in_zones(pair, 0.75, body=(1.5, 4.0), halo=1.0).any()
+
+
+def test_no_zone_drops_nothing():
+    boxes = zone_boxes((100, 100, 100), (100, 200, 10))
+    assert not in_zones(boxes, 0.5).any() and not in_zones(np.zeros((0, 4)), 0.5, halo=1.0).any()

@@ -26,7 +26,8 @@ the decoder's surest pixel and the gate's logit) under ``g`` before they drop it
 the size check 0.25: a window the model is sure holds a mask is kept whatever Face Mesh says.
 With ``--zones``, the shipped size check with each zone rule (``maskseg.pipeline.face_check.
 in_zones``): a detection under a ratio of a larger one's side, lying in the body below that
-face or in the head around it, is dropped.
+face or in the head around it, is dropped; ``--zones-score``: the halo rules again, each
+dropping only detections under a detector score.
 """
 
 from __future__ import annotations
@@ -72,20 +73,29 @@ CONFIDENCE = [(p, s, g) for p in (0.01, 0.05, 0.1) for s in (0.5, 0.6, 1.01) for
 ZONE_BODY: list[tuple[float, float] | None] = [None, (0.75, 2.0), (1.0, 3.0), (1.5, 4.0)]
 ZONE_HALO: list[float | None] = [None, 0.5, 1.0]
 ZONE_RATIO = [0.5, 0.75]
+# --zones-score: the zone rules only for detections the detector is unsure of (score under s)
+ZONE_SCORE = [0.5, 0.6, 0.7]
 
 Candidate = tuple[str, float | None, float | None, float | None, bool, float | None]
 
 
-def zone_candidates() -> list[tuple[str, tuple[float, float] | None, float | None, float]]:
-    """(name, body, halo, ratio): today's check, then each zone rule with it."""
-    out: list[tuple[str, tuple[float, float] | None, float | None, float]] = [
-        (f"size<{SIZES[0]:.2f} (shipped)", None, None, 1.0)
-    ]
-    for body, halo, ratio in itertools.product(ZONE_BODY, ZONE_HALO, ZONE_RATIO):
+ZoneRule = tuple[str, tuple[float, float] | None, float | None, float, float | None]
+
+
+def zone_candidates(scored: bool = False) -> list[ZoneRule]:
+    """(name, body, halo, ratio, score): today's check, then each zone rule with it; with
+    ``scored``, the halo rules (with and without the smallest body zone) for detections
+    under each detector score of ``ZONE_SCORE`` only."""
+    out: list[ZoneRule] = [(f"size<{SIZES[0]:.2f} (shipped)", None, None, 1.0, None)]
+    bodies, halos, scores = ZONE_BODY, ZONE_HALO, [None]
+    if scored:
+        bodies, halos, scores = ZONE_BODY[:2], ZONE_HALO[1:], ZONE_SCORE
+    for body, halo, ratio, score in itertools.product(bodies, halos, ZONE_RATIO, scores):
         if body is None and halo is None:
             continue
         parts = [f"body {body[0]:g}x{body[1]:g}" if body else "", f"halo {halo:g}" if halo else ""]
-        out.append((" + ".join(p for p in parts if p) + f" <{ratio:g}", body, halo, ratio))
+        name = " + ".join(p for p in parts if p) + f" <{ratio:g}"
+        out.append((name + (f" & score<{score:g}" if score else ""), body, halo, ratio, score))
     return out
 
 
@@ -240,6 +250,11 @@ def main() -> None:
         help="only the shipped size check and, with it, the zone rules (a detection smaller "
         "than a face, in the body below it or the head around it)",
     )
+    ap.add_argument(
+        "--zones-score",
+        action="store_true",
+        help="the halo rules again, each only for detections under a detector score",
+    )
     a = ap.parse_args()
 
     landmarker = FaceLandmarker()
@@ -269,15 +284,19 @@ def main() -> None:
         (name, lambda x, p=p, s=s, r=r, second=second, g=g: keep(x, p, s, r, second, g))
         for name, p, s, r, second, g in candidates(a.secondary, a.confidence)
     ]
-    if a.zones:
+    if a.zones or a.zones_score:
         rules = [
             (
                 name,
-                lambda x, body=body, halo=halo, ratio=ratio: (
-                    keep(x, None, None, SIZES[0]) & ~in_zones(x["dets"].boxes, ratio, body, halo)
+                lambda x, body=body, halo=halo, ratio=ratio, score=score: (
+                    keep(x, None, None, SIZES[0])
+                    & ~(
+                        in_zones(x["dets"].boxes, ratio, body, halo)
+                        & (x["dets"].scores < (np.inf if score is None else score))
+                    )
                 ),
             )
-            for name, body, halo, ratio in zone_candidates()
+            for name, body, halo, ratio, score in zone_candidates(a.zones_score)
         ]
     for name, rule in rules:
 

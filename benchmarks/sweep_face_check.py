@@ -11,8 +11,9 @@ frame mask is pasted again from the kept faces only (``ScenePredictor.paste``: t
 the scene path would paste had the rule dropped them before segmentation). Printed per
 candidate, on three validation sets:
 
-- photos: fold 0's validation photos of ``../shared/data/faces`` (shipped model): unmasked
-  and masked photos given a mask (over 1 % of the picture);
+- photos: fold 0's (``--fold K``: fold K's, as for the scenes) validation photos of
+  ``../shared/data/faces`` (shipped model): unmasked and masked photos given a mask (over 1 %
+  of the picture);
 - scenes: fold 0's validation pairs in synthetic scenes (``bench_scene.py --part fold0``,
   the same scenes, held-out twin): full-frame IoU mean;
 - maskedface: ``../shared/data/maskedface-seg`` (dev 150, shipped model): scene IoU mean,
@@ -185,10 +186,12 @@ class Runner:
         return self.scene.paste(rec["shape"], None, sub, rec["rects"][idx], rec["logits"][idx]).mask
 
 
-def photos(runner: Runner, faces: Path, cfg_data, limit: int) -> dict[str, list[dict]]:
+def photos(
+    runner: Runner, faces: Path, cfg_data, limit: int, fold: int = 0
+) -> dict[str, list[dict]]:
     index = load_index(faces)
     root = Path(json.loads((faces / INDEX).read_text())["root"])
-    val = set(face_splits(index, cfg_data).train_val(0)[1])
+    val = set(face_splits(index, cfg_data).train_val(fold)[1])
     out: dict[str, list[dict]] = {"without_mask": [], "with_mask": []}
     for label in out:
         ids = sorted(e.id for e in index if e.id in val and e.id.startswith(label + "/"))
@@ -201,13 +204,14 @@ def photos(runner: Runner, faces: Path, cfg_data, limit: int) -> dict[str, list[
     return out
 
 
-def scenes(runner: Runner, twin: Predictor, faces: Path, limit: int) -> list[dict]:
-    """The scenes of ``bench_scene.py --part fold0`` (same seed, repeats 3, up to 2 unmasked)."""
+def scenes(runner: Runner, twin: Predictor, faces: Path, limit: int, fold: int = 0) -> list[dict]:
+    """The scenes of ``bench_scene.py --part foldK`` (same seed, repeats 3, up to 2
+    unmasked)."""
     d = twin.config.data
     data = load_split(MSFD, d, "all")
-    pairs = data.take(data.splits.train_val(0)[1])
+    pairs = data.take(data.splits.train_val(fold)[1])
     fs = face_splits(load_index(faces), d)
-    unmasked = [c for c in load_crops(faces, fs.train_val(0)[1]) if not c.mask]
+    unmasked = [c for c in load_crops(faces, fs.train_val(fold)[1]) if not c.mask]
     rng = np.random.default_rng(0)
     out = []
     for k, s in enumerate(pairs):
@@ -251,6 +255,13 @@ def main() -> None:
         "than a face, in the body below it or the head around it)",
     )
     ap.add_argument(
+        "--fold",
+        type=int,
+        default=0,
+        help="the validation fold of the photos and scenes (the model's gate must not have "
+        "been fitted on it)",
+    )
+    ap.add_argument(
         "--zones-score",
         action="store_true",
         help="the halo rules again, each only for detections under a detector score",
@@ -263,9 +274,12 @@ def main() -> None:
     off = SceneConfig(face_min_side=None, face_presence=None)  # every rule starts from none
     main_runner = Runner(ScenePredictor(model, off), landmarker)
     twin_runner = Runner(ScenePredictor(twin, off), landmarker)
-    print(f"CPU: {cpu_description()}; model {a.model or 'default'}, twin {a.twin}")
-    ph = photos(main_runner, a.faces, model.config.data, a.limit)
-    sc = scenes(twin_runner, twin, a.faces, a.limit)
+    print(
+        f"CPU: {cpu_description()}; model {a.model or 'default'}, twin {a.twin}; "
+        f"validation fold {a.fold}"
+    )
+    ph = photos(main_runner, a.faces, model.config.data, a.limit, a.fold)
+    sc = scenes(twin_runner, twin, a.faces, a.limit, a.fold)
     mf, iwm = [], []
     for cls in ("CWM", "IWM"):
         for _, image, truth in load_maskedface(MASKEDFACE / cls)[: a.limit or None]:

@@ -134,3 +134,25 @@ def test_the_halo_is_the_face_box_grown_on_every_side():
 def test_no_zone_drops_nothing():
     boxes = zone_boxes((100, 100, 100), (100, 200, 10))
     assert not in_zones(boxes, 0.5).any() and not in_zones(np.zeros((0, 4)), 0.5, halo=1.0).any()
+
+
+def test_the_zone_check_drops_only_unsure_detections_in_a_zone():
+    # a face (side 100), a sure and an unsure box on its body, an unsure box far away
+    boxes = zone_boxes((100, 100, 100), (100, 200, 40), (100, 200, 40), (400, 400, 40))
+    scores = np.array([0.9, 0.8, 0.3, 0.3])
+    check = FaceCheck(body=(0.75, 2.0), halo=0.5, zone_ratio=0.75, zone_below=0.5)
+    assert check.active
+    np.testing.assert_array_equal(keep_mask(boxes, scores, check), [True, True, False, True])
+    # the size check still applies first: 40 < 0.5 x 100
+    both = FaceCheck(min_side=0.5, body=(0.75, 2.0))
+    np.testing.assert_array_equal(keep_mask(boxes, scores, both), [True, False, False, False])
+
+
+def test_scene_config_builds_the_zone_check():
+    from maskseg.pipeline.scene_config import SceneConfig
+
+    check = SceneConfig(face_body_width=0.75, face_halo=0.5).face_check
+    assert check.body == (0.75, 2.0) and check.halo == 0.5 and check.zone_below == 0.5
+    assert SceneConfig().face_check.body is None
+    with pytest.raises(ValueError, match="face_zone_ratio"):
+        SceneConfig(face_zone_ratio=0)

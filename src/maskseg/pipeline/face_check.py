@@ -11,6 +11,9 @@ masked. Two checks, chosen on validation (docs/shipped-model-plan.md, "Face chec
   masked faces often score low too: the threshold is low.
 - **size**: a detection much smaller than the largest face of the picture (part of a big
   face, a pattern in the background) is dropped.
+- **zones**: a detection the detector is unsure of, much smaller than a face and lying on the
+  body below it (collars, shirts, hands) or in the head around it (hair, hats, the wall
+  behind), is dropped (``in_zones``).
 """
 
 from __future__ import annotations
@@ -30,15 +33,23 @@ class FaceCheck:
         below: ... when its detector score is under this too.
         min_side: drop a detection whose box side is under this share of the picture's
             largest detection's (None: off).
+        body, halo, zone_ratio, zone_below: drop a detection under ``zone_ratio`` times a
+            larger one's side, lying in its ``body`` zone (w, h) or its ``halo`` g
+            (``in_zones``), when its detector score is under ``zone_below`` (None: off).
     """
 
     presence: float | None = None
     below: float = 0.5
     min_side: float | None = None
+    body: tuple[float, float] | None = None
+    halo: float | None = None
+    zone_ratio: float = 0.75
+    zone_below: float = 0.5
 
     @property
     def active(self) -> bool:
-        return self.presence is not None or self.min_side is not None
+        zones = self.body is not None or self.halo is not None
+        return self.presence is not None or self.min_side is not None or zones
 
 
 def keep_mask(
@@ -56,6 +67,9 @@ def keep_mask(
     if check.min_side is not None:
         sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         keep &= sides >= check.min_side * sides.max()
+    if check.body is not None or check.halo is not None:
+        unsure = np.asarray(scores, np.float64).reshape(-1) < check.zone_below
+        keep &= ~(unsure & in_zones(boxes, check.zone_ratio, check.body, check.halo))
     if check.presence is not None:
         if presence is None:
             raise ValueError("the presence check needs face-presence scores")

@@ -63,6 +63,15 @@ RETRY_SMALL: float | None = None
 FACE_MIN_SIDE: float | None = 0.25
 FACE_PRESENCE: float | None = None
 FACE_PRESENCE_BELOW = 0.5
+# Zones around a face (docs/shipped-model-plan.md, "Face check: the body below and the head
+# around a face"): a detection under FACE_ZONE_BELOW detector score and FACE_ZONE_RATIO times
+# a larger detection's side, lying in that face's body (FACE_BODY_WIDTH / FACE_BODY_DEPTH box
+# sides to each side / below) or its halo (its box grown by FACE_HALO sides), is dropped.
+FACE_BODY_WIDTH: float | None = None
+FACE_BODY_DEPTH: float = 2.0
+FACE_HALO: float | None = None
+FACE_ZONE_RATIO = 0.75
+FACE_ZONE_BELOW = 0.5
 # A face's mask is kept only within reach of its detector box (docs/shipped-model-plan.md,
 # "A mask within reach of its face"): at most REACH_SIDE box widths beyond either side, at
 # most REACH_BELOW box heights below it and REACH_ABOVE above it (None: no limit that way).
@@ -103,6 +112,11 @@ class SceneConfig:
         face_presence: drop a detection whose Face Mesh face-presence score is under this
             when its detector score is under ``face_presence_below`` (None: off).
         face_presence_below: see ``face_presence``.
+        face_body_width, face_body_depth: the body zone below a face, in its box sides to
+            each side of its centre and below its box (``face_body_width`` None: off).
+        face_halo: the head zone around a face, its box grown by this many sides (None: off).
+        face_zone_ratio, face_zone_below: only detections under this share of the face's
+            side and under this detector score are dropped from its zones.
         reach_side: a face's mask pixels more than this many box widths beyond its box's
             left or right side are dropped (a mask belongs to one face; what runs on is the
             background or clothing beside it). None: no limit.
@@ -129,6 +143,11 @@ class SceneConfig:
     face_min_side: float | None = FACE_MIN_SIDE
     face_presence: float | None = FACE_PRESENCE
     face_presence_below: float = FACE_PRESENCE_BELOW
+    face_body_width: float | None = FACE_BODY_WIDTH
+    face_body_depth: float = FACE_BODY_DEPTH
+    face_halo: float | None = FACE_HALO
+    face_zone_ratio: float = FACE_ZONE_RATIO
+    face_zone_below: float = FACE_ZONE_BELOW
     reach_side: float | None = REACH_SIDE
     reach_below: float | None = REACH_BELOW
     reach_above: float | None = REACH_ABOVE
@@ -148,6 +167,12 @@ class SceneConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise ValueError(f"{name} must be in [0, 1] or None, got {value}")
+        for name in ("face_body_width", "face_body_depth", "face_halo"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 or None, got {value}")
+        if not 0 < self.face_zone_ratio <= 1:
+            raise ValueError(f"face_zone_ratio must be in (0, 1], got {self.face_zone_ratio}")
         for name in ("reach_side", "reach_below", "reach_above"):
             value = getattr(self, name)
             if value is not None and value < (-1 if name == "reach_above" else 0):
@@ -161,7 +186,18 @@ class SceneConfig:
     @property
     def face_check(self) -> FaceCheck:
         """The face check's rule (``maskseg.pipeline.face_check``)."""
-        return FaceCheck(self.face_presence, self.face_presence_below, self.face_min_side)
+        body = None
+        if self.face_body_width is not None:
+            body = (self.face_body_width, self.face_body_depth)
+        return FaceCheck(
+            self.face_presence,
+            self.face_presence_below,
+            self.face_min_side,
+            body,
+            self.face_halo,
+            self.face_zone_ratio,
+            self.face_zone_below,
+        )
 
 
 def scene_config(settings: Sequence[str], base: SceneConfig | None = None) -> SceneConfig:

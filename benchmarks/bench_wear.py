@@ -47,6 +47,7 @@ from maskseg.pipeline.detect.landmarks import FaceRoi
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.request import Mode, RequestEngine
 from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene_config import scene_config
 from maskseg.pipeline.wear import PARTS, VERDICTS, WearCheck, judge, picture_roi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,9 +91,9 @@ def agreement(pairs: list[tuple]) -> str:
     return ", ".join(cells)
 
 
-def maskedface(root: Path, model: str | None, backend: str) -> None:
+def maskedface(root: Path, model: str | None, backend: str, settings: list[str]) -> None:
     predictor = Predictor.load(model, backend=backend)
-    engine = RequestEngine(ScenePredictor(predictor), wear=WearCheck())
+    engine = RequestEngine(ScenePredictor(predictor, scene_config(settings)), wear=WearCheck())
     print(f"\n== maskedface-seg, scene mode; model {model or 'default'} ({predictor.describe()})")
     pred_rows = {c: Counter() for c in CLASSES}
     truth_rows = {c: Counter() for c in CLASSES}
@@ -220,12 +221,15 @@ def main() -> None:
     ap.add_argument("--faces-data", type=Path, default=FACES_DATA)
     ap.add_argument("--msfd", type=Path, default=MSFD)
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a scene setting"
+    )
     a = ap.parse_args()
     for path in (a.faces_data, a.msfd):
         if not path.is_dir():
             raise SystemExit(f"{path} not found (see ../shared/data/README.md)")
     print(f"CPU: {cpu_description()}")
-    maskedface(a.faces_data, a.model, a.backend)
+    maskedface(a.faces_data, a.model, a.backend, a.set)
     msfd(a.msfd, a.msfd_model, a.backend)
     timing(a.runs)
 

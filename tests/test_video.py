@@ -677,3 +677,18 @@ def test_cli_video_json_marks_the_cut(tmp_path: Path, crops):
     js.unlink()
     assert main(["video", str(clip), "--json", str(js), "--no-wear", "--cut-threshold", "0"]) == 0
     assert not any("cut" in json.loads(line) for line in js.read_text().splitlines())
+
+
+def test_cli_video_redo_model_segments_the_grown_windows(tmp_path: Path, crops, capsys):
+    """--redo-model loads a second model for the grown windows: the run works end to end, the
+    masked faces still get masks, and a bad name fails before any frame is written."""
+    n = 6
+    clip, _ = face_clip(tmp_path / "clip.avi", crops, n)
+    js = tmp_path / "faces.jsonl"
+    args = ["video", str(clip), "--json", str(js), "--no-wear", "--no-progress"]
+    assert main([*args, "--redo-model", "unet-msfd-fast"]) == 0
+    lines = [json.loads(line) for line in js.read_text().splitlines()]
+    assert len(lines) == n and sum(f["mask"] for r in lines for f in r["faces"]) >= n
+    bad = tmp_path / "bad.jsonl"
+    rc = main(["video", str(clip), "--json", str(bad), "--no-progress", "--redo-model", "nope"])
+    assert rc != 0 and not bad.exists()

@@ -55,7 +55,28 @@ ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "runs" / "faces"
 MIN_SHARE = 0.01
 # the forehead: temple to temple along the hairline, back along the brows' upper edges
-FOREHEAD = (54, 103, 67, 109, 10, 338, 297, 332, 284, 300, 293, 334, 296, 336, 9, 107, 66, 105, 63, 70)
+FOREHEAD = (
+    54,
+    103,
+    67,
+    109,
+    10,
+    338,
+    297,
+    332,
+    284,
+    300,
+    293,
+    334,
+    296,
+    336,
+    9,
+    107,
+    66,
+    105,
+    63,
+    70,
+)
 
 VETO = (None, 4.0, 6.0, 8.0, 10.0, 12.0)
 RESCUE = (None, (0.4, 8.0), (0.4, 12.0), (0.4, 16.0), (0.4, 20.0))
@@ -108,7 +129,9 @@ class Recorder:
     def face_masks(self, shape, dets, rects, logits) -> list[np.ndarray]:
         out = []
         for i in range(len(dets)):
-            sub = Detections(dets.boxes[i : i + 1], dets.scores[i : i + 1], dets.keypoints[i : i + 1])
+            sub = Detections(
+                dets.boxes[i : i + 1], dets.scores[i : i + 1], dets.keypoints[i : i + 1]
+            )
             out.append(self.scene.paste(shape, None, sub, rects[i : i + 1], logits[i : i + 1]).mask)
         return out
 
@@ -259,7 +282,9 @@ def main() -> None:
                 return float(np.mean([frame(r, veto, rescue).mean() > MIN_SHARE for r in recs]))
 
             def miou(recs, veto=veto, rescue=rescue) -> float:
-                return float(np.mean([iou(confusion(frame(r, veto, rescue), r.truth)) for r in recs]))
+                return float(
+                    np.mean([iou(confusion(frame(r, veto, rescue), r.truth)) for r in recs])
+                )
 
             chins = [chin_agree(r, veto, rescue) for r in mf["CWM"] + mf["IWM"]]
             chins = [c for c in chins if c is not None]

@@ -51,12 +51,14 @@ def add_model_args(p: argparse.ArgumentParser, default: str = "the shipped unet-
     )
 
 
-def load_predictor(a: argparse.Namespace):
-    """The ``Predictor`` of the options ``add_model_args`` added."""
+def load_predictor(a: argparse.Namespace, model: str | None = None):
+    """The ``Predictor`` of the options ``add_model_args`` added (``model``: another model
+    than ``--model`` on the same backend and device, e.g. video's ``--redo-model``)."""
     from maskseg.pipeline.predictor import Predictor
 
     options = {"device": a.device} if a.device != "auto" else {}
-    return Predictor.load(a.model, backend=a.backend, threshold=a.threshold, **options)
+    name = a.model if model is None else model
+    return Predictor.load(name, backend=a.backend, threshold=a.threshold, **options)
 
 
 def model_file(a: argparse.Namespace) -> Path | None:

@@ -99,7 +99,7 @@ def _check_predict_options(a: argparse.Namespace) -> None:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from maskseg.cli.predict import predict_paths
+    from maskseg.cli.predict import predict_paths, verdict_counts
 
     _check_predict_options(a)
     check_batch_options(a)
@@ -159,25 +159,6 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return 1 if res.failed else 0
 
 
-def verdict_counts(counts: Any) -> str:
-    """ "correct 3, nose_exposed 1, ..." in the verdicts' order, faces not judged last."""
-    from maskseg.pipeline.request import NOT_JUDGED
-    from maskseg.pipeline.wear import VERDICTS
-
-    order = [v for v in (*VERDICTS, NOT_JUDGED) if counts.get(v)]
-    return ", ".join(f"{v} {counts[v]}" for v in order)
-
-
-def load_redo(a: argparse.Namespace):
-    """The model for the grown windows (``--redo-model``; None: the video's own model)."""
-    if not a.redo_model or a.redo_model == "none":
-        return None
-    from maskseg.pipeline.predictor import Predictor
-
-    options = {"device": a.device} if a.device != "auto" else {}
-    return Predictor.load(a.redo_model, backend=a.backend, **options)
-
-
 def cmd_video(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -202,9 +183,8 @@ def cmd_video(a: argparse.Namespace) -> int:
 
             wear = WearCheck()
         # the scene's one detector runs at the video's detector threads
-        scene = ScenePredictor(
-            load_predictor(a), options.scene_config(_scene_config(a)), redo=load_redo(a)
-        )
+        redo = None if a.redo_model in (None, "none") else load_predictor(a, a.redo_model)
+        scene = ScenePredictor(load_predictor(a), options.scene_config(_scene_config(a)), redo=redo)
         segmenter = video.VideoSegmenter(scene, options, wear)
         sinks: list[Any] = []
         try:
@@ -404,9 +384,8 @@ def add_video(add: AddCommand) -> None:
     p.add_argument(
         "--redo-model",
         metavar="NAME",
-        help="model (shipped name or file) that segments the grown windows of grow and redo, "
-        "where a face's mask reached its window's edge (none: --model itself, the default); "
-        "unet-msfd-fast makes those second passes about 3.5x cheaper",
+        help="model that segments the windows grown where a mask reached its window's edge "
+        "(default: --model itself; unet-msfd-fast: cheaper second passes)",
     )
     p.add_argument(
         "--no-progress",

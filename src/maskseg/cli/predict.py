@@ -360,3 +360,12 @@ def _report_not_images(folder: Path, others: list[Path], shown: int = 5) -> None
         more,
         " ".join(IMAGE_EXTENSIONS),
     )
+
+
+def verdict_counts(counts: Any) -> str:
+    """ "correct 3, nose_exposed 1, ..." in the verdicts' order, faces not judged last."""
+    from maskseg.pipeline.request import NOT_JUDGED
+    from maskseg.pipeline.wear import VERDICTS
+
+    order = [v for v in (*VERDICTS, NOT_JUDGED) if counts.get(v)]
+    return ", ".join(f"{v} {counts[v]}" for v in order)

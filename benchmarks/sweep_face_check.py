@@ -37,6 +37,7 @@ import argparse
 import itertools
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ from maskseg.evaluate.metrics import confusion, iou
 from maskseg.io import ImageReadError, read_image
 from maskseg.pipeline.detect.detections import Detections
 from maskseg.pipeline.detect.landmarks import FaceLandmarker
-from maskseg.pipeline.face_check import in_zones
+from maskseg.pipeline.face_check import FaceCheck, keep_mask
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor
 from maskseg.pipeline.scene_config import SceneConfig
@@ -186,21 +187,30 @@ class Runner:
         return self.scene.paste(rec["shape"], None, sub, rec["rects"][idx], rec["logits"][idx]).mask
 
 
-def photos(
-    runner: Runner, faces: Path, cfg_data, limit: int, fold: int = 0
-) -> dict[str, list[dict]]:
+def validation_photos(
+    faces: Path, cfg_data, limit: int, fold: int = 0
+) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(label, id, image) of fold ``fold``'s validation photos, unmasked first, up to
+    ``limit`` per label (0: all); unreadable photos are skipped."""
     index = load_index(faces)
     root = Path(json.loads((faces / INDEX).read_text())["root"])
     val = set(face_splits(index, cfg_data).train_val(fold)[1])
-    out: dict[str, list[dict]] = {"without_mask": [], "with_mask": []}
-    for label in out:
+    for label in ("without_mask", "with_mask"):
         ids = sorted(e.id for e in index if e.id in val and e.id.startswith(label + "/"))
         for i in ids[:limit] if limit else ids:
             try:
                 image = read_image(root / i)
             except (ImageReadError, OSError, ValueError):
                 continue
-            out[label].append(runner.record(image))
+            yield label, i, image
+
+
+def photos(
+    runner: Runner, faces: Path, cfg_data, limit: int, fold: int = 0
+) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {"without_mask": [], "with_mask": []}
+    for label, _, image in validation_photos(faces, cfg_data, limit, fold):
+        out[label].append(runner.record(image))
     return out
 
 
@@ -299,18 +309,22 @@ def main() -> None:
         for name, p, s, r, second, g in candidates(a.secondary, a.confidence)
     ]
     if a.zones or a.zones_score:
-        rules = [
+        checks = [
             (
                 name,
-                lambda x, body=body, halo=halo, ratio=ratio, score=score: (
-                    keep(x, None, None, SIZES[0])
-                    & ~(
-                        in_zones(x["dets"].boxes, ratio, body, halo)
-                        & (x["dets"].scores < (np.inf if score is None else score))
-                    )
+                FaceCheck(
+                    min_side=SIZES[0],
+                    body=body,
+                    halo=halo,
+                    zone_ratio=ratio,
+                    zone_below=np.inf if score is None else score,
                 ),
             )
             for name, body, halo, ratio, score in zone_candidates(a.zones_score)
+        ]
+        rules = [
+            (name, lambda x, c=c: keep_mask(x["dets"].boxes, x["dets"].scores, c))
+            for name, c in checks
         ]
     for name, rule in rules:
 

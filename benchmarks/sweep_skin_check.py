@@ -35,9 +35,8 @@ import cv2
 import numpy as np
 
 from maskseg.console import cpu_description
-from maskseg.data.faces import INDEX, face_splits, load_index
 from maskseg.evaluate.metrics import confusion, iou
-from maskseg.io import ImageReadError, read_image
+from maskseg.io import read_image
 from maskseg.pipeline.detect.detections import Detections
 from maskseg.pipeline.detect.landmarks import FaceLandmarker
 from maskseg.pipeline.face_regions import region_polygon, region_share
@@ -50,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_maskedface import DATA as MASKEDFACE  # noqa: E402
 from bench_maskedface import load as load_maskedface  # noqa: E402
 from bench_maskedface import truth_mask  # noqa: E402
+from sweep_face_check import validation_photos  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "runs" / "faces"
@@ -230,18 +230,9 @@ def chin_agree(rec: ImageRec, veto, rescue) -> bool | None:
 
 
 def photos(rec: Recorder, faces: Path, cfg_data, limit: int) -> dict[str, list[ImageRec]]:
-    index = load_index(faces)
-    root = Path(json.loads((faces / INDEX).read_text())["root"])
-    val = set(face_splits(index, cfg_data).train_val(0)[1])
     out: dict[str, list[ImageRec]] = {"without_mask": [], "with_mask": []}
-    for label in out:
-        ids = sorted(e.id for e in index if e.id in val and e.id.startswith(label + "/"))
-        for i in ids[:limit] if limit else ids:
-            try:
-                image = read_image(root / i)
-            except (ImageReadError, OSError, ValueError):
-                continue
-            out[label].append(rec.record(i, image))
+    for label, i, image in validation_photos(faces, cfg_data, limit):
+        out[label].append(rec.record(i, image))
     return out
 
 

@@ -145,6 +145,7 @@ def cmd_gate(a: argparse.Namespace) -> int:
         gate=GateConfig(features=a.features, **head),
         n_scenes=a.scenes,
         low_worn=low,
+        photo_negatives=a.photo_negatives,
     )
     s = fitted["gate"]
     print(
@@ -253,6 +254,14 @@ def add_gate(add: AddCommand) -> None:
         help="N composites of masks worn low (under the nose, on the chin, at the neck) pasted "
         "from the training pairs onto the training photos without a mask, as further masked "
         "crops (0: none)",
+    )
+    p.add_argument(
+        "--photo-negatives",
+        type=int,
+        default=0,
+        metavar="N",
+        help="every detection the scene path keeps in up to N training photos without a mask "
+        "(faces, collars, hair, hands) as further unmasked crops (0: none)",
     )
     p.add_argument(
         "--features",

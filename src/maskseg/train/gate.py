@@ -11,7 +11,7 @@ where the gate says "no mask".
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,6 +237,36 @@ def scene_crops(
             elif _masked_share(rect, scene) < 0.1:
                 neg.append(crop)
     return pos, neg
+
+
+def photo_crops(
+    photos: Iterable[np.ndarray], size: int = 160, limit: int | None = None
+) -> tuple[list[np.ndarray], int]:
+    """Crops the scene path cuts from real photos without a mask: hard negatives.
+
+    Every detection the shipped scene path keeps (``FaceFinder`` with the default
+    ``SceneConfig``: threshold, tiles, merging and face check as in ``predict --scene``)
+    is cut in its window. In a photo of people without masks each of them is a "no mask",
+    whether it is the face, a collar, hair, a hand or a curtain: the false detections
+    that synthetic backgrounds do not show.
+
+    Returns:
+        (size x size RGB crops, photos read); at most ``limit`` photos (None: all).
+    """
+    from maskseg.pipeline.detect import cut_crop
+    from maskseg.pipeline.finder import FaceFinder
+
+    finder = FaceFinder()
+    crops: list[np.ndarray] = []
+    n = 0
+    for image in photos:
+        if limit is not None and n >= limit:
+            break
+        n += 1
+        dets = finder.find(image)
+        if len(dets):
+            crops.extend(cut_crop(image, r, size=size) for r in finder.windows(dets))
+    return crops, n
 
 
 def _masked_share(rect: np.ndarray, scene: Any) -> float:

@@ -321,6 +321,7 @@ def gate_model(
     gate: GateConfig | None = None,
     n_scenes: int = 400,
     low_worn: LowWornConfig | None = None,
+    photo_negatives: int = 0,
 ) -> dict:
     """Fit the mask-presence gate of a trained model and write the gated weight file.
 
@@ -330,12 +331,14 @@ def gate_model(
     from ``n_scenes`` synthetic scenes of those faces (``gate.scene_crops``: its false
     detections are negatives). With ``low_worn``, masks worn low composited from those
     pairs onto the split's photos without a mask (``maskseg.train.lowworn``) are further
-    positives. The faces' test split is never read; with ``val_fold`` its faces' rates are
-    reported.
+    positives. With ``photo_negatives`` N, every detection the scene path keeps in up to N of
+    the split's whole photos without a mask is a further negative (``gate.photo_crops``:
+    collars, hair, hands). The faces' test split is never read; with ``val_fold`` its faces'
+    rates are reported.
     """
     from maskseg.data.faces import face_splits, load_crops, load_index
     from maskseg.evaluate.presence_rates import presence_rates
-    from maskseg.train.gate import crop_features, fit_head, scene_crops
+    from maskseg.train.gate import crop_features, fit_head, photo_crops, scene_crops
 
     gate = GateConfig() if gate is None else gate
     onnx_file = Path(model_path).suffix.lower() == ".onnx"
@@ -377,6 +380,14 @@ def gate_model(
     # Crops of the scene path: detector-framed faces and its false detections (hard negatives)
     masked = [(s.image, s.mask) for s in train_pairs] + [(c.image, None) for c in crops if c.mask]
     scene_pos, scene_neg = scene_crops(masked, negatives, n_scenes, size=cfg.data.image_size)
+    photo_neg: list[np.ndarray] = []
+    n_photos = 0
+    if photo_negatives > 0:
+        photo_neg, n_photos = photo_crops(
+            _unmasked_photos(faces_dir, train_ids, any_status=True),
+            cfg.data.image_size,
+            photo_negatives,
+        )
     low: list[np.ndarray] = []
     low_figures: dict = {}
     if low_worn is not None and low_worn.n > 0:
@@ -401,10 +412,12 @@ def gate_model(
 
         fresh = net.make_presence_head(gate.hidden, gate.features)
     feats, labels = crop_features(
-        features, positives + scene_pos + low, negatives + scene_neg, gate
+        features, positives + scene_pos + low, negatives + scene_neg + photo_neg, gate
     )
     head, figures = fit_head(feats, labels, fresh, gate)
     figures.update(scene_positives=len(scene_pos), scene_negatives=len(scene_neg))
+    if photo_negatives > 0:
+        figures.update(photo_negatives=len(photo_neg), negative_photos=n_photos)
     if low_worn is not None:
         figures.update(low_figures, low_worn=dataclasses.asdict(low_worn))
     cfg = cfg.replace(
@@ -454,15 +467,18 @@ def _write_onnx_gate(model_path, output, head, summary) -> None:
     atomic_write_bytes(output, model.SerializeToString())
 
 
-def _unmasked_photos(faces_dir: str | Path, ids: Iterable[str]) -> Iterator[np.ndarray]:
+def _unmasked_photos(
+    faces_dir: str | Path, ids: Iterable[str], any_status: bool = False
+) -> Iterator[np.ndarray]:
     """The readable photos without a mask among ``ids`` of a ``maskseg data faces`` folder,
-    read one at a time (unreadable ones passed over)."""
+    read one at a time (unreadable ones passed over); only those a face was cut from unless
+    ``any_status``."""
     from maskseg.data.faces import photo_path
     from maskseg.io import ImageReadError, read_image
 
     wanted = set(ids)
     for entry, path in photo_path(faces_dir):
-        if entry.id in wanted and not entry.mask and entry.status == "ok":
+        if entry.id in wanted and not entry.mask and (any_status or entry.status == "ok"):
             try:
                 yield read_image(path)
             except ImageReadError:

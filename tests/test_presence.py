@@ -138,3 +138,27 @@ def test_jittered_copies_move_the_window_and_count_once():
     cfg = GateConfig(jitter=2, flip=True, hidden=4, epochs=1)
     _, figures = fit_head(feats, labels, head, cfg)
     assert (figures["n_positive"], figures["n_negative"]) == (2, 1)
+
+
+def test_photo_crops_cut_every_kept_detection_of_a_real_photo_and_stop_at_the_limit():
+    """Hard negatives from a photo without a mask: each detection the scene path keeps, cut
+    in the scene path's own window; photos past the limit are not even read."""
+    from maskseg.io import read_image
+    from maskseg.pipeline.detect import cut_crop
+    from maskseg.pipeline.finder import FaceFinder
+    from maskseg.train.gate import photo_crops
+
+    photo = read_image(Path(__file__).parents[1] / "examples" / "astronaut.jpg")
+    finder = FaceFinder()
+    dets = finder.find(photo)
+    assert len(dets) >= 1  # the astronaut's face at least
+
+    def photos():
+        yield photo
+        raise AssertionError("a photo past the limit was read")
+
+    crops, n = photo_crops(photos(), size=64, limit=1)
+    assert n == 1 and len(crops) == len(dets)
+    assert all(c.shape == (64, 64, 3) and c.dtype == np.uint8 for c in crops)
+    np.testing.assert_array_equal(crops[0], cut_crop(photo, finder.windows(dets)[0], size=64))
+    assert photo_crops(iter([]), size=64) == ([], 0)

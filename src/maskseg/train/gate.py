@@ -10,6 +10,7 @@ where the gate says "no mask".
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -259,9 +260,7 @@ def photo_crops(
     finder = FaceFinder()
     crops: list[np.ndarray] = []
     n = 0
-    for image in photos:
-        if limit is not None and n >= limit:
-            break
+    for image in itertools.islice(photos, limit):  # no photo past the limit is read
         n += 1
         dets = finder.find(image)
         if len(dets):

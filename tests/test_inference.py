@@ -63,7 +63,12 @@ def test_mask_has_input_size(tiny_predictor: Predictor, hw):
     if min(hw) >= 16:  # measured 0.44 .. 0.51 of the image
         assert non_trivial(mask) and non_trivial(proba > 0.5)
     unclean = Predictor(tiny_predictor.backend, tiny_predictor.config, clean=False)
-    np.testing.assert_array_equal(unclean.predict(img), proba > 0.5)  # same path, same numbers
+    # same path, same numbers: the mask is logit > 0, i.e. proba > 0.5, except where a logit is
+    # so close to 0 (under ~1e-7) that float32's sigmoid rounds it to exactly 0.5 (seen on an
+    # AVX2-only CPU: 1 pixel of 1,080,000)
+    sure = np.abs(proba - 0.5) > 1e-6
+    np.testing.assert_array_equal(unclean.predict(img)[sure], (proba > 0.5)[sure])
+    assert sure.mean() > 0.999
     np.testing.assert_array_equal(mask, tiny_predictor.predict(img))  # deterministic
 
 

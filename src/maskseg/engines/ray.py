@@ -56,7 +56,11 @@ _SESSION_FIELDS = (
     "enable_mem_reuse",
     "use_deterministic_compute",
 )
-_SESSION_ENTRIES = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+_SESSION_ENTRIES = (
+    "session.intra_op.allow_spinning",
+    "session.inter_op.allow_spinning",
+    "session.x64quantprecision",
+)
 
 
 def require_ray() -> None:

@@ -5,6 +5,13 @@ The .onnx file holds the weights (fp32 or INT8 QDQ) and, in its metadata, the sa
 Session defaults were measured on a shared 2-core CPU (``benchmarks/bench_race.py``): all
 graph optimisations, sequential execution, and no spinning of idle worker threads (spinning
 only burns the core another process needs, for no gain on batches of crops).
+
+INT8 on x86 CPUs without VNNI (AVX2 only, as many laptops): onnxruntime's fast U8S8 kernel
+adds pairs of uint8 x int8 products in 16 bits, which saturate, so the shipped INT8 model
+lost 0.015 IoU there (MSFD test 0.885 against 0.900 on VNNI/AMX machines, where the same
+file computes exact int8 sums). ``session.x64quantprecision`` makes onnxruntime use its
+exact U8U8 kernel on those CPUs only (no effect with VNNI or AMX); it costs about a third
+more time per crop there (docs/results.md, "INT8 on CPUs without VNNI").
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ OPTIMIZATION = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# onnxruntime's switch to exact (unsaturated) INT8 products on x86 CPUs without VNNI
+PRECISE_INT8 = "session.x64quantprecision"
 
 
 def session_options(
@@ -33,6 +42,7 @@ def session_options(
     optimization: str = "all",
     spinning: bool = False,
     parallel: bool = False,
+    precise_int8: bool = True,
 ) -> ort.SessionOptions:
     """onnxruntime session settings.
 
@@ -42,6 +52,8 @@ def session_options(
         spinning: let idle worker threads spin for the next op (lower latency on an idle
             machine, wasted cycles on a shared one).
         parallel: run independent branches of the graph concurrently (ORT_PARALLEL).
+        precise_int8: exact INT8 products on x86 CPUs without VNNI (``PRECISE_INT8``; the
+            module's text says why); False trades that accuracy for their faster kernel.
     """
     if optimization not in OPTIMIZATION:
         raise ValueError(f"unknown optimization {optimization!r}; valid: {', '.join(OPTIMIZATION)}")
@@ -54,6 +66,7 @@ def session_options(
     )
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+    so.add_session_config_entry(PRECISE_INT8, "1" if precise_int8 else "0")
     so.log_severity_level = 3  # errors only: no warnings about unused initializers on stderr
     return so
 

@@ -44,14 +44,16 @@ def feature_extractor(
     """A function from RGB crops to the head's input features (N, F), computed by the ONNX
     graph (a file, or a serialised model); the graph is read and its session built once."""
     import onnx
-    import onnxruntime as ort
 
+    from maskseg.pipeline.backends.onnx import open_session, session_options
     from maskseg.pipeline.preprocess import model_input
 
     model, sub = _graph(path)
     name = _feature_name(sub)
     model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    # the features the gate will read at run time: the product's session settings (exact INT8
+    # products on CPUs without VNNI, maskseg.pipeline.backends.onnx)
+    session = open_session(model.SerializeToString(), session_options())
     input_name = session.get_inputs()[0].name
 
     def features(images: Sequence[np.ndarray]) -> np.ndarray:

@@ -21,23 +21,15 @@ import numpy as np
 
 from maskseg.console import cpu_description
 from maskseg.data.splits import load_split
-from maskseg.evaluate import metrics as M
-from maskseg.pipeline.backends.onnx import OnnxBackend, metadata, open_session, session_options
-from maskseg.pipeline.predictor import Predictor, resolve_model_path
+from maskseg.evaluate.scoring import score
+from maskseg.pipeline.predictor import Predictor
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mfsd-real" / "MSFD"
 
 
-def predictor(path: Path, precise: bool, threads: int) -> Predictor:
-    session = open_session(path, session_options(threads, precise_int8=precise))
-    cfg, info = metadata(session, path)
-    return Predictor(OnnxBackend(session, int8=info.get("int8") == "yes"), cfg)
-
-
 def test_iou(p: Predictor, data: Path) -> float:
-    xs = list(load_split(data, p.config.data, "test").samples.values())
-    c = M.concat([M.confusion(p.predict(x.image)[None], x.mask[None]) for x in xs])
-    return float(M.iou(c))
+    samples = list(load_split(data, p.config.data, "test").samples.values())
+    return score(p, samples).summary()["iou"]
 
 
 def ms_per_crop(p: Predictor, batch: np.ndarray) -> float:
@@ -57,8 +49,10 @@ def main() -> None:
     print("model                    exact int8 | MSFD test IoU | ms/crop batch 1 | batch 16")
     rng = np.random.default_rng(0)
     for name in a.models:
-        path = resolve_model_path(name, "onnx")
-        ps = {precise: predictor(path, precise, a.threads) for precise in (False, True)}
+        ps = {
+            precise: Predictor.load(name, backend="onnx", threads=a.threads, precise_int8=precise)
+            for precise in (False, True)
+        }
         size = ps[True].size
         iou = {k: test_iou(p, a.data) for k, p in ps.items()}
         times: dict[tuple[bool, int], list[float]] = {}

@@ -190,17 +190,16 @@ def test_shipped_int8_computes_exact_int8_sums_on_every_cpu():
     saturates: measured there on these crops, mean |logit difference| 0.43 and 2.8 % of pixels
     on the other side of the threshold without ``PRECISE_INT8``, 0.010 and 0.03 % with it."""
     from maskseg.io import read_image
-    from maskseg.pipeline.backends.onnx import PRECISE_INT8, OnnxBackend, open_session
+    from maskseg.pipeline.backends.onnx import PRECISE_INT8
 
     assert session_options().get_session_config_entry(PRECISE_INT8) == "1"
     assert session_options(precise_int8=False).get_session_config_entry(PRECISE_INT8) == "0"
-    path = resolve_model_path("unet-msfd-heldout", "onnx")
     face = read_image(Path(__file__).parents[1] / "examples" / "face.jpg")
     crops = [face, face[:, ::-1], face[::-1], np.ascontiguousarray(face.transpose(1, 0, 2))]
     logits = {}
     for name, opts in {"default": {}, "exact": {"optimization": "none"}}.items():
-        session = open_session(path, session_options(1, **opts))
-        predictor = Predictor(OnnxBackend(session, int8=True), Predictor.load(path).config)
+        predictor = Predictor.load("unet-msfd-heldout", backend="onnx", threads=1, **opts)
+        assert predictor.backend.int8
         logits[name] = predictor.logits(crops)
     assert np.abs(logits["default"] - logits["exact"]).mean() < 0.05
     assert ((logits["default"] > 0) == (logits["exact"] > 0)).mean() > 0.998

@@ -59,7 +59,7 @@ _SESSION_FIELDS = (
 _SESSION_ENTRIES = (
     "session.intra_op.allow_spinning",
     "session.inter_op.allow_spinning",
-    "session.x64quantprecision",
+    "session.x64quantprecision",  # backends.onnx.PRECISE_INT8 (not imported: no onnxruntime here)
 )
 
 

@@ -152,18 +152,20 @@ def load(
     optimization: str = "all",
     spinning: bool = False,
     parallel: bool = False,
+    precise_int8: bool = True,
 ) -> tuple[OnnxBackend, Config, dict[str, Any]]:
     """An .onnx file written by ``maskseg export``.
 
     Args:
         precision: "auto" only: the file's own (fp32, or INT8 when exported with ``--int8``).
-        threads, optimization, spinning, parallel: see ``session_options``.
+        threads, optimization, spinning, parallel, precise_int8: see ``session_options``.
     """
     if precision != "auto":
         raise ValueError(
             f"precision {precision!r}: the onnx backend runs the file's own precision "
             "(fp32, or INT8 when exported with --int8); precision applies to the torch backend"
         )
-    session = open_session(path, session_options(threads, optimization, spinning, parallel), device)
+    options = session_options(threads, optimization, spinning, parallel, precise_int8)
+    session = open_session(path, options, device)
     cfg, info = metadata(session, path)
     return OnnxBackend(session, int8=info.get("int8") == "yes"), cfg, info

@@ -28,7 +28,13 @@ the size check 0.25: a window the model is sure holds a mask is kept whatever Fa
 With ``--zones``, the shipped size check with each zone rule (``maskseg.pipeline.face_check.
 in_zones``): a detection under a ratio of a larger one's side, lying in the body below that
 face or in the head around it, is dropped; ``--zones-score``: the halo rules again, each
-dropping only detections under a detector score.
+dropping only detections under a detector score. With ``--geometry``, the shipped size check
+with rules that ask whether a detection looks like a face to the two models already run:
+"keypoints" (BlazeFace's six keypoints rolled past R degrees or out of a face's order,
+``maskseg.pipeline.face_check.keypoints_implausible``), "wear" (the wear check reads the
+face's painted mask as no worn mask: nose covered but not the mouth, landmarks out of order
+or off the box, pixels off the lower face; ``maskseg.pipeline.wear.not_worn_like_a_mask``),
+or either; each for detections under a detector score s only, or for all.
 """
 
 from __future__ import annotations
@@ -50,10 +56,12 @@ from maskseg.evaluate.metrics import confusion, iou
 from maskseg.io import ImageReadError, read_image
 from maskseg.pipeline.detect.detections import Detections
 from maskseg.pipeline.detect.landmarks import FaceLandmarker
-from maskseg.pipeline.face_check import FaceCheck, keep_mask
+from maskseg.pipeline.face_check import FaceCheck, keep_mask, keypoints_implausible
 from maskseg.pipeline.predictor import Predictor
+from maskseg.pipeline.request import face_parts
 from maskseg.pipeline.scene import ScenePredictor
 from maskseg.pipeline.scene_config import SceneConfig
+from maskseg.pipeline.wear import WearCheck, not_worn_like_a_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_maskedface import DATA as MASKEDFACE  # noqa: E402
@@ -77,6 +85,38 @@ ZONE_HALO: list[float | None] = [None, 0.5, 1.0]
 ZONE_RATIO = [0.5, 0.75]
 # --zones-score: the zone rules only for detections the detector is unsure of (score under s)
 ZONE_SCORE = [0.5, 0.6, 0.7]
+
+# --geometry: keypoints rolled past R degrees (or out of order), the wear reading, or either,
+# for detections under a detector score s (None: all)
+GEOMETRY_KINDS = ("keypoints", "wear", "keypoints | wear")
+GEOMETRY_ROLL = [30.0, 45.0]
+GEOMETRY_SCORE: list[float | None] = [0.5, 0.6, None]
+
+
+def geometry_candidates() -> list[tuple[str, str, float, float | None]]:
+    """(name, kind, roll, score): the wear rule once per score, the keypoint rules per roll."""
+    out = []
+    for kind, score in itertools.product(GEOMETRY_KINDS, GEOMETRY_SCORE):
+        for roll in GEOMETRY_ROLL if "keypoints" in kind else GEOMETRY_ROLL[:1]:
+            name = kind.replace("keypoints", f"keypoints>{roll:g}deg")
+            out.append((name + (f" & score<{score:g}" if score else ""), kind, roll, score))
+    return out
+
+
+def geometry_drop(rec: dict, kind: str, roll: float, score: float | None) -> np.ndarray:
+    """Bool per detection: dropped by the geometry rule."""
+    dets = rec["dets"]
+    drop = np.zeros(len(dets), bool)
+    if not len(dets):
+        return drop
+    if "keypoints" in kind:
+        drop |= keypoints_implausible(dets.keypoints, roll)
+    if "wear" in kind:
+        drop |= rec["odd_wear"]
+    if score is not None:
+        drop &= dets.scores < score
+    return drop
+
 
 Candidate = tuple[str, float | None, float | None, float | None, bool, float | None]
 
@@ -157,8 +197,9 @@ def keep(
 
 
 class Runner:
-    def __init__(self, scene: ScenePredictor, landmarker: FaceLandmarker):
+    def __init__(self, scene: ScenePredictor, landmarker: FaceLandmarker, wear: bool = False):
         self.scene, self.landmarker = scene, landmarker
+        self.wear = WearCheck(landmarker) if wear else None
 
     def record(self, image: np.ndarray, truth: np.ndarray | None = None) -> dict:
         sc = self.scene
@@ -168,7 +209,16 @@ class Runner:
         rects, logits = sc.regrow(image, rects, logits)
         marks = self.landmarker.for_detections(image, dets) if len(dets) else []
         presence = np.array([m.presence for m in marks], np.float32)
+        odd_wear = np.zeros(len(dets), bool)
+        if self.wear is not None and len(dets):
+            # every detection's mask judged as the wear check would, all faces pasted
+            res = sc.paste(image.shape[:2], None, dets, rects, logits)
+            parts = face_parts(res.mask, res.faces)
+            wears, _ = self.wear.check(image, parts, faces=res.faces)
+            pairs = zip(parts, wears, strict=True)
+            odd_wear = np.array([not_worn_like_a_mask(w, bool(p.any())) for (_, _, p), w in pairs])
         return {
+            "odd_wear": odd_wear,
             "shape": image.shape[:2],
             "dets": dets,
             "rects": rects,
@@ -276,14 +326,20 @@ def main() -> None:
         action="store_true",
         help="the halo rules again, each only for detections under a detector score",
     )
+    ap.add_argument(
+        "--geometry",
+        action="store_true",
+        help="only the shipped size check and, with it, the keypoint-geometry and wear-reading "
+        "rules (a detection that does not look like a face to BlazeFace or Face Mesh)",
+    )
     a = ap.parse_args()
 
     landmarker = FaceLandmarker()
     model = Predictor.load(a.model)
     twin = Predictor.load(a.twin)
     off = SceneConfig(face_min_side=None, face_presence=None)  # every rule starts from none
-    main_runner = Runner(ScenePredictor(model, off), landmarker)
-    twin_runner = Runner(ScenePredictor(twin, off), landmarker)
+    main_runner = Runner(ScenePredictor(model, off), landmarker, a.geometry)
+    twin_runner = Runner(ScenePredictor(twin, off), landmarker, a.geometry)
     print(
         f"CPU: {cpu_description()}; model {a.model or 'default'}, twin {a.twin}; "
         f"validation fold {a.fold}"
@@ -325,6 +381,19 @@ def main() -> None:
         rules = [
             (name, lambda x, c=c: keep_mask(x["dets"].boxes, x["dets"].scores, c))
             for name, c in checks
+        ]
+    if a.geometry:
+        size = FaceCheck(min_side=SIZES[0])
+        rules = [(f"size<{SIZES[0]:.2f} (shipped)", lambda x: keep(x, None, None, SIZES[0]))]
+        rules += [
+            (
+                name,
+                lambda x, kind=kind, roll=roll, score=score: (
+                    keep_mask(x["dets"].boxes, x["dets"].scores, size)
+                    & ~geometry_drop(x, kind, roll, score)
+                ),
+            )
+            for name, kind, roll, score in geometry_candidates()
         ]
     for name, rule in rules:
 

@@ -113,6 +113,32 @@ def in_zones(
     return drop
 
 
+def keypoint_roll(keypoints: np.ndarray) -> np.ndarray:
+    """Degrees per detection: the angle of the line from the person's right eye to the left
+    eye (BlazeFace keypoints 0 and 1) against the image's x axis; 0 for an upright face,
+    +-180 upside down."""
+    kp = np.asarray(keypoints, np.float64).reshape(-1, 6, 2)
+    v = kp[:, 1] - kp[:, 0]
+    return np.degrees(np.arctan2(v[:, 1], v[:, 0]))
+
+
+def keypoints_implausible(keypoints: np.ndarray, max_roll: float) -> np.ndarray:
+    """Bool per detection: its six keypoints do not look like a face's. Either the eye line
+    is rolled by more than ``max_roll`` degrees, or, in the face's own frame (turned by that
+    roll), the nose tip does not lie below the eyes' midpoint or the mouth below the nose
+    tip. On things that are not faces (a collar, a patch of hair) BlazeFace's keypoints
+    regress to odd angles and orders; on faces it is sure of they keep the face's order."""
+    kp = np.asarray(keypoints, np.float64).reshape(-1, 6, 2)
+    roll = keypoint_roll(kp)
+    u = kp[:, 1] - kp[:, 0]
+    u /= np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-9)
+    down = np.stack([-u[:, 1], u[:, 0]], axis=1)  # the face's "down", eye line turned 90 deg
+    eyes = kp[:, :2].mean(axis=1)
+    nose = ((kp[:, 2] - eyes) * down).sum(1)
+    mouth = ((kp[:, 3] - kp[:, 2]) * down).sum(1)
+    return (np.abs(roll) > max_roll) | (nose <= 0) | (mouth <= 0)
+
+
 def needs_presence(scores: np.ndarray, check: FaceCheck) -> np.ndarray:
     """Bool per detection: run the landmark model on it (the detector is unsure)."""
     scores = np.asarray(scores, np.float64).reshape(-1)

@@ -142,6 +142,27 @@ class Wear:
         }
 
 
+# Reasons (prefixes) that say a painted "mask" does not sit on a face the way a worn mask does:
+# the landmarks do not follow a face's order or lie off the detection, or the mask covers
+# the nose but not the mouth. ``not_worn_like_a_mask`` reads them for the face check.
+NOSE_NOT_MOUTH = "nose covered but not the mouth"
+OUT_OF_ORDER = "landmarks out of order"
+OFF_FACE = "landmarks off the detected face"
+NOT_A_FACE_REASONS = (NOSE_NOT_MOUTH, OUT_OF_ORDER, OFF_FACE)
+
+
+def not_worn_like_a_mask(wear: Wear, painted: bool) -> bool:
+    """Whether a face's painted mask (``painted``: its part has mask pixels) reads as no worn
+    mask at all: unjudged for one of ``NOT_A_FACE_REASONS``, or ``no_mask`` although pixels
+    were painted (they lie off the lower face). Too small, outside the picture or a failed
+    landmark model say nothing either way: False."""
+    if not painted:
+        return False
+    if wear.verdict is None:
+        return (wear.reason or "").startswith(NOT_A_FACE_REASONS)
+    return wear.verdict == "no_mask"
+
+
 def unjudged(reason: str) -> Wear:
     return Wear(None, reason=reason)
 
@@ -175,16 +196,16 @@ def check_landmarks(
         float(pts[CHIN] @ down),
     ]
     if any(b <= a for a, b in zip(depth, depth[1:], strict=False)):
-        return "landmarks out of order (eyes, nose, lips and chin do not follow down the face)"
+        return f"{OUT_OF_ORDER} (eyes, nose, lips and chin do not follow down the face)"
     if box is not None:
         x1, y1, x2, y2 = (float(v) for v in box)
         bw, bh = max(x2 - x1, 1e-6), max(y2 - y1, 1e-6)
         m = rules.box_margin
         nx, ny = pts[NOSE_TIP]
         if not (x1 - m * bw <= nx <= x2 + m * bw and y1 - m * bh <= ny <= y2 + m * bh):
-            return "landmarks off the detected face (nose tip outside its box)"
+            return f"{OFF_FACE} (nose tip outside its box)"
         if not 1 / rules.box_size <= height / bh <= rules.box_size:
-            return f"landmarks off the detected face (face {height:.0f} px, box {bh:.0f} px)"
+            return f"{OFF_FACE} (face {height:.0f} px, box {bh:.0f} px)"
     return None
 
 
@@ -229,9 +250,7 @@ def judge(
     elif not nose:
         verdict = "nose_exposed"
     elif not mouth:
-        return Wear(
-            None, nose, mouth, chin, coverage, "nose covered but not the mouth", shares=part
-        )
+        return Wear(None, nose, mouth, chin, coverage, NOSE_NOT_MOUTH, shares=part)
     elif not chin:
         verdict = "chin_exposed"
     else:

@@ -15,6 +15,8 @@ from maskseg.pipeline.face_check import (
     FaceChecker,
     in_zones,
     keep_mask,
+    keypoint_roll,
+    keypoints_implausible,
     needs_presence,
 )
 
@@ -156,3 +158,48 @@ def test_scene_config_builds_the_zone_check():
     assert SceneConfig().face_check.body is None
     with pytest.raises(ValueError, match="face_zone_ratio"):
         SceneConfig(face_zone_ratio=0)
+
+
+def face_keypoints(angle: float = 0.0, nose_dy: float = 20.0, mouth_dy: float = 20.0):
+    """BlazeFace's six keypoints of a hand-made face about (100, 100) (eyes 40 px apart, the
+    nose ``nose_dy`` under the eyes, the mouth ``mouth_dy`` under the nose, ears beside the
+    eyes), turned by ``angle`` degrees."""
+    kp = np.array(
+        [[-20, 0], [20, 0], [0, nose_dy], [0, nose_dy + mouth_dy], [-40, 5], [40, 5]], float
+    )
+    t = np.radians(angle)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    return (kp @ rot.T + 100)[None]
+
+
+@pytest.mark.parametrize(
+    ("kp", "roll", "implausible_30", "implausible_45"),
+    [
+        (face_keypoints(), 0.0, False, False),
+        (face_keypoints(20), 20.0, False, False),
+        (face_keypoints(-40), -40.0, True, False),
+        (face_keypoints(60), 60.0, True, True),
+        (face_keypoints(180), 180.0, True, True),  # upside down
+        (face_keypoints(nose_dy=-5), 0.0, True, True),  # nose above the eyes
+        (face_keypoints(10, mouth_dy=-5), 10.0, True, True),  # mouth above the nose
+    ],
+    ids=["upright", "tilted-20", "tilted-40", "tilted-60", "upside-down", "nose-up", "mouth-up"],
+)
+def test_keypoint_geometry_hand_made(kp, roll, implausible_30, implausible_45):
+    assert abs((keypoint_roll(kp)[0] - roll + 180) % 360 - 180) < 1e-9
+    assert keypoints_implausible(kp, 30.0)[0] == implausible_30
+    assert keypoints_implausible(kp, 45.0)[0] == implausible_45
+
+
+def test_keypoint_geometry_of_the_astronauts_detections():
+    """The README photo: the face and the big patch are upright; one collar detection's eye
+    line is rolled by more than 45 degrees (real detector, real photo)."""
+    from maskseg.pipeline.predictor import Predictor
+    from maskseg.pipeline.scene import ScenePredictor
+
+    scene = ScenePredictor(Predictor.load())  # the shipped scene path's detections
+    dets = scene.detect(read_image(ROOT / "examples" / "astronaut_masked.jpg"))
+    order = np.argsort(-dets.scores)
+    bad = keypoints_implausible(dets.keypoints[order], 45.0)
+    assert not bad[0]  # the astronaut's face
+    assert bad.sum() == 1 and dets.scores[order][bad][0] < 0.5

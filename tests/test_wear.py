@@ -489,3 +489,29 @@ def test_video_json_lines_carry_each_faces_verdict(tmp_path: Path):
     assert all(
         "wear" not in f for r in bare.read_text().splitlines() for f in json.loads(r)["faces"]
     )
+
+
+@pytest.mark.parametrize(
+    ("points", "mask", "box", "not_worn"),
+    [
+        (hand_face(), band(80, 180), None, False),  # correct
+        (hand_face(), band(120, 180), None, False),  # nose exposed: a worn mask
+        (hand_face(), band(80, 110), None, True),  # nose covered, mouth not
+        (hand_face(), None, None, True),  # pixels, none on the lower face: "no_mask"
+        (swapped(hand_face(), 1, 17), band(80, 180), None, True),  # out of order
+        (hand_face(dx=150), band(80, 180, (200, 400)), (0, 0, 100, 170), True),  # off the box
+        (hand_face(k=0.1), band(80, 180), None, False),  # too small says nothing
+        (None, band(80, 180), None, False),  # the model failed: says nothing
+    ],
+    ids=["correct", "nose", "nose-not-mouth", "off-face", "order", "off-box", "tiny", "failed"],
+)
+def test_not_worn_like_a_mask_reads_the_wear_check(points, mask, box, not_worn):
+    if mask is None:
+        mask = np.zeros((200, 200), bool)
+        mask[0:5, 0:5] = True
+    failure = "the landmark model failed: RuntimeError: boom" if points is None else None
+    w = W.judge(points, mask, box=box, failure=failure)
+    assert W.not_worn_like_a_mask(w, True) is not_worn
+    # a face with nothing painted is never dropped by it, whatever its reading
+    assert not W.not_worn_like_a_mask(w, False)
+    assert not W.not_worn_like_a_mask(W.NO_MASK, False)

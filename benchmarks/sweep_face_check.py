@@ -210,6 +210,9 @@ class Runner:
         marks = self.landmarker.for_detections(image, dets) if len(dets) else []
         presence = np.array([m.presence for m in marks], np.float32)
         odd_wear = np.zeros(len(dets), bool)
+        wears: list = [None] * len(dets)
+        painted = np.zeros(len(dets), bool)
+        area = np.zeros(len(dets))
         if self.wear is not None and len(dets):
             # every detection's mask judged as the wear check would, all faces pasted
             res = sc.paste(image.shape[:2], None, dets, rects, logits)
@@ -217,8 +220,13 @@ class Runner:
             wears, _ = self.wear.check(image, parts, faces=res.faces)
             pairs = zip(parts, wears, strict=True)
             odd_wear = np.array([not_worn_like_a_mask(w, bool(p.any())) for (_, _, p), w in pairs])
+            painted = np.array([bool(p.any()) for _, _, p in parts])
+            area = np.array([f.mask_area for f in res.faces])
         return {
             "odd_wear": odd_wear,
+            "wears": wears,
+            "painted": painted,
+            "area": area,
             "shape": image.shape[:2],
             "dets": dets,
             "rects": rects,

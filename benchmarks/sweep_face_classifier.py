@@ -1,0 +1,260 @@
+"""A learned face check: one logistic regression over what the scene path already knows of
+each detection, fitted on training photos, swept on validation (docs/shipped-model-plan.md,
+"A learned face check").
+
+    python benchmarks/sweep_face_classifier.py --model runs22/M0.safetensors [--fold 0]
+        [--limit 0] [--train-features FILE]
+
+Every photo goes once through the scene path's stages with every detection kept
+(``sweep_face_check.Runner``: detect, windows, segment, grow and redo, Face Mesh presence,
+the wear check over each face's painted mask). Each detection the shipped size check keeps
+gets the features of ``features`` (detector score, size and place against the picture's
+largest detection, BlazeFace keypoint roll and order, Face Mesh presence, the model's peak
+logit and mask area, the wear reading). Training rows: the fold's *training* photos of
+``../shared/data/faces`` (never its validation photos), painted detections only: every one
+in an unmasked photo is a false mask (0); in a masked photo, a detection whose centre lies in
+the window ``maskseg data faces`` cut round the photo's main face is its mask (1), others are
+left out (another person's mask or a false one: unknown). The fit is class-balanced, L2 1.0
+on standardised features. Then each threshold t drops, after the size check, every detection
+whose fitted probability of being a face's mask is under t, and the rows print as in
+``sweep_face_check.py``: validation photos (unmasked / masked given a mask), the fold's
+synthetic scenes (held-out twin), maskedface-seg dev (IoU, IWM given a mask).
+
+``--train-features FILE --train-only``: only compute the training rows and write them to FILE
+(``.npz``); ``--train-features FILE`` without it: do the validation sets, then wait for FILE
+(so two processes share the work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from maskseg.console import cpu_description
+from maskseg.data.faces import INDEX, face_splits, load_index
+from maskseg.evaluate.metrics import confusion, iou
+from maskseg.io import ImageReadError, read_image
+from maskseg.pipeline.detect.landmarks import FaceLandmarker
+from maskseg.pipeline.face_check import FaceCheck, keep_mask, keypoint_roll, keypoints_implausible
+from maskseg.pipeline.predictor import Predictor
+from maskseg.pipeline.scene import ScenePredictor
+from maskseg.pipeline.scene_config import SceneConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep_face_check import (  # noqa: E402
+    MASKEDFACE,
+    MIN_SHARE,
+    SIZES,
+    Runner,
+    load_maskedface,
+    photos,
+    scenes,
+    truth_mask,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT / "runs" / "faces"
+THRESHOLDS = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5]
+VERDICTS = ("correct", "nose_exposed", "nose_mouth_exposed", "chin_exposed", "no_mask")
+NAMES = (
+    "score",
+    "log side / largest",
+    "largest",
+    "|dx| / largest side",
+    "below / largest side",
+    "above / largest side",
+    "roll / 45 deg",
+    "keypoints out of order",
+    "log presence",
+    "peak logit",
+    "mask area / box",
+    *(f"wear {v}" for v in VERDICTS),
+    "wear unjudged",
+    "side / picture",
+)
+SIZE_CHECK = FaceCheck(min_side=SIZES[0])
+
+
+def features(rec: dict) -> np.ndarray:
+    """(N, len(NAMES)) for every detection of a record (``Runner.record`` with the wear
+    check)."""
+    dets = rec["dets"]
+    n = len(dets)
+    if not n:
+        return np.zeros((0, len(NAMES)))
+    b = dets.boxes.astype(np.float64)
+    sides = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+    big = int(np.argmax(sides))
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    dx = np.clip((cx - cx[big]) / sides[big], -4, 4)
+    dy = np.clip((cy - cy[big]) / sides[big], -4, 4)
+    roll = np.abs(keypoint_roll(dets.keypoints))
+    disorder = keypoints_implausible(dets.keypoints, 180.0)  # order only
+    verdicts = [None if w is None else w.verdict for w in rec["wears"]]
+    h, w = rec["shape"]
+    cols = [
+        dets.scores.astype(np.float64),
+        np.log(sides / sides[big]),
+        (np.arange(n) == big).astype(float),
+        np.abs(dx),
+        np.maximum(dy, 0),
+        np.maximum(-dy, 0),
+        roll / 45.0,
+        disorder.astype(float),
+        np.log(np.clip(rec["presence"].astype(np.float64), 1e-3, 1)),
+        np.clip(rec["peak"].astype(np.float64), -10, 10),
+        np.clip(rec["area"], 0, 3),
+        *((np.array([v == name for v in verdicts], float)) for name in VERDICTS),
+        np.array([v is None for v in verdicts], float),
+        sides / min(h, w),
+    ]
+    return np.stack(cols, axis=1)
+
+
+def fit(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 50) -> tuple:
+    """Class-balanced logistic regression by Newton's method on standardised features:
+    (mean, std, weights, bias)."""
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    z = np.hstack([(x - mean) / std, np.ones((len(x), 1))])
+    cw = np.where(y == 1, len(y) / (2 * max(y.sum(), 1)), len(y) / (2 * max((1 - y).sum(), 1)))
+    beta = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[-1] = 1e-4  # (the intercept nearly free; a one-class smoke run stays solvable)
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(z @ beta)))
+        grad = z.T @ (cw * (p - y)) + reg * beta
+        hess = (z * (cw * p * (1 - p))[:, None]).T @ z + np.diag(reg)
+        beta -= np.linalg.solve(hess, grad)
+    return mean, std, beta[:-1], beta[-1]
+
+
+def proba(model: tuple, x: np.ndarray) -> np.ndarray:
+    mean, std, w, b = model
+    return 1 / (1 + np.exp(-(((x - mean) / std) @ w + b)))
+
+
+def training_rows(runner: Runner, faces: Path, cfg_data, fold: int, limit: int):
+    """(X, y) from the fold's training photos (see the module docstring)."""
+    index = load_index(faces)
+    root = Path(json.loads((faces / INDEX).read_text())["root"])
+    train = set(face_splits(index, cfg_data).train_val(fold)[0])
+    xs, ys = [], []
+    entries = [e for e in index if e.id in train]
+    for label in ("without_mask", "with_mask"):
+        chosen = [e for e in entries if e.id.startswith(label + "/")]
+        for e in chosen[:limit] if limit else chosen:
+            try:
+                image = read_image(root / e.id)
+            except (ImageReadError, OSError, ValueError):
+                continue
+            rec = runner.record(image)
+            if not len(rec["dets"]):
+                continue
+            k = keep_mask(rec["dets"].boxes, rec["dets"].scores, SIZE_CHECK) & rec["painted"]
+            f = features(rec)
+            for i in np.flatnonzero(k):
+                if label == "without_mask":
+                    xs.append(f[i])
+                    ys.append(0.0)
+                elif e.rect and len(e.rect) == 4:
+                    x1, y1, x2, y2 = e.rect
+                    b = rec["dets"].boxes[i]
+                    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+                    if x1 <= cx <= x2 and y1 <= cy <= y2:
+                        xs.append(f[i])
+                        ys.append(1.0)
+    return np.array(xs).reshape(-1, len(NAMES)), np.array(ys)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="segmenter + gate fitted without --fold")
+    ap.add_argument("--twin", default="unet-msfd-heldout", help="model for the fold's scenes")
+    ap.add_argument("--faces", type=Path, default=FACES)
+    ap.add_argument("--fold", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=0, help="photos per label and set (0: all)")
+    ap.add_argument("--train-features", type=Path, default=None)
+    ap.add_argument(
+        "--train-only", action="store_true", help="only write --train-features, then stop"
+    )
+    a = ap.parse_args()
+
+    landmarker = FaceLandmarker()
+    model = Predictor.load(a.model)
+    off = SceneConfig(face_min_side=None, face_presence=None)
+    runner = Runner(ScenePredictor(model, off), landmarker, wear=True)
+    print(f"CPU: {cpu_description()}; model {a.model}, twin {a.twin}; fold {a.fold}", flush=True)
+    if a.train_only:
+        x, y = training_rows(runner, a.faces, model.config.data, a.fold, a.limit)
+        np.savez(a.train_features, x=x, y=y)
+        print(f"training rows: {len(y)} ({int(y.sum())} masks on a main face)")
+        return
+    twin = Predictor.load(a.twin)
+    twin_runner = Runner(ScenePredictor(twin, off), landmarker, wear=True)
+    ph = photos(runner, a.faces, model.config.data, a.limit, a.fold)
+    sc = scenes(twin_runner, twin, a.faces, a.limit, a.fold)
+    mf, iwm = [], []
+    for cls in ("CWM", "IWM"):
+        for _, image, truth in load_maskedface(MASKEDFACE / cls)[: a.limit or None]:
+            mf.append(runner.record(read_image(image), truth_mask(truth)))
+            if cls == "IWM":
+                iwm.append(mf[-1])
+    if a.train_features is None:
+        x, y = training_rows(runner, a.faces, model.config.data, a.fold, a.limit)
+    else:  # written by a --train-only process running alongside
+        while not a.train_features.exists():
+            time.sleep(10)
+        time.sleep(2)
+        z = np.load(a.train_features)
+        x, y = z["x"], z["y"]
+    clf = fit(x, y)
+    print(
+        f"training rows: {len(y)} painted detections of fold {a.fold}'s training photos, "
+        f"{int(y.sum())} masks on a main face, {int(len(y) - y.sum())} in unmasked photos"
+    )
+    print("weights (standardised features):")
+    for name, wt in sorted(zip(NAMES, clf[2], strict=True), key=lambda t: -abs(t[1])):
+        print(f"  {name:<26}{wt:+.3f}")
+    print(
+        f"photos: {len(ph['without_mask'])} unmasked, {len(ph['with_mask'])} masked; "
+        f"scenes: {len(sc)}; maskedface: {len(mf)}"
+    )
+    print(
+        f"{'candidate':<44}{'unmasked given':>15}{'masked given':>13}{'scene IoU':>11}"
+        f"{'maskedface IoU':>16}{'IWM given':>11}",
+        flush=True,
+    )
+
+    def rule(rec: dict, t: float | None) -> np.ndarray:
+        dets = rec["dets"]
+        k = keep_mask(dets.boxes, dets.scores, SIZE_CHECK)
+        if t is not None and len(dets):
+            k &= proba(clf, features(rec)) >= t
+        return k
+
+    rows = [(f"size<{SIZES[0]:.2f} (shipped)", None)]
+    rows += [(f"learned p<{t:g} | size<{SIZES[0]:.2f}", t) for t in THRESHOLDS]
+    for name, t in rows:
+
+        def given(recs: list[dict], t=t) -> float:
+            return float(np.mean([runner.mask(r, rule(r, t)).mean() > MIN_SHARE for r in recs]))
+
+        def mean_iou(run: Runner, recs: list[dict], t=t) -> float:
+            ious = [iou(confusion(run.mask(r, rule(r, t)), r["truth"])) for r in recs]
+            return float(np.mean(ious))
+
+        print(
+            f"{name:<44}{given(ph['without_mask']):>15.2%}{given(ph['with_mask']):>13.2%}"
+            f"{mean_iou(twin_runner, sc):>11.4f}{mean_iou(runner, mf):>16.4f}"
+            f"{round(given(iwm) * len(iwm)):>8}/{len(iwm)}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -180,6 +180,13 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="photos per label and set (0: all)")
     ap.add_argument("--train-features", type=Path, default=None)
     ap.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=THRESHOLDS,
+        help="the candidates' thresholds t on the fitted probability",
+    )
+    ap.add_argument(
         "--train-only", action="store_true", help="only write --train-features, then stop"
     )
     a = ap.parse_args()
@@ -238,7 +245,7 @@ def main() -> None:
         return k
 
     rows = [(f"size<{SIZES[0]:.2f} (shipped)", None)]
-    rows += [(f"learned p<{t:g} | size<{SIZES[0]:.2f}", t) for t in THRESHOLDS]
+    rows += [(f"learned p<{t:g} | size<{SIZES[0]:.2f}", t) for t in a.thresholds]
     for name, t in rows:
 
         def given(recs: list[dict], t=t) -> float:

@@ -18,7 +18,9 @@ left out (another person's mask or a false one: unknown). The fit is class-balan
 on standardised features. Then each threshold t drops, after the size check, every detection
 whose fitted probability of being a face's mask is under t, and the rows print as in
 ``sweep_face_check.py``: validation photos (unmasked / masked given a mask), the fold's
-synthetic scenes (held-out twin), maskedface-seg dev (IoU, IWM given a mask).
+synthetic scenes (held-out twin), maskedface-seg dev (IoU, IWM given a mask), and the masked
+validation photos whose mask lies on their main face (over ``bench_photos.ON_FACE`` of the
+window ``maskseg data faces`` cut: a false mask elsewhere does not count).
 
 ``--train-features FILE --train-only``: only compute the training rows and write them to FILE
 (``.npz``); ``--train-features FILE`` without it: do the validation sets, then wait for FILE
@@ -46,15 +48,16 @@ from maskseg.pipeline.scene import ScenePredictor
 from maskseg.pipeline.scene_config import SceneConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_photos import ON_FACE, window_share  # noqa: E402
 from sweep_face_check import (  # noqa: E402
     MASKEDFACE,
     MIN_SHARE,
     SIZES,
     Runner,
     load_maskedface,
-    photos,
     scenes,
     truth_mask,
+    validation_photos,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +206,10 @@ def main() -> None:
         return
     twin = Predictor.load(a.twin)
     twin_runner = Runner(ScenePredictor(twin, off), landmarker, wear=True)
-    ph = photos(runner, a.faces, model.config.data, a.limit, a.fold)
+    rects = {e.id: e.rect for e in load_index(a.faces)}
+    ph: dict[str, list[dict]] = {"without_mask": [], "with_mask": []}
+    for label, i, image in validation_photos(a.faces, model.config.data, a.limit, a.fold):
+        ph[label].append({**runner.record(image), "rect": rects.get(i)})
     sc = scenes(twin_runner, twin, a.faces, a.limit, a.fold)
     mf, iwm = [], []
     for cls in ("CWM", "IWM"):
@@ -233,7 +239,7 @@ def main() -> None:
     )
     print(
         f"{'candidate':<44}{'unmasked given':>15}{'masked given':>13}{'scene IoU':>11}"
-        f"{'maskedface IoU':>16}{'IWM given':>11}",
+        f"{'maskedface IoU':>16}{'IWM given':>11}{'masked on face':>16}",
         flush=True,
     )
 
@@ -251,6 +257,18 @@ def main() -> None:
         def given(recs: list[dict], t=t) -> float:
             return float(np.mean([runner.mask(r, rule(r, t)).mean() > MIN_SHARE for r in recs]))
 
+        def on_face(recs: list[dict], t=t) -> float:
+            """Masked photos whose mask lies on their main face (``bench_photos.ON_FACE``)."""
+            return float(
+                np.mean(
+                    [
+                        bool(r["rect"])
+                        and window_share(runner.mask(r, rule(r, t)), r["rect"]) > ON_FACE
+                        for r in recs
+                    ]
+                )
+            )
+
         def mean_iou(run: Runner, recs: list[dict], t=t) -> float:
             ious = [iou(confusion(run.mask(r, rule(r, t)), r["truth"])) for r in recs]
             return float(np.mean(ious))
@@ -258,7 +276,7 @@ def main() -> None:
         print(
             f"{name:<44}{given(ph['without_mask']):>15.2%}{given(ph['with_mask']):>13.2%}"
             f"{mean_iou(twin_runner, sc):>11.4f}{mean_iou(runner, mf):>16.4f}"
-            f"{round(given(iwm) * len(iwm)):>8}/{len(iwm)}",
+            f"{round(given(iwm) * len(iwm)):>8}/{len(iwm)}{on_face(ph['with_mask']):>16.2%}",
             flush=True,
         )
 

@@ -141,11 +141,15 @@ def proba(model: tuple, x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(((x - mean) / std) @ w + b)))
 
 
-def training_rows(runner: Runner, faces: Path, cfg_data, fold: int, limit: int):
-    """(X, y) from the fold's training photos (see the module docstring)."""
+def training_rows(
+    runner: Runner, faces: Path, cfg_data, fold: int, limit: int, part: str = "train"
+):
+    """(X, y) from the fold's training photos (see the module docstring); ``part`` "val":
+    its validation photos instead (with "train", every non-test photo: what the shipped
+    check is fitted on)."""
     index = load_index(faces)
     root = Path(json.loads((faces / INDEX).read_text())["root"])
-    train = set(face_splits(index, cfg_data).train_val(fold)[0])
+    train = set(face_splits(index, cfg_data).train_val(fold)[0 if part == "train" else 1])
     xs, ys = [], []
     entries = [e for e in index if e.id in train]
     for label in ("without_mask", "with_mask"):
@@ -190,6 +194,13 @@ def main() -> None:
         help="the candidates' thresholds t on the fitted probability",
     )
     ap.add_argument(
+        "--rows-from",
+        choices=("train", "val"),
+        default="train",
+        help="with --train-only: the fold's training or validation photos (the shipped check "
+        "is fitted on both parts of fold 0: every non-test photo)",
+    )
+    ap.add_argument(
         "--train-only", action="store_true", help="only write --train-features, then stop"
     )
     a = ap.parse_args()
@@ -200,7 +211,7 @@ def main() -> None:
     runner = Runner(ScenePredictor(model, off), landmarker, wear=True)
     print(f"CPU: {cpu_description()}; model {a.model}, twin {a.twin}; fold {a.fold}", flush=True)
     if a.train_only:
-        x, y = training_rows(runner, a.faces, model.config.data, a.fold, a.limit)
+        x, y = training_rows(runner, a.faces, model.config.data, a.fold, a.limit, a.rows_from)
         np.savez(a.train_features, x=x, y=y)
         print(f"training rows: {len(y)} ({int(y.sum())} masks on a main face)")
         return

@@ -42,7 +42,14 @@ from maskseg.data.faces import INDEX, face_splits, load_index
 from maskseg.evaluate.metrics import confusion, iou
 from maskseg.io import ImageReadError, read_image
 from maskseg.pipeline.detect.landmarks import FaceLandmarker
-from maskseg.pipeline.face_check import FaceCheck, keep_mask, keypoint_roll, keypoints_implausible
+from maskseg.pipeline.face_check import (
+    LEARNED_FEATURES,
+    FaceCheck,
+    LearnedCheck,
+    detection_features,
+    fit_logistic,
+    keep_mask,
+)
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor
 from maskseg.pipeline.scene_config import SceneConfig
@@ -63,82 +70,24 @@ from sweep_face_check import (  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "runs" / "faces"
 THRESHOLDS = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5]
-VERDICTS = ("correct", "nose_exposed", "nose_mouth_exposed", "chin_exposed", "no_mask")
-NAMES = (
-    "score",
-    "log side / largest",
-    "largest",
-    "|dx| / largest side",
-    "below / largest side",
-    "above / largest side",
-    "roll / 45 deg",
-    "keypoints out of order",
-    "log presence",
-    "peak logit",
-    "mask area / box",
-    *(f"wear {v}" for v in VERDICTS),
-    "wear unjudged",
-    "side / picture",
-)
 SIZE_CHECK = FaceCheck(min_side=SIZES[0])
 
 
 def features(rec: dict) -> np.ndarray:
-    """(N, len(NAMES)) for every detection of a record (``Runner.record`` with the wear
-    check)."""
+    """``detection_features`` of every detection of a record (``Runner.record`` with the
+    wear check)."""
     dets = rec["dets"]
-    n = len(dets)
-    if not n:
-        return np.zeros((0, len(NAMES)))
-    b = dets.boxes.astype(np.float64)
-    sides = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
-    big = int(np.argmax(sides))
-    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
-    dx = np.clip((cx - cx[big]) / sides[big], -4, 4)
-    dy = np.clip((cy - cy[big]) / sides[big], -4, 4)
-    roll = np.abs(keypoint_roll(dets.keypoints))
-    disorder = keypoints_implausible(dets.keypoints, 180.0)  # order only
     verdicts = [None if w is None else w.verdict for w in rec["wears"]]
-    h, w = rec["shape"]
-    cols = [
-        dets.scores.astype(np.float64),
-        np.log(sides / sides[big]),
-        (np.arange(n) == big).astype(float),
-        np.abs(dx),
-        np.maximum(dy, 0),
-        np.maximum(-dy, 0),
-        roll / 45.0,
-        disorder.astype(float),
-        np.log(np.clip(rec["presence"].astype(np.float64), 1e-3, 1)),
-        np.clip(rec["peak"].astype(np.float64), -10, 10),
-        np.clip(rec["area"], 0, 3),
-        *((np.array([v == name for v in verdicts], float)) for name in VERDICTS),
-        np.array([v is None for v in verdicts], float),
-        sides / min(h, w),
-    ]
-    return np.stack(cols, axis=1)
-
-
-def fit(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 50) -> tuple:
-    """Class-balanced logistic regression by Newton's method on standardised features:
-    (mean, std, weights, bias)."""
-    mean, std = x.mean(0), x.std(0) + 1e-6
-    z = np.hstack([(x - mean) / std, np.ones((len(x), 1))])
-    cw = np.where(y == 1, len(y) / (2 * max(y.sum(), 1)), len(y) / (2 * max((1 - y).sum(), 1)))
-    beta = np.zeros(z.shape[1])
-    reg = np.full(z.shape[1], l2)
-    reg[-1] = 1e-4  # (the intercept nearly free; a one-class smoke run stays solvable)
-    for _ in range(steps):
-        p = 1 / (1 + np.exp(-(z @ beta)))
-        grad = z.T @ (cw * (p - y)) + reg * beta
-        hess = (z * (cw * p * (1 - p))[:, None]).T @ z + np.diag(reg)
-        beta -= np.linalg.solve(hess, grad)
-    return mean, std, beta[:-1], beta[-1]
-
-
-def proba(model: tuple, x: np.ndarray) -> np.ndarray:
-    mean, std, w, b = model
-    return 1 / (1 + np.exp(-(((x - mean) / std) @ w + b)))
+    return detection_features(
+        dets.boxes,
+        dets.scores,
+        dets.keypoints,
+        rec["presence"],
+        rec["peak"],
+        rec["area"],
+        verdicts,
+        rec["shape"],
+    )
 
 
 def training_rows(
@@ -175,7 +124,7 @@ def training_rows(
                     if x1 <= cx <= x2 and y1 <= cy <= y2:
                         xs.append(f[i])
                         ys.append(1.0)
-    return np.array(xs).reshape(-1, len(NAMES)), np.array(ys)
+    return np.array(xs).reshape(-1, len(LEARNED_FEATURES)), np.array(ys)
 
 
 def main() -> None:
@@ -203,7 +152,29 @@ def main() -> None:
     ap.add_argument(
         "--train-only", action="store_true", help="only write --train-features, then stop"
     )
+    ap.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        help="only fit on the rows of --fit-rows and write the check (JSON) here",
+    )
+    ap.add_argument("--fit-rows", type=Path, nargs="+", default=[])
     a = ap.parse_args()
+    if a.write is not None:
+        rows = [np.load(f) for f in a.fit_rows]
+        x = np.concatenate([r["x"] for r in rows])
+        y = np.concatenate([r["y"] for r in rows])
+        LearnedCheck(*fit_logistic(x, y)).save(
+            a.write,
+            rows=int(len(y)),
+            masks_on_a_main_face=int(y.sum()),
+            painted_in_unmasked_photos=int(len(y) - y.sum()),
+            fitted_on="every non-test photo of ../shared/data/faces, shipped model unet-msfd",
+            command="python benchmarks/sweep_face_classifier.py --model unet-msfd --fold 0 "
+            "--train-only --rows-from train|val --train-features F; then --write",
+        )
+        print(f"wrote {a.write}: {len(y)} rows, {int(y.sum())} masks on a main face")
+        return
 
     landmarker = FaceLandmarker()
     model = Predictor.load(a.model)
@@ -236,13 +207,13 @@ def main() -> None:
         time.sleep(2)
         z = np.load(a.train_features)
         x, y = z["x"], z["y"]
-    clf = fit(x, y)
+    clf = LearnedCheck(*fit_logistic(x, y))
     print(
         f"training rows: {len(y)} painted detections of fold {a.fold}'s training photos, "
         f"{int(y.sum())} masks on a main face, {int(len(y) - y.sum())} in unmasked photos"
     )
     print("weights (standardised features):")
-    for name, wt in sorted(zip(NAMES, clf[2], strict=True), key=lambda t: -abs(t[1])):
+    for name, wt in sorted(zip(clf.names, clf.weights, strict=True), key=lambda t: -abs(t[1])):
         print(f"  {name:<26}{wt:+.3f}")
     print(
         f"photos: {len(ph['without_mask'])} unmasked, {len(ph['with_mask'])} masked; "
@@ -258,7 +229,7 @@ def main() -> None:
         dets = rec["dets"]
         k = keep_mask(dets.boxes, dets.scores, SIZE_CHECK)
         if t is not None and len(dets):
-            k &= proba(clf, features(rec)) >= t
+            k &= clf.proba(features(rec)) >= t
         return k
 
     rows = [(f"size<{SIZES[0]:.2f} (shipped)", None)]

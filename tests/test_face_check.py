@@ -3,6 +3,7 @@ model on a real photo and on a crop of background)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,12 @@ import pytest
 from maskseg.io import read_image
 from maskseg.pipeline.detect.detections import Detections
 from maskseg.pipeline.face_check import (
+    LEARNED_FEATURES,
     FaceCheck,
     FaceChecker,
+    LearnedCheck,
+    detection_features,
+    fit_logistic,
     in_zones,
     keep_mask,
     keypoint_roll,
@@ -203,3 +208,58 @@ def test_keypoint_geometry_of_the_astronauts_detections():
     bad = keypoints_implausible(dets.keypoints[order], 45.0)
     assert not bad[0]  # the astronaut's face
     assert bad.sum() == 1 and dets.scores[order][bad][0] < 0.5
+
+
+def test_detection_features_hand_computed():
+    """Two detections: a 100 px face and a 50 px box whose centre lies 1 side below and 0.5
+    to the right of the face's."""
+    boxes = np.array([[0, 0, 100, 100], [75, 125, 125, 175]], float)
+    kps = np.concatenate([face_keypoints(), face_keypoints(60)])
+    x = detection_features(
+        boxes, [0.9, 0.3], kps, [0.5, 0.002], [8.0, 20.0], [0.6, 5.0], ["correct", None], (200, 400)
+    )
+    f = dict(zip(LEARNED_FEATURES, x.T, strict=True))
+    assert x.shape == (2, len(LEARNED_FEATURES))
+    assert f["score"].tolist() == [0.9, 0.3]
+    assert f["log side / largest"] == pytest.approx([0.0, np.log(0.5)])
+    assert f["largest"].tolist() == [1.0, 0.0]
+    assert f["|dx| / largest side"] == pytest.approx([0.0, 0.5])
+    assert f["below / largest side"] == pytest.approx([0.0, 1.0])
+    assert f["above / largest side"] == pytest.approx([0.0, 0.0])
+    assert f["roll / 45 deg"] == pytest.approx([0.0, 60 / 45])
+    assert f["keypoints out of order"].tolist() == [0.0, 0.0]  # rolled, but in order
+    assert f["log presence"] == pytest.approx([np.log(0.5), np.log(0.002)])
+    assert f["peak logit"].tolist() == [8.0, 10.0]  # clipped to +-10
+    assert f["mask area / box"].tolist() == [0.6, 3.0]  # clipped to 3
+    assert f["wear correct"].tolist() == [1.0, 0.0]
+    assert f["wear unjudged"].tolist() == [0.0, 1.0]
+    assert f["side / picture"] == pytest.approx([0.5, 0.25])
+
+
+def test_fit_logistic_separates_and_round_trips(tmp_path: Path):
+    """Class-balanced: 5 negatives against 95 positives still get low probabilities."""
+    rng = np.random.default_rng(0)
+    n = len(LEARNED_FEATURES)
+    x = rng.normal(size=(100, n))
+    y = np.ones(100)
+    y[:5] = 0
+    x[:5, 0] -= 3.0  # the negatives have a low first feature (the detector score)
+    check = LearnedCheck(*fit_logistic(x, y))
+    p = check.proba(x)
+    assert p[:5].max() < 0.5 < p[5:].min()
+    assert check.weights[0] == max(check.weights, key=abs)  # the informative feature leads
+    check.save(tmp_path / "c.json", rows=100)
+    back = LearnedCheck.load(tmp_path / "c.json")
+    assert np.allclose(back.proba(x), p)
+    # a file for other features is refused, naming it
+    data = json.loads((tmp_path / "c.json").read_text())
+    data["names"] = data["names"][:-1] + ["something else"]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="bad.json"):
+        LearnedCheck.load(tmp_path / "bad.json")
+
+
+def test_the_shipped_learned_check_loads():
+    check = LearnedCheck.load()
+    assert check.names == LEARNED_FEATURES and np.isfinite(check.weights).all()
+    assert (check.std > 0).all()

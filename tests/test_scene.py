@@ -106,3 +106,44 @@ def test_predict_scene_cli_writes_masks_json_and_overlays(tmp_path: Path, two_fa
     crop_mask = read_mask(crop_out / "two.png")
     assert crop["mask_area"] == pytest.approx(crop_mask.mean(), abs=1e-6)
     assert crop["faces"][0]["mask"] == bool(crop_mask.any())
+
+
+def score_check(below: float):
+    """A hand-made learned check that reads only the detector score: probability 0.5 at
+    ``below``, steep around it."""
+    from maskseg.pipeline.face_check import LEARNED_FEATURES, LearnedCheck
+
+    n = len(LEARNED_FEATURES)
+    weights = np.zeros(n)
+    weights[0] = 200.0
+    return LearnedCheck(np.zeros(n), np.ones(n), weights, -200.0 * below)
+
+
+def test_the_learned_check_empties_the_masks_it_finds_unlikely():
+    """The README's astronaut: a check that finds every painted detection under score 0.5
+    unlikely empties those masks (the collar), keeps the face's, and costs nothing with
+    ``face_learned=None``; the same in video, through the same scene."""
+    from maskseg.pipeline.scene_config import SceneConfig
+    from maskseg.video.segmenter import VideoSegmenter
+
+    image = read_image(EXAMPLES / "astronaut_masked.jpg")
+    off = ScenePredictor(Predictor.load(), SceneConfig(face_learned=None)).segment(image)
+    painted = [f.score for f in off.faces if f.mask]
+    assert max(painted) > 0.5 and min(painted) < 0.5  # the face and at least one collar
+
+    scene = ScenePredictor(Predictor.load(), SceneConfig(face_learned=0.5))
+    scene._learned = score_check(0.5)
+    on = scene.segment(image)
+    assert [f.score for f in on.faces] == [f.score for f in off.faces]  # faces stay listed
+    for a, b in zip(off.faces, on.faces, strict=True):
+        assert b.mask == (a.mask and a.score >= 0.5)
+    assert on.mask.sum() < off.mask.sum() and on.mask.any()
+    # a reduced decode gives the same decision at the full size
+    half = cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA)
+    full = scene.segment(half, size=image.shape[:2])
+    assert [f.mask for f in full.faces] == [f.mask for f in scene.segment(half).faces]
+
+    video = VideoSegmenter(scene)
+    frame = video(image)
+    kept = [f.score for f in frame.scene.faces if f.mask]
+    assert kept and min(kept) >= 0.5

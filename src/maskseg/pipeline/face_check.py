@@ -18,10 +18,15 @@ masked. Two checks, chosen on validation (docs/shipped-model-plan.md, "Face chec
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# the learned check shipped with the package (``LearnedCheck``)
+LEARNED_CHECK_FILE = Path(__file__).resolve().parents[1] / "weights" / "face-check.json"
 
 
 @dataclass(frozen=True)
@@ -177,3 +182,130 @@ class FaceChecker:
             marks = self.landmarker.for_detections(image, dets[unsure], deadline=deadline)
             presence[unsure] = [m.presence for m in marks]
         return dets[keep_mask(dets.boxes, dets.scores, self.check, presence)]
+
+
+# ----------------------------------------------------------------------------- learned check
+
+# What the learned check reads of each detection (``detection_features``), in its order.
+WEAR_FEATURES = ("correct", "nose_exposed", "nose_mouth_exposed", "chin_exposed", "no_mask")
+LEARNED_FEATURES = (
+    "score",
+    "log side / largest",
+    "largest",
+    "|dx| / largest side",
+    "below / largest side",
+    "above / largest side",
+    "roll / 45 deg",
+    "keypoints out of order",
+    "log presence",
+    "peak logit",
+    "mask area / box",
+    *(f"wear {v}" for v in WEAR_FEATURES),
+    "wear unjudged",
+    "side / picture",
+)
+
+
+def detection_features(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    keypoints: np.ndarray,
+    presence: np.ndarray,
+    peak: np.ndarray,
+    area: np.ndarray,
+    verdicts: list[str | None],
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """(N, len(LEARNED_FEATURES)) per detection of one picture: detector score; its size and
+    place against the picture's largest detection (log side ratio, largest or not, |dx|,
+    below and above its centre, in its sides); BlazeFace keypoint roll and order; log Face
+    Mesh presence; the model's gated peak logit and mask area over box; the wear verdict
+    (one-hot, or unjudged); its side over the picture's shorter side."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    n = len(b)
+    if not n:
+        return np.zeros((0, len(LEARNED_FEATURES)))
+    sides = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+    big = int(np.argmax(sides))
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    dx = np.clip((cx - cx[big]) / sides[big], -4, 4)
+    dy = np.clip((cy - cy[big]) / sides[big], -4, 4)
+    cols = [
+        np.asarray(scores, np.float64).reshape(n),
+        np.log(sides / sides[big]),
+        (np.arange(n) == big).astype(float),
+        np.abs(dx),
+        np.maximum(dy, 0),
+        np.maximum(-dy, 0),
+        np.abs(keypoint_roll(keypoints)) / 45.0,
+        keypoints_implausible(keypoints, 180.0).astype(float),  # order only
+        np.log(np.clip(np.asarray(presence, np.float64).reshape(n), 1e-3, 1)),
+        np.clip(np.asarray(peak, np.float64).reshape(n), -10, 10),
+        np.clip(np.asarray(area, np.float64).reshape(n), 0, 3),
+        *(np.array([v == name for v in verdicts], float) for name in WEAR_FEATURES),
+        np.array([v is None for v in verdicts], float),
+        sides / min(shape),
+    ]
+    return np.stack(cols, axis=1)
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 50
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Class-balanced logistic regression by Newton's method on standardised features:
+    (mean, std, weights, bias). The two classes weigh the same however unequal their
+    counts (false masks are a few percent of the painted detections)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    z = np.hstack([(x - mean) / std, np.ones((len(x), 1))])
+    cw = np.where(y == 1, len(y) / (2 * max(y.sum(), 1)), len(y) / (2 * max((1 - y).sum(), 1)))
+    beta = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[-1] = 1e-4  # the intercept nearly free (a one-class smoke run stays solvable)
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(z @ beta)))
+        grad = z.T @ (cw * (p - y)) + reg * beta
+        hess = (z * (cw * p * (1 - p))[:, None]).T @ z + np.diag(reg)
+        beta -= np.linalg.solve(hess, grad)
+    return mean, std, beta[:-1], float(beta[-1])
+
+
+@dataclass(frozen=True)
+class LearnedCheck:
+    """A fitted face check: the probability that a painted detection is a face's mask, from
+    ``detection_features`` (docs/shipped-model-plan.md, "A learned face check"). Stored as
+    JSON (``save`` / ``load``), never pickled."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    weights: np.ndarray
+    bias: float
+    names: tuple[str, ...] = LEARNED_FEATURES
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x, np.float64) - self.mean) / self.std
+        return 1 / (1 + np.exp(-(z @ self.weights + self.bias)))
+
+    def save(self, path: str | Path, **info: Any) -> None:
+        data = {
+            "names": list(self.names),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+            **info,
+        }
+        Path(path).write_text(json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> LearnedCheck:
+        """The shipped check (``weights/face-check.json``) or one written by ``save``."""
+        path = Path(path) if path is not None else LEARNED_CHECK_FILE
+        data = json.loads(Path(path).read_text())
+        names = tuple(data["names"])
+        if names != LEARNED_FEATURES:
+            raise ValueError(f"{path}: features {names} are not this version's")
+        arrays = [np.asarray(data[k], np.float64) for k in ("mean", "std", "weights")]
+        if any(a.shape != (len(names),) for a in arrays):
+            raise ValueError(f"{path}: expected {len(names)} values per field")
+        return cls(*arrays, float(data["bias"]), names)

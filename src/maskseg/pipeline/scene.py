@@ -83,6 +83,17 @@ class SceneResult:
         }
 
 
+# the logit an emptied face's crop gets (sigmoid 1e-13: no pixel passes any threshold)
+EMPTY_LOGIT = -30.0
+
+
+def empty_where(logits: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """A copy of ``logits`` (N, 1, S, S) with the faces in ``drop`` emptied."""
+    out = np.array(logits, np.float32, copy=True)
+    out[np.asarray(drop, bool)] = EMPTY_LOGIT
+    return out
+
+
 class ScenePredictor:
     """The face finder + the crop ``Predictor``.
 
@@ -106,6 +117,7 @@ class ScenePredictor:
         self.redo = redo
         self.finder = FaceFinder(config, detector)
         self.config = self.finder.config
+        self._learned: Any = None
 
     @property
     def detector(self) -> Any:
@@ -171,7 +183,69 @@ class ScenePredictor:
         rects = self.crop_rects(dets, tracked)
         logits = self.crop_logits(image, rects, deadline=deadline)
         rects, logits = self.regrow(image, rects, logits, deadline=deadline)
+        if self.config.face_learned is not None and len(dets):
+            probe = self.paste(image.shape[:2], None, dets, rects, logits, deadline=deadline)
+            drop = self.learned_drop(image, dets, logits, probe, deadline=deadline)
+            if not drop.any() and size is None:
+                return probe
+            logits = empty_where(logits, drop)
         return self.paste(image.shape[:2], size, dets, rects, logits, deadline=deadline)
+
+    @property
+    def learned(self) -> Any:
+        """The learned face check (``LearnedCheck``), loaded on first use."""
+        if self._learned is None:
+            from maskseg.pipeline.face_check import LearnedCheck
+
+            self._learned = LearnedCheck.load()
+        return self._learned
+
+    def learned_drop(
+        self,
+        image: np.ndarray,
+        dets: Any,
+        logits: np.ndarray,
+        result: SceneResult,
+        only: np.ndarray | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> np.ndarray:
+        """Bool per face: the learned face check (``SceneConfig.face_learned``) finds its
+        painted mask unlikely to be a face's. Only painted faces (and of those, ``only``'s)
+        are read: one Face Mesh call for them all, then the wear reading of each.
+
+        Args:
+            result: ``paste`` of these faces at the image's own size (size None).
+        """
+        from maskseg.pipeline.face_check import detection_features
+        from maskseg.pipeline.request import face_parts
+        from maskseg.pipeline.wear import judge
+
+        n = len(dets)
+        drop = np.zeros(n, bool)
+        painted = np.array([f.mask for f in result.faces], bool)
+        if only is not None:
+            painted &= np.asarray(only, bool)
+        if self.config.face_learned is None or not painted.any():
+            return drop
+        idx = np.flatnonzero(painted)
+        check_deadline(deadline, "the learned face check")
+        marks = self.finder.checker.landmarker.for_detections(image, dets[idx], deadline=deadline)
+        parts = face_parts(result.mask, result.faces)
+        presence = np.ones(n)
+        verdicts: list[str | None] = ["no_mask"] * n
+        for i, m in zip(idx, marks, strict=True):
+            x, y, part = parts[i]
+            presence[i] = m.presence
+            points = m.points.astype(np.float64)
+            verdicts[i] = judge(points, part, (x, y), box=dets.boxes[i]).verdict
+        peak = np.asarray(logits).reshape(n, -1).max(1)
+        area = np.array([f.mask_area for f in result.faces])
+        x = detection_features(
+            dets.boxes, dets.scores, dets.keypoints, presence, peak, area, verdicts, image.shape[:2]
+        )
+        drop[idx] = self.learned.proba(x[idx]) < self.config.face_learned
+        return drop
 
     def crop_masks(self, logits: np.ndarray) -> list[np.ndarray]:
         """Each crop's mask at the model's input size (thresholded, cleaned)."""

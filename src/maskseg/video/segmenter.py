@@ -31,6 +31,7 @@ import numpy as np
 
 from maskseg.pipeline.postprocess import logit
 from maskseg.pipeline.preprocess import as_rgb
+from maskseg.pipeline.scene import empty_where
 from maskseg.pipeline.scene_config import SceneConfig
 from maskseg.video.cuts import CUT_THRESHOLD, CutDetector
 from maskseg.video.stats import VideoStats
@@ -205,6 +206,8 @@ class VideoSegmenter:
         self.options = options or VideoOptions()
         self._frame = 0  # frames segmented so far
         self._wear: dict[int, tuple[int, Any]] = {}  # track id -> (frame judged, its Wear)
+        # track id -> (frame decided, the learned face check empties its mask)
+        self._real: dict[int, tuple[int, bool]] = {}
         self.new_score = self.finder.score_threshold
         # followed faces are searched for down to this; new ones need new_score (_continues)
         self.keep_score = min(self.options.keep_score, self.new_score)
@@ -281,12 +284,34 @@ class VideoSegmenter:
                     self._growth[ids[k]] = growth_of(cut[k], grown[j])
                     cut[k], logits[k] = grown[j], grown_logits[j]
             result = scene.paste(image.shape[:2], None, dets, cut, logits)
+        if scene.config.face_learned is not None and len(dets):
+            with stats.stage("face check"):
+                drop = self._learned_drop(image, dets, logits, result, ids)
+                if drop.any():
+                    emptied = empty_where(logits, drop)
+                    result = scene.paste(image.shape[:2], None, dets, cut, emptied)
         wear = None
         if self.wear is not None:
             with stats.stage("wear"):
                 wear = self._judge(image, result, ids)
         self._frame += 1
         return FrameResult(result, ids, not located.tracked, wear, located.cut)
+
+    def _learned_drop(
+        self, image: np.ndarray, dets: Any, logits: np.ndarray, result: Any, ids: list[int]
+    ) -> np.ndarray:
+        """The learned face check (``ScenePredictor.learned_drop``) per followed face, on the
+        wear check's schedule: decided when the face appears and then every ``wear_every``
+        frames, the decision standing in between (a painted collar does not flicker)."""
+        every = self.options.wear_every
+        due = np.array([self._frame - self._real.get(t, (-every, False))[0] >= every for t in ids])
+        fresh = self.scene.learned_drop(image, dets, logits, result, only=due)
+        for k, t in enumerate(ids):
+            if due[k]:
+                self._real[t] = (self._frame, bool(fresh[k]))
+        if len(self._real) > 4 * max(len(ids), 16):  # forget tracks long gone
+            self._real = {t: self._real[t] for t in ids}
+        return np.array([self._real[t][1] for t in ids], bool)
 
     def _judge(self, image: np.ndarray, result: Any, ids: list[int]) -> list[Any]:
         """Each face's wear verdict. A followed face is judged when it appears and then every

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("decode", "detect", "segment", "wear", "overlay", "encode", "write", "show")
+STAGES = ("decode", "detect", "segment", "face check", "wear", "overlay", "encode", "write", "show")
 
 
 @dataclass

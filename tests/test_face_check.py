@@ -263,3 +263,16 @@ def test_the_shipped_learned_check_loads():
     check = LearnedCheck.load()
     assert check.names == LEARNED_FEATURES and np.isfinite(check.weights).all()
     assert (check.std > 0).all()
+
+
+def test_no_face_check_turns_the_learned_check_off():
+    import argparse
+
+    from maskseg.cli.scene_args import add_detector_args, scene_config_from_args
+    from maskseg.pipeline.scene_config import FACE_LEARNED
+
+    p = argparse.ArgumentParser()
+    add_detector_args(p, video=False)
+    assert scene_config_from_args(p.parse_args([])).face_learned == FACE_LEARNED is not None
+    off = scene_config_from_args(p.parse_args(["--no-face-check", "--detect-threshold", "0.4"]))
+    assert off.face_learned is None and off.score_threshold == 0.4

@@ -5,74 +5,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from maskseg.cli.batch import add_batch_args, batch_runner, check_batch_options
 from maskseg.cli.common import METHODS, AddCommand, add_model_args, load_predictor
+from maskseg.cli.scene_args import GIVEN_DETECTOR_OPTIONS, add_detector_args, scene_config_from_args
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS
-from maskseg.pipeline.scene_config import SCENE_SCORE_THRESHOLD
 
 # ``maskseg.pipeline.request.Mode``'s values (not imported: the parser stays light)
 PREDICT_MODES = ("auto", "scene", "crop")
 # predict's default mode: crop, as before auto mode's rule was measured
 # (docs/shipped-model-plan.md, "One mode for any picture")
 DEFAULT_PREDICT_MODE = "crop"
-
-# Where the detector options given on the command line are listed (their defaults cannot
-# tell given from not given without changing what --help shows).
-GIVEN_DETECTOR_OPTIONS = "detector_options_given"
-
-
-class _StoreGiven(argparse.Action):
-    """Store the value, and list the option in ``GIVEN_DETECTOR_OPTIONS``."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
-        setattr(namespace, self.dest, values)
-        given = getattr(namespace, GIVEN_DETECTOR_OPTIONS, ())
-        if option_string not in given:
-            setattr(namespace, GIVEN_DETECTOR_OPTIONS, (*given, option_string))
-
-
-def _add_detector_args(p: argparse.ArgumentParser, video: bool) -> None:
-    """The face detector of ``predict --scene`` and ``video`` (read by ``_scene_config``)."""
-    p.set_defaults(**{GIVEN_DETECTOR_OPTIONS: ()})
-    p.add_argument(
-        "--detector",
-        default="blazeface",
-        action=_StoreGiven,
-        help="face detector" if video else "face detector for --scene",
-    )
-    p.add_argument(
-        "--detect-mode",
-        default="tiles",
-        choices=["frame", "tiles"],
-        action=_StoreGiven,
-        help=("full detection: " if video else "") + "frame: one pass (large "
-        "faces); tiles: also overlapping tiles (small faces)",
-    )
-    p.add_argument(
-        "--detect-threshold",
-        type=float,
-        default=SCENE_SCORE_THRESHOLD,
-        action=_StoreGiven,
-        help="minimum detection score of a new face"
-        if video
-        else "minimum detection score (low: the mask gate rejects non-masks)",
-    )
-
-
-def _scene_config(a: argparse.Namespace):
-    from maskseg.pipeline.scene_config import SceneConfig
-
-    return SceneConfig(detector=a.detector, mode=a.detect_mode, score_threshold=a.detect_threshold)
 
 
 def _check_predict_options(a: argparse.Namespace) -> None:
@@ -112,7 +57,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.mode != "crop":
         from maskseg.pipeline.scene import ScenePredictor
 
-        segmenter = ScenePredictor(segmenter, _scene_config(a))
+        segmenter = ScenePredictor(segmenter, scene_config_from_args(a))
 
     def report(path: Path, reason: str) -> None:
         from tqdm import tqdm
@@ -184,7 +129,8 @@ def cmd_video(a: argparse.Namespace) -> int:
             wear = WearCheck()
         # the scene's one detector runs at the video's detector threads
         redo = None if a.redo_model in (None, "none") else load_predictor(a, a.redo_model)
-        scene = ScenePredictor(load_predictor(a), options.scene_config(_scene_config(a)), redo=redo)
+        config = options.scene_config(scene_config_from_args(a))
+        scene = ScenePredictor(load_predictor(a), config, redo=redo)
         segmenter = video.VideoSegmenter(scene, options, wear)
         sinks: list[Any] = []
         try:
@@ -291,7 +237,7 @@ def add_predict(add: AddCommand) -> None:
         help="one COCO instances JSON for the run: per face an annotation (box, score, "
         "RLE of its part of the mask, area, category face_mask, the wear fields as attributes)",
     )
-    _add_detector_args(p, video=False)
+    add_detector_args(p, video=False)
     add_batch_args(p)
     p.add_argument(
         "--max-pixels",
@@ -380,7 +326,7 @@ def add_video(add: AddCommand) -> None:
         default="the shipped unet-msfd; unet-msfd-fast gives about twice the frames/s for "
         "lower frame IoU",
     )
-    _add_detector_args(p, video=True)
+    add_detector_args(p, video=True)
     p.add_argument(
         "--redo-model",
         metavar="NAME",

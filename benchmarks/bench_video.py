@@ -4,7 +4,7 @@
                                      [--backends torch onnx] [--prefetch 0 4] [--codec h264]
                                      [--write-ahead 0 2] [--detect-threads 1]
                                      [--set grow_rounds=0 ...] [--models unet-msfd unet-msfd-fast]
-                                     [--redo-model none unet-msfd-fast]
+                                     [--redo-model none unet-msfd-fast] [--face-check off on]
 
 Builds 640x480 clips (in a temporary folder) of 1-3 real face crops (the shared MSFD crops)
 moving a few pixels per frame over a background, runs the video loop on each (decode, detect
@@ -24,6 +24,7 @@ import argparse
 import os
 import statistics
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -154,6 +155,14 @@ def main() -> None:
         default=["off", "on"],
         help="without and with the wear check (landmarks and verdicts per face)",
     )
+    ap.add_argument(
+        "--face-check",
+        nargs="+",
+        choices=["off", "on"],
+        default=["on"],
+        help="without and with the learned face check (SceneConfig.face_learned); both: "
+        "alternated in one run",
+    )
     a = ap.parse_args()
     if not CROPS.is_dir():
         raise SystemExit(f"shared data not found at {CROPS}")
@@ -191,17 +200,19 @@ def main() -> None:
                 print(f"{backend}: skipped ({exc})")
                 continue
             scenes = {
-                r: ScenePredictor(
+                (r, fc): ScenePredictor(
                     predictor,
-                    config,
+                    config if fc == "on" else replace(config, face_learned=None),
                     redo=None if r == "none" else Predictor.load(r, backend=backend, **options),
                 )
                 for r in a.redo_model
+                for fc in a.face_check
             }
             name = (f"{model}: " if model else "") + predictor.backend.describe()
             for n, clip in clips.items():
                 combos = [
-                    (d, w, x, j, h, r)
+                    (d, w, x, j, h, r, fc)
+                    for fc in a.face_check
                     for r in a.redo_model
                     for h in a.hold_growth
                     for j in a.wear
@@ -209,8 +220,8 @@ def main() -> None:
                     for x in a.detect_ahead
                     for w in a.write_ahead
                 ]
-                for depth, ahead, det_ahead, judge, hold, redo in combos:
-                    scene = scenes[redo]
+                for depth, ahead, det_ahead, judge, hold, redo, fc in combos:
+                    scene = scenes[(redo, fc)]
                     wear = WearCheck() if judge == "on" else None
                     options = VideoOptions(
                         detect_every=a.detect_every,
@@ -237,6 +248,8 @@ def main() -> None:
                         f"{fps:>6.1f} "
                     )
                     label = name if redo == "none" else f"redo {redo}: {name}"
+                    if fc == "off":
+                        label = f"no face check: {label}"
                     print(
                         f"{label[:60]:<60} {row}"
                         + " ".join(f"{ms[s]:>8.1f}" for s in STAGES)

@@ -46,7 +46,7 @@ from maskseg.video.synthetic import moving_faces, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 CROPS = ROOT.parent / "shared" / "data" / "mfsd-real" / "MSFD" / "1" / "face_crop"
-STAGES = ("decode", "detect", "segment", "wear", "overlay", "encode")
+STAGES = ("decode", "detect", "segment", "face check", "wear", "overlay", "encode")
 
 
 FACES = (

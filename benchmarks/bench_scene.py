@@ -1,15 +1,17 @@
 """Scene evaluation with ground truth: ``predict --scene`` on synthetic 640x480 scenes.
 
-    python benchmarks/bench_scene.py [--model unet-msfd] [--part test] [--repeats 3]
+    python benchmarks/bench_scene.py [--model unet-msfd-heldout] [--part test] [--repeats 3]
         [--set grow_rounds=1 ...]
 
 Scenes are built (``maskseg.data.synth``) from the labelled crops of one part of the model's own
-split (default: its held-out test pairs): each masked face is placed, at 110-240 px, in
-``--repeats`` scenes over varied backgrounds, with up to one more masked face of the same part
-and up to two unmasked faces (crops of the face photos' same part, ``maskseg data faces``)
-beside it. Prints full-frame IoU of the scene path against the placed truth (mean over scenes
-and pooled), crop-mode IoU on the same faces (the crop given to the model as it is), missed
-masked faces, unmasked faces that got a mask (> 1 % of their square), and ms per scene.
+split (default: its held-out test pairs; the default model is the held-out twin, since the
+shipped ``unet-msfd`` trained on every pair and has no test part): each masked face is
+placed, at 110-240 px, in ``--repeats`` scenes over varied backgrounds, with up to one more
+masked face of the same part and up to two unmasked faces (crops of the face photos' same
+part, ``maskseg data faces``) beside it. Prints full-frame IoU of the scene path against the
+placed truth (mean over scenes and pooled), crop-mode IoU on the same faces (the crop given to
+the model as it is), missed masked faces, unmasked faces that got a mask (> 1 % of their
+square), and ms per scene.
 ``--part fold0`` scores fold 0's validation pairs instead (for choices made on validation).
 ``--set NAME=VALUE`` changes a scene setting (``maskseg.pipeline.scene.SceneConfig``).
 """
@@ -46,7 +48,11 @@ def part_ids(splits, part: str) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="model name or file (default: shipped)")
+    ap.add_argument(
+        "--model",
+        default="unet-msfd-heldout",
+        help="model name or file (default: the held-out twin; its test pairs are unseen)",
+    )
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--faces", default=str(FACES), help="`maskseg data faces` output ('' for none)")
@@ -65,6 +71,11 @@ def main() -> None:
     d = predictor.config.data
     data = load_split(a.data, d, "all")
     pairs = data.take(part_ids(data.splits, a.part))
+    if not len(pairs):
+        raise SystemExit(
+            f"model {a.model or 'default'} has no {a.part} pairs in its split (a model trained "
+            "on every pair has no test part): use --model unet-msfd-heldout or --part foldK"
+        )
     unmasked = []
     if a.faces and a.unmasked > 0:
         from maskseg.data.faces import face_splits, load_crops, load_index

@@ -102,8 +102,8 @@ class Engine:
         # onnxruntime's first run is slow (allocations, kernel choice): not the first user's
         blank = np.full((256, 256, 3), 128, np.uint8)
         self.scene.segment(blank)
-        if config.face_learned is not None:
-            _ = self.scene.learned  # its weights read at start, not in a request's thread
+        if config.face_learned is not None:  # read at start, not in a request's thread
+            _ = self.scene.learned, self.scene.finder.checker.landmarker
         predictor.predict(blank)
         self.wear.check(blank, [(0, 0, np.ones((256, 256), bool))])
 

@@ -299,6 +299,44 @@ def scenes(runner: Runner, twin: Predictor, faces: Path, limit: int, fold: int =
     return out
 
 
+def maskedface(runner: Runner, limit: int) -> tuple[list[dict], list[dict]]:
+    """Records of the maskedface-seg dev photos (CWM then IWM, up to ``limit`` each), and the
+    IWM ones among them."""
+    mf, iwm = [], []
+    for cls in ("CWM", "IWM"):
+        for _, image, truth in load_maskedface(MASKEDFACE / cls)[: limit or None]:
+            mf.append(runner.record(read_image(image), truth_mask(truth)))
+            if cls == "IWM":
+                iwm.append(mf[-1])
+    return mf, iwm
+
+
+HEADER = (
+    f"{'candidate':<44}{'unmasked given':>15}{'masked given':>13}{'scene IoU':>11}"
+    f"{'maskedface IoU':>16}{'IWM given':>11}"
+)
+
+
+def given(runner: Runner, recs: list[dict], rule) -> float:
+    """Share of records whose mask, with ``rule``'s detections only, covers over MIN_SHARE."""
+    return float(np.mean([runner.mask(x, rule(x)).mean() > MIN_SHARE for x in recs]))
+
+
+def row(name: str, rule, main_runner: Runner, twin_runner: Runner, ph, sc, mf, iwm) -> str:
+    """One candidate's line under ``HEADER``: validation photos (unmasked / masked given a
+    mask), the scenes' and maskedface-seg's mean IoU, IWM photos given a mask."""
+
+    def mean_iou(runner: Runner, recs: list[dict]) -> float:
+        return float(np.mean([iou(confusion(runner.mask(x, rule(x)), x["truth"])) for x in recs]))
+
+    return (
+        f"{name:<44}{given(main_runner, ph['without_mask'], rule):>15.2%}"
+        f"{given(main_runner, ph['with_mask'], rule):>13.2%}"
+        f"{mean_iou(twin_runner, sc):>11.4f}{mean_iou(main_runner, mf):>16.4f}"
+        f"{round(given(main_runner, iwm, rule) * len(iwm)):>8}/{len(iwm)}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model for photos and maskedface")
@@ -354,20 +392,12 @@ def main() -> None:
     )
     ph = photos(main_runner, a.faces, model.config.data, a.limit, a.fold)
     sc = scenes(twin_runner, twin, a.faces, a.limit, a.fold)
-    mf, iwm = [], []
-    for cls in ("CWM", "IWM"):
-        for _, image, truth in load_maskedface(MASKEDFACE / cls)[: a.limit or None]:
-            mf.append(main_runner.record(read_image(image), truth_mask(truth)))
-            if cls == "IWM":
-                iwm.append(mf[-1])
+    mf, iwm = maskedface(main_runner, a.limit)
     print(
         f"photos: {len(ph['without_mask'])} unmasked, {len(ph['with_mask'])} masked; "
         f"scenes: {len(sc)}; maskedface: {len(mf)}"
     )
-    print(
-        f"{'candidate':<44}{'unmasked given':>15}{'masked given':>13}{'scene IoU':>11}"
-        f"{'maskedface IoU':>16}{'IWM given':>11}"
-    )
+    print(HEADER)
     rules = [
         (name, lambda x, p=p, s=s, r=r, second=second, g=g: keep(x, p, s, r, second, g))
         for name, p, s, r, second, g in candidates(a.secondary, a.confidence)
@@ -404,21 +434,7 @@ def main() -> None:
             for name, kind, roll, score in geometry_candidates()
         ]
     for name, rule in rules:
-
-        def given(recs: list[dict], rule=rule) -> float:
-            return float(np.mean([main_runner.mask(x, rule(x)).mean() > MIN_SHARE for x in recs]))
-
-        def mean_iou(runner: Runner, recs: list[dict], rule=rule) -> float:
-            return float(
-                np.mean([iou(confusion(runner.mask(x, rule(x)), x["truth"])) for x in recs])
-            )
-
-        print(
-            f"{name:<44}{given(ph['without_mask']):>15.2%}{given(ph['with_mask']):>13.2%}"
-            f"{mean_iou(twin_runner, sc):>11.4f}{mean_iou(main_runner, mf):>16.4f}"
-            f"{round(given(iwm) * len(iwm)):>8}/{len(iwm)}",
-            flush=True,
-        )
+        print(row(name, rule, main_runner, twin_runner, ph, sc, mf, iwm), flush=True)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ import numpy as np
 
 from maskseg.console import cpu_description
 from maskseg.data.faces import INDEX, face_splits, load_index
-from maskseg.evaluate.metrics import confusion, iou
 from maskseg.io import ImageReadError, read_image
 from maskseg.pipeline.detect.landmarks import FaceLandmarker
 from maskseg.pipeline.face_check import (
@@ -57,13 +56,12 @@ from maskseg.pipeline.scene_config import SceneConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_photos import ON_FACE, window_share  # noqa: E402
 from sweep_face_check import (  # noqa: E402
-    MASKEDFACE,
-    MIN_SHARE,
+    HEADER,
     SIZES,
     Runner,
-    load_maskedface,
+    maskedface,
+    row,
     scenes,
-    truth_mask,
     validation_photos,
 )
 
@@ -193,12 +191,7 @@ def main() -> None:
     for label, i, image in validation_photos(a.faces, model.config.data, a.limit, a.fold):
         ph[label].append({**runner.record(image), "rect": rects.get(i)})
     sc = scenes(twin_runner, twin, a.faces, a.limit, a.fold)
-    mf, iwm = [], []
-    for cls in ("CWM", "IWM"):
-        for _, image, truth in load_maskedface(MASKEDFACE / cls)[: a.limit or None]:
-            mf.append(runner.record(read_image(image), truth_mask(truth)))
-            if cls == "IWM":
-                iwm.append(mf[-1])
+    mf, iwm = maskedface(runner, a.limit)
     if a.train_features is None:
         x, y = training_rows(runner, a.faces, model.config.data, a.fold, a.limit)
     else:  # written by a --train-only process running alongside
@@ -219,11 +212,7 @@ def main() -> None:
         f"photos: {len(ph['without_mask'])} unmasked, {len(ph['with_mask'])} masked; "
         f"scenes: {len(sc)}; maskedface: {len(mf)}"
     )
-    print(
-        f"{'candidate':<44}{'unmasked given':>15}{'masked given':>13}{'scene IoU':>11}"
-        f"{'maskedface IoU':>16}{'IWM given':>11}{'masked on face':>16}",
-        flush=True,
-    )
+    print(f"{HEADER}{'masked on face':>16}", flush=True)
 
     def rule(rec: dict, t: float | None) -> np.ndarray:
         dets = rec["dets"]
@@ -236,31 +225,18 @@ def main() -> None:
     rows += [(f"learned p<{t:g} | size<{SIZES[0]:.2f}", t) for t in a.thresholds]
     for name, t in rows:
 
-        def given(recs: list[dict], t=t) -> float:
-            return float(np.mean([runner.mask(r, rule(r, t)).mean() > MIN_SHARE for r in recs]))
+        def kept(rec: dict, t=t) -> np.ndarray:
+            return rule(rec, t)
 
-        def on_face(recs: list[dict], t=t) -> float:
-            """Masked photos whose mask lies on their main face (``bench_photos.ON_FACE``)."""
-            return float(
-                np.mean(
-                    [
-                        bool(r["rect"])
-                        and window_share(runner.mask(r, rule(r, t)), r["rect"]) > ON_FACE
-                        for r in recs
-                    ]
-                )
-            )
-
-        def mean_iou(run: Runner, recs: list[dict], t=t) -> float:
-            ious = [iou(confusion(run.mask(r, rule(r, t)), r["truth"])) for r in recs]
-            return float(np.mean(ious))
-
-        print(
-            f"{name:<44}{given(ph['without_mask']):>15.2%}{given(ph['with_mask']):>13.2%}"
-            f"{mean_iou(twin_runner, sc):>11.4f}{mean_iou(runner, mf):>16.4f}"
-            f"{round(given(iwm) * len(iwm)):>8}/{len(iwm)}{on_face(ph['with_mask']):>16.2%}",
-            flush=True,
+        # masked photos whose mask lies on their main face (``bench_photos.ON_FACE``)
+        on_face = np.mean(
+            [
+                bool(r["rect"]) and window_share(runner.mask(r, kept(r)), r["rect"]) > ON_FACE
+                for r in ph["with_mask"]
+            ]
         )
+        line = row(name, kept, runner, twin_runner, ph, sc, mf, iwm)
+        print(f"{line}{on_face:>16.2%}", flush=True)
 
 
 if __name__ == "__main__":

@@ -283,10 +283,13 @@ class VideoSegmenter:
                 for j, k in enumerate(todo):
                     self._growth[ids[k]] = growth_of(cut[k], grown[j])
                     cut[k], logits[k] = grown[j], grown_logits[j]
+            due = self._check_due(ids) if scene.config.face_learned is not None else None
+            if due is not None and not due.any():  # every face's decision stands: one paste
+                logits = empty_where(logits, self._held_drop(ids))
             result = scene.paste(image.shape[:2], None, dets, cut, logits)
-        if scene.config.face_learned is not None and len(dets):
+        if due is not None and due.any():
             with stats.stage("face check"):
-                drop = self._learned_drop(image, dets, logits, result, ids)
+                drop = self._learned_drop(image, dets, logits, result, ids, due)
                 if drop.any():
                     emptied = empty_where(logits, drop)
                     result = scene.paste(image.shape[:2], None, dets, cut, emptied)
@@ -297,21 +300,37 @@ class VideoSegmenter:
         self._frame += 1
         return FrameResult(result, ids, not located.tracked, wear, located.cut)
 
-    def _learned_drop(
-        self, image: np.ndarray, dets: Any, logits: np.ndarray, result: Any, ids: list[int]
-    ) -> np.ndarray:
-        """The learned face check (``ScenePredictor.learned_drop``) per followed face, on the
-        wear check's schedule: decided when the face appears and then every ``wear_every``
+    def _check_due(self, ids: list[int]) -> np.ndarray:
+        """Bool per followed face: the learned face check decides it this frame. It runs on
+        the wear check's schedule: when the face appears and then every ``wear_every``
         frames, the decision standing in between (a painted collar does not flicker)."""
         every = self.options.wear_every
-        due = np.array([self._frame - self._real.get(t, (-every, False))[0] >= every for t in ids])
+        return np.array(
+            [self._frame - self._real.get(t, (-every, False))[0] >= every for t in ids], bool
+        )
+
+    def _held_drop(self, ids: list[int]) -> np.ndarray:
+        """Bool per followed face: its standing decision empties its mask."""
+        return np.array([self._real[t][1] for t in ids], bool)
+
+    def _learned_drop(
+        self,
+        image: np.ndarray,
+        dets: Any,
+        logits: np.ndarray,
+        result: Any,
+        ids: list[int],
+        due: np.ndarray,
+    ) -> np.ndarray:
+        """The learned face check (``ScenePredictor.learned_drop``) for the faces ``due``,
+        the standing decision for the others."""
         fresh = self.scene.learned_drop(image, dets, logits, result, only=due)
         for k, t in enumerate(ids):
             if due[k]:
                 self._real[t] = (self._frame, bool(fresh[k]))
         if len(self._real) > 4 * max(len(ids), 16):  # forget tracks long gone
             self._real = {t: self._real[t] for t in ids}
-        return np.array([self._real[t][1] for t in ids], bool)
+        return self._held_drop(ids)
 
     def _judge(self, image: np.ndarray, result: Any, ids: list[int]) -> list[Any]:
         """Each face's wear verdict. A followed face is judged when it appears and then every

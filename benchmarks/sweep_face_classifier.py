@@ -154,7 +154,8 @@ def main() -> None:
         "--write",
         type=Path,
         default=None,
-        help="only fit on the rows of --fit-rows and write the check (JSON) here",
+        help="only fit on the rows of --fit-rows (read through --model) and write the check "
+        "(JSON) here: beside the model file as <stem>.face-check.json, it is that model's",
     )
     ap.add_argument("--fit-rows", type=Path, nargs="+", default=[])
     a = ap.parse_args()
@@ -167,8 +168,8 @@ def main() -> None:
             rows=int(len(y)),
             masks_on_a_main_face=int(y.sum()),
             painted_in_unmasked_photos=int(len(y) - y.sum()),
-            fitted_on="every non-test photo of ../shared/data/faces, shipped model unet-msfd",
-            command="python benchmarks/sweep_face_classifier.py --model unet-msfd --fold 0 "
+            fitted_on=f"every non-test photo of ../shared/data/faces, read through {a.model}",
+            command=f"python benchmarks/sweep_face_classifier.py --model {a.model} --fold 0 "
             "--train-only --rows-from train|val --train-features F; then --write",
         )
         print(f"wrote {a.write}: {len(y)} rows, {int(y.sum())} masks on a main face")

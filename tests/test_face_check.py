@@ -265,6 +265,33 @@ def test_the_shipped_learned_check_loads():
     assert (check.std > 0).all()
 
 
+def test_a_model_file_gets_the_check_beside_it(tmp_path: Path, caplog):
+    """A check belongs to the model it was fitted on: ``<stem>.face-check.json`` beside the
+    model file is that model's; without one the shipped model's is used, with a warning
+    naming the file that was looked for; the shipped default's two files share theirs."""
+    from maskseg.pipeline.face_check import LEARNED_CHECK_FILE, check_file_for
+    from maskseg.pipeline.predictor import Predictor
+
+    n = len(LEARNED_FEATURES)
+    mine = LearnedCheck(np.zeros(n), np.ones(n), np.full(n, 0.5), -1.0)
+    model = tmp_path / "run.best.safetensors"
+    model.write_bytes(b"not read")
+    assert check_file_for(model) == LEARNED_CHECK_FILE  # none of its own yet
+    with caplog.at_level("WARNING", logger="maskseg.pipeline.face_check"):
+        fallback = LearnedCheck.for_model(model)
+    assert "run.best.face-check.json" in caplog.text and "--no-face-check" in caplog.text
+    assert np.array_equal(fallback.weights, LearnedCheck.load().weights)
+    mine.save(tmp_path / "run.best.face-check.json")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="maskseg.pipeline.face_check"):
+        own = LearnedCheck.for_model(model)
+    assert not caplog.text and own.bias == -1.0 and np.allclose(own.weights, 0.5)
+    # the shipped default, whichever runtime's file is loaded, reads its own check
+    default = Predictor.load()
+    assert default.source is not None and check_file_for(default.source) == LEARNED_CHECK_FILE
+    assert LEARNED_CHECK_FILE.name == f"{default.source.stem}.face-check.json"
+
+
 def test_no_face_check_turns_the_learned_check_off():
     import argparse
 

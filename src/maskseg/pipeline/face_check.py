@@ -19,14 +19,20 @@ masked. Two checks, chosen on validation (docs/shipped-model-plan.md, "Face chec
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# the learned check shipped with the package (``LearnedCheck``)
-LEARNED_CHECK_FILE = Path(__file__).resolve().parents[1] / "weights" / "face-check.json"
+# A learned check (``LearnedCheck``) reads a model's confidence, so it belongs to the model it
+# was fitted on: it sits beside that model's file as ``<stem>.face-check.json``
+# (``check_file_for``). The shipped default model's is the fallback for a model without one.
+CHECK_SUFFIX = ".face-check.json"
+LEARNED_CHECK_FILE = Path(__file__).resolve().parents[1] / "weights" / f"unet-msfd{CHECK_SUFFIX}"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -298,8 +304,22 @@ class LearnedCheck:
         Path(path).write_text(json.dumps(data, indent=1) + "\n")
 
     @classmethod
+    def for_model(cls, model: str | Path | None) -> LearnedCheck:
+        """The check fitted on the model file ``model``'s own outputs (``check_file_for``);
+        the shipped model's, with a warning, for a model that has none."""
+        path = check_file_for(model)
+        if model is not None and path != _own_file(model):
+            log.warning(
+                "%s has no learned face check of its own (%s); using the shipped model's, "
+                "which reads another model's confidence (--no-face-check turns it off)",
+                model,
+                _own_file(model).name,
+            )
+        return cls.load(path)
+
+    @classmethod
     def load(cls, path: str | Path | None = None) -> LearnedCheck:
-        """The shipped check (``weights/face-check.json``) or one written by ``save``."""
+        """The shipped model's check (``LEARNED_CHECK_FILE``) or one written by ``save``."""
         path = Path(path) if path is not None else LEARNED_CHECK_FILE
         data = json.loads(Path(path).read_text())
         names = tuple(data["names"])
@@ -309,3 +329,17 @@ class LearnedCheck:
         if any(a.shape != (len(names),) for a in arrays):
             raise ValueError(f"{path}: expected {len(names)} values per field")
         return cls(*arrays, float(data["bias"]), names)
+
+
+def check_file_for(model: str | Path | None) -> Path:
+    """The learned check of the model file ``model``: ``<its stem>.face-check.json`` beside it
+    (``weights/unet-msfd.face-check.json`` for both of the shipped default's files), else the
+    shipped default model's (None: that one)."""
+    if model is not None and _own_file(model).is_file():
+        return _own_file(model)
+    return LEARNED_CHECK_FILE
+
+
+def _own_file(model: str | Path) -> Path:
+    p = Path(model)
+    return p.with_name(p.stem + CHECK_SUFFIX)

@@ -100,6 +100,8 @@ class Predictor:
         clean: keep the largest region and fill its holes; None takes the model's own.
         batch_size: largest batch handed to the backend at once (bounds memory).
         info: what the model file says of itself (metrics, provenance).
+        source: the model file it was loaded from (None: built in memory); what belongs to
+            that file (its learned face check) is found beside it.
     """
 
     def __init__(
@@ -110,8 +112,10 @@ class Predictor:
         clean: bool | None = None,
         batch_size: int = 32,
         info: dict[str, Any] | None = None,
+        source: Path | None = None,
     ):
         self.backend = backend
+        self.source = source
         self.config = config
         self.size = config.data.image_size
         self.threshold = config.infer.threshold if threshold is None else threshold
@@ -138,8 +142,9 @@ class Predictor:
             options: for the backend, e.g. threads=2, device="cpu"; precision="fp32" for
                 the torch backend (the onnx one runs the file's own precision).
         """
-        net, cfg, info = load_backend(resolve_model_path(model, backend), backend, **options)
-        return cls(net, cfg, threshold=threshold, clean=clean, info=info)
+        path = resolve_model_path(model, backend)
+        net, cfg, info = load_backend(path, backend, **options)
+        return cls(net, cfg, threshold=threshold, clean=clean, info=info, source=path)
 
     from_pretrained = load
 

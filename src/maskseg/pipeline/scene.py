@@ -193,11 +193,12 @@ class ScenePredictor:
 
     @property
     def learned(self) -> Any:
-        """The learned face check (``LearnedCheck``), loaded on first use."""
+        """The learned face check of the predictor's model file (``LearnedCheck.for_model``),
+        loaded on first use."""
         if self._learned is None:
             from maskseg.pipeline.face_check import LearnedCheck
 
-            self._learned = LearnedCheck.load()
+            self._learned = LearnedCheck.for_model(getattr(self.predictor, "source", None))
         return self._learned
 
     def learned_drop(

@@ -446,6 +446,48 @@ def test_gate_then_evaluate_faces(tmp_path: Path, face_crops, msfd_tiny: Path, c
     assert after[1] < 1.0  # the gate empties some unmasked face's mask
 
 
+def test_a_model_fits_its_own_face_check(tmp_path: Path, face_crops, caplog):
+    """``maskseg.train.face_check``: a model that paints every pixel gives every detection a
+    mask, so the photos' faces become rows (the main face of each masked photo a mask, the
+    faces of the plain portraits false masks); the check written beside the model is then
+    the one the scene path reads, with no warning. A model that paints nothing has no rows:
+    a clear error naming the folder, and no file."""
+    from maskseg.data.faces import load_index
+    from maskseg.pipeline.face_check import check_file_beside, check_file_for
+    from maskseg.pipeline.scene import ScenePredictor
+    from maskseg.train.face_check import fit_face_check
+
+    faces, _ = face_crops
+    ids = [e.id for e in load_index(faces)]
+    net, cfg = tiny_net(0, mask_everywhere=True)
+    model = tmp_path / "tiny.safetensors"
+    save_weights(model, net, cfg)
+    check = check_file_beside(model)
+    assert check.name == "tiny.face-check.json"
+    figures = fit_face_check(model, faces, ids, check)
+    # masked.png, masked_mirror.png and face.jpg have a main face; plain.png, plain_mirror.png
+    # a face each; flat.png none
+    assert figures["masks_on_a_main_face"] >= 3 and figures["painted_in_unmasked_photos"] >= 2
+    assert (
+        figures["rows"] == figures["masks_on_a_main_face"] + figures["painted_in_unmasked_photos"]
+    )
+    assert json.loads(check.read_text())["rows"] == figures["rows"]
+    assert check_file_for(model) == check
+    with caplog.at_level("WARNING", logger="maskseg.pipeline.face_check"):
+        own = ScenePredictor(Predictor.load(model)).learned
+    assert not caplog.text
+    assert own.mean.shape == (len(own.names),)
+
+    blank, cfg = tiny_net(0)
+    with torch.no_grad():
+        blank.head.bias.fill_(-50.0)  # paints nothing
+    empty = tmp_path / "blank.safetensors"
+    save_weights(empty, blank, cfg)
+    with pytest.raises(ValueError, match=f"{faces}.*both kinds"):
+        fit_face_check(empty, faces, ids, check_file_beside(empty))
+    assert not check_file_beside(empty).exists()
+
+
 def test_gate_head_flags_reach_the_fitted_head(tmp_path: Path, face_crops, msfd_tiny: Path, capsys):
     """`--hidden`, `--head-epochs`, `--weight-decay`, `--dropout` set GateConfig's fields (the
     written head has the asked width); unset, the help's defaults are GateConfig's own."""
@@ -471,6 +513,42 @@ def test_gate_head_flags_reach_the_fitted_head(tmp_path: Path, face_crops, msfd_
     text = " ".join(capsys.readouterr().out.split())
     assert f"(default {g.hidden})" in text and f"(default {g.epochs})" in text
     assert f"({g.weight_decay})" in text and f"({g.dropout})" in text
+
+
+def test_gate_face_check_writes_the_check_beside_the_gated_file(
+    tmp_path: Path, face_crops, msfd_tiny: Path, capsys
+):
+    """`maskseg gate --face-check` fits the gated model's own check on the same photos (here
+    the split's non-test ones) and writes it beside --output, where the scene path finds it;
+    its counts are printed and stored."""
+    from maskseg.pipeline.face_check import check_file_for
+
+    faces, _ = face_crops
+    net, cfg = tiny_net(0, mask_everywhere=True)
+    model = tmp_path / "tiny.safetensors"
+    save_weights(model, net, cfg)
+    gated = tmp_path / "gated.safetensors"
+    common = [
+        "--faces",
+        str(faces),
+        "--data",
+        str(msfd_tiny),
+        "--scenes",
+        "0",
+        "--head-epochs",
+        "2",
+    ]
+    capsys.readouterr()
+    code = main(["gate", str(model), *common, "--face-check", "--output", str(gated)])
+    printed = capsys.readouterr()
+    check = tmp_path / "gated.face-check.json"
+    assert code == 0, printed.err
+    m = re.search(
+        r"face check fitted on (\d+) painted faces \((\d+) masks on a main face, (\d+)", printed.out
+    )
+    assert m and int(m[1]) == int(m[2]) + int(m[3]), printed.out
+    assert f"wrote {check}" in printed.out and check_file_for(gated) == check
+    assert json.loads(check.read_text())["rows"] == int(m[1])
 
 
 @pytest.mark.slow  # two gate fits with synthetic scenes

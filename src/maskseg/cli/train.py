@@ -123,7 +123,12 @@ def cmd_cv(a: argparse.Namespace) -> int:
 def cmd_gate(a: argparse.Namespace) -> int:
     from maskseg.train.workflows import gate_model
 
-    refuse_overwrite([a.output], [a.model], a.data, a.faces)
+    outputs = [a.output]
+    if a.face_check:
+        from maskseg.pipeline.face_check import check_file_beside
+
+        outputs.append(check_file_beside(a.output))
+    refuse_overwrite(outputs, [a.model], a.data, a.faces)
     from maskseg.train.gate import GateConfig
     from maskseg.train.lowworn import LowWornConfig
 
@@ -146,6 +151,7 @@ def cmd_gate(a: argparse.Namespace) -> int:
         n_scenes=a.scenes,
         low_worn=low,
         photo_negatives=a.photo_negatives,
+        face_check=a.face_check,
     )
     s = fitted["gate"]
     print(
@@ -158,6 +164,13 @@ def cmd_gate(a: argparse.Namespace) -> int:
             f"validation fold {a.val_fold}: false-mask rate {v['false_mask_rate']:.3f} "
             f"({v['n_without_mask']} unmasked faces), found rate {v['found_rate']:.3f} "
             f"({v['n_with_mask']} masked faces)"
+        )
+    if "face_check" in fitted:
+        c = fitted["face_check"]
+        print(
+            f"face check fitted on {c['rows']} painted faces ({c['masks_on_a_main_face']} masks "
+            f"on a main face, {c['painted_in_unmasked_photos']} in photos without a mask); "
+            f"wrote {c['file']}"
         )
     return 0
 
@@ -281,6 +294,14 @@ def add_gate(add: AddCommand) -> None:
         type=int,
         metavar="N",
         help="N copies of each crop cut from a moved and scaled window (0)",
+    )
+    p.add_argument(
+        "--face-check",
+        action="store_true",
+        help="then fit the gated model's own learned face check on the same part's whole "
+        "photos and write it beside --output as <stem>.face-check.json (the scene path reads "
+        "it; without one a model uses the shipped model's check, fitted on another model's "
+        "confidence)",
     )
     p.set_defaults(func=cmd_gate)
 

@@ -308,12 +308,12 @@ class LearnedCheck:
         """The check fitted on the model file ``model``'s own outputs (``check_file_for``);
         the shipped model's, with a warning, for a model that has none."""
         path = check_file_for(model)
-        if model is not None and path != _own_file(model):
+        if model is not None and path != check_file_beside(model):
             log.warning(
                 "%s has no learned face check of its own (%s); using the shipped model's, "
                 "which reads another model's confidence (--no-face-check turns it off)",
                 model,
-                _own_file(model).name,
+                check_file_beside(model).name,
             )
         return cls.load(path)
 
@@ -335,11 +335,13 @@ def check_file_for(model: str | Path | None) -> Path:
     """The learned check of the model file ``model``: ``<its stem>.face-check.json`` beside it
     (``weights/unet-msfd.face-check.json`` for both of the shipped default's files), else the
     shipped default model's (None: that one)."""
-    if model is not None and _own_file(model).is_file():
-        return _own_file(model)
+    if model is not None and check_file_beside(model).is_file():
+        return check_file_beside(model)
     return LEARNED_CHECK_FILE
 
 
-def _own_file(model: str | Path) -> Path:
+def check_file_beside(model: str | Path) -> Path:
+    """Where the model file ``model``'s own learned check belongs: ``<stem>.face-check.json``
+    beside it."""
     p = Path(model)
     return p.with_name(p.stem + CHECK_SUFFIX)

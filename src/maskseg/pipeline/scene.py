@@ -213,23 +213,44 @@ class ScenePredictor:
     ) -> np.ndarray:
         """Bool per face: the learned face check (``SceneConfig.face_learned``) finds its
         painted mask unlikely to be a face's. Only painted faces (and of those, ``only``'s)
-        are read: one Face Mesh call for them all, then the wear reading of each.
+        are read (``check_features``).
 
         Args:
             result: ``paste`` of these faces at the image's own size (size None).
         """
-        from maskseg.pipeline.face_check import detection_features
+        drop = np.zeros(len(dets), bool)
+        if self.config.face_learned is None:
+            return drop
+        idx, x = self.check_features(image, dets, logits, result, only, deadline=deadline)
+        if len(idx):
+            drop[idx] = self.learned.proba(x) < self.config.face_learned
+        return drop
+
+    def check_features(
+        self,
+        image: np.ndarray,
+        dets: Any,
+        logits: np.ndarray,
+        result: SceneResult,
+        only: np.ndarray | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(indices of the painted faces, and of those ``only``'s; their
+        ``face_check.detection_features`` rows): what the learned check reads, from one Face
+        Mesh call for them all and the wear reading of each. ``maskseg gate --face-check``
+        fits a model's check on the same rows."""
+        from maskseg.pipeline.face_check import LEARNED_FEATURES, detection_features
         from maskseg.pipeline.request import face_parts
         from maskseg.pipeline.wear import judge
 
         n = len(dets)
-        drop = np.zeros(n, bool)
-        painted = np.array([f.mask for f in result.faces], bool)
+        painted = np.array([f.mask for f in result.faces], bool).reshape(n)
         if only is not None:
             painted &= np.asarray(only, bool)
-        if self.config.face_learned is None or not painted.any():
-            return drop
         idx = np.flatnonzero(painted)
+        if not len(idx):
+            return idx, np.zeros((0, len(LEARNED_FEATURES)))
         check_deadline(deadline, "the learned face check")
         marks = self.finder.checker.landmarker.for_detections(image, dets[idx], deadline=deadline)
         parts = face_parts(result.mask, result.faces)
@@ -245,8 +266,7 @@ class ScenePredictor:
         x = detection_features(
             dets.boxes, dets.scores, dets.keypoints, presence, peak, area, verdicts, image.shape[:2]
         )
-        drop[idx] = self.learned.proba(x[idx]) < self.config.face_learned
-        return drop
+        return idx, x[idx]
 
     def crop_masks(self, logits: np.ndarray) -> list[np.ndarray]:
         """Each crop's mask at the model's input size (thresholded, cleaned)."""

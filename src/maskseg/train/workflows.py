@@ -322,6 +322,7 @@ def gate_model(
     n_scenes: int = 400,
     low_worn: LowWornConfig | None = None,
     photo_negatives: int = 0,
+    face_check: bool = False,
 ) -> dict:
     """Fit the mask-presence gate of a trained model and write the gated weight file.
 
@@ -447,6 +448,15 @@ def gate_model(
         )
     if predictor is not None:
         summary["gate"]["val"] = presence_rates(predictor, load_crops(faces_dir, val_ids)).as_dict()
+    if face_check:
+        from maskseg.pipeline.face_check import check_file_beside
+        from maskseg.train.face_check import fit_face_check
+
+        check = check_file_beside(output)
+        summary["face_check"] = {
+            **fit_face_check(output, faces_dir, train_ids, check),
+            "file": str(check),
+        }
     return summary
 
 

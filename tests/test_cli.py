@@ -575,6 +575,17 @@ def test_models_lists_a_readable_table_and_json(capsys, monkeypatch):
     assert [m["name"] for m in models][:1] == ["unet-msfd"] and models[0]["default"]
     held = next(m for m in models if m["name"] == "unet-msfd-heldout")
     assert held["trained_on"]["test_fraction"] > 0 and held["files"][0]["precision"] == "INT8"
+    # each gated model's learned face check: its own file beside it, or the fallback, said so
+    assert text.count("  face check:") == 4
+    assert "face check:   its own, unet-msfd.face-check.json (" in text
+    by_name = {m["name"]: m for m in models}
+    assert by_name["unet-msfd"]["face_check"]["file"] == "unet-msfd.face-check.json"
+    assert (
+        by_name["unet-msfd"]["face_check"]["rows"]
+        > by_name["unet-msfd"]["face_check"]["painted_in_unmasked_photos"]
+        > 0
+    )
+    assert by_name["unet-msfd-fast-heldout"]["face_check"] is None
     assert all(f["bytes"] > 0 for m in models for f in m["files"])
     # where listing the architectures needs PyTorch, the listing says what to install
     from maskseg.cli import models as cli_models

@@ -99,6 +99,7 @@ def _info(path: Path) -> dict[str, Any] | None:
 def describe_models() -> list[dict[str, Any]]:
     """One dict per shipped model, as ``maskseg models --json`` prints them."""
     from maskseg.pipeline.detect import DEFAULT_DETECTOR
+    from maskseg.pipeline.face_check import check_file_beside
     from maskseg.pipeline.modelfile import read_model_info
     from maskseg.pipeline.predictor import (
         DEFAULT_MODEL,
@@ -155,6 +156,7 @@ def describe_models() -> list[dict[str, Any]]:
             for backend, p in shipped[name].items()
         ]
         gate = _gate(metrics)
+        check = check_file_beside(path)  # one file serves every runtime's copy
         out.append(
             {
                 "name": name,
@@ -175,6 +177,8 @@ def describe_models() -> list[dict[str, Any]]:
                     k: gate[k] for k in ("n_positive", "n_negative", "train_accuracy") if k in gate
                 },
                 "training": _training(metrics),
+                # the learned face check the scene path reads with this model
+                "face_check": _face_check(check) if check.is_file() else None,
                 "test": test,
                 "test_note": note,
                 "files": files,
@@ -190,6 +194,13 @@ def describe_models() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _face_check(path: Path) -> dict[str, Any]:
+    """What a learned face check file says of itself (its weights left out)."""
+    data = json.loads(path.read_text())
+    keep = ("rows", "masks_on_a_main_face", "painted_in_unmasked_photos", "fitted_on")
+    return {"file": path.name, **{k: data[k] for k in keep if k in data}}
 
 
 def architectures() -> list[str] | None:
@@ -229,6 +240,18 @@ def format_models(models: list[dict[str, Any]], names: list[str] | None, width: 
             if "train_accuracy" in g:
                 text += f" (training accuracy {g['train_accuracy']:.4f})"
             rows.append(("mask gate", text))
+        if m["gate"]:
+            c = m["face_check"]
+            rows.append(
+                (
+                    "face check",
+                    f"its own, {c['file']} ({c['rows']} painted faces, "
+                    f"{c['painted_in_unmasked_photos']} of them false masks)"
+                    if c
+                    else "none of its own: the default model's, fitted on another model's "
+                    "confidence (`maskseg gate --face-check` fits one)",
+                )
+            )
         if m["training"]:
             f = m["training"]
             parts = [f"epoch {f['epoch']}"] if "epoch" in f else []

@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from maskseg.console import cpu_description
@@ -158,6 +159,12 @@ def main() -> None:
         "(JSON) here: beside the model file as <stem>.face-check.json, it is that model's",
     )
     ap.add_argument("--fit-rows", type=Path, nargs="+", default=[])
+    ap.add_argument(
+        "--touch",
+        action="store_true",
+        help="also each threshold with the touch rule: a face the learned check would empty "
+        "keeps its mask when that mask touches the mask of a larger face that stays",
+    )
     a = ap.parse_args()
     if a.write is not None:
         rows = [np.load(f) for f in a.fit_rows]
@@ -222,12 +229,40 @@ def main() -> None:
             k &= clf.proba(features(rec)) >= t
         return k
 
-    rows = [(f"size<{SIZES[0]:.2f} (shipped)", None)]
-    rows += [(f"learned p<{t:g} | size<{SIZES[0]:.2f}", t) for t in a.thresholds]
-    for name, t in rows:
+    def touching(rec: dict, t: float, run: Runner) -> np.ndarray:
+        """``rule`` at t, with the faces it empties kept where their mask touches (within 2
+        px) the mask of a larger face that stays."""
+        size_ok = rule(rec, None)
+        k = rule(rec, t)
+        dropped = np.flatnonzero(size_ok & ~k)
+        if not len(dropped) or not k.any():
+            return k
+        dets = rec["dets"]
+        side = np.maximum(dets.boxes[:, 2] - dets.boxes[:, 0], dets.boxes[:, 3] - dets.boxes[:, 1])
+        out = k.copy()
+        for i in dropped:
+            larger = k & (side > side[i])
+            if not larger.any():
+                continue
+            own = np.zeros(len(dets), bool)
+            own[i] = True
+            mine = run.mask(rec, own)
+            if not mine.any():
+                continue
+            grown = cv2.dilate(run.mask(rec, larger).astype(np.uint8), np.ones((5, 5), np.uint8))
+            out[i] = bool((grown.astype(bool) & mine).any())
+        return out
 
-        def kept(rec: dict, t=t) -> np.ndarray:
-            return rule(rec, t)
+    rows = [(f"size<{SIZES[0]:.2f} (shipped)", None, False)]
+    rows += [(f"learned p<{t:g} | size<{SIZES[0]:.2f}", t, False) for t in a.thresholds]
+    if a.touch:
+        rows += [(f"learned p<{t:g} + touch", t, True) for t in a.thresholds]
+    for name, t, touch in rows:
+
+        def kept(rec: dict, t=t, touch=touch) -> np.ndarray:
+            # the scene records (``sc``) are the twin's, read through its own runner
+            run = twin_runner if any(rec is r for r in sc) else runner
+            return touching(rec, t, run) if touch else rule(rec, t)
 
         # masked photos whose mask lies on their main face (``bench_photos.ON_FACE``)
         on_face = np.mean(

@@ -204,9 +204,7 @@ class Runner:
     def record(self, image: np.ndarray, truth: np.ndarray | None = None) -> dict:
         sc = self.scene
         dets = sc.detect(image)
-        rects = sc.crop_rects(dets)
-        logits = sc.crop_logits(image, rects)
-        rects, logits = sc.regrow(image, rects, logits)
+        rects, logits = sc.segment_windows(image, dets)
         marks = self.landmarker.for_detections(image, dets) if len(dets) else []
         presence = np.array([m.presence for m in marks], np.float32)
         odd_wear = np.zeros(len(dets), bool)

@@ -53,6 +53,7 @@ from maskseg.pipeline.face_check import (
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor
 from maskseg.pipeline.scene_config import SceneConfig
+from maskseg.train.face_check import centres_inside
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_photos import ON_FACE, window_share  # noqa: E402
@@ -112,17 +113,12 @@ def training_rows(
                 continue
             k = keep_mask(rec["dets"].boxes, rec["dets"].scores, SIZE_CHECK) & rec["painted"]
             f = features(rec)
+            if label == "with_mask":  # only the main face's mask is known to be one
+                has_rect = bool(e.rect) and len(e.rect) == 4
+                k &= centres_inside(rec["dets"].boxes, e.rect) if has_rect else False
             for i in np.flatnonzero(k):
-                if label == "without_mask":
-                    xs.append(f[i])
-                    ys.append(0.0)
-                elif e.rect and len(e.rect) == 4:
-                    x1, y1, x2, y2 = e.rect
-                    b = rec["dets"].boxes[i]
-                    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-                    if x1 <= cx <= x2 and y1 <= cy <= y2:
-                        xs.append(f[i])
-                        ys.append(1.0)
+                xs.append(f[i])
+                ys.append(float(label == "with_mask"))
     return np.array(xs).reshape(-1, len(LEARNED_FEATURES)), np.array(ys)
 
 

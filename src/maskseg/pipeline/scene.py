@@ -180,9 +180,7 @@ class ScenePredictor:
         else:
             dets = detections
         check_deadline(deadline, "cropping faces")
-        rects = self.crop_rects(dets, tracked)
-        logits = self.crop_logits(image, rects, deadline=deadline)
-        rects, logits = self.regrow(image, rects, logits, deadline=deadline)
+        rects, logits = self.segment_windows(image, dets, tracked, deadline=deadline)
         if self.config.face_learned is not None and len(dets):
             probe = self.paste(image.shape[:2], None, dets, rects, logits, deadline=deadline)
             drop = self.learned_drop(image, dets, logits, probe, deadline=deadline)
@@ -190,6 +188,20 @@ class ScenePredictor:
                 return probe
             logits = empty_where(logits, drop)
         return self.paste(image.shape[:2], size, dets, rects, logits, deadline=deadline)
+
+    def segment_windows(
+        self,
+        image: np.ndarray,
+        dets: Any,
+        tracked: bool = False,
+        *,
+        deadline: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(windows, logits) of these faces: each face's window segmented, then grown and
+        redone where its mask reaches an edge (``regrow``); what ``segment`` pastes."""
+        rects = self.crop_rects(dets, tracked)
+        logits = self.crop_logits(image, rects, deadline=deadline)
+        return self.regrow(image, rects, logits, deadline=deadline)
 
     @property
     def learned(self) -> Any:

@@ -32,20 +32,24 @@ def photo_rows(
     dets = scene.detect(image)
     if not len(dets):
         return empty
-    rects = scene.crop_rects(dets)
-    logits = scene.crop_logits(image, rects)
-    rects, logits = scene.regrow(image, rects, logits)
+    rects, logits = scene.segment_windows(image, dets)
     result = scene.paste(image.shape[:2], None, dets, rects, logits)
     idx, x = scene.check_features(image, dets, logits, result)
     if not masked:
         return x, np.zeros(len(idx))
     if not rect or len(rect) != 4:
         return empty
-    x1, y1, x2, y2 = rect
-    b = dets.boxes[idx]
-    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
-    inside = (x1 <= cx) & (cx <= x2) & (y1 <= cy) & (cy <= y2)
+    inside = centres_inside(dets.boxes[idx], rect)
     return x[inside], np.ones(int(inside.sum()))
+
+
+def centres_inside(boxes: np.ndarray, rect: list[float]) -> np.ndarray:
+    """Bool per box (x1, y1, x2, y2): its centre lies in ``rect``, the window ``maskseg
+    data faces`` cut round a photo's main face (edges included): that face's detection."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    x1, y1, x2, y2 = rect
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    return (x1 <= cx) & (cx <= x2) & (y1 <= cy) & (cy <= y2)
 
 
 def fit_face_check(

@@ -3,7 +3,7 @@ each detection, fitted on training photos, swept on validation (docs/shipped-mod
 "A learned face check").
 
     python benchmarks/sweep_face_classifier.py --model runs22/M0.safetensors [--fold 0]
-        [--limit 0] [--train-features FILE]
+        [--limit 0] [--train-features FILE] [--set retry_small=0 ...]
 
 Every photo goes once through the scene path's stages with every detection kept
 (``sweep_face_check.Runner``: detect, windows, segment, grow and redo, Face Mesh presence,
@@ -52,7 +52,7 @@ from maskseg.pipeline.face_check import (
 )
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor
-from maskseg.pipeline.scene_config import SceneConfig
+from maskseg.pipeline.scene_config import SceneConfig, scene_config
 from maskseg.train.face_check import centres_inside
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -156,6 +156,14 @@ def main() -> None:
     )
     ap.add_argument("--fit-rows", type=Path, nargs="+", default=[])
     ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a scene setting for every run of the scene path here (training rows, photos, "
+        "scenes, maskedface-seg), e.g. retry_small=0",
+    )
+    ap.add_argument(
         "--touch",
         action="store_true",
         help="also each threshold with the touch rule: a face the learned check would empty "
@@ -180,9 +188,11 @@ def main() -> None:
 
     landmarker = FaceLandmarker()
     model = Predictor.load(a.model)
-    off = SceneConfig(face_min_side=None, face_presence=None)
+    off = scene_config(a.set, SceneConfig(face_min_side=None, face_presence=None))
     runner = Runner(ScenePredictor(model, off), landmarker, wear=True)
     print(f"CPU: {cpu_description()}; model {a.model}, twin {a.twin}; fold {a.fold}", flush=True)
+    if a.set:
+        print(f"scene settings: {off}", flush=True)
     if a.train_only:
         x, y = training_rows(runner, a.faces, model.config.data, a.fold, a.limit, a.rows_from)
         np.savez(a.train_features, x=x, y=y)

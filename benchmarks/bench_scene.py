@@ -14,6 +14,10 @@ the model as it is), missed masked faces, unmasked faces that got a mask (> 1 % 
 square), and ms per scene.
 ``--part fold0`` scores fold 0's validation pairs instead (for choices made on validation).
 ``--set NAME=VALUE`` changes a scene setting (``maskseg.pipeline.scene.SceneConfig``).
+``--breakdown`` also says where the full-frame IoU is lost: per background kind; per placed
+masked face, IoU inside its own square and why a face got no mask there (not found, or found
+and left empty by the gate or the face check); and how much paint lies outside the masked
+squares (on unmasked faces, or on the background around them).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from maskseg.data.splits import load_split
-from maskseg.data.synth import compose
+from maskseg.data.synth import BACKGROUNDS, compose
 from maskseg.evaluate.metrics import confusion, iou
 from maskseg.pipeline.detect import box_iou
 from maskseg.pipeline.predictor import Predictor
@@ -65,6 +69,7 @@ def main() -> None:
     ap.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="a scene setting"
     )
+    ap.add_argument("--breakdown", action="store_true", help="where the IoU is lost")
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
@@ -90,6 +95,7 @@ def main() -> None:
     scene_ious, inter, union, ms = [], 0, 0, []
     missed = placed_masked = placed_unmasked = false_masks = 0
     crop_ious_of_placed = []
+    parts = Breakdown()
     for k, s in enumerate(pairs):
         for _ in range(a.repeats):
             faces = [(s.id, s.image, s.mask)]
@@ -100,6 +106,9 @@ def main() -> None:
                 u = unmasked[int(rng.integers(len(unmasked)))]
                 faces.append((u.id, u.image, None))
             photo = pairs[int(rng.integers(len(pairs)))].image
+            state = rng.bit_generator.state  # compose draws the background kind first
+            kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+            rng.bit_generator.state = state
             sc = compose(faces, rng, photo=photo)
             start = time.perf_counter()
             result = scene.segment(sc.image)
@@ -108,6 +117,8 @@ def main() -> None:
             scene_ious.append(float(iou(c)))
             inter, union = inter + int(c.tp[0]), union + int(c.tp[0] + c.fp[0] + c.fn[0])
             boxes = np.array([f.box for f in result.faces], np.float64).reshape(-1, 4)
+            if a.breakdown:
+                parts.add(kind, scene_ious[-1], sc, result, boxes)
             for p in sc.placements:
                 rect = np.array(p.rect, np.float64)
                 x1, y1, x2, y2 = p.rect
@@ -137,6 +148,54 @@ def main() -> None:
         f"({false_masks / max(1, placed_unmasked):.1%})"
     )
     print(f"ms per scene: median {statistics.median(ms):.1f}")
+    if a.breakdown:
+        parts.report()
+
+
+class Breakdown:
+    """Where a scene's IoU goes (``--breakdown``)."""
+
+    def __init__(self) -> None:
+        self.by_kind: dict[str, list[float]] = {}
+        self.face_ious: list[float] = []
+        self.not_found = self.left_empty = 0
+        self.tp = self.painted = self.on_unmasked = self.around = 0
+
+    def add(self, kind: str, scene_iou: float, sc, result, boxes: np.ndarray) -> None:
+        self.by_kind.setdefault(kind, []).append(scene_iou)
+        mask = result.mask.astype(bool)
+        masked_squares = np.zeros_like(mask)
+        for p in sc.placements:
+            x1, y1, x2, y2 = p.rect
+            if not p.masked:
+                self.on_unmasked += int(mask[y1:y2, x1:x2].sum())
+                continue
+            masked_squares[y1:y2, x1:x2] = True
+            c = confusion(mask[y1:y2, x1:x2], sc.truth[y1:y2, x1:x2])
+            self.face_ious.append(float(iou(c)))
+            if not mask[y1:y2, x1:x2].any():
+                found = len(boxes) and box_iou(np.array(p.rect, np.float64), boxes).max() >= 0.25
+                self.left_empty += bool(found)
+                self.not_found += not found
+        self.tp += int((mask & sc.truth).sum())
+        self.painted += int(mask.sum())
+        self.around += int((mask & ~masked_squares).sum())
+
+    def report(self) -> None:
+        print("\nbreakdown")
+        for kind, v in sorted(self.by_kind.items()):
+            print(f"  background {kind:<9} scenes {len(v):3d}  scene IoU mean {np.mean(v):.4f}")
+        f = np.array(self.face_ious)
+        print(
+            f"  masked faces {len(f)}: IoU inside their own square mean {f.mean():.4f}, "
+            f"median {np.median(f):.4f}; no mask in the square: {self.not_found} not found, "
+            f"{self.left_empty} found and left empty (gate or face check)"
+        )
+        print(
+            f"  paint outside the masked squares: {self.around / max(1, self.painted):.1%} of "
+            f"all painted pixels ({self.on_unmasked / max(1, self.painted):.1%} on unmasked "
+            f"faces); true pixels found {self.tp:,}, painted {self.painted:,}"
+        )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from maskseg.io import read_image
-from maskseg.train.composites import CompositeConfig, composite_windows, cut_pair, frame_window
+from maskseg.train.composites import (
+    CompositeConfig,
+    composite_windows,
+    cut_pair,
+    ends_inside,
+    frame_window,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -67,6 +73,36 @@ def test_composites_of_the_examples():
     assert len({round(float(s), 3) for s in shares}) > 1
     # worn low: the drawn drops include both kinds
     assert min(made.drops) < 0.2 and max(made.drops) > 0.2
+
+
+def test_ends_inside_hand_computed():
+    m = np.zeros((100, 100), bool)
+    assert not ends_inside(m)  # no mask at all
+    m[40:90] = True
+    assert ends_inside(m)  # the bottom 4 rows are empty
+    m[96:, :8] = True  # 32 of the band's 400 pixels: 8 %
+    assert not ends_inside(m)
+    assert ends_inside(m, most=0.1)
+    m[96:] = False
+    m[99, :8] = True  # 8 of 400: 2 %, at the limit
+    assert ends_inside(m)
+
+
+def test_whole_masks_only_skips_a_cut_mask():
+    """The example's mask reaches its crop's bottom edge; cut straight at the chin as it is,
+    no composite is made from it when only whole masks are allowed."""
+    image, mask = _example_pair()
+    photo = read_image(EXAMPLES / "astronaut.jpg")
+    cut = mask.copy()
+    cut[-10:] = cut[-30:-20].any(0)  # the mask runs on to the bottom edge
+    assert not ends_inside(cut)
+    with pytest.raises(ValueError, match="composites need pairs"):
+        composite_windows([(image, cut)], [photo], CompositeConfig(n=2, whole_masks=True))
+    ends = mask.copy()
+    ends[-12:] = False
+    assert ends_inside(ends)
+    made = composite_windows([(image, ends)], [photo], CompositeConfig(n=2, whole_masks=True))
+    assert len(made.images) == 2
 
 
 def test_composites_need_a_face():

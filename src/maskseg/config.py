@@ -29,8 +29,9 @@ class DataConfig:
     ``composites`` > 0 adds that many windows of the training pairs' masks composited onto
     the training photos without a mask of ``composite_faces`` (a ``maskseg data faces``
     folder), framed ``composite_scale_min`` to ``_max`` times the scene path's window
-    (``maskseg.train.composites``); ``pair_repeat``
-    repeats each crop that many times per epoch beside them.
+    (``maskseg.train.composites``), ``composite_roomy_share`` of them from photos with room
+    around the face and, with ``composite_whole_masks``, only from masks that end inside their
+    crop; ``pair_repeat`` repeats each crop that many times per epoch beside them.
     ``pseudo``: a ``maskseg pseudo`` folder whose teacher-labelled crops are
     further training rows (``maskseg.train.pseudo``; never validated or tested on).
     """
@@ -46,6 +47,8 @@ class DataConfig:
     composite_faces: str = ""
     composite_scale_min: float = 1.0
     composite_scale_max: float = 1.8
+    composite_roomy_share: float = 0.5
+    composite_whole_masks: bool = False
     pair_repeat: int = 1
     pseudo: str = ""
 

@@ -31,6 +31,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
             kwargs["choices"] = CHOICES[field]
         p.add_argument(flag, dest=f"{section}__{field}", metavar=field.upper(), **kwargs)
     p.add_argument(
+        "--composite-whole-masks",
+        dest="data__composite_whole_masks",
+        action="store_const",
+        const=True,
+        help="composite only the training masks that end inside their crop (not cut by its "
+        "bottom edge), so no pasted mask ends in a straight line",
+    )
+    p.add_argument(
         "--sync-bn",
         dest="train__sync_bn",
         action="store_const",

@@ -104,6 +104,14 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
         float,
         "largest composite window, times the scene path's window side",
     ),
+    (
+        "--composite-roomy-share",
+        "data",
+        "composite_roomy_share",
+        float,
+        "share of composites on photos with room around the face (the rest: any photo, whose "
+        "window may run past its edges)",
+    ),
     ("--pair-repeat", "data", "pair_repeat", int, "each training crop this many times per epoch"),
     (
         "--pseudo",

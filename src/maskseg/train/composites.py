@@ -45,6 +45,9 @@ class CompositeConfig:
             collar, hair and background in view; about 6 % of ../shared/data/faces' photos
             without a mask); most photos of faces are tight crops, whose windows only
             repeat their edges.
+        whole_masks: only masks that end inside their crop (``ends_inside``): a mask cut by
+            its crop's bottom edge, pasted onto a face, ends in a straight line with the
+            face's neck below, a mask no one wears (the label is right, the picture is not).
         max_side: target photos are shrunk to at most this long side first (speed).
         seed: draws of photos, pairs, drops and framings.
     """
@@ -56,6 +59,7 @@ class CompositeConfig:
     scale: tuple[float, float] = (1.0, 1.8)
     shift: float = 0.1
     roomy_share: float = 0.5
+    whole_masks: bool = False
     max_side: int = 1024
     seed: int = 0
 
@@ -105,6 +109,14 @@ def cut_pair(
     return crop, lab.astype(np.uint8)
 
 
+def ends_inside(mask: np.ndarray, band: float = 0.04, most: float = 0.02) -> bool:
+    """Whether a crop's mask ends inside it: at most ``most`` of its bottom band (``band`` of
+    its height, at least 2 rows) is mask."""
+    m = np.asarray(mask, bool)
+    rows = max(2, int(round(band * m.shape[0])))
+    return bool(m.any()) and float(m[-rows:].mean()) <= most
+
+
 def composite_windows(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     photos: Iterable[np.ndarray],
@@ -126,6 +138,8 @@ def composite_windows(
 
     cfg = CompositeConfig() if cfg is None else cfg
     finder = FaceFinder(SceneConfig())  # the scene path's finder, as shipped
+    if cfg.whole_masks:
+        pairs = [(image, mask) for image, mask in pairs if ends_inside(mask)]
     sources = mask_sources(pairs)
     targets, roomy = [], []
     n_photos = 0

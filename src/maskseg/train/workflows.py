@@ -514,6 +514,8 @@ def _composites(cfg: Config, pair_splits: Splits, pair_ids: list[str], fold: int
         CompositeConfig(
             n=d.composites,
             scale=(d.composite_scale_min, d.composite_scale_max),
+            roomy_share=d.composite_roomy_share,
+            whole_masks=d.composite_whole_masks,
             seed=cfg.train.seed,
         ),
         d.image_size,

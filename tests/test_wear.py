@@ -390,6 +390,7 @@ def test_summary_csv_and_coco_round_trip_through_pycocotools(tmp_path: Path, cap
     assert tuple(rows[0]) == (
         "file",
         "face",
+        "score",
         "verdict",
         "nose",
         "mouth",
@@ -404,6 +405,7 @@ def test_summary_csv_and_coco_round_trip_through_pycocotools(tmp_path: Path, cap
     for image, k, f in faces:
         row, w = by_key[(image, k)], f["wear"]
         assert row["verdict"] == (w["verdict"] or "") and float(row["mask_area"]) == f["mask_area"]
+        assert row["score"] == ("" if f["score"] is None else str(f["score"]))
         if w["verdict"] is None:
             assert row["reason"] == w["reason"] and row["nose"] == ""
         else:

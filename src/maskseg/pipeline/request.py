@@ -246,6 +246,7 @@ class RequestEngine:
 SUMMARY_COLUMNS = (
     "file",
     "face",
+    "score",
     "verdict",
     "nose",
     "mouth",
@@ -263,7 +264,8 @@ def summary_rows(
     file: str, records: list[dict[str, Any]], parts: list[tuple[int, int, np.ndarray]]
 ) -> list[dict[str, Any]]:
     """One summary row per face (``SUMMARY_COLUMNS``); yes/no parts as 1/0, a face not
-    judged with an empty verdict and its reason."""
+    judged with an empty verdict and its reason; the detector score (empty in crop mode), by
+    which a compliance count can set aside the doubtful detections listed without a mask."""
     rows = []
     for k, (record, (_, _, part)) in enumerate(zip(records, parts, strict=True)):
         wear = record.get("wear") or {}
@@ -273,6 +275,7 @@ def summary_rows(
             {
                 "file": file,
                 "face": k,
+                "score": "" if record.get("score") is None else record["score"],
                 "verdict": wear.get("verdict") or "",
                 **flags,
                 "coverage": wear["coverage"] if judged else "",

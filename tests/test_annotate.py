@@ -122,3 +122,23 @@ def test_overlay_of_a_full_mask(shape):
     image = np.full((*shape, 3), 110, np.uint8)
     out = overlay(image, np.ones(shape, bool))
     assert out.shape == image.shape and (out != image).any(axis=2).all()
+
+
+def test_overlay_blends_only_the_mask_and_outlines_each_blob_in_place():
+    """Two blobs far apart, one in the image's corner: every mask pixel is tinted as the
+    whole-image formula says, the outlines sit on each blob's own edge (the bounding-box
+    offset), and no pixel outside the mask changes."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    mask = np.zeros((90, 120), bool)
+    mask[0:12, 0:15] = True  # the corner
+    mask[60:80, 90:110] = True
+    out = overlay(image, mask)
+    expected = (0.55 * image.astype(np.float32) + 0.45 * OVERLAY_COLOUR).astype(np.uint8)
+    # a blob against the picture's edge is outlined along that edge too
+    eroded = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8), borderValue=0)
+    inside = eroded.astype(bool)
+    assert (out[inside] == expected[inside]).all()
+    assert (out[mask & ~inside] == (255, 255, 0)).all()
+    assert (out[~mask] == image[~mask]).all()
+    assert image.flags.writeable and not np.shares_memory(out, image)

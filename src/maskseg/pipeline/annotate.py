@@ -97,12 +97,20 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Tint the mask region and outline its boundary, RGB uint8 in and out."""
-    out = np.ascontiguousarray(image, dtype=np.float32)
-    out[mask] = (1 - alpha) * out[mask] + alpha * OVERLAY_COLOUR
-    out = out.astype(np.uint8)
+    """Tint the mask region and outline its boundary, RGB uint8 in and out. Only the mask's
+    bounding box is blended (in float32, truncated to uint8), so a 12-megapixel photo with a
+    small mask costs a copy, not a float image of the whole picture."""
+    out = np.array(image, dtype=np.uint8, order="C", copy=True)
+    mask = np.asarray(mask, bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return out
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    box, inside = out[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    tinted = ((1 - alpha) * box.astype(np.float32) + alpha * OVERLAY_COLOUR).astype(np.uint8)
+    np.copyto(box, tinted, where=inside[..., None])
     contours, _ = cv2.findContours(
-        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        inside.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0)
     )
     thickness = max(1, round(max(image.shape[:2]) / 300))
     cv2.drawContours(out, contours, -1, (255, 255, 0), thickness)

@@ -83,11 +83,11 @@ def drawn_near(out: np.ndarray, image: np.ndarray, box, colour) -> None:
 
 
 def untouched_outside(out: np.ndarray, image: np.ndarray, boxes) -> None:
-    """Away from each box (2 px around it, and its label: 16 px above it, up to 130 px wide)
-    ``out`` is ``image``."""
+    """Away from each box (2 px around it, and its label on its patch: 18 px above it, up
+    to 130 px wide) ``out`` is ``image``."""
     near = np.zeros(image.shape[:2], bool)
     for x1, y1, x2, y2 in boxes:
-        near[max(y1 - 16, 0) : y2 + 3, max(x1 - 2, 0) : max(x2 + 3, x1 + 130)] = True
+        near[max(y1 - 18, 0) : y2 + 3, max(x1 - 2, 0) : max(x2 + 3, x1 + 130)] = True
     np.testing.assert_array_equal(out[~near], image[~near])
 
 
@@ -142,3 +142,25 @@ def test_overlay_blends_only_the_mask_and_outlines_each_blob_in_place():
     assert (out[mask & ~inside] == (255, 255, 0)).all()
     assert (out[~mask] == image[~mask]).all()
     assert image.flags.writeable and not np.shares_memory(out, image)
+
+
+def test_labels_that_would_overlap_move_to_their_next_place():
+    from maskseg.pipeline.annotate import place_labels
+
+    shape = (200, 300)
+    # alone, a label keeps its first place
+    assert place_labels([("0.80 mask 56%", [(50, 100), (50, 150)])], shape, 1) == [(50, 100)]
+    # two labels wanting the same place: the first keeps it, the second takes its next one
+    both = place_labels(
+        [("worn correctly", [(50, 100)]), ("0.39 no mask", [(60, 98), (60, 130)])], shape, 1
+    )
+    assert both == [(50, 100), (60, 130)]
+    # side by side, far enough apart: no move
+    apart = place_labels([("a", [(10, 100)]), ("b", [(200, 100)])], shape, 1)
+    assert apart == [(10, 100), (200, 100)]
+    # a place above the picture is moved inside it (baseline under the text's ascent)
+    (_, h), _ = cv2.getTextSize("x", cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    assert place_labels([("x", [(5, 50)]), ("x", [(5, 50), (5, -20)])], shape, 1)[1] == (5, h + 1)
+    # nowhere free: the first candidate all the same
+    stuck = place_labels([("x", [(5, 50)]), ("x", [(5, 50), (6, 51)])], shape, 1)
+    assert stuck == [(5, 50), (5, 50)]

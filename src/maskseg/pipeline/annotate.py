@@ -35,14 +35,50 @@ def verdict_style(wear: Any) -> tuple[str, tuple[int, int, int]]:
     return VERDICT_STYLE.get(verdict, VERDICT_STYLE[None])
 
 
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
 def _label(image: np.ndarray, text: str, at: tuple[int, int], colour: tuple, t: int) -> None:
-    """Text in ``colour`` with its baseline at ``at`` (kept inside the picture), as the
-    scores are written."""
-    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t
-    (_, h), base = cv2.getTextSize(text, font, size, t)
+    """Text with its baseline at ``at`` (kept inside the picture) on a patch of ``colour``,
+    in black or white, whichever reads better on it: legible on any photo, and the patch
+    keeps the face's colour."""
+    x, y = _inside(image.shape[:2], text, at, t)
+    (w, h), base = cv2.getTextSize(text, FONT, 0.4 * t, t)
+    cv2.rectangle(image, (x - 1, y - h - 2), (x + w + 1, y + base), colour, -1)
+    r, g, b = colour
+    ink = (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
+    cv2.putText(image, text, (x, y), FONT, 0.4 * t, ink, t, cv2.LINE_AA)
+
+
+def _inside(shape: tuple[int, int], text: str, at: tuple[int, int], t: int) -> tuple[int, int]:
+    """``at`` moved so that the text's baseline leaves its ascent and descent in the
+    picture."""
+    (_, h), base = cv2.getTextSize(text, FONT, 0.4 * t, t)
     x, y = at
-    y = min(max(y, h + 1), image.shape[0] - base - 1)
-    cv2.putText(image, text, (x, y), font, size, colour, t, cv2.LINE_AA)
+    return x, min(max(y, h + 1), shape[0] - base - 1)
+
+
+def place_labels(
+    labels: Sequence[tuple[str, Sequence[tuple[int, int]]]], shape: tuple[int, int], t: int
+) -> list[tuple[int, int]]:
+    """A baseline position per label: the first of its candidate positions (kept inside the
+    picture) whose text box meets none of the labels placed before it, else its first
+    candidate. Labels earlier in the list (the more confident faces) keep their places."""
+    placed: list[tuple[int, int, int, int]] = []
+    out = []
+    for text, candidates in labels:
+        (w, h), base = cv2.getTextSize(text, FONT, 0.4 * t, t)
+        spots = [_inside(shape, text, c, t) for c in candidates]
+        boxes = [(x - 1, y - h - 2, x + w + 2, y + base + 1) for x, y in spots]
+        free = [
+            k
+            for k, (a, b, c, d) in enumerate(boxes)
+            if not any(a < q[2] and q[0] < c and b < q[3] and q[1] < d for q in placed)
+        ]
+        k = free[0] if free else 0
+        placed.append(boxes[k])
+        out.append(spots[k])
+    return out
 
 
 def pyplot():
@@ -132,24 +168,27 @@ def draw_faces(
     """
     out = np.ascontiguousarray(image).copy()
     t = thickness or max(1, round(max(image.shape[:2]) / 400))
+    labels, colours = [], []
     for k, f in enumerate(faces):
         x1, y1, x2, y2 = (int(round(v * scale)) for v in f.box)
         colour = (40, 220, 90) if f.mask else (255, 150, 0)
         if wear is not None:
-            text, colour = verdict_style(wear[k])
-            _label(out, text, (max(0, x1), y2 + 14 * t), colour, t)
+            colour = verdict_style(wear[k])[1]
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, t, cv2.LINE_AA)
-        label = f"{f.score:.2f} mask {f.mask_area:.0%}" if f.mask else f"{f.score:.2f} no mask"
-        cv2.putText(
-            out,
-            label,
-            (x1, max(12, y1 - 4)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4 * t,
-            colour,
-            t,
-            cv2.LINE_AA,
-        )
+        x = max(0, x1)
+        text = f"{f.score:.2f} mask {f.mask_area:.0%}" if f.mask else f"{f.score:.2f} no mask"
+        # above the box, else inside its top edge, else higher up
+        labels.append((text, [(x, y1 - 4), (x + 2, y1 + 12 * t), (x, y1 - 4 - 14 * t)]))
+        colours.append(colour)
+        if wear is not None:
+            # under the box, else inside its bottom edge, else lower down
+            below = [(x, y2 + 14 * t), (x + 2, y2 - 4), (x, y2 + 28 * t)]
+            labels.append((verdict_style(wear[k])[0], below))
+            colours.append(colour)
+    # every box first, then the labels over them, each where no earlier label is
+    places = place_labels(labels, out.shape[:2], t)
+    for (text, _), at, colour in zip(labels, places, colours, strict=True):
+        _label(out, text, at, colour, t)
     return out
 
 

@@ -247,6 +247,41 @@ def test_a_grown_mask_that_never_ends_gives_the_first_one_back():
     assert result.mask[300:325, 180:220].all()
 
 
+def test_an_overshooting_growth_falls_back_to_the_shorter_step():
+    """The mask ends 15 px under the first window; growing by 0.5 reaches a white "background"
+    below it and still touches the edge, so closed growth would take it back; the shorter
+    step (0.2) ends between the two, closes, and is kept. Where the shorter step does not
+    close either, the first window comes back as without the fallback."""
+    image = picture(1000, 400, 170, 170, 230, 235)
+    image[265:, 170:230] = 255  # the background the long step reaches
+    fake = WhiteIsMask()
+    config = SceneConfig(grow_rounds=1, grow_by=0.5, grow_closed=True, grow_fallback=0.2)
+    result = scene_with(config, fake).segment(image, detections=one_face())
+    short = grow_rect(np.array([140.0, 100, 260, 220]), BOTTOM, 0.2)
+    np.testing.assert_allclose(result.faces[0].crop, short)
+    assert fake.calls == [1, 1, 1]  # first, long step, short step
+    assert result.mask[221:235, 175:225].all() and not result.mask[short[3].astype(int) :].any()
+    # without the fallback: the first window, the mask cut at its bottom
+    plain = scene_with(SceneConfig(grow_rounds=1, grow_by=0.5, grow_closed=True))
+    result = plain.segment(image, detections=one_face())
+    np.testing.assert_allclose(result.faces[0].crop, [140, 100, 260, 220])
+    assert not result.mask[220:].any()
+    # a mask that runs past the short step too: the first window comes back
+    image = picture(1000, 400, 170, 170, 230, 260)
+    image[265:, 170:230] = 255
+    fake = WhiteIsMask()
+    result = scene_with(config, fake).segment(image, detections=one_face())
+    np.testing.assert_allclose(result.faces[0].crop, [140, 100, 260, 220])
+    assert fake.calls == [1, 1, 1] and not result.mask[220:].any()
+
+
+def test_the_fallback_step_must_be_positive():
+    with pytest.raises(ValueError, match="grow_fallback"):
+        SceneConfig(grow_fallback=0.0)
+    assert scene_config(["grow_fallback=0.15"]).grow_fallback == 0.15
+    assert scene_config(["grow_fallback=none"]).grow_fallback is None
+
+
 def test_a_small_mask_gets_one_window_grown_down():
     image = picture(400, 400, 170, 216, 230, 270)  # a low mask: 4 rows inside the window
     plain = scene_with(SceneConfig(grow_rounds=0)).segment(image, detections=one_face())

@@ -335,6 +335,7 @@ class ScenePredictor:
         # faces that may grow in the next round
         live = [i for i, m in enumerate(masks) if m.any() and m.mean() >= c.grow_min]
         grew = set()
+        first_sides: dict[int, np.ndarray] = {}  # the sides each face first grew to
         for _ in range(c.grow_rounds):
             check_deadline(deadline, "growing face windows")
             grown = []
@@ -342,6 +343,7 @@ class ScenePredictor:
                 sides = self.edges_to_grow(shape, rects[i], masks[i])
                 if sides.any():
                     grown.append((i, grow_rect(rects[i], sides, c.grow_by)))
+                    first_sides.setdefault(i, sides)
             if not grown:
                 break
             new_rects = np.stack([r for _, r in grown])
@@ -354,10 +356,36 @@ class ScenePredictor:
                     live.append(i)
                     grew.add(i)
         if c.grow_closed:
-            for i in sorted(grew):
-                if self.edges_to_grow(shape, rects[i], masks[i]).any():
-                    rects[i], logits[i] = first_rects[i], first_logits[i]
+            back = [i for i in sorted(grew) if self.edges_to_grow(shape, rects[i], masks[i]).any()]
+            for i in back:
+                rects[i], logits[i] = first_rects[i], first_logits[i]
+            if back and c.grow_fallback is not None:
+                self._fall_back(image, rects, logits, back, first_sides, deadline)
         return rects, logits
+
+    def _fall_back(
+        self,
+        image: np.ndarray,
+        rects: np.ndarray,
+        logits: np.ndarray,
+        faces: list[int],
+        sides: dict[int, np.ndarray],
+        deadline: float | None,
+    ) -> None:
+        """``grow_fallback``: the faces closed growth took back, cut again from their first
+        windows (now in ``rects``) grown by the shorter step toward the sides they first grew
+        to, in one batch; a face keeps the new window and logits (in place) where its mask
+        has pixels and touches no edge of its window."""
+        check_deadline(deadline, "growing face windows by the shorter step")
+        c = self.config
+        new_rects = np.stack([grow_rect(rects[i], sides[i], c.grow_fallback) for i in faces])
+        new_logits = self.crop_logits(image, new_rects, deadline=deadline, predictor=self.redo)
+        shape = image.shape[:2]
+        for i, r, lg, m in zip(
+            faces, new_rects, new_logits, self.crop_masks(new_logits), strict=True
+        ):
+            if m.any() and not self.edges_to_grow(shape, r, m).any():
+                rects[i], logits[i] = r, lg
 
     def crop_logits(
         self,

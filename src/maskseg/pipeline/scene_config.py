@@ -49,6 +49,10 @@ GROW_MIN = 0.0
 # back: background painted below a tight face runs to the grown window's edge, a real mask
 # ends at the chin or jaw (fold-0 scene IoU 0.6905 without this rule, 0.7770 with it).
 GROW_CLOSED = True
+# A grown face that closed growth would take back is cut once more from its first window grown
+# by this much toward the sides it first grew to, and keeps that mask when it closes inside
+# the window (docs/shipped-model-plan.md, "A shorter step where growth overshoots"). None: off.
+GROW_FALLBACK: float | None = None
 # A face whose first mask covers at most this share of its crop gets one window grown toward
 # the bottom (masks worn low show too little of themselves to the gate); None: off. Off: on
 # validation it gave a third or more of unmasked photos a mask.
@@ -114,6 +118,9 @@ class SceneConfig:
         grow_min: only faces whose first mask covers at least this share of the crop grow.
         grow_closed: a grown face whose last mask still touches an edge of its window
             (inside the image) gets its first window and mask back.
+        grow_fallback: with ``grow_closed``, such a face is first cut again from its first
+            window grown by this much toward the sides it first grew to; that mask is kept
+            if it has pixels and touches no edge of its window. None: off.
         retry_small: a face whose first mask covers at most this share of its crop (an empty
             mask included) gets one window grown toward the bottom (masks worn low); its mask
             replaces the first only if it is larger. None: off.
@@ -152,6 +159,7 @@ class SceneConfig:
     grow_band: float = GROW_BAND
     grow_min: float = GROW_MIN
     grow_closed: bool = GROW_CLOSED
+    grow_fallback: float | None = GROW_FALLBACK
     retry_small: float | None = RETRY_SMALL
     face_min_side: float | None = FACE_MIN_SIDE
     face_presence: float | None = FACE_PRESENCE
@@ -171,6 +179,8 @@ class SceneConfig:
             raise ValueError(f"grow_rounds must be >= 0, got {self.grow_rounds}")
         if self.grow_by <= 0:
             raise ValueError(f"grow_by must be > 0, got {self.grow_by}")
+        if self.grow_fallback is not None and self.grow_fallback <= 0:
+            raise ValueError(f"grow_fallback must be > 0 or None, got {self.grow_fallback}")
         if not 0 <= self.grow_touch < 1:
             raise ValueError(f"grow_touch must be in [0, 1), got {self.grow_touch}")
         if not 0 <= self.grow_min < 1:

@@ -247,6 +247,23 @@ def test_face_parts_split_overlapping_windows_by_the_nearest_face():
     assert crop.face_parts()[0][2] is mask
 
 
+def test_a_face_without_a_mask_owns_no_mask_pixels():
+    """A detection left without a mask (a collar beside a face) whose window and nearer centre
+    cover part of its neighbour's mask takes none of it: its part is empty and the masked
+    face's part is the whole mask."""
+    mask = np.zeros((100, 200), bool)
+    mask[20:80, 10:110] = True  # the left face's mask, running under the right detection
+    left = face([20, 20, 80, 80], [0, 0, 110, 110])
+    right = Face(np.array([100.0, 40, 140, 80]), 0.4, np.array([90.0, 0, 200, 110]), 0.0, False)
+    (_, _, a), (_, _, b) = face_parts(mask, [left, right])
+    assert not b.any()
+    np.testing.assert_array_equal(a, mask[:, :110])
+    # as a face with a mask, the right one would take the pixels nearer its centre
+    painted = Face(right.box, 0.4, right.crop, 0.1, True)
+    (_, _, a2), (_, _, b2) = face_parts(mask, [left, painted])
+    assert b2.any() and a2.sum() + b2.sum() == mask.sum() and a2.sum() < a.sum()
+
+
 # ------------------------------------------------------------- the check per image
 
 

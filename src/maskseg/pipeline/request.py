@@ -73,21 +73,25 @@ def window(face: Face, shape: tuple[int, int]) -> tuple[int, int, int, int]:
 def face_parts(mask: np.ndarray, faces: list[Face]) -> list[tuple[int, int, np.ndarray]]:
     """Each scene face's part of a full-frame mask: (x0, y0, bool part of its crop window).
 
-    A pixel inside several windows belongs to the face whose box centre is nearest, measured
-    in units of each box's longer side (ties: the earlier face), so the parts are disjoint
-    and, since every mask pixel was pasted from some window, together they are the mask."""
+    A face left without a mask (``Face.mask`` false: it pasted no pixel) owns none, so a face
+    listed as unmasked never carries its neighbour's mask into the wear check, the summary or
+    COCO. A pixel inside the windows of several faces with masks belongs to the one whose box
+    centre is nearest, measured in units of each box's longer side (ties: the earlier face),
+    so the parts are disjoint and, since every mask pixel was pasted from the window of a face
+    with a mask, together they are the mask."""
     windows = [window(f, mask.shape) for f in faces]
     boxes = [np.asarray(f.box, np.float64).reshape(4) for f in faces]
     centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in boxes]
     sizes = [max(b[2] - b[0], b[3] - b[1], 1e-6) for b in boxes]
+    painted = [bool(f.mask) for f in faces]
     parts = []
     for k, (x0, y0, x1, y1) in enumerate(windows):
         part = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), bool)
-        if part.size:
+        if part.size and painted[k]:
             part[:] = mask[y0:y1, x0:x1]
         for j, (a0, b0, a1, b1) in enumerate(windows):
             ix0, iy0, ix1, iy1 = max(x0, a0), max(y0, b0), min(x1, a1), min(y1, b1)
-            if j == k or ix0 >= ix1 or iy0 >= iy1:
+            if j == k or not painted[j] or ix0 >= ix1 or iy0 >= iy1:
                 continue
             yy, xx = np.mgrid[iy0:iy1, ix0:ix1] + 0.5
             dk = np.hypot(xx - centres[k][0], yy - centres[k][1]) / sizes[k]

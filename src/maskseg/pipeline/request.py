@@ -14,8 +14,9 @@ segmentation: Face Mesh landmarks (one batch per image) and its part of the mask
 null, "reason": ...}`` when it cannot be judged. In crop mode the one face is the picture and
 the landmarks' ROI is built from the whole picture (``maskseg.pipeline.wear.picture_roi``).
 Each face's part of the mask is what its crop window holds; where windows overlap, a pixel
-belongs to the face whose box centre is nearest (in units of the box's size), so the parts
-never overlap and together make the whole mask (``Segmented.face_parts``).
+belongs to the face with a mask whose box centre is nearest (in units of the box's size; a
+face without a mask owns none), so the parts never overlap and together make the whole mask
+(``Segmented.face_parts``).
 """
 
 from __future__ import annotations

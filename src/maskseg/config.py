@@ -164,6 +164,10 @@ class TrainConfig:
     dice_weight: float = 1.0
     lovasz_weight: float = 0.0
     augment: str = "standard"  # none | standard | strong (maskseg.train.transforms)
+    # what the label says where augmentation pads a crop: "reflect" (mirrored like the image,
+    # so a mask cut at the crop's edge runs on into the padding) or "ignore" (left out of the
+    # loss: the image is still mirrored there, but nothing is taught about it)
+    pad_label: str = "reflect"
     precision: str = "auto"  # auto | fp32 | bf16 ; CUDA always uses AMP when "auto"
     num_workers: int = 0
     threads: int = 0  # 0 = leave torch's default

@@ -56,6 +56,14 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
         "augmentation preset: none, standard, strong or framing (detector-like crop jitter)",
     ),
     (
+        "--pad-label",
+        "train",
+        "pad_label",
+        str,
+        "where augmentation pads a crop, the label is mirrored like the image (reflect) or left "
+        "out of the loss (ignore)",
+    ),
+    (
         "--precision",
         "train",
         "precision",
@@ -137,6 +145,7 @@ SECTIONS = {
 }
 CHOICES = {
     "augment": ["none", "standard", "strong", "framing"],
+    "pad_label": ["reflect", "ignore"],
     "precision": ["auto", "fp32", "bf16", "fp16"],
     "block": ["double", "separable", "residual"],
 }

@@ -369,7 +369,9 @@ def fit(
     dataset = (
         train_samples
         if isinstance(train_samples, SegmentationDataset)
-        else SegmentationDataset(train_samples, cfg.data.image_size, tc.augment, tc.seed)
+        else SegmentationDataset(
+            train_samples, cfg.data.image_size, tc.augment, tc.seed, tc.pad_label
+        )
     )
     steps_per_epoch = len(dataset) // batch_size(tc.batch_size, len(dataset), D.world())
     tr = Trainer(cfg, run_dir, device, steps_per_epoch)

@@ -8,13 +8,16 @@ from torch import nn
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice per image, averaged over the batch.
+    """1 - soft Dice per image, averaged over the batch; pixels whose target is negative (the
+    training set's ``IGNORE``) count for nothing.
 
     ``eps`` smooths the ratio so an image with an empty truth and a near-empty prediction
     scores near 0 loss instead of 0/0 (Dice alone gives no signal there; BCE does).
     """
-    p = torch.sigmoid(logits.float()).flatten(1)
     t = target.float().flatten(1)
+    keep = (t >= 0).float()
+    p = torch.sigmoid(logits.float()).flatten(1) * keep
+    t = t.clamp(min=0)
     inter = (p * t).sum(1)
     denom = p.sum(1) + t.sum(1)
     return (1 - (2 * inter + eps) / (denom + eps)).mean()
@@ -49,8 +52,15 @@ class BCEDiceLoss(nn.Module):
         self.lovasz_weight = lovasz_weight
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
+        """The loss over the pixels whose target is not negative (``IGNORE``: left out)."""
+        target = target.float()
+        keep = (target >= 0).float()
+        bce = F.binary_cross_entropy_with_logits(
+            logits.float(), target.clamp(min=0), weight=keep, reduction="sum"
+        ) / keep.sum().clamp(min=1)
         loss = self.bce_weight * bce + self.dice_weight * soft_dice_loss(logits, target)
         if self.lovasz_weight:
+            if (target < 0).any():
+                raise ValueError("the Lovasz term cannot leave pixels out (pad_label='ignore')")
             loss = loss + self.lovasz_weight * lovasz_hinge_loss(logits, target)
         return loss

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import albumentations as A
 import cv2
+import numpy as np
+
+PAD_LABELS = ("reflect", "ignore")
+# the label value of a pixel left out of the loss (``pad_label="ignore"``)
+IGNORE = -1.0
 
 
 def _geometric(scale: tuple[float, float], rotate: float, translate: float) -> list:
@@ -78,10 +83,31 @@ def _strong() -> A.Compose:
 PRESETS = {"standard": _standard, "strong": _strong, "framing": _framing}
 
 
-def train_transform(preset: str = "standard") -> A.Compose | None:
-    """The named augmentation pipeline; None for "none"."""
+def train_transform(preset: str = "standard", track_padding: bool = False) -> A.Compose | None:
+    """The named augmentation pipeline; None for "none". ``track_padding``: the pipeline
+    reports the parameters it applied, so ``padded`` can find the pixels it padded."""
     if preset == "none":
         return None
     if preset not in PRESETS:
         raise ValueError(f"unknown augmentation {preset!r}; valid: none, {', '.join(PRESETS)}")
-    return PRESETS[preset]()
+    pipeline = PRESETS[preset]()
+    if track_padding:
+        pipeline = A.Compose(list(pipeline.transforms), save_applied_params=True)
+    return pipeline
+
+
+def padded(out: dict, shape: tuple[int, int]) -> np.ndarray:
+    """Bool (H, W): the output pixels of a ``track_padding`` pipeline's call that came from
+    outside the input (the border the geometric step filled by reflection). The flip before it
+    maps the input onto itself, so only the affine step's matrix matters."""
+    h, w = shape
+    inside = np.ones((h, w), np.uint8)
+    for name, params in out.get("applied_transforms", []):
+        if name in ("Affine", "ShiftScaleRotate") and "matrix" in params:
+            m = np.asarray(params["matrix"], np.float64)[:2]
+            inside = cv2.warpAffine(
+                inside, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT
+            )
+        elif name == "Perspective":
+            raise ValueError("pad_label='ignore' does not support the perspective step")
+    return inside == 0

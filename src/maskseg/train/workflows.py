@@ -67,7 +67,7 @@ class _RunData:
             extra.append((*read_pseudo(d.pseudo, d.image_size), is_soft(d.pseudo)))
         if not extra:
             return SegmentationDataset.from_arrays(
-                c.ids, c.images, c.masks, rows, tc.augment, tc.seed
+                c.ids, c.images, c.masks, rows, tc.augment, tc.seed, pad_label=tc.pad_label
             )
         n = len(c.ids)
         all_ids = list(c.ids) + [i for names, *_ in extra for i in names]
@@ -80,7 +80,7 @@ class _RunData:
         )
         rows = np.concatenate([rows, n + np.arange(len(all_ids) - n)])
         return SegmentationDataset.from_arrays(
-            all_ids, images, masks, rows, tc.augment, tc.seed, mask_scale=int(up)
+            all_ids, images, masks, rows, tc.augment, tc.seed, int(up), tc.pad_label
         )
 
     def skipped(self) -> list[str]:

@@ -91,6 +91,9 @@ def test_an_unknown_pad_label_is_refused():
             ["a"], np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 8, 8), np.uint8), pad_label="x"
         )
     assert train_transform("standard", track_padding=True) is not None
+    # the strong preset's perspective step is not an affine one: refused before any sample
+    with pytest.raises(ValueError, match="perspective"):
+        train_transform("strong", track_padding=True)
 
 
 def test_ignored_pixels_count_for_nothing_in_the_loss():

@@ -42,18 +42,17 @@ def _label(image: np.ndarray, text: str, at: tuple[int, int], colour: tuple, t: 
     """Text with its baseline at ``at`` (kept inside the picture) on a patch of ``colour``,
     in black or white, whichever reads better on it: legible on any photo, and the patch
     keeps the face's colour."""
-    x, y = _inside(image.shape[:2], text, at, t)
     (w, h), base = cv2.getTextSize(text, FONT, 0.4 * t, t)
+    x, y = _inside(image.shape[:2], at, h, base)
     cv2.rectangle(image, (x - 1, y - h - 2), (x + w + 1, y + base), colour, -1)
     r, g, b = colour
     ink = (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
     cv2.putText(image, text, (x, y), FONT, 0.4 * t, ink, t, cv2.LINE_AA)
 
 
-def _inside(shape: tuple[int, int], text: str, at: tuple[int, int], t: int) -> tuple[int, int]:
-    """``at`` moved so that the text's baseline leaves its ascent and descent in the
-    picture."""
-    (_, h), base = cv2.getTextSize(text, FONT, 0.4 * t, t)
+def _inside(shape: tuple[int, int], at: tuple[int, int], h: int, base: int) -> tuple[int, int]:
+    """``at`` moved so that a text of ascent ``h`` and descent ``base`` with its baseline
+    there stays in the picture."""
     x, y = at
     return x, min(max(y, h + 1), shape[0] - base - 1)
 
@@ -68,7 +67,7 @@ def place_labels(
     out = []
     for text, candidates in labels:
         (w, h), base = cv2.getTextSize(text, FONT, 0.4 * t, t)
-        spots = [_inside(shape, text, c, t) for c in candidates]
+        spots = [_inside(shape, c, h, base) for c in candidates]
         boxes = [(x - 1, y - h - 2, x + w + 2, y + base + 1) for x, y in spots]
         free = [
             k
@@ -173,7 +172,7 @@ def draw_faces(
         x1, y1, x2, y2 = (int(round(v * scale)) for v in f.box)
         colour = (40, 220, 90) if f.mask else (255, 150, 0)
         if wear is not None:
-            colour = verdict_style(wear[k])[1]
+            verdict, colour = verdict_style(wear[k])
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, t, cv2.LINE_AA)
         x = max(0, x1)
         text = f"{f.score:.2f} mask {f.mask_area:.0%}" if f.mask else f"{f.score:.2f} no mask"
@@ -183,7 +182,7 @@ def draw_faces(
         if wear is not None:
             # under the box, else inside its bottom edge, else lower down
             below = [(x, y2 + 14 * t), (x + 2, y2 - 4), (x, y2 + 28 * t)]
-            labels.append((verdict_style(wear[k])[0], below))
+            labels.append((verdict, below))
             colours.append(colour)
     # every box first, then the labels over them, each where no earlier label is
     places = place_labels(labels, out.shape[:2], t)

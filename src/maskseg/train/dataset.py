@@ -79,20 +79,16 @@ class SegmentationDataset:
         ``pad_label="ignore"``, the pixels augmentation padded are ``IGNORE`` (-1)."""
         r = self.rows[i]
         image, mask = np.array(self.images[r]), np.array(self.masks[r])  # off the memmap
-        pad = None
+        out = None
         if self.transform is not None:
             self.transform.set_random_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
-            if self.ignore_padding:
-                from maskseg.train.transforms import padded
-
-                pad = padded(out, mask.shape[:2])
         mask = np.ascontiguousarray(mask, dtype=np.float32)[None]
         if self.mask_scale != 1:
             mask /= self.mask_scale
-        if pad is not None:
-            from maskseg.train.transforms import IGNORE
+        if out is not None and self.ignore_padding:
+            from maskseg.train.transforms import IGNORE, padded
 
-            mask[0][pad] = IGNORE
+            mask[0][padded(out, mask.shape[1:])] = IGNORE
         return normalize(image)[0], mask

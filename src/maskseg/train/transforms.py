@@ -92,6 +92,8 @@ def train_transform(preset: str = "standard", track_padding: bool = False) -> A.
         raise ValueError(f"unknown augmentation {preset!r}; valid: none, {', '.join(PRESETS)}")
     pipeline = PRESETS[preset]()
     if track_padding:
+        if any(isinstance(step, A.Perspective) for step in pipeline.transforms):
+            raise ValueError(f"pad_label='ignore' does not support {preset!r}'s perspective step")
         pipeline = A.Compose(list(pipeline.transforms), save_applied_params=True)
     return pipeline
 
@@ -103,11 +105,9 @@ def padded(out: dict, shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     inside = np.ones((h, w), np.uint8)
     for name, params in out.get("applied_transforms", []):
-        if name in ("Affine", "ShiftScaleRotate") and "matrix" in params:
+        if name == "Affine":
             m = np.asarray(params["matrix"], np.float64)[:2]
             inside = cv2.warpAffine(
                 inside, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT
             )
-        elif name == "Perspective":
-            raise ValueError("pad_label='ignore' does not support the perspective step")
     return inside == 0

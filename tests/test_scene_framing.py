@@ -14,7 +14,13 @@ from maskseg.pipeline.detect import _base as detect_base
 from maskseg.pipeline.detect.detections import Detections
 from maskseg.pipeline.scene import DeadlineExceeded, ScenePredictor
 from maskseg.pipeline.scene_config import SceneConfig, scene_config
-from maskseg.pipeline.windows import clip_to_reach, grow_rect, touched_sides
+from maskseg.pipeline.windows import (
+    clip_to_reach,
+    colour_step,
+    grow_rect,
+    inner_rect,
+    touched_sides,
+)
 
 TOP, BOTTOM, LEFT, RIGHT = np.eye(4, dtype=bool)
 NONE = np.zeros(4, bool)
@@ -273,6 +279,55 @@ def test_an_overshooting_growth_falls_back_to_the_shorter_step():
     result = scene_with(config, fake).segment(image, detections=one_face())
     np.testing.assert_allclose(result.faces[0].crop, [140, 100, 260, 220])
     assert fake.calls == [1, 1, 1] and not result.mask[220:].any()
+
+
+def test_colour_step_compares_the_mask_past_the_first_window_with_the_mask_inside():
+    crop = np.full((20, 20, 3), 255, np.uint8)
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    inner = np.array([0.0, 0.0, 20.0, 10.0])  # the top half
+    assert colour_step(crop, mask, inner) == pytest.approx(0.0)  # white on both sides
+    crop[10:] = 0  # the part past the first window is black: L 255 -> 0 on OpenCV's scale
+    assert colour_step(crop, mask, inner) == pytest.approx(255.0)
+    crop[10:] = (255, 0, 0)  # red: lightness and a/b both move, by the Lab formula
+    lab = cv2.cvtColor(np.array([[[255, 255, 255], [255, 0, 0]]], np.uint8), cv2.COLOR_RGB2LAB)
+    expected = np.linalg.norm(lab[0, 1].astype(float) - lab[0, 0])
+    assert colour_step(crop, mask, inner) == pytest.approx(expected)
+    below = np.zeros((20, 20), bool)
+    below[12:15, 5:15] = True
+    assert colour_step(crop, below, inner) == float("inf")  # nothing inside to compare with
+    above = np.zeros((20, 20), bool)
+    above[2:8, 5:15] = True
+    assert colour_step(crop, above, inner) == 0.0  # nothing ran on
+
+
+def test_inner_rect_maps_the_first_window_into_the_grown_crop():
+    grown = grow_rect(np.array([140.0, 100, 260, 220]), BOTTOM, 0.5)  # side 180
+    np.testing.assert_allclose(grown, [110, 100, 290, 280])
+    np.testing.assert_allclose(
+        inner_rect(grown, np.array([140.0, 100, 260, 220]), 60), [10, 0, 50, 40]
+    )
+
+
+def test_a_grown_mask_running_on_in_its_own_colour_is_kept():
+    """Closed growth takes back a grown mask that still touches an edge; with
+    ``grow_alike`` it stays when what it ran on over past the first window has the mask's
+    colour, and still goes back when the colour jumps (background, not more mask)."""
+    image = picture(1000, 400, 170, 170, 230, 950)  # white: the same "fabric" all the way
+    config = SceneConfig(grow_rounds=1, grow_by=0.5, grow_closed=True, grow_alike=10.0)
+    result = scene_with(config).segment(image, detections=one_face())
+    grown = grow_rect(np.array([140.0, 100, 260, 220]), BOTTOM, 0.5)
+    np.testing.assert_allclose(result.faces[0].crop, grown)
+    assert result.mask[221:275, 175:225].all()
+    # past the first window the white turns pinkish-red (still "mask" to the fake segmenter,
+    # whose mask is red > 127): the colour jumps, so the first window comes back
+    image[222:, 170:230] = (255, 60, 60)
+    result = scene_with(config).segment(image, detections=one_face())
+    np.testing.assert_allclose(result.faces[0].crop, [140, 100, 260, 220])
+    assert not result.mask[220:].any()
+    with pytest.raises(ValueError, match="grow_alike"):
+        SceneConfig(grow_alike=-1.0)
+    assert scene_config(["grow_alike=16"]).grow_alike == 16.0
 
 
 def test_the_fallback_step_must_be_positive():

@@ -33,7 +33,14 @@ from maskseg.pipeline.detect._base import check_deadline
 from maskseg.pipeline.finder import FaceFinder
 from maskseg.pipeline.preprocess import as_rgb
 from maskseg.pipeline.scene_config import SEGMENT_CHUNK, SceneConfig
-from maskseg.pipeline.windows import clip_to_reach, grow_rect, side_of, touched_sides
+from maskseg.pipeline.windows import (
+    clip_to_reach,
+    colour_step,
+    grow_rect,
+    inner_rect,
+    side_of,
+    touched_sides,
+)
 
 
 @dataclass
@@ -357,11 +364,26 @@ class ScenePredictor:
                     grew.add(i)
         if c.grow_closed:
             back = [i for i in sorted(grew) if self.edges_to_grow(shape, rects[i], masks[i]).any()]
+            if back and c.grow_alike is not None:
+                alike = [self._alike(image, rects[i], first_rects[i], masks[i]) for i in back]
+                back = [i for i, a in zip(back, alike, strict=True) if not a]
             for i in back:
                 rects[i], logits[i] = first_rects[i], first_logits[i]
             if back and c.grow_fallback is not None:
                 self._fall_back(image, rects, logits, back, first_sides, deadline)
         return rects, logits
+
+    def _alike(
+        self, image: np.ndarray, rect: np.ndarray, first: np.ndarray, mask: np.ndarray
+    ) -> bool:
+        """``grow_alike``: the grown window ``rect``'s mask ran on past the first window
+        ``first`` in its own colour (``colour_step`` within the setting)."""
+        from maskseg.pipeline.detect import cut_crop
+
+        size = mask.shape[0]
+        crop = cut_crop(image, rect, size=size)
+        step = colour_step(crop, mask, inner_rect(rect, first, size))
+        return step <= self.config.grow_alike
 
     def _fall_back(
         self,

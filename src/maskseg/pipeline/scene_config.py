@@ -53,6 +53,11 @@ GROW_CLOSED = True
 # by this much toward the sides it first grew to, and keeps that mask when it closes inside
 # the window (docs/shipped-model-plan.md, "A shorter step where growth overshoots"). None: off.
 GROW_FALLBACK: float | None = None
+# A grown face that closed growth would take back keeps its grown mask when the mean colour of
+# its pixels past its first window lies within this CIE Lab distance of the mean colour of its
+# pixels inside it (docs/shipped-model-plan.md, "Grown masks kept where they run on in the
+# mask's own colour"). None: off.
+GROW_ALIKE: float | None = None
 # A face whose first mask covers at most this share of its crop gets one window grown toward
 # the bottom (masks worn low show too little of themselves to the gate); None: off. Off: on
 # validation it gave a third or more of unmasked photos a mask.
@@ -121,6 +126,10 @@ class SceneConfig:
         grow_fallback: with ``grow_closed``, such a face is first cut again from its first
             window grown by this much toward the sides it first grew to; that mask is kept
             if it has pixels and touches no edge of its window. None: off.
+        grow_alike: with ``grow_closed``, such a face keeps its grown mask when the mean
+            colour (CIE Lab) of the mask past its first window lies within this distance of
+            the mean colour of the mask inside it (``windows.colour_step``): the mask ran on
+            over more of itself, not over background. None: off.
         retry_small: a face whose first mask covers at most this share of its crop (an empty
             mask included) gets one window grown toward the bottom (masks worn low); its mask
             replaces the first only if it is larger. None: off.
@@ -160,6 +169,7 @@ class SceneConfig:
     grow_min: float = GROW_MIN
     grow_closed: bool = GROW_CLOSED
     grow_fallback: float | None = GROW_FALLBACK
+    grow_alike: float | None = GROW_ALIKE
     retry_small: float | None = RETRY_SMALL
     face_min_side: float | None = FACE_MIN_SIDE
     face_presence: float | None = FACE_PRESENCE
@@ -181,6 +191,8 @@ class SceneConfig:
             raise ValueError(f"grow_by must be > 0, got {self.grow_by}")
         if self.grow_fallback is not None and self.grow_fallback <= 0:
             raise ValueError(f"grow_fallback must be > 0 or None, got {self.grow_fallback}")
+        if self.grow_alike is not None and self.grow_alike < 0:
+            raise ValueError(f"grow_alike must be >= 0 or None, got {self.grow_alike}")
         if not 0 <= self.grow_touch < 1:
             raise ValueError(f"grow_touch must be in [0, 1), got {self.grow_touch}")
         if not 0 <= self.grow_min < 1:

@@ -62,6 +62,46 @@ def touched_sides(mask: np.ndarray, touch: float, band: float) -> np.ndarray:
     return np.array([s > touch for s in shares])
 
 
+def colour_step(crop: np.ndarray, mask: np.ndarray, inner: np.ndarray) -> float:
+    """How far the colour of a grown window's mask changes past its first window: the
+    distance between the mean colours (CIE Lab, OpenCV's 8-bit scale) of the mask pixels
+    outside and inside ``inner``. A mask that ran on over more of its own fabric stays close;
+    one the decoder ran on over background, neck or clothing jumps.
+
+    Args:
+        crop: (S, S, 3) RGB uint8, the grown window's crop.
+        mask: (S, S) bool, its mask.
+        inner: x1, y1, x2, y2 of the first window in the crop's pixels.
+
+    Returns:
+        The distance; 0.0 when the mask has no pixel outside ``inner`` (nothing ran on), inf
+        when it has none inside (nothing to compare with).
+    """
+    import cv2
+
+    mask = np.asarray(mask, bool)
+    h, w = mask.shape
+    x1, y1, x2, y2 = (float(v) for v in np.asarray(inner, np.float64).reshape(4))
+    ys, xs = np.mgrid[0:h, 0:w]
+    cx, cy = xs + 0.5, ys + 0.5  # pixel centres
+    inside = (cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)
+    old, new = mask & inside, mask & ~inside
+    if not new.any():
+        return 0.0
+    if not old.any():
+        return float("inf")
+    lab = cv2.cvtColor(np.ascontiguousarray(crop, np.uint8), cv2.COLOR_RGB2LAB).astype(np.float64)
+    return float(np.linalg.norm(lab[new].mean(0) - lab[old].mean(0)))
+
+
+def inner_rect(outer: np.ndarray, inner: np.ndarray, size: int) -> np.ndarray:
+    """The window ``inner`` (x1, y1, x2, y2 in image pixels) in the pixels of ``outer``'s
+    crop resized to ``size`` x ``size``."""
+    o = np.asarray(outer, np.float64).reshape(4)
+    scale = size / max(1e-9, side_of(o))
+    return (np.asarray(inner, np.float64).reshape(4) - np.array([o[0], o[1]] * 2)) * scale
+
+
 def grow_rect(rect: np.ndarray, sides: np.ndarray, by: float) -> np.ndarray:
     """A square x1, y1, x2, y2 grown to (1 + ``by``) times its side toward the touched
     ``sides`` (top, bottom, left, right): on each axis toward the one touched side, or evenly

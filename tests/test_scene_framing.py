@@ -330,6 +330,38 @@ def test_a_grown_mask_running_on_in_its_own_colour_is_kept():
     assert scene_config(["grow_alike=16"]).grow_alike == 16.0
 
 
+@pytest.mark.parametrize("dropped", [False, True])
+def test_after_the_check_the_grown_mask_comes_back_only_to_a_face_the_check_keeps(dropped):
+    """With ``grow_alike_after_check`` the learned check reads the face as closed growth
+    leaves it (the first window, the cut mask); a face it keeps gets the grown mask in its
+    own colour back, a face it drops stays empty."""
+    image = picture(1000, 400, 170, 170, 230, 950)
+    config = SceneConfig(
+        grow_rounds=1,
+        grow_by=0.5,
+        grow_closed=True,
+        grow_alike=10.0,
+        grow_alike_after_check=True,
+        face_learned=0.02,
+    )
+    scene = scene_with(config)
+    seen = []
+
+    def check(image, dets, logits, probe, deadline=None):
+        seen.append(probe.faces[0].crop.copy())
+        return np.array([dropped])
+
+    scene.learned_drop = check
+    result = scene.segment(image, detections=one_face())
+    np.testing.assert_allclose(seen[0], [140, 100, 260, 220])  # the check saw the first
+    if dropped:
+        assert not result.mask.any()
+    else:
+        grown = grow_rect(np.array([140.0, 100, 260, 220]), BOTTOM, 0.5)
+        np.testing.assert_allclose(result.faces[0].crop, grown)
+        assert result.mask[221:275, 175:225].all()
+
+
 def test_the_fallback_step_must_be_positive():
     with pytest.raises(ValueError, match="grow_fallback"):
         SceneConfig(grow_fallback=0.0)

@@ -187,13 +187,20 @@ class ScenePredictor:
         else:
             dets = detections
         check_deadline(deadline, "cropping faces")
-        rects, logits = self.segment_windows(image, dets, tracked, deadline=deadline)
-        if self.config.face_learned is not None and len(dets):
+        c = self.config
+        checked = c.face_learned is not None and len(dets)
+        # grown masks in their own colour wait for the check (``grow_alike_after_check``)
+        alike: dict | None = {} if checked and c.grow_alike_after_check else None
+        rects, logits = self.segment_windows(image, dets, tracked, deadline=deadline, alike=alike)
+        if checked:
             probe = self.paste(image.shape[:2], None, dets, rects, logits, deadline=deadline)
             drop = self.learned_drop(image, dets, logits, probe, deadline=deadline)
-            if not drop.any() and size is None:
+            if not drop.any() and size is None and not alike:
                 return probe
             logits = empty_where(logits, drop)
+            for i, (rect, grown) in (alike or {}).items():
+                if not drop[i]:
+                    rects[i], logits[i] = rect, grown
         return self.paste(image.shape[:2], size, dets, rects, logits, deadline=deadline)
 
     def segment_windows(
@@ -203,12 +210,14 @@ class ScenePredictor:
         tracked: bool = False,
         *,
         deadline: float | None = None,
+        alike: dict | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(windows, logits) of these faces: each face's window segmented, then grown and
-        redone where its mask reaches an edge (``regrow``); what ``segment`` pastes."""
+        redone where its mask reaches an edge (``regrow``, ``alike`` passed on); what
+        ``segment`` pastes."""
         rects = self.crop_rects(dets, tracked)
         logits = self.crop_logits(image, rects, deadline=deadline)
-        return self.regrow(image, rects, logits, deadline=deadline)
+        return self.regrow(image, rects, logits, deadline=deadline, alike=alike)
 
     @property
     def learned(self) -> Any:
@@ -311,14 +320,18 @@ class ScenePredictor:
         logits: np.ndarray,
         *,
         deadline: float | None = None,
+        alike: dict | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Grow and redo. With ``retry_small``, first one grown-down window for faces whose
         mask is empty or tiny; then up to ``grow_rounds`` rounds in which every face whose
         mask (at least ``grow_min`` of its crop) touches its window's edge is segmented again
         in a window grown toward the touched side(s) (each step's faces in one batch); with
         ``grow_closed``, a grown face whose last mask still touches an edge gets its first
-        window and mask back. Returns the final windows and logits
-        (a copy; the inputs are left as they are)."""
+        window and mask back, unless ``grow_alike`` keeps it (its mask ran on in its own
+        colour). With ``alike`` (a dict), those faces get their first window and mask back
+        too, and ``alike[i]`` holds the grown (window, logits) for the caller to put back
+        after its own check. Returns the final windows and logits (a copy; the inputs are
+        left as they are)."""
         c = self.config
         rects = np.array(rects, np.float64).reshape(-1, 4)
         logits = np.array(logits, np.float32, copy=True)
@@ -365,8 +378,11 @@ class ScenePredictor:
         if c.grow_closed:
             back = [i for i in sorted(grew) if self.edges_to_grow(shape, rects[i], masks[i]).any()]
             if back and c.grow_alike is not None:
-                alike = [self._alike(image, rects[i], first_rects[i], masks[i]) for i in back]
-                back = [i for i, a in zip(back, alike, strict=True) if not a]
+                same = [i for i in back if self._alike(image, rects[i], first_rects[i], masks[i])]
+                if alike is None:
+                    back = [i for i in back if i not in same]
+                else:
+                    alike.update({i: (rects[i].copy(), logits[i].copy()) for i in same})
             for i in back:
                 rects[i], logits[i] = first_rects[i], first_logits[i]
             if back and c.grow_fallback is not None:

@@ -58,6 +58,9 @@ GROW_FALLBACK: float | None = None
 # pixels inside it (docs/shipped-model-plan.md, "Grown masks kept where they run on in the
 # mask's own colour"). None: off.
 GROW_ALIKE: float | None = None
+# With the learned check, the check reads such a face as closed growth leaves it and only the
+# faces it keeps get the grown mask (docs/shipped-model-plan.md, "... kept after the check").
+GROW_ALIKE_AFTER_CHECK = False
 # A face whose first mask covers at most this share of its crop gets one window grown toward
 # the bottom (masks worn low show too little of themselves to the gate); None: off. Off: on
 # validation it gave a third or more of unmasked photos a mask.
@@ -130,6 +133,9 @@ class SceneConfig:
             colour (CIE Lab) of the mask past its first window lies within this distance of
             the mean colour of the mask inside it (``windows.colour_step``): the mask ran on
             over more of itself, not over background. None: off.
+        grow_alike_after_check: with ``grow_alike`` and the learned check, the check reads
+            those faces with their first (closed growth's) masks, and only the faces it
+            keeps get the grown masks back.
         retry_small: a face whose first mask covers at most this share of its crop (an empty
             mask included) gets one window grown toward the bottom (masks worn low); its mask
             replaces the first only if it is larger. None: off.
@@ -170,6 +176,7 @@ class SceneConfig:
     grow_closed: bool = GROW_CLOSED
     grow_fallback: float | None = GROW_FALLBACK
     grow_alike: float | None = GROW_ALIKE
+    grow_alike_after_check: bool = GROW_ALIKE_AFTER_CHECK
     retry_small: float | None = RETRY_SMALL
     face_min_side: float | None = FACE_MIN_SIDE
     face_presence: float | None = FACE_PRESENCE

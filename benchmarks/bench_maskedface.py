@@ -110,6 +110,7 @@ def main() -> None:
         )
     n, crop_all, scene_all = len(all_crop), np.mean(all_crop), np.mean(all_scene)
     print(f"{'all':<22}{n:>7} | {crop_all:.3f}                 | {scene_all:.3f}")
+    print(f"mean IoU to four places: crop {crop_all:.4f}, scene {scene_all:.4f}")
     if a.sheet and a.worst:
         worst = sorted(rows, key=lambda r: r[0])[: a.worst]
         grid = [

@@ -135,7 +135,8 @@ class SceneConfig:
             over more of itself, not over background. None: off.
         grow_alike_after_check: with ``grow_alike`` and the learned check, the check reads
             those faces with their first (closed growth's) masks, and only the faces it
-            keeps get the grown masks back.
+            keeps get the grown masks back (``ScenePredictor.segment``: predict and serve;
+            the video loop, which runs the check on its own schedule, keeps them at once).
         retry_small: a face whose first mask covers at most this share of its crop (an empty
             mask included) gets one window grown toward the bottom (masks worn low); its mask
             replaces the first only if it is larger. None: off.

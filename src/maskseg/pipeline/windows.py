@@ -1,7 +1,8 @@
 """Face windows as geometry: which detections to keep, and how a window is scaled or grown.
 
-Pure numpy on x1, y1, x2, y2 rectangles, apart from the models, so the scene path, the video
-loop and the tests share one definition of a window and of a side a mask touches.
+Pure numpy on x1, y1, x2, y2 rectangles, apart from the models (and OpenCV's colour
+conversion in ``colour_step``), so the scene path, the video loop and the tests share one
+definition of a window and of a side a mask touches.
 """
 
 from __future__ import annotations

@@ -147,6 +147,79 @@ def test_predict_plans_deduplicated_names_before_writing(tmp_path: Path, capsys)
     assert digest(out) == before  # not even a.png was written
 
 
+def test_predict_refuses_to_replace_other_files_of_its_input_folder(tmp_path: Path, capsys):
+    """A user's own d.json (not an image, so not segmented) beside d.jpg was replaced by
+    d.jpg's JSON record; a dangling link y.png beside y.jpg by y.jpg's mask."""
+    notes = tmp_path / "notes"
+    photo(notes / "d.jpg")
+    (notes / "d.json").write_text('{"my": "notes"}')
+    before = digest(notes)
+    assert main(["predict", str(notes), "--output", str(notes), "--json", *OTSU]) == 2
+    refused(capsys, "d.json")
+    assert digest(notes) == before
+    links = tmp_path / "links"
+    photo(links / "y.jpg")
+    (links / "y.png").symlink_to(tmp_path / "nowhere.png")
+    assert main(["predict", str(links), "--output", str(links), *OTSU]) == 2
+    refused(capsys, "y.png")
+    assert (links / "y.png").is_symlink() and not (links / "y.png").exists()
+
+
+def test_predict_names_around_a_sub_folder_named_like_an_output(tmp_path: Path, capsys):
+    """k.jpg's mask k.png would be the folder of k.png/m.jpg's mask: it gets k_jpg.png, and
+    the run goes on (it used to stop half-way with FileExistsError)."""
+    src = tmp_path / "in"
+    photo(src / "k.jpg")
+    photo(src / "k.png" / "m.jpg", seed=1)
+    out = tmp_path / "out"
+    assert main(["predict", str(src), "--output", str(out), *OTSU]) == 1  # k.png/ is no image
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "k.png/m.png",
+        "k_jpg.png",
+    ]
+
+
+def test_predict_does_a_file_given_twice_once(tmp_path: Path, caplog):
+    src = tmp_path / "in"
+    photo(src / "a.jpg")
+    (tmp_path / "link.jpg").symlink_to(src / "a.jpg")
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        args = ["predict", str(src), str(src / "a.jpg"), str(tmp_path / "link.jpg")]
+        assert main([*args, "--output", str(out), *OTSU]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert caplog.text.count("given twice") == 2
+
+
+def test_predict_unwritable_outputs_are_one_line_errors(tmp_path: Path, capsys):
+    photo(tmp_path / "a.jpg")
+    (tmp_path / "file").write_text("x")
+    for args, message in {
+        ("--output", str(tmp_path / "file")): "is a file, not a folder",
+        ("--output", str(tmp_path / "o"), "--coco", str(tmp_path / "file" / "c.json")): (
+            "is a file, not a folder"
+        ),
+    }.items():
+        assert main(["predict", str(tmp_path / "a.jpg"), *args, *OTSU]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()  # refused before anything was made
+
+
+def test_predict_a_file_that_cannot_be_written_fails_alone(tmp_path: Path, capsys):
+    """An output path taken by a folder (or a full disk) fails that file only: the others
+    and the summary are still written."""
+    src = tmp_path / "in"
+    photo(src / "a.jpg")
+    photo(src / "b.jpg", seed=1)
+    out = tmp_path / "out"
+    (out / "a.png").mkdir(parents=True)  # a folder where a.jpg's mask goes
+    assert main(["predict", str(src), "--output", str(out), *OTSU]) == 1
+    err = capsys.readouterr().err
+    assert "a.jpg" in err and "cannot write" in err and "a.png" in err, err
+    assert read_mask(out / "b.png").shape == (24, 32)
+
+
 def test_predict_refuses_through_links(tmp_path: Path, capsys):
     src = tmp_path / "in"
     photo(src / "p.png")

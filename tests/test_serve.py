@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import socket
 import struct
 import threading
@@ -247,6 +248,7 @@ def raw_request(port: int, data: bytes) -> bytes:
 
 
 def test_health_model_docs_and_page(client):
+    assert client.head("/health").status_code == 200  # uptime monitors probe with HEAD
     health = client.get("/health").json()
     assert health == {
         "status": "ok",
@@ -387,7 +389,9 @@ def test_bad_uploads_say_what_was_wrong(client, face):
     body = assert_error(
         client.post("/v1/segment", files=upload(bomb_png(), "bomb.png")), 413, "too_many_pixels"
     )
-    assert "20000x20000" in body["detail"] and body["detail"].count("MP") == 2, body  # once each
+    assert "20000x20000" in body["detail"] and body["detail"].count("pixels") == 2, (
+        body
+    )  # once each
     for w, h in ((4095, 1), (1, 40000), (30000, 200)):  # thin: nothing a model could use
         thin = encoded(Image.new("L", (w, h)), "PNG", optimize=True)
         body = assert_error(client.post("/v1/segment", files=upload(thin)), 422, "unusable_image")
@@ -614,3 +618,74 @@ def test_landmarks_on_request(client):
     x1, y1, x2, y2 = best["box"]
     nose = points[1]  # Face Mesh's nose tip lies inside the detected face box
     assert x1 <= nose[0] <= x2 and y1 <= nose[1] <= y2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--api-key", ""], "the API key is empty"),
+        (["--api-key", "abc "], "white space"),
+        (["--port", "99999"], "port must be in 0-65535"),
+        (["--threads", "-1"], "threads must be >= 0"),
+        (["--timeout", "nan"], "timeout_s must be a positive number"),
+        (["--retry-after", "-1"], "retry_after_s must be >= 0"),
+        (["--model", "no-such-model"], "no such model file or shipped model"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_cli_serve_bad_settings_are_one_line_errors(args, message, monkeypatch, capsys):
+    import maskseg.serve
+    from maskseg.cli.main import main
+
+    started = []
+    monkeypatch.setattr(maskseg.serve, "run", started.append)
+    monkeypatch.setenv("MASKSEG_API_KEY", "from-env")  # an empty --api-key must not fall back
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not started
+
+
+def test_serve_with_two_worker_processes(tmp_path):
+    """``--workers 2`` starts uvicorn's worker processes (its protocol class must reach them
+    by name; a class made at run time could not be sent) and they answer."""
+    import subprocess
+    import sys
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "maskseg", "serve", "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "MASKSEG_API_KEY": "w2"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the server did not start in 90 s"
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": "w2"}) as http:
+            for _ in range(2):
+                r = http.post(
+                    "/v1/segment", files=upload(FACE.read_bytes()), params={"mode": "crop"}
+                )
+                assert r.status_code == 200, r.text
+                assert r.json()["mask_area"] > 0.05
+    finally:
+        proc.terminate()
+        try:
+            out = proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = proc.communicate()[0]
+    assert "PicklingError" not in out and "Traceback" not in out, out

@@ -6,12 +6,14 @@ ones with faces are assembled from the shared MSFD crops (skipped when the data 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -37,6 +39,7 @@ from maskseg.video import (
     run_video,
 )
 from maskseg.video.cuts import CUT_THRESHOLD, CutDetector, content_score, signature
+from maskseg.video.loop import stop_on_signals as video_stop
 from maskseg.video.sinks import PreviewSink, has_pyav
 from maskseg.video.synthetic import backdrop, moving_faces, paste_face, write_clip
 
@@ -567,7 +570,7 @@ def test_sigterm_leaves_a_playable_file(tmp_path: Path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 128 + signal.SIGTERM, stderr  # 143: cut short, as shells expect
     assert "stopped by SIGTERM" in stdout
     written = len(read_frames(out))
     assert 0 < written < n
@@ -603,6 +606,146 @@ def test_wear_is_judged_when_a_face_appears_then_every_n_frames(crops, scene):
     assert verdicts[6] is verdicts[7] and verdicts[6] is not verdicts[5]
     with pytest.raises(ValueError, match="wear_every"):
         VideoOptions(wear_every=0)
+
+
+def test_a_face_whose_mask_appears_or_goes_is_judged_again_at_once(scene):
+    """Between scheduled checks a verdict stands, unless the face's mask flag changed since
+    it was judged: then it is judged on that frame, so no record says ``no_mask`` beside a
+    painted mask (or ``correct`` beside none)."""
+    from maskseg.pipeline.scene import Face, SceneResult
+
+    class Recording:
+        def __init__(self):
+            self.judged = []  # per call: the mask flags of the faces judged
+
+        def check(self, image, parts, *, faces=None, full=None, deadline=None):
+            self.judged.append([bool(f.mask) for f in faces])
+            return [("painted" if f.mask else "bare") for f in faces], [None] * len(parts)
+
+    def result(*flags):
+        mask = np.zeros((100, 200), bool)
+        faces = []
+        for k, flag in enumerate(flags):
+            x = 100 * k
+            if flag:
+                mask[40:80, x + 20 : x + 80] = True
+            box = np.array([x + 10, 10, x + 90, 90.0])
+            faces.append(Face(box, 0.9, box.copy(), 0.3 * flag, flag))
+        return SceneResult(mask, faces)
+
+    wear = Recording()
+    segmenter = VideoSegmenter(scene, VideoOptions(wear_every=100), wear=wear)
+    image = np.zeros((100, 200, 3), np.uint8)
+    seen = []
+    for flags in [(True, True), (True, True), (False, True), (False, True), (True, True)]:
+        seen.append(segmenter._judge(image, result(*flags), [7, 8]))
+        segmenter._frame += 1
+    # frame 0 judges both; frame 1 nothing; frames 2 and 4 only face 7, whose flag changed
+    assert wear.judged == [[True, True], [False], [True]]
+    assert seen == [["painted"] * 2, ["painted"] * 2, ["bare", "painted"],
+                    ["bare", "painted"], ["painted"] * 2]  # fmt: skip
+
+
+def test_a_second_ctrl_c_while_files_close_is_ignored(tmp_path: Path, scene):
+    """Ctrl-C twice: the second one arriving while the sinks are being finished must not
+    cut the video's last write short (it used to raise there and lose the whole file)."""
+    clip = noise_clip(tmp_path / "noise.avi", 6)
+
+    class InterruptedWhileClosing(VideoFileSink):
+        def close(self):
+            os.kill(os.getpid(), signal.SIGINT)  # delivered before the next bytecode
+            os.kill(os.getpid(), signal.SIGINT)
+            super().close()
+
+    out = tmp_path / "out.avi"
+    with open_source(clip) as source, video_stop() as stop:
+        sink = InterruptedWhileClosing(out, source.fps, source.size, "mp4v")
+        stats = run_video(source, VideoSegmenter(scene), [sink], stop)
+        assert stop.closing and stop.reason == "SIGINT"
+    assert stats.frames == 6 and stats.stopped is None  # every frame was done before the close
+    assert len(read_frames(out)) == 6
+    # outside the closing phase a second Ctrl-C still interrupts, as documented
+    with video_stop() as stop, pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.is_set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_cli_refuses_unusable_outputs_before_any_frame(tmp_path: Path, capfd):
+    clip = noise_clip(tmp_path / "noise.avi", 3)
+    (tmp_path / "d.mp4").mkdir()
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "000000.png").write_bytes(b"an earlier run's frame")
+    cases = {
+        ("--output", str(tmp_path / "d.mp4")): "is a folder",
+        ("--json", str(tmp_path / "d.mp4")): "is a folder",
+        ("--masks", str(old)): "already holds 1 frame mask(s) (000000.png, ...)",
+        ("--json", str(tmp_path / "j.jsonl"), "--max-frames", "0"): "--max-frames",
+        ("--json", str(tmp_path / "j.jsonl"), "--detect-every", "-1"): "--detect-every",
+        ("--json", str(tmp_path / "j.jsonl"), "--detect-threshold", "2"): "--detect-threshold",
+    }
+    for args, message in cases.items():
+        with contextlib.suppress(SystemExit):  # argparse's own errors exit 2 themselves
+            assert main(["video", str(clip), *args, "--no-progress"]) == 2
+        assert message in capfd.readouterr().err, args
+    assert (old / "000000.png").read_bytes() == b"an earlier run's frame"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.mp4", "noise.avi", "old"]
+    if gui_problem() is not None:  # --show alone, where no window can open: nothing to do
+        assert main(["video", str(clip), "--show"]) == 2
+        assert "no preview window can open" in capfd.readouterr().err
+
+
+def test_cli_json_lines_to_standard_output(tmp_path: Path, capfd):
+    clip = noise_clip(tmp_path / "noise.avi", 4)
+    assert main(["video", str(clip), "--json", "-", "--no-wear", "--no-progress"]) == 0
+    out, err = capfd.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]  # nothing else on stdout
+    assert [r["index"] for r in lines] == [0, 1, 2, 3]
+    assert "wrote standard output" in err
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
+
+
+@pytest.mark.skipif(not has_pyav(), reason="PyAV (maskseg[video]) not installed")
+def test_variable_frame_rate_keeps_its_times_in_json_and_video(tmp_path: Path, capfd):
+    import av
+
+    times = [0.0, 0.04, 0.08, 0.5, 0.9, 0.94]
+    clip = tmp_path / "vfr.mkv"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        bg = backdrop(64, 96, 3)
+        for k, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.roll(bg, 3 * k, axis=1), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    js, out = tmp_path / "f.jsonl", tmp_path / "out.mp4"
+    args = ["video", str(clip), "--json", str(js), "--output", str(out), "--no-wear"]
+    assert main([*args, "--codec", "h264", "--no-progress"]) == 0
+    got = [json.loads(line)["time"] for line in js.read_text().splitlines()]
+    assert got == pytest.approx(times, abs=1e-3)
+    with av.open(str(out)) as container:
+        shown = [float(f.time) for f in container.decode(video=0)]
+    assert shown == pytest.approx(times, abs=1e-3)
+    assert "truncated" not in capfd.readouterr().err
+
+
+def test_a_truncated_file_is_reported(tmp_path: Path, capfd):
+    clip = noise_clip(tmp_path / "noise.avi", 40)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])  # the index says 40 frames; half are there
+    with open_source(cut) as source:
+        count = source.frame_count
+    assert count == 40
+    assert main(["video", str(cut), "--json", str(tmp_path / "f.jsonl"), "--no-wear"]) == 0
+    err = capfd.readouterr().err
+    assert "decoding ended after" in err and "of the 40 frames" in err, err
 
 
 # ---------------------------------------------------------------- shot cuts

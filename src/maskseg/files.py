@@ -139,7 +139,7 @@ class OverwriteError(ValueError):
     """Some output of a run would replace one of its inputs; raised before anything is written."""
 
 
-def _real(path: str | os.PathLike) -> Path:
+def real_path(path: str | os.PathLike) -> Path:
     """The absolute path with links resolved (as far as they exist)."""
     try:
         return Path(path).resolve()
@@ -149,7 +149,7 @@ def _real(path: str | os.PathLike) -> Path:
 
 def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     """True when ``path`` is ``folder`` or lies anywhere below it (links resolved)."""
-    p, f = _real(path), _real(folder)
+    p, f = real_path(path), real_path(folder)
     return p == f or f in p.parents
 
 
@@ -170,13 +170,13 @@ def find_overwrites(
     by_path: dict[Path, Path] = {}
     by_inode: dict[tuple[int, int], Path] = {}
     for item in inputs:
-        by_path.setdefault(_real(item), Path(item))
+        by_path.setdefault(real_path(item), Path(item))
         key = _inode(item)
         if key is not None:
             by_inode.setdefault(key, Path(item))
     hits = []
     for out in outputs:
-        hit = by_path.get(_real(out))
+        hit = by_path.get(real_path(out))
         if hit is None:
             key = _inode(out)
             hit = by_inode.get(key) if key is not None else None

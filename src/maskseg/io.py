@@ -143,8 +143,8 @@ def _open(
                 if w * h > max_pixels:
                     raise ImageReadError(
                         name,
-                        f"image is {w}x{h} ({w * h / 1e6:.0f} MP), over the limit of "
-                        f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels)",
+                        f"image is {w}x{h} ({w * h:,} pixels), over the limit of "
+                        f"{max_pixels:,} pixels (raise it with --max-pixels)",
                     )
                 if shape_check:
                     check_shape(name, w, h)

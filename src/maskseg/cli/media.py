@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from maskseg.cli.batch import add_batch_args, batch_runner, check_batch_options
-from maskseg.cli.common import METHODS, AddCommand, add_model_args, load_predictor
+from maskseg.cli.common import (
+    METHODS,
+    AddCommand,
+    add_model_args,
+    load_predictor,
+    non_negative_float,
+    positive_int,
+)
 from maskseg.cli.scene_args import GIVEN_DETECTOR_OPTIONS, add_detector_args, scene_config_from_args
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS
 
@@ -18,6 +26,7 @@ PREDICT_MODES = ("auto", "scene", "crop")
 # predict's default mode: crop, as before auto mode's rule was measured
 # (docs/shipped-model-plan.md, "One mode for any picture")
 DEFAULT_PREDICT_MODE = "crop"
+SIGNAL_NAMES = ("SIGINT", "SIGTERM")  # a video run these stop exits 128 + the number
 
 
 def _check_predict_options(a: argparse.Namespace) -> None:
@@ -114,7 +123,14 @@ def cmd_video(a: argparse.Namespace) -> int:
 
     if not (a.output or a.json or a.masks or a.show):
         raise ValueError("nothing to write: give --output, --json, --masks or --show")
-    video.sinks.check_outputs(a.source, a.output, a.json, a.masks)  # before anything is opened
+    problem = video.gui_problem() if a.show else None
+    if problem and not (a.output or a.json or a.masks):
+        raise ValueError(
+            f"--show: no preview window can open ({problem}), and nothing else to write"
+        )
+    to_stdout = a.json is not None and str(a.json) == "-"
+    json_path = None if to_stdout else a.json
+    video.sinks.check_outputs(a.source, a.output, json_path, a.masks)  # before anything opens
     with video.open_source(a.source) as source:  # a bad source fails before the model loads
         voted = {} if a.gate_frames is None else {"gate_frames": a.gate_frames}
         if a.cut_threshold is not None:  # 0: no cut detection
@@ -137,10 +153,9 @@ def cmd_video(a: argparse.Namespace) -> int:
             if a.output:
                 sinks.append(video.VideoFileSink(a.output, source.fps, source.size, a.codec))
             if a.json:
-                sinks.append(video.JsonLinesSink(a.json))
+                sinks.append(video.JsonLinesSink(sys.stdout if to_stdout else a.json))
             if a.masks:
                 sinks.append(video.MaskFolderSink(a.masks))
-            problem = video.gui_problem() if a.show else None
             if problem:
                 print(f"warning: no preview window: {problem}", file=sys.stderr)
             elif a.show:
@@ -166,10 +181,22 @@ def cmd_video(a: argparse.Namespace) -> int:
             )
         bar.close()
     written = ", ".join(str(p) for p in (a.output, a.json, a.masks) if p) or "nothing"
+    written = written.replace(f"{a.json}", "standard output") if to_stdout else written
     stopped = f"; stopped by {stats.stopped}" if stats.stopped else ""
     model = a.model or DEFAULT_MODEL
-    print(f"{source.describe()}, model {model}: wrote {written}{stopped}\n{stats.summary()}")
-    return 0
+    report = sys.stderr if to_stdout else sys.stdout  # JSON lines alone on standard output
+    print(f"{source.describe()}, model {model}: wrote {written}{stopped}", file=report)
+    print(stats.summary(), file=report)
+    limited = stats.stopped or (a.max_frames is not None and stats.frames >= a.max_frames)
+    if not limited and source.ended_early(stats.frames):
+        print(
+            f"warning: {source.name}: decoding ended after {stats.frames} of the "
+            f"{source.frame_count} frames its header gives (truncated or damaged?)",
+            file=sys.stderr,
+        )
+    # a run cut short by a signal exits as the shell expects (128 + the signal's number), so
+    # `maskseg video ... && next-step` does not take its partial files for finished ones
+    return 128 + int(signal.Signals[stats.stopped]) if stats.stopped in SIGNAL_NAMES else 0
 
 
 def add_predict(add: AddCommand) -> None:
@@ -197,8 +224,9 @@ def add_predict(add: AddCommand) -> None:
         default=DEFAULT_PREDICT_MODE,
         help="how a picture is read: scene (whole photos: detect faces, segment each face's "
         "window, paste into one full-frame mask), crop (the picture is one face crop), auto "
-        "(a scene, unless one face fills the picture: then a crop; a faceless crop-shaped "
-        f"picture too) (default: {DEFAULT_PREDICT_MODE})",
+        "(a scene, except a picture where no face is found and whose shape is a face "
+        "crop's: then a crop; tight crops where faces are found are read as scenes) "
+        f"(default: {DEFAULT_PREDICT_MODE})",
     )
     mode.add_argument(
         "--scene", dest="mode", action="store_const", const="scene", help="= --mode scene"
@@ -241,7 +269,7 @@ def add_predict(add: AddCommand) -> None:
     add_batch_args(p)
     p.add_argument(
         "--max-pixels",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MAX_PIXELS,
         help="images with more pixels are skipped as decompression bombs",
     )
@@ -264,10 +292,15 @@ def add_video(add: AddCommand) -> None:
     p.add_argument(
         "--json",
         type=Path,
-        help="JSON lines file: per frame its index, time (s) "
+        help="JSON lines file (-: standard output): per frame its index, time (s) "
         "and faces (track id, box, score, mask share of the box, wear verdict)",
     )
-    p.add_argument("--masks", type=Path, help="folder for each frame's mask as 000000.png, ...")
+    p.add_argument(
+        "--masks",
+        type=Path,
+        help="folder for each frame's mask as 000000.png, ... (new, or without frame masks "
+        "of an earlier run)",
+    )
     p.add_argument(
         "--codec",
         choices=["h264", "mp4v"],
@@ -280,14 +313,14 @@ def add_video(add: AddCommand) -> None:
     )
     p.add_argument(
         "--gate-frames",
-        type=int,
+        type=positive_int,
         metavar="K",
         help="whether a followed face has a mask is voted over its last K frames (1: each "
         "frame's own gate; default: the validated setting, maskseg.video.segmenter.GATE_FRAMES)",
     )
     p.add_argument(
         "--cut-threshold",
-        type=float,
+        type=non_negative_float,
         metavar="T",
         help="a frame whose content score against the previous one exceeds T starts a new shot: "
         "followed faces are forgotten (new ids) and the frame is detected afresh (0: off; "
@@ -306,19 +339,21 @@ def add_video(add: AddCommand) -> None:
     )
     p.add_argument(
         "--detect-every",
-        type=int,
+        type=positive_int,
         default=15,
         help="full detection every N frames; "
         "between them faces are re-detected around their last boxes",
     )
     p.add_argument(
         "--wear-every",
-        type=int,
+        type=positive_int,
         default=5,
         help="judge how each followed face wears its mask when it appears and then every N "
         "frames (its verdict stands in between)",
     )
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument(
+        "--max-frames", type=positive_int, metavar="N", help="stop after this many frames"
+    )
     # the photos' model: unet-msfd-fast lost 0.025-0.044 frame IoU on clean validation clips
     # for its doubled frames/s (docs/shipped-model-plan.md)
     add_model_args(

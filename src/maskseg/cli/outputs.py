@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from maskseg.files import is_within, refuse_overwrite
@@ -17,11 +19,14 @@ def check_reports(reports: list[Path], planned: list[Path]) -> None:
     """The summary and COCO files must differ from each other and from every mask, overlay
     and JSON the run writes."""
     seen = {os.path.abspath(p) for p in planned}
+    mine: set[str] = set()
     for report in reports:
         where = os.path.abspath(report)
+        if where in mine:
+            raise ValueError(f"{report}: --summary and --coco are the same file; give each its own")
         if where in seen:
             raise ValueError(f"{report}: this run also writes a mask, overlay or JSON there")
-        seen.add(where)
+        mine.add(where)
 
 
 def output_endings(overlay_images: bool, write_json: bool) -> list[str]:
@@ -29,18 +34,26 @@ def output_endings(overlay_images: bool, write_json: bool) -> list[str]:
     return [".png"] + ["_overlay.jpg"] * overlay_images + [".json"] * write_json
 
 
-def plan_names(items: list[tuple[Path, Path]]) -> list[Path]:
+def plan_names(items: list[tuple[Path, Path]], endings: Sequence[str] = (".png",)) -> list[Path]:
     """The output name (no suffix) of each (path, name) from ``collect_inputs``: a name
-    already taken by an earlier input gets the file's extension (``a_png``), then a number."""
+    already taken by an earlier input, or whose output (name + one of ``endings``) would be
+    the folder another input's outputs go to (``k.jpg`` beside a sub-folder ``k.png/``), gets
+    the file's extension (``a_png``), then a number."""
+    folders = {parent for _, name in items for parent in name.parents}
     used: set[Path] = set()
     names = []
+
+    def taken(name: Path) -> bool:
+        return name in used or any(name.with_name(name.name + e) in folders for e in endings)
+
     for path, name in items:
-        if name in used:
+        if taken(name):
+            why = "taken by an earlier input" if name in used else "the folder of other outputs"
             base = name.with_name(f"{name.name}_{path.suffix.lstrip('.').lower()}")
             name, k = base, 2
-            while name in used:
+            while taken(name):
                 name, k = base.with_name(f"{base.name}_{k}"), k + 1
-            log.warning("%s: output name taken by an earlier input; writing %s.png", path, name)
+            log.warning("%s: output name %s; writing %s.png", path, why, name)
         used.add(name)
         names.append(name)
     return names
@@ -57,3 +70,22 @@ def refuse_overwriting_inputs(
             f"land on inputs; {hint}"
         )
     refuse_overwrite(planned, files, hint)
+
+
+def writable_folders(folders: list[tuple[Path, str]]) -> None:
+    """Make each (folder, what it is for) and check a file can be created in it, before any
+    work: an unwritable output fails at once with one line, not after the first image. A
+    folder (or a folder above it) that is a file is refused before any folder is made."""
+    for folder, what in folders:
+        for above in (folder, *folder.parents):
+            if above.exists():
+                if not above.is_dir():
+                    raise ValueError(f"{what}: {above} is a file, not a folder")
+                break
+    for folder, what in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise ValueError(f"{what}: cannot write in {folder}: {exc.strerror or exc}") from None

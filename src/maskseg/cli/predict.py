@@ -8,7 +8,6 @@ COCO instances file for the whole run.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -21,14 +20,18 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from maskseg.cli.outputs import check_reports, output_endings, plan_names, refuse_overwriting_inputs
+from maskseg.cli.inputs import collect
+from maskseg.cli.outputs import (
+    check_reports,
+    output_endings,
+    plan_names,
+    refuse_overwriting_inputs,
+    writable_folders,
+)
 from maskseg.console import show_progress
 from maskseg.engines.shard import Shard
 from maskseg.files import (
-    IMAGE_EXTENSIONS,
     atomic_write_bytes,
-    collect_inputs,
-    is_within,
 )
 from maskseg.io import (
     DEFAULT_MAX_PIXELS,
@@ -140,21 +143,21 @@ def predict_paths(
     out = Path(output_dir)
     if (summary is not None or landmarks) and wear is None:
         raise ValueError("the summary and the landmarks come from the wear check: give wear")
-    items, skipped = _collect(inputs, out)
-    names = plan_names(items)
-    planned = [
-        out / f"{name}{end}" for name in names for end in output_endings(overlay_images, write_json)
-    ]
+    seen: list[Path] = []  # every file the scan met: images, other files, bad entries
+    items, skipped = collect(inputs, out, seen)
+    endings = output_endings(overlay_images, write_json)
+    names = plan_names(items, endings)
+    planned = [out / f"{name}{end}" for name in names for end in endings]
     reports = [Path(p) for p in (summary, coco) if p is not None]
     check_reports(reports, planned)
-    refuse_overwriting_inputs([out, *planned, *reports], [path for path, _ in items], inputs, out)
+    # no output replaces anything found in the inputs: not the images only, but a user's own
+    # notes.json beside photo.jpg, or a broken link, when the output folder is the input's
+    refuse_overwriting_inputs([out, *planned, *reports], seen, inputs, out)
     result = PredictResult([], [], total=len(items) + len(skipped))
     jobs = [(i, path, name) for i, ((path, _), name) in enumerate(zip(items, names, strict=True))]
     if shard is not None:
         jobs, skipped = shard.take(jobs), shard.take(skipped)
-    out.mkdir(parents=True, exist_ok=True)
-    for report in reports:
-        report.parent.mkdir(parents=True, exist_ok=True)
+    writable_folders([(out, "--output"), *((r.parent, str(r)) for r in reports)])
     for path, reason in skipped:
         on_skip(path, reason)
         result.failed.append((path, reason))
@@ -188,6 +191,8 @@ def predict_paths(
         atomic_write_bytes(Path(summary), summary_csv([row for o in done for row in o.summary]))
     if coco is not None:
         dataset = coco_dataset()
+        # where the images' mask_file names lie, from the COCO file's own folder
+        dataset["info"]["mask_folder"] = os.path.relpath(out, Path(coco).parent)
         for o in done:
             if o.coco is not None:
                 merge_coco(dataset, o.coco)
@@ -225,7 +230,24 @@ def segment_file(engine: Any, job: Job, mode: Any, options: FileOptions) -> File
     """Segment one file with ``engine`` (a ``RequestEngine``) and write its outputs under
     ``options.out``: ``<name>.png``, and ``<name>.json`` and ``<name>_overlay.jpg`` when
     asked. The one per-file step of every runner, so every engine writes the same bytes;
-    a file that cannot be read or decoded is a failure in the outcome, not an exception."""
+    a file that cannot be read or decoded, or whose outputs cannot be written, is a failure
+    in the outcome, not an exception."""
+    index, path, name = job
+    try:
+        seg = engine.run(path, mode)
+    except ImageReadError as exc:
+        return FileOutcome(index, path, failure=exc.reason)
+    try:
+        return _write_outputs(seg, index, path, name, options)
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile: this file fails
+        where = exc.filename or options.out
+        return FileOutcome(index, path, failure=f"cannot write {where}: {exc.strerror or exc}")
+
+
+def _write_outputs(
+    seg: Any, index: int, path: Path, name: Path, options: FileOptions
+) -> FileOutcome:
+    """``segment_file``'s writing half: the outputs of one segmented file."""
     from maskseg.pipeline.annotate import annotate
     from maskseg.pipeline.request import (
         NOT_JUDGED,
@@ -235,12 +257,7 @@ def segment_file(engine: Any, job: Job, mode: Any, options: FileOptions) -> File
         summary_rows,
     )
 
-    index, path, name = job
     out = options.out
-    try:
-        seg = engine.run(path, mode)
-    except ImageReadError as exc:
-        return FileOutcome(index, path, failure=exc.reason)
     records = seg.face_records(options.landmarks)
     if options.json:
         record = {"image": str(path), **seg.record(options.landmarks)}
@@ -282,84 +299,6 @@ def merge_coco(dataset: dict[str, Any], part: dict[str, Any]) -> None:
         {**a, "id": a["id"] + annotations, "image_id": a["image_id"] + images}
         for a in part["annotations"]
     ]
-
-
-def _collect(
-    inputs: list[str | Path], out: Path
-) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """``collect_inputs``, less the files a folder scan finds inside the output folder (they
-    are outputs of an earlier run); files and folders given explicitly are kept, except
-    links that lead nowhere (a symlink loop, a broken link), skipped with that reason.
-
-    Files a folder scan leaves out because they are not images of an accepted type (a GIF, a
-    file without an extension) are logged as one warning per folder with their count."""
-    items: list[tuple[Path, Path]] = []
-    skipped: list[tuple[Path, str]] = []
-    left_out = 0
-    inside: dict[Path, bool] = {}  # per folder: is it the output folder or below it?
-
-    def outside(path: Path) -> bool:
-        if path.parent not in inside:
-            inside[path.parent] = is_within(path.parent, out)
-        return not inside[path.parent]
-
-    for item in inputs:
-        dead = None if Path(item).is_dir() else _dead_link(Path(item))
-        if dead:
-            skipped.append((Path(item), dead))
-            continue
-        others: list[Path] = []
-        found, bad = collect_inputs([item], others=others)
-        if Path(item).is_dir() and not is_within(item, out):
-            kept = [(p, n) for p, n in found if outside(p)]
-            bad = [(p, why) for p, why in bad if outside(p)]
-            others = [p for p in others if outside(p)]
-            left_out += len(found) - len(kept)
-            found = kept
-        if others:
-            _report_not_images(Path(item), others)
-        items += found
-        skipped += bad
-    if left_out:
-        log.info(
-            "left out %d file(s) inside the output folder %s (outputs are not read as inputs)",
-            left_out,
-            out,
-        )
-    return items, skipped
-
-
-def _dead_link(path: Path) -> str | None:
-    """Why a path given by name leads to no file when that is a link's fault (the same
-    reasons as a folder scan gives); None otherwise (decoding reports the rest)."""
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return f"symlink loop ({exc.strerror})"
-        if path.is_symlink():
-            return f"broken link ({exc.strerror})"
-    return None
-
-
-def _report_not_images(folder: Path, others: list[Path], shown: int = 5) -> None:
-    """Log one warning naming the files under ``folder`` that its scan left out because they
-    are not images of an accepted type (hidden files and the output folder's are not
-    counted)."""
-    others = sorted(others)
-    kinds = sorted({p.suffix.lower() or "no extension" for p in others})
-    names = ", ".join(p.relative_to(folder).as_posix() for p in others[:shown])
-    more = f" and {len(others) - shown} more" if len(others) > shown else ""
-    log.warning(
-        "%s: left out %d file(s) that are not images of an accepted type (%s): %s%s; "
-        "accepted: %s (a file given by name is tried whatever its type)",
-        folder,
-        len(others),
-        ", ".join(kinds),
-        names,
-        more,
-        " ".join(IMAGE_EXTENSIONS),
-    )
 
 
 def verdict_counts(counts: Any) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from maskseg.cli.common import unit_float
 from maskseg.pipeline.scene_config import SCENE_SCORE_THRESHOLD
 
 # Where the detector options given on the command line are listed (their defaults cannot
@@ -51,7 +52,7 @@ def add_detector_args(p: argparse.ArgumentParser, video: bool) -> None:
     )
     p.add_argument(
         "--detect-threshold",
-        type=float,
+        type=unit_float,
         default=SCENE_SCORE_THRESHOLD,
         action=StoreGiven,
         help="minimum detection score of a new face"

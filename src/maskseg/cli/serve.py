@@ -30,7 +30,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
         threads=a.threads,
         workers=a.workers,
         detect_threshold=a.detect_threshold,
-        api_key=a.api_key or os.environ.get(API_KEY_ENV) or None,
+        # an empty --api-key (an unset variable in "$KEY") is refused by Settings, not
+        # taken for "no key"; the environment's key counts only when no flag is given
+        api_key=a.api_key if a.api_key is not None else os.environ.get(API_KEY_ENV) or None,
         max_upload_bytes=int(a.max_upload_mb * MB),
         max_batch_bytes=int(a.max_batch_mb * MB),
         max_batch_files=a.max_batch_files,
@@ -47,6 +49,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
         keep_alive_s=a.keep_alive,
         max_connections=a.max_connections,
     )
+    from maskseg.pipeline.predictor import resolve_model_path
+
+    # a model that is not there fails here in one line, not in each worker's start-up
+    resolve_model_path(settings.model, settings.backend)
     run(settings)
     return 0
 

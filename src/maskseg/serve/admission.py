@@ -21,6 +21,7 @@ scarce until the step that needs it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import time
 from collections import deque
@@ -38,6 +39,7 @@ MULTIPART_SLACK = 64 * 1024  # multipart framing around one image, allowed above
 TICKET = "maskseg.ticket"  # the request's slot ticket, in the ASGI scope
 UPLOAD_GRACE_S = 5.0  # the minimum upload rate is enforced from this many seconds on
 REFUSED_DRAIN_S = 1.0  # a refused body is read and dropped for at most this long
+GONE = object()  # the client left before its request got a slot
 
 
 def error_response(status: int, code: str, detail: str, headers: dict | None = None):
@@ -159,14 +161,34 @@ class Gate:
         s = self.settings
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         given = headers.get(API_KEY_HEADER.lower())
+        keys = sum(k.lower() == API_KEY_HEADER.lower().encode() for k, _ in scope["headers"])
+        if keys > 1:  # which one counts would differ between readers: none does
+            detail = f"send one {API_KEY_HEADER} header, not {keys}"
+            return await self._answer(
+                scope, receive, send, Refused(401, "unauthorized", detail), True
+            )
         if not key_ok(s, given):
             return await self._answer(scope, receive, send, Refused(*unauthorized(given)), True)
         if scope.get("method") != "POST":  # the app answers 405; there is no body to hold
             return await self.app(scope, receive, send)
         limit = s.max_batch_bytes if path == BATCH_PATH else s.max_upload_bytes + MULTIPART_SLACK
         held = [0]  # bytes of this request counted in pending_bytes
+        started = [False]  # whether an answer has begun
+
+        async def sending(message: dict) -> None:
+            started[0] = started[0] or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self._admit(scope, receive, send, headers, limit, arrived, held)
+            await self._admit(scope, receive, sending, headers, limit, arrived, held)
+        except asyncio.CancelledError:
+            # the server is shutting down and its grace period ran out (uvicorn cancels
+            # what is left): a request still waiting or at work is told so, in JSON
+            if started[0]:
+                raise
+            detail = f"the server is shutting down; retry in {s.retry_after_s} s"
+            refused = Refused(503, "shutting_down", detail, {"Retry-After": str(s.retry_after_s)})
+            await self._answer(scope, receive, send, refused, drain=False)
         finally:  # on every path: answered, refused, the client gone, or an error
             self.pending_bytes -= held[0]
 
@@ -190,12 +212,18 @@ class Gate:
                     "empty_upload",
                     "the request has no body: send the image as the multipart form field 'file'",
                 )
-            ticket = await self.slots.take(s.timeout_s, s.queue_timeout_s)
+            queued = time.monotonic()
+            ticket = await self._take_unless_gone(receive)
+            if ticket is GONE:
+                return  # the client left while its request waited: nobody to answer
             if ticket is None:
-                waited = f"; waited {s.queue_timeout_s:g} s in line" if s.queue else ""
+                if time.monotonic() - queued >= s.queue_timeout_s > 0 and s.queue:
+                    line = f"waited {s.queue_timeout_s:g} s in line"
+                else:  # refused at once
+                    line = f"the line of {s.queue} is full" if s.queue else "there is no line"
                 detail = (
                     f"all {s.max_in_flight} request slots are in use and "
-                    f"{len(self.slots.waiting)} requests wait{waited}; "
+                    f"{len(self.slots.waiting)} requests wait; {line}; "
                     f"retry in {s.retry_after_s} s"
                 )
                 raise Refused(503, "busy", detail, {"Retry-After": str(s.retry_after_s)})
@@ -218,6 +246,35 @@ class Gate:
             await self.app(scope, replay, send)
         finally:
             ticket.drop()
+
+    async def _take_unless_gone(self, receive: Callable) -> Ticket | None | object:
+        """A slot (``Slots.take``), or ``GONE`` when the client disconnects first: a request
+        whose client has left gives up its place in line, and the slot it may have been
+        handed goes on, so clients that send and hang up cannot fill the line with work
+        nobody waits for. The whole body has been read, so the next message is the
+        disconnect."""
+        s = self.settings
+        take = asyncio.ensure_future(self.slots.take(s.timeout_s, s.queue_timeout_s))
+        gone = asyncio.ensure_future(receive())
+        try:
+            await asyncio.wait({take, gone}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            take.cancel()
+            gone.cancel()
+            raise
+        if gone.done() and not gone.cancelled() and gone.result()["type"] == "http.disconnect":
+            if take.done():
+                if take.result() is not None:
+                    take.result().drop()
+            else:
+                take.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await take
+            return GONE
+        gone.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gone
+        return await take
 
     def _too_large(self, limit: int) -> tuple[int, str, str]:
         detail = (

@@ -110,7 +110,10 @@ def create_app(settings: Settings | None = None, predictor: Any = None) -> FastA
             500, "internal_error", "the server failed on this request; the details are in its log"
         )
 
-    @app.get("/health", response_model=Health, summary="liveness and load")
+    # HEAD too: uptime monitors often probe with it
+    @app.api_route(
+        "/health", methods=["GET", "HEAD"], response_model=Health, summary="liveness and load"
+    )
     def health(request: Request) -> Health:
         slots: Slots = request.app.state.slots
         return Health(
@@ -171,13 +174,15 @@ def run(settings: Settings) -> None:
             settings.host,
         )
     os.environ[SETTINGS_ENV] = settings.to_json()
+    # the options read the settings back from the environment, as each worker process does:
+    # a protocol class bound to them in this process could not be sent to a worker process
     uvicorn.run(
         "maskseg.serve.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        **uvicorn_options(settings),
+        **uvicorn_options(),
         log_level="info",
     )
 

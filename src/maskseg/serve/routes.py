@@ -45,15 +45,23 @@ def require_key(request: Request, key: Annotated[str | None, Depends(api_key_hea
         raise ApiError(*unauthorized(key))
 
 
-async def run_work(request: Request, fn: Callable, *args: Any) -> Any:
+# A batch's images stop this share of the request's time (at most BATCH_MARGIN_S) before
+# its deadline, so the images done so far are answered, with "timeout" for the rest,
+# before the whole request would be answered 504 and lose them.
+BATCH_MARGIN = 0.25
+BATCH_MARGIN_S = 2.0
+
+
+async def run_work(request: Request, fn: Callable, *args: Any, margin_s: float = 0.0) -> Any:
     """Run ``fn(*args, deadline=...)`` in the engine's pool within the work's deadline. Its
     ticket keeps the slot until the work ends, even when the answer was a timeout; the work
-    itself stops at its next stage once the deadline has passed."""
+    itself stops at its next stage once the deadline (less ``margin_s``) has passed."""
     engine = get_engine(request)
     ticket: Ticket = request.scope[TICKET]
     loop = asyncio.get_running_loop()
     ticket.hold()
-    future = engine.pool.submit(functools.partial(fn, *args, deadline=ticket.deadline))
+    deadline = ticket.deadline - margin_s
+    future = engine.pool.submit(functools.partial(fn, *args, deadline=deadline))
     future.add_done_callback(lambda _: loop.call_soon_threadsafe(ticket.drop))
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), ticket.remaining())
@@ -226,6 +234,8 @@ def api_router() -> APIRouter:
             uploads.append((f.filename, data))
         start = request.scope[TICKET].start
         batch = functools.partial(get_engine(request).batch, detect_threshold=detect_threshold)
-        return await run_work(request, batch, uploads, mode, mask_format, tolerance, start)
+        margin = min(BATCH_MARGIN_S, BATCH_MARGIN * s.timeout_s)
+        args = (uploads, mode, mask_format, tolerance, start)
+        return await run_work(request, batch, *args, margin_s=margin)
 
     return router

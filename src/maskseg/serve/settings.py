@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -103,11 +104,17 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("timeout_s", "upload_timeout_s", "header_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0-65535, got {self.port}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: the runtime's default), got {self.threads}")
+        if self.retry_after_s < 0:
+            raise ValueError(f"retry_after_s must be >= 0, got {self.retry_after_s}")
         if not 0 <= self.detect_threshold <= 1:
             raise ValueError(f"detect_threshold must be in [0, 1], got {self.detect_threshold}")
-        if self.queue < 0 or self.queue_timeout_s < 0:
+        if self.queue < 0 or not 0 <= self.queue_timeout_s < math.inf:
             raise ValueError("queue and queue_timeout_s must be >= 0")
         if self.max_pending_bytes < self.max_batch_bytes:
             raise ValueError(
@@ -117,6 +124,11 @@ class Settings:
         if self.api_key is not None:
             if not self.api_key.strip():
                 raise ValueError("the API key is empty; give a non-empty key or none")
+            if self.api_key != self.api_key.strip():
+                raise ValueError(
+                    "the API key starts or ends with white space, which HTTP strips from "
+                    "headers: no request could match it"
+                )
             if not (self.api_key.isascii() and self.api_key.isprintable()):
                 raise ValueError(
                     "the API key must be printable ASCII: HTTP headers carry "

@@ -21,9 +21,12 @@ from maskseg.video.writer import _close_all, _write, _Writer
 
 
 class StopEvent(threading.Event):
-    """A stop request with its reason (the signal's name)."""
+    """A stop request with its reason (the signal's name). ``closing`` is set while the
+    loop finishes its files: signals are then ignored, so a second Ctrl-C cannot cut a
+    video's last write short."""
 
     reason: str | None = None
+    closing: bool = False
 
     def request(self, reason: str) -> None:
         self.reason = self.reason or reason
@@ -36,11 +39,15 @@ def stop_on_signals(
 ) -> Iterator[StopEvent]:
     """While inside, Ctrl-C and SIGTERM set the yielded event instead of killing the process,
     so the loop ends after the current frame and closes its files; a second Ctrl-C raises
-    ``KeyboardInterrupt`` as usual. Off the main thread no handlers can be set: the event
-    is then only set by whoever holds it."""
+    ``KeyboardInterrupt`` as usual, except while the files are being finished
+    (``StopEvent.closing``), when it is ignored. Off the main thread no handlers can be
+    set: the event is then only set by whoever holds it."""
     stop = StopEvent()
 
     def handle(signum: int, _frame: Any) -> None:
+        if stop.closing:
+            stop.request(signal.Signals(signum).name)
+            return
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.request(signal.Signals(signum).name)
@@ -114,6 +121,8 @@ def run_video(
     except KeyboardInterrupt:
         stats.stopped = "SIGINT"
     finally:
+        if isinstance(stop, StopEvent):
+            stop.closing = True  # a second Ctrl-C must not cut the files' last writes short
         for it in (work, frames):  # ends the detect and reader threads, outermost first,
             close = getattr(it, "close", None)  # before the source may be closed
             if close is not None:

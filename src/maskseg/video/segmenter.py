@@ -205,7 +205,8 @@ class VideoSegmenter:
         self.wear = wear
         self.options = options or VideoOptions()
         self._frame = 0  # frames segmented so far
-        self._wear: dict[int, tuple[int, Any]] = {}  # track id -> (frame judged, its Wear)
+        # track id -> (frame judged, its Wear, whether its mask was painted then)
+        self._wear: dict[int, tuple[int, Any, bool]] = {}
         # track id -> (frame decided, the learned face check empties its mask)
         self._real: dict[int, tuple[int, bool]] = {}
         self.new_score = self.finder.score_threshold
@@ -336,19 +337,26 @@ class VideoSegmenter:
         """Each face's wear verdict. A followed face is judged when it appears and then every
         ``wear_every`` frames, its last verdict standing in between: how a mask is worn
         changes far more slowly than frames come (the landmark pass costs a few ms per face),
-        and a verdict that holds for a few frames does not flicker."""
+        and a verdict that holds for a few frames does not flicker. A face whose mask appears
+        or goes (the gate's vote, the face check) is judged again at once, so a record never
+        says ``no_mask`` beside a painted mask or ``correct`` beside none."""
         from maskseg.pipeline.request import face_parts
 
         every = self.options.wear_every
+        painted = [bool(f.mask) for f in result.faces]
         due = [
-            i for i, t in enumerate(ids) if self._frame - self._wear.get(t, (-every, 0))[0] >= every
+            i
+            for i, t in enumerate(ids)
+            if t not in self._wear
+            or self._frame - self._wear[t][0] >= every
+            or self._wear[t][2] != painted[i]  # a verdict never contradicts the mask beside it
         ]
         if due:
             parts = face_parts(result.mask, result.faces)
             faces = [result.faces[i] for i in due]
             fresh, _ = self.wear.check(image, [parts[i] for i in due], faces=faces)
             for i, w in zip(due, fresh, strict=True):
-                self._wear[ids[i]] = (self._frame, w)
+                self._wear[ids[i]] = (self._frame, w, painted[i])
         if len(self._wear) > 4 * max(len(ids), 16):  # forget tracks long gone
             self._wear = {t: self._wear[t] for t in ids}
         return [self._wear[t][1] for t in ids]

@@ -13,13 +13,14 @@ extra, ``pip install 'maskseg[video]'``) writes H.264 (``h264``, plays in browse
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
 import uuid
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import cv2
 import numpy as np
@@ -30,6 +31,7 @@ from maskseg.io import write_mask
 CODECS = ("h264", "mp4v")
 H264_PRESET = "veryfast"  # libx264: ~3x faster than its default (medium), files ~10% larger
 H264_CRF = 23
+PTS_TIME_BASE = Fraction(1, 1000)  # H.264 frames are stamped in milliseconds
 _FRAME_MASK = re.compile(r"\d{6,}\.png")  # MaskFolderSink's file names
 
 
@@ -93,6 +95,9 @@ def check_outputs(
                 raise OverwriteError(
                     f"{flag} and {other} are the same path ({path}); give each output its own"
                 )
+    for flag, path in given:
+        if flag != "--masks" and path.is_dir():
+            raise ValueError(f"{flag} {path}: is a folder; give a file name")
     if masks is not None:
         for flag, path in given:
             in_masks = find_overwrites([path.parent], [masks])
@@ -106,7 +111,10 @@ def check_outputs(
 def _temp_beside(path: Path) -> Path:
     """An unused hidden name in ``path``'s folder that keeps its suffix (containers are
     chosen by suffix); the file is created by its writer, with the usual permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot make its folder: {exc.strerror or exc}") from None
     return path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
 
 
@@ -132,6 +140,8 @@ class VideoFileSink:
             raise ValueError(f"unknown codec {self.codec!r}; valid: {', '.join(CODECS)}")
         if not self.path.suffix:
             raise ValueError(f"{self.path}: give the video file a suffix (.mp4, .avi, .mkv)")
+        if self.path.is_dir():
+            raise ValueError(f"{self.path}: is a folder; give a video file name")
         # both encoders work on 4:2:0 chroma, whole 2x2 blocks: odd sides are padded by one
         # pixel (OpenCV would silently crop them)
         w, h = size
@@ -156,7 +166,7 @@ class VideoFileSink:
             image = cv2.copyMakeBorder(
                 image, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE
             )
-        self._writer.write(image)
+        self._writer.write(image, getattr(frame, "time", None))
         self.frames += 1
 
     def discard(self) -> None:
@@ -188,8 +198,8 @@ class _OpenCVWriter:
         if not self._w.isOpened():
             raise ValueError(f"OpenCV cannot write it to a {path.suffix} file")
 
-    def write(self, rgb: np.ndarray) -> None:
-        self._w.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    def write(self, rgb: np.ndarray, time: float | None = None) -> None:
+        self._w.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # constant rate: ``time`` unused
 
     def close(self) -> None:
         self._w.release()
@@ -216,14 +226,22 @@ class _PyAVWriter:
             stream.width, stream.height = size
             stream.pix_fmt = "yuv420p"
             stream.options = {"preset": H264_PRESET, "crf": str(H264_CRF)}
+            stream.codec_context.time_base = PTS_TIME_BASE
         except BaseException:
             self._container.close()
             raise
         self._stream = stream
         self._frame_type = av.VideoFrame
+        self._pts = -1
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, time: float | None = None) -> None:
+        """One frame, shown at ``time`` seconds (the source's own timestamp: a variable
+        frame rate or a live source keeps its timing); None: the next slot at ``fps``."""
         frame = self._frame_type.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if time is not None and math.isfinite(time):
+            # milliseconds, strictly increasing (the encoder refuses repeated timestamps)
+            self._pts = max(self._pts + 1, round(time * 1000))
+            frame.pts, frame.time_base = self._pts, PTS_TIME_BASE
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
 
@@ -243,17 +261,31 @@ class JsonLinesSink:
     stage = "write"
     needs_overlay = False
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike | TextIO):
+        if hasattr(path, "write"):  # an open text stream (standard output): lines as they come
+            self.path = None
+            self._tmp = None
+            self._fh: Any = path
+            return
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ValueError(f"{self.path}: is a folder; give a file name")
         self._tmp = _temp_beside(self.path)
-        self._fh: Any = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        try:
+            self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        except OSError as exc:
+            raise ValueError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
 
     def write(self, frame: Any, result: Any, shown: np.ndarray | None) -> None:
         self._fh.write(json.dumps(frame_record(frame, result)) + "\n")
+        if self._tmp is None:
+            self._fh.flush()
 
     def discard(self) -> None:
         """Stop without writing the file (a run that never started)."""
         fh, self._fh = self._fh, None
+        if self._tmp is None:
+            return
         if fh is not None:
             fh.close()
         self._tmp.unlink(missing_ok=True)
@@ -262,6 +294,9 @@ class JsonLinesSink:
         if self._fh is None:
             return
         fh, self._fh = self._fh, None
+        if self._tmp is None:  # a stream given by the caller stays open
+            fh.flush()
+            return
         try:
             fh.close()
             os.replace(self._tmp, self.path)
@@ -301,7 +336,21 @@ class MaskFolderSink:
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise ValueError(f"{self.folder}: exists and is not a folder")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.folder.is_dir():
+            # an earlier run's frames would stay mixed in with this run's, unnoticed (a
+            # shorter clip leaves the longer one's tail); deleting them is not ours to do
+            old = sorted(p.name for p in self.folder.iterdir() if _FRAME_MASK.fullmatch(p.name))
+            if old:
+                raise ValueError(
+                    f"{self.folder}: already holds {len(old)} frame mask(s) ({old[0]}, ...) "
+                    f"of an earlier run; give a new or empty folder, or remove them"
+                )
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"{self.folder}: cannot make the folder: {exc.strerror or exc}"
+            ) from None
 
     def write(self, frame: Any, result: Any, shown: np.ndarray | None) -> None:
         write_mask(self.folder / f"{frame.index:06d}.png", result.scene.mask)

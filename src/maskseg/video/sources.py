@@ -13,6 +13,7 @@ message, before any frame is read.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import sys
@@ -76,6 +77,8 @@ class Source:
             capture.release()
             raise SourceError(f"{name}: no frame could be read (not a video, or empty)")
         self._first: np.ndarray | None = first
+        self._last_time = -math.inf
+        self._first_stamp = self._stamp()
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if 0 < fps < 1000 else DEFAULT_FPS
         self.size = (first.shape[1], first.shape[0])
@@ -84,8 +87,27 @@ class Source:
         self.decode_seconds = 0.0
         self._closed = False
 
-    def _time(self, index: int, start: float) -> float:
-        return index / self.fps
+    def ended_early(self, frames: int) -> bool:
+        """Whether a file read to its end after ``frames`` frames stopped well short of the
+        length its header gives (truncated or damaged): by time as well as by count, as a
+        variable-rate file's count is an estimate (duration x nominal rate)."""
+        if self.frame_count is None or frames >= self.frame_count or frames == 0:
+            return False
+        return self._last_time + 1.0 / self.fps < 0.9 * self.frame_count / self.fps
+
+    def _stamp(self) -> float | None:
+        """The decoder's timestamp of the frame just read (seconds), None where it has none."""
+        return None
+
+    def _time(self, index: int, start: float, stamp: float | None = None) -> float:
+        """The frame's time: its own timestamp where the source gives one that moves
+        forward (a variable frame rate keeps its timing), else ``index / fps``."""
+        if stamp is not None and stamp > self._last_time:
+            t = stamp
+        else:  # never backwards: one frame period on from the last time
+            t = max(index / self.fps, self._last_time + 1.0 / self.fps)
+        self._last_time = t
+        return t
 
     def __iter__(self) -> Iterator[Frame]:
         start = time.monotonic()
@@ -94,13 +116,15 @@ class Source:
             t0 = time.perf_counter()
             if self._first is not None:
                 ok, bgr, self._first = True, self._first, None
+                stamp = self._first_stamp
             else:
                 ok, bgr = self._cap.read()
+                stamp = self._stamp() if ok else None
             if not ok or bgr is None:
                 return
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             self.decode_seconds += time.perf_counter() - t0
-            yield Frame(index, self._time(index, start), rgb)
+            yield Frame(index, self._time(index, start, stamp), rgb)
             index += 1
 
     def close(self) -> None:
@@ -120,7 +144,12 @@ class Source:
 
 
 class FileSource(Source):
-    """A video file; frame times come from the file's frame rate."""
+    """A video file; frame times are the file's own timestamps (a variable frame rate keeps
+    its timing), or index / frame rate where it has none."""
+
+    def _stamp(self) -> float | None:
+        ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        return ms / 1000.0 if math.isfinite(ms) and ms >= 0 else None
 
     def __init__(self, path: str | os.PathLike):
         path = Path(path)
@@ -149,7 +178,7 @@ class CameraSource(Source):
             raise SourceError(f"camera {index}: could not be opened (no such camera, or busy)")
         super().__init__(f"camera {index}", cap)
 
-    def _time(self, index: int, start: float) -> float:
+    def _time(self, index: int, start: float, stamp: float | None = None) -> float:
         return time.monotonic() - start
 
 
@@ -167,7 +196,7 @@ class StreamSource(Source):
             raise SourceError(f"{url}: stream could not be opened (unreachable or not a video)")
         super().__init__(url, cap)
 
-    def _time(self, index: int, start: float) -> float:
+    def _time(self, index: int, start: float, stamp: float | None = None) -> float:
         return time.monotonic() - start
 
 

@@ -152,6 +152,25 @@ def test_weighted_nms_blends_overlaps_by_score():
     np.testing.assert_allclose(k[1], 25.0)
 
 
+def test_weighted_nms_blend_floor_keeps_a_good_box_from_weak_candidates():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [2, 0, 12, 10], [40, 0, 50, 10]], np.float32)
+    scores = np.array([0.9, 0.3, 0.2, 0.15], np.float32)
+    kps = np.zeros((4, 6, 2), np.float32)
+    b, s, _ = weighted_nms(boxes, scores, kps, 0.3, blend_floor=0.25)
+    # the group of the 0.9 box is all three; only the 0.3 one (>= 0.25) blends in:
+    # x1 = (0 * 0.9 + 1 * 0.3) / 1.2 = 0.25; the 0.2 one is suppressed without a say
+    np.testing.assert_allclose(b, [[0.25, 0, 10.25, 10], [40, 0, 50, 10]], rtol=1e-6)
+    np.testing.assert_allclose(s, [0.9, 0.15])
+    # without the floor the 0.2 one pulls too: (0.3 + 0.4) / 1.4 = 0.5
+    np.testing.assert_allclose(weighted_nms(boxes, scores, kps, 0.3)[0][0], [0.5, 0, 10.5, 10])
+    # a group whose best is under the floor blends as before
+    weak = np.array([0.2, 0.1, 0.05, 0.01], np.float32)
+    np.testing.assert_allclose(
+        weighted_nms(boxes, weak, kps, 0.3, blend_floor=0.25)[0][0],
+        weighted_nms(boxes, weak, kps, 0.3)[0][0],
+    )
+
+
 def test_weighted_nms_threshold_is_strict_and_max_detections_caps():
     boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], np.float32)  # IoU = 50 / 150 = 1/3
     scores, kps = np.array([0.9, 0.8], np.float32), np.zeros((2, 6, 2), np.float32)

@@ -14,7 +14,11 @@ them the same way (``maskseg.pipeline.scene`` then segments the windows and past
 One detector serves every threshold a caller asks for: the threshold is applied per call as
 the detector decodes its anchors (``FaceDetector.detect(score_threshold=...)``), so a lower
 one (a video's followed faces, a request's ``detect_threshold``) needs no second detector and
-the default gives exactly what a detector built at the configured threshold gives.
+the default gives exactly what a detector built at the configured threshold gives. A whole
+frame searched below the validated ``SCENE_SCORE_THRESHOLD`` only gains detections: the
+weaker candidates do not blend into the boxes of faces found at it (``weighted_nms``'s
+``blend_floor``), so those faces keep their windows and masks. Around followed faces (a
+video's ``rois``) MediaPipe's blending stays, as it steadies the boxes.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 from maskseg.pipeline.detect._base import check_deadline
 from maskseg.pipeline.face_check import FaceChecker
-from maskseg.pipeline.scene_config import CONTAINED, SceneConfig
+from maskseg.pipeline.scene_config import CONTAINED, SCENE_SCORE_THRESHOLD, SceneConfig
 from maskseg.pipeline.windows import drop_contained, scale_rects
 
 # how faces were found -> the box -> window mapping fitted for them
@@ -100,6 +104,11 @@ class FaceFinder:
             options["deadline"] = deadline
         if score_threshold is not None:
             options["score_threshold"] = score_threshold
+        threshold = self.score_threshold if score_threshold is None else score_threshold
+        if rois is None and threshold < SCENE_SCORE_THRESHOLD:
+            # below the validated threshold, weaker candidates are extra detections only: they
+            # must not pull the box of a face found at it (and so its window and mask)
+            options["blend_floor"] = SCENE_SCORE_THRESHOLD
         found = self.detector.detect(image, rois=rois, **options)
         if merge:
             check_deadline(deadline, "dropping contained boxes")

@@ -121,6 +121,7 @@ class FaceDetector(ABC):
         *,
         deadline: float | None = None,
         score_threshold: float | None = None,
+        blend_floor: float | None = None,
     ) -> Detections:
         """Faces in one image.
 
@@ -136,6 +137,9 @@ class FaceDetector(ABC):
                 detector serves callers that ask for different ones (a video keeps followed
                 faces down to a lower score; serve takes it per request). A detector whose
                 ``detect_batch`` takes none filters its own results, so it can only go up.
+            blend_floor: candidates under this score do not move a better face's box when
+                overlapping detections are blended (``weighted_nms``), for a detector whose
+                ``detect_batch`` takes it.
         """
         batch_rois = None if rois is None else [rois]
         check_deadline(deadline, "face detection")
@@ -148,6 +152,8 @@ class FaceDetector(ABC):
                 raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
             if "score_threshold" in takes:
                 options["score_threshold"] = score_threshold
+        if blend_floor is not None and "blend_floor" in takes:
+            options["blend_floor"] = blend_floor
         found = self.detect_batch([image], batch_rois, **options)[0]
         if score_threshold is not None and "score_threshold" not in takes:
             found = found[found.scores >= score_threshold]

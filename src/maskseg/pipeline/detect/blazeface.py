@@ -107,11 +107,13 @@ class BlazeFace(FaceDetector):
         *,
         deadline: float | None = None,
         score_threshold: float | None = None,
+        blend_floor: float | None = None,
     ) -> list[Detections]:
         """See ``FaceDetector.detect_batch``; ``deadline`` is checked before each image's
         regions are cut and before each model call of ``MAX_BATCH`` regions;
         ``score_threshold`` replaces the options' one for this call (applied as anchors are
-        decoded, before the boxes are blended, exactly as a detector built with it)."""
+        decoded, before the boxes are blended, exactly as a detector built with it);
+        ``blend_floor``: see ``weighted_nms``."""
         threshold = self.score_threshold if score_threshold is None else score_threshold
         if isinstance(images, np.ndarray) and images.ndim < 4:
             raise TypeError("detect_batch takes a list of images; use detect() for one image")
@@ -144,14 +146,19 @@ class BlazeFace(FaceDetector):
                 keep = ~_touches(boxes, inner[j])
                 boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
             found[owners[j]].append((boxes, scores, kps))
-        return [self._merge(parts) for parts in found]
+        return [self._merge(parts, blend_floor) for parts in found]
 
-    def _merge(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Detections:
+    def _merge(
+        self,
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        blend_floor: float | None = None,
+    ) -> Detections:
         if not parts:
             return Detections.empty()
         boxes, scores, kps = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+        o = self.options
         return Detections(
-            *weighted_nms(boxes, scores, kps, self.options.iou_threshold, self.options.max_faces)
+            *weighted_nms(boxes, scores, kps, o.iou_threshold, o.max_faces, blend_floor)
         )
 
     def _run(

@@ -30,6 +30,7 @@ def weighted_nms(
     keypoints: np.ndarray,
     iou_threshold: float = 0.3,
     max_detections: int | None = None,
+    blend_floor: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Blend overlapping detections, weighted by score.
 
@@ -39,6 +40,10 @@ def weighted_nms(
         keypoints: (N, K, 2).
         iou_threshold: candidates overlapping the current best by more than this are merged.
         max_detections: stop after this many outputs (None: no limit).
+        blend_floor: candidates scoring under this are suppressed by a better one scoring at
+            least this without moving its box (they still blend among themselves). A caller
+            that lowers the score threshold below the floor then only gains detections: the
+            faces found at the floor keep their boxes. None: MediaPipe's blending.
 
     Returns:
         (boxes, scores, keypoints) of the merged detections, best score first.
@@ -52,10 +57,13 @@ def weighted_nms(
         group = remaining[box_iou(boxes[best], boxes[remaining]) > iou_threshold]
         if group.size == 0:  # a zero-area box overlaps nothing, not even itself
             group = remaining[:1]
-        w = scores[group].astype(np.float64)
+        blend = group
+        if blend_floor is not None and scores[best] >= blend_floor:
+            blend = group[scores[group] >= blend_floor]  # ``best`` is among them
+        w = scores[blend].astype(np.float64)
         w_sum = w.sum()
-        out_b.append((boxes[group] * w[:, None]).sum(0) / w_sum)
-        out_k.append((keypoints[group] * w[:, None, None]).sum(0) / w_sum)
+        out_b.append((boxes[blend] * w[:, None]).sum(0) / w_sum)
+        out_k.append((keypoints[blend] * w[:, None, None]).sum(0) / w_sum)
         out_s.append(scores[best])
         # indices are positions in score order, so the sorted difference stays in score order
         remaining = np.setdiff1d(remaining, group, assume_unique=True)

@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C where a command has no handler of its own (start-up)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -206,6 +206,16 @@ def test_predict_unwritable_outputs_are_one_line_errors(tmp_path: Path, capsys):
     assert not (tmp_path / "o").exists()  # refused before anything was made
 
 
+def test_predict_an_empty_folder_writes_nothing(tmp_path: Path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    args = ["--summary", str(out / "s.csv"), "--coco", str(out / "c.json")]
+    assert main(["predict", str(tmp_path / "empty"), "--output", str(out), *args, *OTSU]) == 1
+    captured = capsys.readouterr()
+    assert "no input images found in" in captured.err and "wrote" not in captured.out
+    assert not out.exists()
+
+
 def test_predict_a_file_that_cannot_be_written_fails_alone(tmp_path: Path, capsys):
     """An output path taken by a folder (or a full disk) fails that file only: the others
     and the summary are still written."""

@@ -95,6 +95,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
         shard=a.shard,
         runner=batch_runner(a),
     )
+    if not res.total:
+        given = ", ".join(str(i) for i in a.inputs)
+        print(f"error: no input images found in {given}", file=sys.stderr)
+        return 1
     print(
         f"wrote {len(res.written)} mask(s) to {a.output}"
         + (f"; skipped {len(res.failed)} input(s), listed above" if res.failed else "")

@@ -154,6 +154,8 @@ def predict_paths(
     # notes.json beside photo.jpg, or a broken link, when the output folder is the input's
     refuse_overwriting_inputs([out, *planned, *reports], seen, inputs, out)
     result = PredictResult([], [], total=len(items) + len(skipped))
+    if not result.total:  # nothing to do: no folder is made and no empty report written
+        return result
     jobs = [(i, path, name) for i, ((path, _), name) in enumerate(zip(items, names, strict=True))]
     if shard is not None:
         jobs, skipped = shard.take(jobs), shard.take(skipped)

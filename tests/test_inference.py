@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from maskseg.config import Config, DataConfig, InferConfig, ModelConfig
 from maskseg.models import create_model
@@ -114,11 +115,15 @@ def test_input_checks(tiny_predictor: Predictor):
     opaque = np.dstack([img, np.full((40, 60), 255, np.uint8)])  # opaque: the RGB image
     assert non_trivial(tiny_predictor.predict(img))
     np.testing.assert_array_equal(tiny_predictor.predict(opaque), tiny_predictor.predict(img))
-    with pytest.raises(TypeError, match="uint8"):
+    with pytest.raises(TypeError, match=r"got a float32 array; scale it to 0-255"):
         tiny_predictor.predict(np.zeros((20, 30, 3), np.float32))
+    with pytest.raises(TypeError, match=r"got PIL\.Image\.Image; use np\.asarray"):
+        tiny_predictor.predict(Image.new("RGB", (30, 20)))
+    with pytest.raises(TypeError, match=r"got str; use maskseg\.io\.read_image"):
+        tiny_predictor.predict("examples/face.jpg")
     with pytest.raises(ValueError, match="shape"):
         tiny_predictor.predict(np.zeros((20, 30, 5), np.uint8))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"the image is empty: 30 x 0 pixels"):
         tiny_predictor.predict(np.zeros((0, 30, 3), np.uint8))
 
 

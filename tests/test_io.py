@@ -145,3 +145,8 @@ def test_collect_inputs_reports_what_it_cannot_read(tmp_path: Path):
     assert set(reasons) == {"dir.png", "loop.jpg", "back"}
     assert "directory" in reasons["dir.png"] and "loop" in reasons["loop.jpg"]
     assert "already scanned" in reasons["back"]
+
+
+def test_read_image_names_a_source_it_cannot_take():
+    with pytest.raises(TypeError, match="path, bytes or a binary file object, got int"):
+        read_image(123)

@@ -34,3 +34,8 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'maskseg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names (lazily imported ones included), for ``dir()`` and completion."""
+    return sorted(__all__)

@@ -132,8 +132,12 @@ def _open(
         if not len(source):
             raise ImageReadError(name, "empty data")
         fp = io.BytesIO(bytes(source))
-    else:
+    elif callable(getattr(source, "read", None)):
         fp = source
+    else:
+        raise TypeError(
+            f"read_image takes a path, bytes or a binary file object, got {type(source).__name__}"
+        )
     try:
         with warnings.catch_warnings():
             # maskseg applies its own pixel limit below; Pillow's warning would only be noise.

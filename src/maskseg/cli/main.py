@@ -9,6 +9,7 @@ assembles the parser and maps errors to exit codes. Imports stay inside the comm
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from maskseg import __version__
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C where a command has no handler of its own (start-up)
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `maskseg models --json | head`: the reader left, say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -157,6 +157,7 @@ class Predictor:
         return cls(TorchBackend(model, device, precision), config, **kwargs)
 
     def describe(self) -> str:
+        """One line: architecture, input size and the runtime that runs it."""
         return f"{self.config.model.name} {self.size}px, {self.backend.describe()}"
 
     def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -192,7 +193,9 @@ class Predictor:
         return self.masks_from_logits(self.logits(images), sizes)
 
     def predict(self, image: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-        """Bool mask (H, W) for one RGB uint8 image (H, W, 3) (grayscale and RGBA accepted)."""
+        """Bool mask (H, W) for one RGB uint8 image (H, W, 3) (grayscale and RGBA accepted).
+        ``size``: (height, width) to give the mask instead of the image's (an image decoded
+        reduced gets its mask at the file's full size)."""
         return self.predict_batch([image], None if size is None else [size])[0]
 
     __call__ = predict
@@ -203,4 +206,5 @@ class Predictor:
         return sigmoid(upsample(self.logits([image])[0], *image.shape[:2]))
 
     def predict_file(self, path: str | Path) -> np.ndarray:
+        """``predict`` on an image file (``read_image``: any size, orientation applied)."""
         return self.predict(read_image(path))

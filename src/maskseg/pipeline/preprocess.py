@@ -21,8 +21,21 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     Grayscale (H, W) or (H, W, 1) is replicated to three channels; RGBA is composited over
     white, as ``maskseg.io.read_image`` does for files, so an array and its file give one mask.
     """
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise TypeError("expected an RGB uint8 numpy array; use maskseg.io.read_image(path)")
+    if not isinstance(image, np.ndarray):
+        kind = f"{type(image).__module__}.{type(image).__qualname__}".removeprefix("builtins.")
+        hint = (
+            'np.asarray(image.convert("RGB"))'
+            if kind.startswith("PIL.")
+            else "maskseg.io.read_image(path)"
+        )
+        raise TypeError(f"expected an RGB uint8 numpy array, got {kind}; use {hint}")
+    if image.dtype != np.uint8:
+        hint = (
+            "scale it to 0-255 and use .astype(np.uint8)"
+            if image.dtype.kind == "f"
+            else "convert it to 8 bits (maskseg.io.read_image does so for files)"
+        )
+        raise TypeError(f"expected an RGB uint8 numpy array, got a {image.dtype} array; {hint}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
     if image.ndim == 2:
@@ -30,7 +43,9 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     elif image.ndim == 3 and image.shape[2] == 4:
         alpha = image[..., 3:].astype(np.float32) / 255.0
         image = (image[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
-    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+    if image.ndim == 3 and min(image.shape[:2]) < 1:
+        raise ValueError(f"the image is empty: {image.shape[1]} x {image.shape[0]} pixels")
+    if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an image of shape (H, W, 3), got {image.shape}")
     return np.ascontiguousarray(image)
 

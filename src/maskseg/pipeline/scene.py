@@ -523,6 +523,7 @@ class ScenePredictor:
     __call__ = predict
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``predict`` on each image in turn (each photo has its own faces and windows)."""
         return [self.predict(im) for im in images]
 
     def describe(self) -> str:

@@ -140,7 +140,7 @@ class OnnxBackend:
         kind = "int8" if self.int8 else "fp32"
         return (
             f"onnxruntime {ort.__version__} on {self.session.get_providers()[0]} "
-            f"({kind}, {threads} threads)"
+            f"({kind}, {threads} thread{'s' if threads != 1 else ''})"
         )
 
 

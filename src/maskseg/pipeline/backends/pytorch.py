@@ -47,7 +47,7 @@ class TorchBackend:
     def describe(self) -> str:
         return f"torch {torch.__version__} on {self.device} " + (
             f"({effective_precision(self.device, self.precision)}, "
-            f"{torch.get_num_threads()} threads)"
+            f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
         )
 
 

@@ -277,6 +277,123 @@ def test_resume_refuses_changed_options_and_applies_allowed(
     assert "threads: 1" in (run / "config.yaml").read_text()  # applied and recorded
 
 
+def test_train_refuses_a_finished_run_and_a_folder_inside_the_data(
+    msfd_tiny: Path, tmp_path: Path, capsys
+):
+    """Training again into a run folder without --resume used to replace its weights and
+    checkpoint; a run folder inside the data folder put its files among the pairs."""
+    run = tmp_path / "run"
+    base = ["train", "--data", str(msfd_tiny), "--output", str(run), *TINY, "--epochs", "1"]
+    assert main(base) == 0
+    before = (run / "best.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err, err
+    assert (run / "best.safetensors").read_bytes() == before
+    inside = msfd_tiny / "runs" / "r1"
+    args = ["train", "--data", str(msfd_tiny), "--output", str(inside), *TINY, "--epochs", "1"]
+    assert main(args) == 2
+    assert "inside the data folder" in capsys.readouterr().err
+    assert not inside.exists()
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        (["--epochs", "0"], "train.epochs must be at least 1"),
+        (["--lr", "0"], "train.lr must be > 0"),
+        (["--batch-size", "0"], "train.batch_size must be at least 1"),
+        (["--image-size", "0"], "image_size must be at least 16"),
+        (["--patience", "-1"], "train.patience must be at least 0"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_train_refuses_unusable_values_before_writing(
+    flag, message, msfd_tiny: Path, tmp_path: Path, capsys
+):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(msfd_tiny), "--output", str(run), *TINY, *flag]) == 2
+    assert message in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_ctrl_c_during_training_saves_the_step_and_says_how_to_resume(
+    msfd_tiny: Path, tmp_path: Path
+):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = ["train", "--data", str(msfd_tiny), "--output", str(run), *TINY, "--epochs", "400"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "maskseg", *args, "--threads", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "metrics.csv").exists():  # an epoch is done: training is under way
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no epoch finished in time"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "continue with the same command and --resume" in err, err
+    assert "Traceback" not in err, err
+    import re
+
+    epoch, step = map(int, re.search(r"stopped at epoch (\d+) step (\d+)", err).groups())
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)  # saved at that very step
+    assert (ckpt["epoch"] + 1, ckpt["step_in_epoch"]) == (epoch, step) and epoch >= 2
+
+
+def test_pack_refuses_members_of_other_splits_and_onnx_files(
+    tiny_model: Path, tmp_path: Path, capsys
+):
+    """Members trained on other splits used to be packed under the first one's: its "test"
+    pairs were the other's training pairs."""
+    cfg = Config(
+        data=DataConfig(image_size=32, seed=5), model=ModelConfig(base_channels=4, depth=2)
+    )
+    other = tmp_path / "other.safetensors"
+    save_weights(other, create_model(cfg.model), cfg)
+    out = tmp_path / "packed.safetensors"
+    assert main(["pack", str(tiny_model), str(other), "--output", str(out)]) == 2
+    assert "trained on another split" in capsys.readouterr().err
+    (tmp_path / "m.onnx").write_bytes(b"not read")
+    assert main(["pack", str(tmp_path / "m.onnx"), str(tiny_model), "--output", str(out)]) == 2
+    assert "an ONNX file cannot be packed" in capsys.readouterr().err
+    assert not out.exists()
+    same = tmp_path / "same.safetensors"  # another model of the same split packs
+    save_weights(
+        same,
+        create_model(ModelConfig(base_channels=4, depth=2)),
+        Config(data=DataConfig(image_size=32), model=ModelConfig(base_channels=4, depth=2)),
+    )
+    assert main(["pack", str(tiny_model), str(same), "--output", str(out)]) == 0
+
+
+def test_tune_baselines_writes_only_a_json_file(msfd_tiny: Path, tmp_path: Path, capsys):
+    """Its --output replaced any file it was given, an input image included."""
+    image = next((msfd_tiny / "1" / "face_crop").glob("*.jpg"))
+    before = image.read_bytes()
+    args = ["tune-baselines", "--data", str(msfd_tiny), "--methods", "prior", "--output"]
+    for output in (image, tmp_path):
+        assert main([*args, str(output)]) == 2
+        assert "give a .json file" in capsys.readouterr().err
+    assert image.read_bytes() == before
+    assert main([*args, str(tmp_path / "tuned.json")]) == 0
+    assert "prior" in json.loads((tmp_path / "tuned.json").read_text())["methods"]
+
+
 class Payload:
     """Stands for arbitrary code a pickled .pt file could run when unpickled."""
 

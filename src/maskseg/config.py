@@ -18,6 +18,9 @@ import yaml
 DEFAULT_GROUP_REGEX = r"^(\d+(?=_)|[^_]+_(?:(?:t1|ttt)_)?[^_]+)"
 
 
+MIN_IMAGE_SIZE = 16  # the default U-Net halves its input four times
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the pairs are and how they are split.
@@ -51,6 +54,18 @@ class DataConfig:
     composite_whole_masks: bool = False
     pair_repeat: int = 1
     pseudo: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.image_size >= MIN_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size must be at least {MIN_IMAGE_SIZE} px, got {self.image_size}"
+            )
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}")
+        if self.pair_repeat < 1 or self.composites < 0 or self.scene_windows < 0:
+            raise ValueError("pair_repeat must be >= 1, composites and scene_windows >= 0")
 
     def split_key(self) -> tuple[float, int, str, int]:
         """What fixes the split: two configs with the same key split the same ids alike."""
@@ -176,6 +191,28 @@ class TrainConfig:
     progress: bool = True
     sync_bn: bool = False  # under torchrun on CUDA: BatchNorm statistics over all processes
     init: str = ""  # start from these weights (.safetensors/.pt of the same architecture)
+
+    def __post_init__(self) -> None:
+        """Values no run can use are refused when the config is made (flags, --config files,
+        a resumed run), before anything is written."""
+        at_least = {
+            "epochs": 1,
+            "batch_size": 1,
+            "warmup_epochs": 0,
+            "patience": 0,
+            "num_workers": 0,
+            "threads": 0,
+        }
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"train.{name} must be at least {low}, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        weights = (self.bce_weight, self.dice_weight, self.lovasz_weight)
+        if min(weights) < 0 or self.weight_decay < 0 or self.min_delta < 0:
+            raise ValueError("loss weights, weight_decay and min_delta must be >= 0")
+        if not sum(weights) > 0:
+            raise ValueError("at least one of bce_weight, dice_weight, lovasz_weight must be > 0")
 
 
 @dataclass(frozen=True)

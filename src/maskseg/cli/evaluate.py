@@ -12,6 +12,7 @@ from maskseg.cli.common import (
     add_model_args,
     load_predictor,
     model_file,
+    non_negative_int,
     refuse_overwrite,
 )
 
@@ -75,7 +76,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             f"of {f['n_without_mask']} unmasked, found rate {f['found_rate']:.4f} of "
             f"{f['n_with_mask']} masked (mask > {MIN_COVERAGE:.0%} of the crop)"
         )
-    print(f"written: {out}/summary.json" + (", per_image.csv, worst_cases.png" if scored else ""))
+    drawn = ", worst_cases.png" if a.worst else ""
+    print(f"written: {out}/summary.json" + (f", per_image.csv{drawn}" if scored else ""))
     return 0
 
 
@@ -122,6 +124,9 @@ def cmd_tune_baselines(a: argparse.Namespace) -> int:
     from maskseg.config import DataConfig
     from maskseg.evaluate.baselines.tune import tune_baselines
 
+    if a.output.suffix.lower() != ".json" or a.output.is_dir():
+        raise ValueError(f"--output {a.output}: give a .json file for the parameters")
+    refuse_overwrite([a.output], [], a.data)  # never one of the pairs tuned on
     d = DataConfig(seed=a.split_seed)
     result = tune_baselines(a.data, a.output, methods=a.methods, data_config=d)
     for name, m in result["methods"].items():
@@ -144,7 +149,12 @@ def add_evaluate(add: AddCommand) -> None:
         "against the model's split settings); default: remade from them",
     )
     p.add_argument("--output", type=Path, help="report folder (default: ./maskseg-eval)")
-    p.add_argument("--worst", type=int, default=8, help="worst cases drawn in worst_cases.png")
+    p.add_argument(
+        "--worst",
+        type=non_negative_int,
+        default=8,
+        help="worst cases drawn in worst_cases.png (0: none)",
+    )
     p.add_argument(
         "--faces",
         type=Path,

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from maskseg.cli.common import AddCommand, refuse_overwrite
+from maskseg.cli.common import AddCommand, non_negative_int, refuse_overwrite
 from maskseg.cli.train_flags import CHOICES, CONFIG_FLAGS, SECTIONS
 from maskseg.config import PRESENCE_FEATURES, Config
 
@@ -340,7 +340,7 @@ def add_export(add: AddCommand) -> None:
     )
     p.add_argument(
         "--calibration",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="calibration crops, drawn with a fixed seed (0: the whole training part)",
     )

@@ -66,6 +66,12 @@ def combine_weights(
     if not paths:
         raise ValueError("no member models given")
     refuse_overwrite([output], paths, "write the packed model to a new file (--output)")
+    for p in paths:
+        if Path(p).suffix.lower() not in (".safetensors", ".pt"):
+            raise ValueError(
+                f"{p}: pack takes weight files (.safetensors, .pt); an ONNX file cannot be "
+                "packed (pack the weights, then `maskseg export` the result)"
+            )
     members, base, sources = [], None, []
     for p in paths:
         state, cfg, source = load_model_file(p)
@@ -77,6 +83,13 @@ def combine_weights(
             base = cfg
         elif key != (base.model, base.data.image_size):
             raise ValueError(f"{p}: architecture or input size differs from {paths[0]}")
+        elif cfg.data.split_key() != base.data.split_key():
+            # the packed file keeps one split: the other's training pairs would be "test"
+            raise ValueError(
+                f"{p}: trained on another split (test fraction, folds, grouping, seed "
+                f"{cfg.data.split_key()}) than {paths[0]} ({base.data.split_key()}); "
+                "pack models of one split"
+            )
         net = create_model(cfg.model)
         net.load_state_dict(state)
         members.append(net)

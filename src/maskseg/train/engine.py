@@ -19,8 +19,11 @@ import io
 import logging
 import math
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +182,34 @@ def load_init(model: torch.nn.Module, cfg: Config, path: str) -> None:
     log.info("started from the weights of %s", path)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the step under way was finished and the checkpoint saved; the
+    message says how to continue."""
+
+
+@contextmanager
+def stop_after_step(trainer: Trainer) -> Iterator[None]:
+    """While inside, a first Ctrl-C asks the trainer to stop after the step under way (its
+    state is whole then, and saved: ``TrainingInterrupted``); a second one interrupts at once.
+    Only for one process in the main thread: under torchrun every rank must stop at the same
+    step, so there a Ctrl-C stops as before (the last periodic checkpoint stands)."""
+    if D.world() > 1 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        log.warning("Ctrl-C: stopping after this step (again: at once)")
+
+    old = signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 class Trainer:
     """The mutable state of one run (model, optimizer, scheduler, counters), so that a
     checkpoint holds all of it and ``fit`` reads top to bottom."""
@@ -210,6 +241,7 @@ class Trainer:
         self.best_epoch = -1
         self.bad_epochs = 0
         self.history: list[dict] = []
+        self.stop_requested = False  # set by Ctrl-C (``stop_after_step``)
 
     def state(self) -> dict:
         return {
@@ -291,6 +323,13 @@ class Trainer:
             bar.set_postfix(loss=f"{self.loss_sum / self.step_in_epoch:.4f}")
             if on_step:
                 on_step(self.epoch, self.step_in_epoch)
+            if self.stop_requested:  # Ctrl-C: the step is whole, so its state can be kept
+                self.save()
+                raise TrainingInterrupted(
+                    f"stopped at epoch {self.epoch + 1} step {self.step_in_epoch}; the "
+                    f"checkpoint is saved in {self.run_dir}: continue with the same command "
+                    "and --resume"
+                )
             if self.step_in_epoch < n_steps and time.monotonic() - last_save >= checkpoint_interval:
                 self.save()  # mid-epoch checkpoint: a kill now loses at most the interval
                 last_save = time.monotonic()
@@ -394,37 +433,38 @@ def fit(
     main = D.is_main()
 
     stopped = tr.bad_epochs >= tc.patience and bool(val_samples)
-    while tr.epoch < tc.epochs and not stopped:
-        t0 = time.perf_counter()
-        train_loss = tr.train_epoch(dataset, checkpoint_interval, on_step)
-        row = {"epoch": tr.epoch + 1, "lr": tr.sched.get_last_lr()[0], "train_loss": train_loss}
-        if val_samples:
-            counts, val_loss = evaluate(tr.model, val_samples, cfg, device)
-            s = M.summarize(counts)
-            row.update(val_loss=val_loss, **{f"val_{k}": s[k] for k in M.METRIC_NAMES})
-            row["val_iou_pooled"] = s["iou_pooled"]
-            metric = s["iou"]
-        else:
-            metric = -train_loss  # no validation: the last epoch is the model
-        row["seconds"] = time.perf_counter() - t0
-        tr.history.append(row)
-        # every rank holds the same figures (summed over ranks), so all decide alike
-        if metric > tr.best_metric + tc.min_delta or not val_samples:
-            tr.best_metric, tr.best_epoch, tr.bad_epochs = metric, tr.epoch + 1, 0
+    with stop_after_step(tr):  # Ctrl-C ends the step under way, saves and says so
+        while tr.epoch < tc.epochs and not stopped:
+            t0 = time.perf_counter()
+            train_loss = tr.train_epoch(dataset, checkpoint_interval, on_step)
+            row = {"epoch": tr.epoch + 1, "lr": tr.sched.get_last_lr()[0], "train_loss": train_loss}
+            if val_samples:
+                counts, val_loss = evaluate(tr.model, val_samples, cfg, device)
+                s = M.summarize(counts)
+                row.update(val_loss=val_loss, **{f"val_{k}": s[k] for k in M.METRIC_NAMES})
+                row["val_iou_pooled"] = s["iou_pooled"]
+                metric = s["iou"]
+            else:
+                metric = -train_loss  # no validation: the last epoch is the model
+            row["seconds"] = time.perf_counter() - t0
+            tr.history.append(row)
+            # every rank holds the same figures (summed over ranks), so all decide alike
+            if metric > tr.best_metric + tc.min_delta or not val_samples:
+                tr.best_metric, tr.best_epoch, tr.bad_epochs = metric, tr.epoch + 1, 0
+                if main:
+                    save_weights(run_dir / BEST_WEIGHTS, tr.model, cfg, dict(row))
+            else:
+                tr.bad_epochs += 1
+            tr.epoch += 1
+            tr.step_in_epoch, tr.loss_sum = 0, 0.0
+            tr.save()
             if main:
-                save_weights(run_dir / BEST_WEIGHTS, tr.model, cfg, dict(row))
-        else:
-            tr.bad_epochs += 1
-        tr.epoch += 1
-        tr.step_in_epoch, tr.loss_sum = 0, 0.0
-        tr.save()
-        if main:
-            write_history(run_dir, tr.history, plot=tr.epoch % 10 == 0)
-        msg = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
-        log.info("epoch %d/%d %s", tr.epoch, tc.epochs, msg)
-        if val_samples and tr.bad_epochs >= tc.patience:
-            log.info("early stopping: no val IoU gain for %d epochs", tc.patience)
-            stopped = True
+                write_history(run_dir, tr.history, plot=tr.epoch % 10 == 0)
+            msg = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
+            log.info("epoch %d/%d %s", tr.epoch, tc.epochs, msg)
+            if val_samples and tr.bad_epochs >= tc.patience:
+                log.info("early stopping: no val IoU gain for %d epochs", tc.patience)
+                stopped = True
 
     def best_state() -> dict:
         write_history(run_dir, tr.history)

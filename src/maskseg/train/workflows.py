@@ -20,12 +20,12 @@ from maskseg.data.pairs import Sample, find_pairs
 from maskseg.data.splits import SplitData, Splits, load_split
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
-from maskseg.files import atomic_write_bytes
+from maskseg.files import atomic_write_bytes, is_within
 from maskseg.models import complete_params
 from maskseg.pipeline.predictor import Predictor
 from maskseg.train import distributed as D
 from maskseg.train.dataset import SegmentationDataset
-from maskseg.train.engine import BEST_WEIGHTS, evaluate, fit
+from maskseg.train.engine import BEST_WEIGHTS, CHECKPOINT, evaluate, fit
 from maskseg.train.gate import GateConfig
 from maskseg.train.lowworn import LowWornConfig
 
@@ -87,6 +87,25 @@ class _RunData:
         return [f"{pid}: {why}" for pid, why in self.scored.skipped + self.cache.skipped]
 
 
+def check_run_folder(run_dir: Path, data_root: str | Path, resume: bool) -> None:
+    """Refuse, before anything is written, a run folder inside the data folder (its curves,
+    weights and cache would sit among the pairs, and could replace one) and, without
+    ``resume``, a folder that already holds a run (starting afresh would replace its weights,
+    metrics and checkpoint)."""
+    if data_root and is_within(run_dir, data_root):
+        raise ValueError(
+            f"{run_dir}: the run folder is inside the data folder {data_root}; "
+            "give another --output"
+        )
+    if not resume:
+        held = [n for n in (CONFIG_YAML, CHECKPOINT, BEST_WEIGHTS) if (run_dir / n).exists()]
+        if held:
+            raise ValueError(
+                f"{run_dir} already holds a run ({', '.join(held)}); continue it with --resume, "
+                "or give a new --output folder"
+            )
+
+
 def _prepare_run(
     cfg: Config,
     run_dir: Path,
@@ -108,9 +127,10 @@ def _prepare_run(
     """
 
     def run_settings() -> tuple[Config, Splits]:
-        run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = run_dir / CONFIG_YAML
         splits_path = run_dir / SPLITS_JSON
+        check_run_folder(run_dir, cfg.data.root, resume)
+        run_dir.mkdir(parents=True, exist_ok=True)
         c = cfg
         if resume and cfg_path.exists():
             c = resume_config(load_config(cfg_path), overrides or {})
@@ -251,7 +271,7 @@ def _cross_validate(
             continue
         if only_folds and k not in only_folds:
             continue
-        log.info("fold %d/%d", k + 1, n_folds)
+        log.info("fold %d (folds 0-%d)", k, n_folds - 1)  # as --only-fold numbers them
         train_ids, val_ids = splits.train_val(k)
         val = data.scored.take(val_ids)
         fold_dir = run_dir / f"fold{k}"

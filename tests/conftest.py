@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -10,6 +13,39 @@ import pytest
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mfsd-real" / "MSFD"
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
+
+
+def signal_when(
+    proc: subprocess.Popen, ready: Callable[[], bool], sig: int, what: str, timeout: float = 120
+) -> tuple[str, str]:
+    """Wait (the process alive) until ``ready()``, send ``sig``, and return the process's
+    (stdout, stderr); it is killed if anything fails on the way."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"{what} not in time"
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        return proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def wait_serving(proc: subprocess.Popen, url: str, timeout: float = 90) -> None:
+    """Wait until the server process answers ``/health`` (it must stay alive meanwhile)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, f"the server did not start in {timeout:g} s"
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
 
 
 def synthetic_face(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import signal_when
 
 from maskseg.cli.main import main
 from maskseg.config import Config, DataConfig, ModelConfig
@@ -324,7 +325,6 @@ def test_ctrl_c_during_training_saves_the_step_and_says_how_to_resume(
     import signal
     import subprocess
     import sys
-    import time
 
     run = tmp_path / "run"
     args = ["train", "--data", str(msfd_tiny), "--output", str(run), *TINY, "--epochs", "400"]
@@ -334,17 +334,8 @@ def test_ctrl_c_during_training_saves_the_step_and_says_how_to_resume(
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not (run / "metrics.csv").exists():  # an epoch is done: training is under way
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no epoch finished in time"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # once an epoch is done, training is under way
+    _, err = signal_when(proc, (run / "metrics.csv").exists, signal.SIGINT, "an epoch")
     assert proc.returncode == 130, err
     assert "continue with the same command and --resume" in err, err
     assert "Traceback" not in err, err

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import wait_serving
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
@@ -665,15 +666,7 @@ def test_serve_with_two_worker_processes(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the server did not start in 90 s"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        wait_serving(proc, url)
         with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": "w2"}) as http:
             for _ in range(2):
                 r = http.post(

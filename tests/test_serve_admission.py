@@ -72,6 +72,19 @@ def json_body(answer: bytes) -> dict:
 # ---------------------------------------------------------------------------- slots and queue
 
 
+def multipart(data: bytes) -> bytes:
+    """A request body with ``data`` as the form field 'file' (boundary "b", as ``head``)."""
+    part = b"--b\r\nContent-Disposition: form-data; name=file; filename=f.jpg\r\n\r\n"
+    return part + data + b"\r\n--b--\r\n"
+
+
+def occupy(http, pool, data: bytes):
+    """Send one crop request from ``pool`` and wait until it holds a slot; its future."""
+    busy = pool.submit(http.post, "/v1/segment", files=upload(data), params={"mode": "crop"})
+    wait_until(lambda: http.get("/health").json()["in_flight"] == 1)
+    return busy
+
+
 def test_slots_hand_over_in_arrival_order():
     """A freed slot goes to the longest waiter; a full line or a wait run out is a refusal."""
     import asyncio
@@ -193,10 +206,7 @@ def test_queue_serves_in_order_then_refuses(predictor):
     with live_server(create_app(settings, slow)) as (url, _), ThreadPoolExecutor(1) as pool:
         slow.delay = 1.5
         with httpx.Client(base_url=url, timeout=20) as http:
-            first = pool.submit(
-                http.post, "/v1/segment", files=upload(data), params={"mode": "crop"}
-            )
-            wait_until(lambda: http.get("/health").json()["in_flight"] == 1)
+            first = occupy(http, pool, data)
             body = assert_error(http.post("/v1/segment", files=upload(data)), 503, "busy")
             assert "waited 0.3 s" in body["detail"]
             assert first.result().status_code == 200
@@ -302,9 +312,7 @@ def test_two_key_headers_are_refused_by_the_gate(predictor):
     request is refused from its headers alone, before its upload is read or a slot taken."""
     settings = Settings(api_key="k")
     with live_server(create_app(settings, predictor)) as (url, port):
-        data = FACE.read_bytes()
-        body = b"--b\r\nContent-Disposition: form-data; name=file; filename=f.jpg\r\n\r\n"
-        body += data + b"\r\n--b--\r\n"
+        body = multipart(FACE.read_bytes())
         request = head(len(body)).replace(b"X-API-Key: k", b"X-API-Key: wrong\r\nX-API-Key: k")
         answer = raw_request(port, request + body)
         assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
@@ -319,15 +327,11 @@ def test_a_client_that_hangs_up_leaves_the_line(predictor):
     slow = SlowPredictor(predictor)
     settings = Settings(max_in_flight=1, queue=8, queue_timeout_s=10)
     data = FACE.read_bytes()
-    body = b"--b\r\nContent-Disposition: form-data; name=file; filename=f.jpg\r\n\r\n"
-    body += data + b"\r\n--b--\r\n"
+    body = multipart(data)
     with live_server(create_app(settings, slow)) as (url, port), ThreadPoolExecutor(1) as pool:
         slow.delay = 2.0
         with httpx.Client(base_url=url, timeout=20) as http:
-            busy = pool.submit(
-                http.post, "/v1/segment", files=upload(data), params={"mode": "crop"}
-            )
-            wait_until(lambda: http.get("/health").json()["in_flight"] == 1)
+            busy = occupy(http, pool, data)
             for _ in range(4):
                 with socket.create_connection(("127.0.0.1", port)) as sock:
                     sock.sendall(head(len(body), key=None) + body)

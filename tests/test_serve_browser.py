@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import wait_serving
 from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -81,15 +82,7 @@ def server():
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "the server did not start in 60 s"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_serving(proc, url, timeout=60)
         yield url
     finally:
         proc.terminate()

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REAL_DATA
+from conftest import REAL_DATA, signal_when
 
 from maskseg.cli.main import main
 from maskseg.video import (
@@ -559,17 +559,11 @@ def test_sigterm_leaves_a_playable_file(tmp_path: Path):
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not (masks.is_dir() and len(list(masks.iterdir())) >= 3):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no frame written in time"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    def written() -> bool:
+        return masks.is_dir() and len(list(masks.iterdir())) >= 3
+
+    stdout, stderr = signal_when(proc, written, signal.SIGTERM, "three frames written")
     assert proc.returncode == 128 + signal.SIGTERM, stderr  # 143: cut short, as shells expect
     assert "stopped by SIGTERM" in stdout
     written = len(read_frames(out))

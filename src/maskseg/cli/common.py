@@ -16,48 +16,26 @@ AddCommand = Callable[[str, str], argparse.ArgumentParser]
 METHODS = ("prior", "otsu", "sauvola", "canny", "kmeans", "grabcut", "watershed")
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1 (argparse names the option in its error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], rule: str, what: str):
+    """An argparse type: ``convert`` the text, then require ``ok`` (argparse names the option
+    in its error, so the message says only what is wrong with the value)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def unit_float(text: str) -> float:
-    """An argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """An argparse type: a number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0.0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+positive_int = _checked(int, lambda v: v >= 1, "at least 1", "a whole number")
+non_negative_int = _checked(int, lambda v: v >= 0, "at least 0", "a whole number")
+unit_float = _checked(float, lambda v: 0.0 <= v <= 1.0, "in [0, 1]", "a number")
+non_negative_float = _checked(float, lambda v: v >= 0.0, ">= 0", "a number")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

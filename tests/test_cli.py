@@ -385,6 +385,27 @@ def test_tune_baselines_writes_only_a_json_file(msfd_tiny: Path, tmp_path: Path,
     assert "prior" in json.loads((tmp_path / "tuned.json").read_text())["methods"]
 
 
+def test_output_cut_short_by_its_reader_ends_quietly():
+    """`maskseg models --json | head -1`: the reader leaves early; no BrokenPipe traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        f"{sys.executable} -m maskseg models --json | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout == "[\n" and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_the_package_lists_its_public_names():
+    import maskseg
+
+    assert dir(maskseg) == ["Predictor", "ScenePredictor", "__version__", "read_image"]
+
+
 class Payload:
     """Stands for arbitrary code a pickled .pt file could run when unpickled."""
 

@@ -299,6 +299,38 @@ def test_train_refuses_a_finished_run_and_a_folder_inside_the_data(
     assert not inside.exists()
 
 
+def test_a_split_is_not_rebuilt_from_other_pairs(msfd_tiny: Path, tmp_path: Path, capsys):
+    """A model's split is a function of every pair id in its data folder: evaluated on a
+    subset (or a folder with more pairs), the rebuilt "test" split used to hold some of its
+    training pairs without a word. The run records the set it split, and evaluate refuses
+    another."""
+    import shutil
+
+    from maskseg.data.pairs import find_pairs
+    from maskseg.data.splits import pairs_digest
+    from maskseg.pipeline.modelfile import read_model_info
+
+    run = tmp_path / "run"
+    assert (
+        main(["train", "--data", str(msfd_tiny), "--output", str(run), *TINY, "--epochs", "1"]) == 0
+    )
+    cfg, _ = read_model_info(run / "best.safetensors")
+    ids = [p.id for p in find_pairs(msfd_tiny).pairs]
+    assert cfg.data.pairs_digest == pairs_digest(ids) == pairs_digest(ids[::-1])
+    model = ["--model", str(run / "best.safetensors")]
+    assert (
+        main(["evaluate", "--data", str(msfd_tiny), *model, "--output", str(tmp_path / "e")]) == 0
+    )
+    subset = tmp_path / "subset"
+    shutil.copytree(msfd_tiny, subset)
+    for image in sorted((subset / "1" / "face_crop").glob("*.jpg"))[:3]:
+        image.unlink()
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(subset), *model, "--output", str(tmp_path / "e2")]) == 2
+    err = capsys.readouterr().err
+    assert "not the set the model's split was made over" in err, err
+
+
 @pytest.mark.parametrize(
     "flag, message",
     [

@@ -37,6 +37,8 @@ class DataConfig:
     crop; ``pair_repeat`` repeats each crop that many times per epoch beside them.
     ``pseudo``: a ``maskseg pseudo`` folder whose teacher-labelled crops are
     further training rows (``maskseg.train.pseudo``; never validated or tested on).
+    ``pairs_digest``: the set of pairs the split was made over; a split rebuilt from a folder
+    holding other pairs (a subset, more pairs) would give other test ids, so it is refused.
     """
 
     root: str = ""
@@ -54,6 +56,9 @@ class DataConfig:
     composite_whole_masks: bool = False
     pair_repeat: int = 1
     pseudo: str = ""
+    # what the split was made over: ``maskseg.data.splits.pairs_digest`` of every pair id found
+    # when the run started ("" in files made before it was recorded: not checked)
+    pairs_digest: str = ""
 
     def __post_init__(self) -> None:
         if not self.image_size >= MIN_IMAGE_SIZE:

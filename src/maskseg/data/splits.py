@@ -5,6 +5,7 @@ checked against the model's settings, and only the part asked for is decoded."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -115,6 +116,23 @@ def splits_for(ids: list[str], d: DataConfig | None = None) -> Splits:
     return make_splits(ids, d.test_fraction, d.folds, d.seed, d.group_regex)
 
 
+def pairs_digest(ids: list[str]) -> str:
+    """A short fingerprint of a set of pair ids (order does not matter)."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def check_same_pairs(ids: list[str], d: DataConfig, root: str | Path) -> None:
+    """Refuse to rebuild a model's split from a folder holding other pairs than the one it
+    was trained on: the split is a function of every id, so its "test" part would then hold
+    some of the model's training pairs. Files made before the fingerprint was kept pass."""
+    if d.pairs_digest and pairs_digest(ids) != d.pairs_digest:
+        raise ValueError(
+            f"{root}: its {len(ids)} pairs are not the set the model's split was made over "
+            "(another folder, a subset or more pairs), so the test split rebuilt here would "
+            "hold some of the model's training pairs; give the data folder it was trained on"
+        )
+
+
 def check_same_split(splits: Splits, d: DataConfig, what: str) -> None:
     """Refuse, naming the difference, when ``splits`` was not made with ``d``'s settings: a
     model scored on another split's test ids may have trained on some of them."""
@@ -173,7 +191,9 @@ def load_split(
     d = DataConfig() if d is None else d
     scan = find_pairs(root)
     if splits is None:
-        splits = splits_for([p.id for p in scan.pairs], d)
+        ids = [p.id for p in scan.pairs]
+        check_same_pairs(ids, d, root)
+        splits = splits_for(ids, d)
     else:
         check_same_split(splits, d, "the given splits")
     if isinstance(part, str):

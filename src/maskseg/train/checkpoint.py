@@ -83,11 +83,15 @@ def combine_weights(
             base = cfg
         elif key != (base.model, base.data.image_size):
             raise ValueError(f"{p}: architecture or input size differs from {paths[0]}")
-        elif cfg.data.split_key() != base.data.split_key():
+        elif (cfg.data.split_key(), cfg.data.pairs_digest) != (
+            base.data.split_key(),
+            base.data.pairs_digest,
+        ):
             # the packed file keeps one split: the other's training pairs would be "test"
             raise ValueError(
                 f"{p}: trained on another split (test fraction, folds, grouping, seed "
-                f"{cfg.data.split_key()}) than {paths[0]} ({base.data.split_key()}); "
+                f"{cfg.data.split_key()}, pairs {cfg.data.pairs_digest or '?'}) than "
+                f"{paths[0]} ({base.data.split_key()}, pairs {base.data.pairs_digest or '?'}); "
                 "pack models of one split"
             )
         net = create_model(cfg.model)

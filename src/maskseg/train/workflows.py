@@ -17,7 +17,7 @@ import numpy as np
 from maskseg.config import Config, load_config, resume_config, save_config
 from maskseg.data.cache import PairCache, training_cache
 from maskseg.data.pairs import Sample, find_pairs
-from maskseg.data.splits import SplitData, Splits, load_split
+from maskseg.data.splits import SplitData, Splits, load_split, pairs_digest
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
 from maskseg.files import atomic_write_bytes, is_within
@@ -138,6 +138,9 @@ def _prepare_run(
         c = dataclasses.replace(c, model=complete_params(c.model))
         saved = Splits.load(splits_path) if resume and splits_path.exists() else None
         splits = load_split(c.data.root, c.data, [], saved).splits
+        if not c.data.pairs_digest:  # what this run's split is made over, kept with its files
+            digest = pairs_digest([*splits.trainval, *splits.test])
+            c = dataclasses.replace(c, data=dataclasses.replace(c.data, pairs_digest=digest))
         save_config(c, cfg_path)
         splits.save(splits_path)
         return c, splits

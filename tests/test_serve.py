@@ -454,9 +454,12 @@ def test_api_key(predictor, face, monkeypatch):
     with TestClient(create_app(settings, predictor)) as c:
         assert c.get("/health").status_code == 200  # open: for load balancers
         assert c.get("/").status_code == 200  # the page asks for the key itself
-        body = assert_error(c.get("/v1/model"), 401, "unauthorized")
-        assert "X-API-Key" in body["detail"]
-        assert_error(c.post("/v1/segment", files=upload(jpeg)), 401, "unauthorized")
+        r = c.get("/v1/model")  # answered by the route
+        assert "X-API-Key" in assert_error(r, 401, "unauthorized")["detail"]
+        assert r.headers["www-authenticate"] == 'ApiKey header="X-API-Key"'  # RFC 9110
+        r = c.post("/v1/segment", files=upload(jpeg))  # answered by the gate
+        assert_error(r, 401, "unauthorized")
+        assert r.headers["www-authenticate"] == 'ApiKey header="X-API-Key"'
         guess = c.post("/v1/segment", files=upload(jpeg), headers={"X-API-Key": "guess"})
         wrong = assert_error(guess, 401, "unauthorized")
         assert "wrong" in wrong["detail"]

@@ -52,6 +52,10 @@ def key_ok(settings: Settings, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), settings.api_key.encode())
 
 
+# a 401 names the scheme it wants (RFC 9110): the key in this header
+CHALLENGE = {"WWW-Authenticate": f'ApiKey header="{API_KEY_HEADER}"'}
+
+
 def unauthorized(given: str | None) -> tuple[int, str, str]:
     detail = f"this server needs an API key in the {API_KEY_HEADER} header" + (
         "; the one sent is wrong" if given else ""
@@ -164,11 +168,11 @@ class Gate:
         keys = sum(k.lower() == API_KEY_HEADER.lower().encode() for k, _ in scope["headers"])
         if keys > 1:  # which one counts would differ between readers: none does
             detail = f"send one {API_KEY_HEADER} header, not {keys}"
-            return await self._answer(
-                scope, receive, send, Refused(401, "unauthorized", detail), True
-            )
+            refused = Refused(401, "unauthorized", detail, CHALLENGE)
+            return await self._answer(scope, receive, send, refused, True)
         if not key_ok(s, given):
-            return await self._answer(scope, receive, send, Refused(*unauthorized(given)), True)
+            refused = Refused(*unauthorized(given), CHALLENGE)
+            return await self._answer(scope, receive, send, refused, True)
         if scope.get("method") != "POST":  # the app answers 405; there is no body to hold
             return await self.app(scope, receive, send)
         limit = s.max_batch_bytes if path == BATCH_PATH else s.max_upload_bytes + MULTIPART_SLACK

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 
-from maskseg.serve.admission import TICKET, Ticket, key_ok, unauthorized
+from maskseg.serve.admission import CHALLENGE, TICKET, Ticket, key_ok, unauthorized
 from maskseg.serve.engine import ApiError, Engine
 from maskseg.serve.schemas import BatchResult, Error, MaskFormat, Mode, ModelInfo, SegmentResult
 from maskseg.serve.settings import API_KEY_HEADER, Settings
@@ -42,7 +42,7 @@ def get_settings(request: Request) -> Settings:
 
 def require_key(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> None:
     if not key_ok(get_settings(request), key):
-        raise ApiError(*unauthorized(key))
+        raise ApiError(*unauthorized(key), CHALLENGE)
 
 
 # A batch's images stop this share of the request's time (at most BATCH_MARGIN_S) before

@@ -692,11 +692,13 @@ def test_cli_refuses_unusable_outputs_before_any_frame(tmp_path: Path, capfd):
 
 def test_cli_json_lines_to_standard_output(tmp_path: Path, capfd):
     clip = noise_clip(tmp_path / "noise.avi", 4)
-    assert main(["video", str(clip), "--json", "-", "--no-wear", "--no-progress"]) == 0
+    masks = tmp_path / "frame-masks"
+    args = ["video", str(clip), "--json", "-", "--masks", str(masks), "--no-wear"]
+    assert main([*args, "--no-progress"]) == 0
     out, err = capfd.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]  # nothing else on stdout
     assert [r["index"] for r in lines] == [0, 1, 2, 3]
-    assert "wrote standard output" in err
+    assert f"wrote standard output, {masks}" in err, err  # other paths' dashes left alone
     assert not (tmp_path / "-").exists() and not Path("-").exists()
 
 

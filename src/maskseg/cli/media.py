@@ -184,8 +184,8 @@ def cmd_video(a: argparse.Namespace) -> int:
                 on_frame=lambda frame, result: bar.update(),
             )
         bar.close()
-    written = ", ".join(str(p) for p in (a.output, a.json, a.masks) if p) or "nothing"
-    written = written.replace(f"{a.json}", "standard output") if to_stdout else written
+    shown = (a.output, "standard output" if to_stdout else a.json, a.masks)
+    written = ", ".join(str(p) for p in shown if p) or "nothing"
     stopped = f"; stopped by {stats.stopped}" if stats.stopped else ""
     model = a.model or DEFAULT_MODEL
     report = sys.stderr if to_stdout else sys.stdout  # JSON lines alone on standard output

@@ -30,9 +30,7 @@ from maskseg.cli.outputs import (
 )
 from maskseg.console import show_progress
 from maskseg.engines.shard import Shard
-from maskseg.files import (
-    atomic_write_bytes,
-)
+from maskseg.files import atomic_write_bytes
 from maskseg.io import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,

@@ -22,6 +22,7 @@ import pytest
 from conftest import REAL_DATA, signal_when
 
 from maskseg.cli.main import main
+from maskseg.console import stop_on_signals as video_stop
 from maskseg.video import (
     CropSmoother,
     FaceTracker,
@@ -39,7 +40,6 @@ from maskseg.video import (
     run_video,
 )
 from maskseg.video.cuts import CUT_THRESHOLD, CutDetector, content_score, signature
-from maskseg.video.loop import stop_on_signals as video_stop
 from maskseg.video.sinks import PreviewSink, has_pyav
 from maskseg.video.synthetic import backdrop, moving_faces, paste_face, write_clip
 

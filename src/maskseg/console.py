@@ -1,11 +1,16 @@
-"""Terminal niceties that must not leak into logs written to files, and the machine's name
-that every printed timing needs beside it."""
+"""Terminal niceties that must not leak into logs written to files, how a long command takes
+Ctrl-C, and the machine's name that every printed timing needs beside it."""
 
 from __future__ import annotations
 
 import os
 import platform
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 
 def show_progress(requested: bool = True) -> bool:
@@ -44,3 +49,52 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
+class StopEvent(threading.Event):
+    """A stop request with its reason (the signal's name). ``closing`` is set while a command
+    finishes its files: signals are then ignored, so a second Ctrl-C cannot cut the last
+    writes short."""
+
+    reason: str | None = None
+    closing: bool = False
+
+    def request(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self.set()
+
+
+@contextmanager
+def stop_on_signals(
+    signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
+    on_first: Callable[[str], None] | None = None,
+) -> Iterator[StopEvent]:
+    """While inside, the ``signals`` set the yielded event instead of killing the process, so
+    a loop (video frames, training steps) ends where its state is whole and keeps its files;
+    a second Ctrl-C raises ``KeyboardInterrupt`` as usual, except while the files are being
+    finished (``StopEvent.closing``), when it is ignored. ``on_first(name)`` is called on the
+    first request (to say what will happen). Off the main thread no handlers can be set: the
+    event is then only set by whoever holds it."""
+    stop = StopEvent()
+
+    def handle(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.closing:
+            stop.request(name)
+            return
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        first = not stop.is_set()
+        stop.request(name)
+        if first and on_first is not None:
+            on_first(name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    old = {s: signal.signal(s, handle) for s in signals}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -20,10 +20,9 @@ import logging
 import math
 import random
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from maskseg.config import Config, TrainConfig
-from maskseg.console import show_progress
+from maskseg.console import StopEvent, show_progress, stop_on_signals
 from maskseg.data.pairs import Sample
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.scoring import score_masks
@@ -187,27 +186,18 @@ class TrainingInterrupted(KeyboardInterrupt):
     message says how to continue."""
 
 
-@contextmanager
-def stop_after_step(trainer: Trainer) -> Iterator[None]:
-    """While inside, a first Ctrl-C asks the trainer to stop after the step under way (its
-    state is whole then, and saved: ``TrainingInterrupted``); a second one interrupts at once.
-    Only for one process in the main thread: under torchrun every rank must stop at the same
-    step, so there a Ctrl-C stops as before (the last periodic checkpoint stands)."""
-    if D.world() > 1 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def stop_after_step() -> AbstractContextManager[StopEvent | None]:
+    """Ctrl-C asks the run to stop after the step under way (its state is whole then, and
+    saved: ``TrainingInterrupted``); a second one interrupts at once (``stop_on_signals``).
+    One process only: under torchrun every rank must stop at the same step, so there a
+    Ctrl-C stops as before (the last periodic checkpoint stands)."""
+    if D.world() > 1:
+        return nullcontext()
 
-    def handle(signum: int, frame: object) -> None:
-        if trainer.stop_requested:
-            raise KeyboardInterrupt
-        trainer.stop_requested = True
+    def say(_name: str) -> None:
         log.warning("Ctrl-C: stopping after this step (again: at once)")
 
-    old = signal.signal(signal.SIGINT, handle)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
+    return stop_on_signals((signal.SIGINT,), on_first=say)
 
 
 class Trainer:
@@ -241,7 +231,7 @@ class Trainer:
         self.best_epoch = -1
         self.bad_epochs = 0
         self.history: list[dict] = []
-        self.stop_requested = False  # set by Ctrl-C (``stop_after_step``)
+        self.stop: StopEvent | None = None  # set by Ctrl-C (``stop_after_step``)
 
     def state(self) -> dict:
         return {
@@ -323,7 +313,7 @@ class Trainer:
             bar.set_postfix(loss=f"{self.loss_sum / self.step_in_epoch:.4f}")
             if on_step:
                 on_step(self.epoch, self.step_in_epoch)
-            if self.stop_requested:  # Ctrl-C: the step is whole, so its state can be kept
+            if self.stop is not None and self.stop.is_set():  # Ctrl-C: the step is whole
                 self.save()
                 raise TrainingInterrupted(
                     f"stopped at epoch {self.epoch + 1} step {self.step_in_epoch}; the "
@@ -433,7 +423,7 @@ def fit(
     main = D.is_main()
 
     stopped = tr.bad_epochs >= tc.patience and bool(val_samples)
-    with stop_after_step(tr):  # Ctrl-C ends the step under way, saves and says so
+    with stop_after_step() as tr.stop:  # Ctrl-C ends the step under way, saves and says so
         while tr.epoch < tc.epochs and not stopped:
             t0 = time.perf_counter()
             train_loss = tr.train_epoch(dataset, checkpoint_interval, on_step)

@@ -18,7 +18,8 @@ Loaders (``sources``), tracking and smoothing (``tracking``), the per-stream sta
 parts differently.
 """
 
-from maskseg.video.loop import StopEvent, run_video, stop_on_signals
+from maskseg.console import StopEvent, stop_on_signals
+from maskseg.video.loop import run_video
 from maskseg.video.segmenter import FrameResult, VideoOptions, VideoSegmenter
 from maskseg.video.sinks import (
     CODECS,

@@ -5,62 +5,17 @@ to the sinks ``maskseg.video.writer``."""
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
 
+from maskseg.console import StopEvent
 from maskseg.files import OverwriteError, refuse_overwrite
 from maskseg.video.segmenter import FrameResult, VideoSegmenter
 from maskseg.video.sinks import PreviewSink, Sink
 from maskseg.video.sources import FileSource, Frame, prefetch
 from maskseg.video.stats import VideoStats
 from maskseg.video.writer import _close_all, _write, _Writer
-
-
-class StopEvent(threading.Event):
-    """A stop request with its reason (the signal's name). ``closing`` is set while the
-    loop finishes its files: signals are then ignored, so a second Ctrl-C cannot cut a
-    video's last write short."""
-
-    reason: str | None = None
-    closing: bool = False
-
-    def request(self, reason: str) -> None:
-        self.reason = self.reason or reason
-        self.set()
-
-
-@contextmanager
-def stop_on_signals(
-    signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
-) -> Iterator[StopEvent]:
-    """While inside, Ctrl-C and SIGTERM set the yielded event instead of killing the process,
-    so the loop ends after the current frame and closes its files; a second Ctrl-C raises
-    ``KeyboardInterrupt`` as usual, except while the files are being finished
-    (``StopEvent.closing``), when it is ignored. Off the main thread no handlers can be
-    set: the event is then only set by whoever holds it."""
-    stop = StopEvent()
-
-    def handle(signum: int, _frame: Any) -> None:
-        if stop.closing:
-            stop.request(signal.Signals(signum).name)
-            return
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.request(signal.Signals(signum).name)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    old = {s: signal.signal(s, handle) for s in signals}
-    try:
-        yield stop
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def run_video(

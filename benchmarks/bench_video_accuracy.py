@@ -16,9 +16,12 @@ per-frame IoU against the truth, the frame-to-frame flicker (pixels that change 
 consecutive frames beyond what the truth changes, as a share of the truth's area), and the
 IoU of the 10 frames after each bounce (where lag would show). ``--set NAME=VALUE`` changes a
 scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo).
-``--gate-frames K ...`` adds the default with the gate's decision voted over each face's last
-K frames (``VideoOptions.gate_frames``); ``--redo-model M`` the default with the grown windows
-of grow and redo segmented by model M (``ScenePredictor(redo=...)``).
+``--hold-look V ...`` adds the default with faces the search around followed faces cannot see
+held while they look alike (``VideoOptions.hold_look``); the last column is the share of
+frames with a full detection. ``--gate-frames K ...`` adds the default with the gate's
+decision voted over each face's last K frames (``VideoOptions.gate_frames``); ``--redo-model
+M`` the default with the grown windows of grow and redo segmented by model M
+(``ScenePredictor(redo=...)``).
 """
 
 from __future__ import annotations
@@ -58,9 +61,11 @@ def truth_of(masks: list[np.ndarray], rects: list[tuple[int, int, int, int]]) ->
     return out
 
 
-def run(scene: ScenePredictor, options: VideoOptions, frames: list[np.ndarray]) -> list:
+def run(scene: ScenePredictor, options: VideoOptions, frames: list[np.ndarray]) -> tuple[list, int]:
+    """Each frame's mask, and how many frames had a full detection."""
     seg = VideoSegmenter(scene, options)
-    return [seg(f).scene.mask for f in frames]
+    results = [seg(f) for f in frames]
+    return [r.scene.mask for r in results], sum(r.full_detection for r in results)
 
 
 def main() -> None:
@@ -102,6 +107,15 @@ def main() -> None:
         metavar="K",
         help="also the default with the gate voted over K frames (VideoOptions.gate_frames)",
     )
+    ap.add_argument(
+        "--hold-look",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="V",
+        help="also the default with faces the search around faces misses held while they "
+        "look alike at least V (VideoOptions.hold_look)",
+    )
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
@@ -124,6 +138,8 @@ def main() -> None:
         ways = {k: ways[k] for k in ("default (track + smooth)", "growth held (hold_growth)")}
     for k in a.gate_frames:
         ways[f"gate voted over {k} frames"] = VideoOptions(gate_frames=k)
+    for v in a.hold_look:
+        ways[f"lost faces held ({v:g})"] = VideoOptions(hold_look=v)
     scenes = dict.fromkeys(ways, scene)
     if a.redo_model:
         redo = Predictor.load(a.redo_model, backend=a.backend)
@@ -137,7 +153,7 @@ def main() -> None:
         + (f"; redo model {a.redo_model}" if a.redo_model else "")
     )
     for speed in a.speeds:
-        scores = {k: {"iou": [], "flicker": [], "after_bounce": []} for k in ways}
+        scores = {k: {"iou": [], "flicker": [], "after_bounce": [], "full": []} for k in ways}
         for c in range(a.clips):
             chosen = [pairs[(c * a.faces + k) % len(pairs)] for k in range(a.faces)]
             frames, truths, pos = [], [], []
@@ -152,7 +168,8 @@ def main() -> None:
             bounces = [i + 2 for i in np.flatnonzero(turned)]  # the frame after the turn
             after = sorted({j for b in bounces for j in range(b, min(b + 10, a.frames))})
             for name, options in ways.items():
-                masks = run(scenes[name], options, frames)
+                masks, full = run(scenes[name], options, frames)
+                scores[name]["full"].append(full / len(frames))
                 per = [float(iou(confusion(m, t))) for m, t in zip(masks, truths, strict=True)]
                 scores[name]["iou"].append(np.mean(per))
                 if after:
@@ -164,10 +181,13 @@ def main() -> None:
                 area = np.mean([t.sum() for t in truths])
                 scores[name]["flicker"].append(max(0.0, float(np.mean(change))) / area)
         print(f"\nspeed {speed:g} px/frame")
-        print(f"{'':<26}{'mean IoU':>10}{'IoU after bounces':>19}{'flicker':>9}")
+        print(f"{'':<26}{'mean IoU':>10}{'IoU after bounces':>19}{'flicker':>9}{'full det.':>11}")
         for name, s in scores.items():
             ab = np.mean(s["after_bounce"]) if s["after_bounce"] else float("nan")
-            print(f"{name:<26}{np.mean(s['iou']):>10.4f}{ab:>19.4f}{np.mean(s['flicker']):>9.3f}")
+            print(
+                f"{name:<26}{np.mean(s['iou']):>10.4f}{ab:>19.4f}{np.mean(s['flicker']):>9.3f}"
+                f"{np.mean(s['full']):>11.1%}"
+            )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ detector threshold by the same name. Real BlazeFace on the example photos, no st
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -239,3 +240,61 @@ def test_held_growth_segments_each_face_once_between_full_detections(scene, fram
     assert calls == [len(held.ids)]  # one model call, every face once, no redo
     assert (side(crops(held.scene)) > side(scene.finder.windows(located.dets, True)) + 1).any()
     assert first.scene.faces[0].mask and held.scene.faces[0].mask
+
+
+def test_a_face_the_search_cannot_see_is_held_while_it_stays(scene, frame):
+    """On the still portrait the full detection finds two weak detections at the collar
+    that the search around followed faces drops (its view of the arm below is larger, so
+    the face check's minimum side rules them out): without ``hold_look`` every frame falls
+    back to a full detection; with it those faces are held at the boxes and windows of the
+    full detection that found them again, until what lies inside a box changes."""
+    import cv2
+
+    def run(options: VideoOptions, frames: list[np.ndarray]) -> list:
+        segmenter = VideoSegmenter(scene, options)
+        return [segmenter(f) for f in frames]
+
+    still = [frame] * 10
+    plain = run(VideoOptions(detect_ahead=0, write_ahead=0), still)
+    assert sum(r.full_detection for r in plain) >= 6  # the fallback this option is for
+
+    options = VideoOptions(detect_ahead=0, write_ahead=0, hold_look=0.9)
+    segmenter = VideoSegmenter(scene, replace(options, smooth=False))  # windows as mapped
+    located = [segmenter.locate(f) for f in still]
+    results = [segmenter.segment(x) for x in located]
+    full = [i for i, r in enumerate(results) if r.full_detection]
+    assert len(full) <= 3, full
+    last = results[full[-1]]
+    boxes = {t: f.box for t, f in zip(last.ids, last.scene.faces, strict=True)}
+    windows = {t: f.crop for t, f in zip(last.ids, last.scene.faces, strict=True)}
+    assert len(boxes) == 4  # the face, the arm and the two collar detections
+    for x, r in zip(located[full[-1] + 1 :], results[full[-1] + 1 :], strict=True):
+        assert x.tracked and not r.full_detection and sorted(r.ids) == sorted(boxes)
+        assert x.held is not None and 1 <= x.held.sum() <= 2  # the collar ones
+        for k in np.flatnonzero(x.held):  # a held face: the full detection's box and window
+            t, face = r.ids[k], r.scene.faces[k]
+            np.testing.assert_allclose(face.box, boxes[t], atol=0.01)
+            np.testing.assert_allclose(face.crop, windows[t], atol=0.01)
+        assert r.scene.mask.any()
+
+    # the picture moves by a fifth of a collar box: what a held box holds is no longer what
+    # it held, so that frame is detected in full again
+    shift = np.float32([[1, 0, 12], [0, 1, 0]])
+    moved = cv2.warpAffine(frame, shift, frame.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+    segmenter = VideoSegmenter(scene, options)
+    results = [segmenter(f) for f in still[:6] + [moved]]
+    assert not results[-2].full_detection  # held before the move
+    assert results[-1].full_detection
+
+
+def test_tracker_missing_and_hold_look_is_checked():
+    from maskseg.video.tracking import FaceTracker, Track
+
+    tracker = FaceTracker(iou_threshold=0.5)
+    a = Track(0, np.array([0.0, 0, 10, 10]), 0.9)
+    b = Track(1, np.array([50.0, 50, 60, 60]), 0.9)
+    assert tracker.missing([a, b], np.array([[1.0, 0, 11, 10]])) == [b]
+    assert tracker.missing([a, b], np.zeros((0, 4))) == [a, b]
+    assert tracker.missing([], np.array([[1.0, 0, 11, 10]])) == []
+    with pytest.raises(ValueError, match="hold_look"):
+        VideoOptions(hold_look=1.5)

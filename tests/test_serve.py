@@ -624,6 +624,28 @@ def test_landmarks_on_request(client):
     assert x1 <= nose[0] <= x2 and y1 <= nose[1] <= y2
 
 
+def test_landmarks_in_a_batch_and_unknown_parameters_refused(client, predictor):
+    data = PORTRAIT.read_bytes()
+    files = [("files", ("portrait.jpg", data))]
+    r = client.post("/v1/segment/batch", files=files, params={"landmarks": "true"})
+    faces = r.json()["items"][0]["result"]["faces"]
+    assert r.status_code == 200 and all(np.shape(f["landmarks"]) == (468, 2) for f in faces)
+
+    r = client.post("/v1/segment", files=upload(data), params={"detect_treshold": 0.1})
+    detail = assert_error(r, 422, "invalid_request")["detail"]
+    assert "unknown query parameter detect_treshold;" in detail
+    assert "takes: detect_threshold, landmarks, mask_format, mode, tolerance" in detail
+    r = client.get("/v1/model", params={"a": 1, "b": 2})
+    assert (
+        "parameters a, b; /v1/model takes: none"
+        in assert_error(r, 422, "invalid_request")["detail"]
+    )
+    # a client without the key learns nothing about the parameters
+    with TestClient(create_app(Settings(api_key="k"), predictor)) as c:
+        assert_error(c.get("/v1/model", params={"a": 1}), 401, "unauthorized")
+        assert c.get("/v1/model", params={"a": 1}, headers={"X-API-Key": "k"}).status_code == 422
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

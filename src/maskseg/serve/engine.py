@@ -252,6 +252,7 @@ class Engine:
         start: float,
         deadline: float | None = None,
         detect_threshold: float | None = None,
+        landmarks: bool = False,
     ) -> BatchResult:
         items = []
         for name, data in files:
@@ -269,6 +270,7 @@ class Engine:
                     tolerance,
                     time.perf_counter(),
                     deadline,
+                    landmarks=landmarks,
                     detect_threshold=detect_threshold,
                 )
                 items.append(BatchItem(filename=name, result=result))

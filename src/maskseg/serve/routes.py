@@ -45,6 +45,33 @@ def require_key(request: Request, key: Annotated[str | None, Depends(api_key_hea
         raise ApiError(*unauthorized(key), CHALLENGE)
 
 
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameter names a route (FastAPI's ``Dependant``) and its dependencies take."""
+    names = {getattr(f, "alias", None) or f.name for f in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def known_query(request: Request) -> None:
+    """Refuse a query parameter the endpoint does not take: a misspelt option
+    (``detect_treshold``) would otherwise be ignored without a word, and the answer would
+    look like one made with it."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)}; {request.url.path} takes: {takes}",
+        )
+
+
 # A batch's images stop this share of the request's time (at most BATCH_MARGIN_S) before
 # its deadline, so the images done so far are answered, with "timeout" for the rest,
 # before the whole request would be answered 504 and lose them.
@@ -140,7 +167,12 @@ Upload = Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF im
 
 
 def api_router() -> APIRouter:
-    router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=AUTH_ERRORS)
+    router = APIRouter(
+        prefix="/v1",
+        # the key first: a client without one learns nothing about the parameters
+        dependencies=[Depends(require_key), Depends(known_query)],
+        responses=AUTH_ERRORS,
+    )
 
     @router.get("/model", response_model=ModelInfo, summary="the model that answers")
     def model_info(engine: Annotated[Engine, Depends(get_engine)]) -> ModelInfo:
@@ -212,6 +244,7 @@ def api_router() -> APIRouter:
         mode: ModeQuery = Mode.auto,
         mask_format: FormatQuery = MaskFormat.rle,
         tolerance: ToleranceQuery = 1.0,
+        landmarks: LandmarksQuery = False,
         detect_threshold: DetectThresholdQuery = None,
     ) -> BatchResult:
         s = get_settings(request)
@@ -233,7 +266,9 @@ def api_router() -> APIRouter:
                 )
             uploads.append((f.filename, data))
         start = request.scope[TICKET].start
-        batch = functools.partial(get_engine(request).batch, detect_threshold=detect_threshold)
+        batch = functools.partial(
+            get_engine(request).batch, detect_threshold=detect_threshold, landmarks=landmarks
+        )
         margin = min(BATCH_MARGIN_S, BATCH_MARGIN * s.timeout_s)
         args = (uploads, mode, mask_format, tolerance, start)
         return await run_work(request, batch, *args, margin_s=margin)

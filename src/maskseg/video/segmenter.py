@@ -99,6 +99,15 @@ class VideoOptions:
             starts a new shot (``maskseg.video.cuts``): every followed face is forgotten (new
             track ids, no smoothed mask or verdict carried over) and the frame gets a full
             detection. None: no cut detection.
+        hold_look: a followed face that the search around followed faces misses but the
+            full detection this forces finds again is one that search cannot see (the
+            detector or the face check judge a zoomed view differently), not one that left.
+            It is *held*: in later searched frames, while the frame inside its box still
+            looks like it did at that full detection (``tracking.similarity`` at least
+            this), that detection stands for it, with its own window, and forces no full
+            detection; the next scheduled one finds it afresh or lets it go. A face that
+            moves changes what is inside its old box and is re-detected in full at once.
+            None: never held (every such miss forces a full detection).
     """
 
     detect_every: int = 15
@@ -118,6 +127,7 @@ class VideoOptions:
     hold_growth: bool = False
     gate_frames: int = GATE_FRAMES
     cut_threshold: float | None = CUT_THRESHOLD
+    hold_look: float | None = None
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
@@ -134,6 +144,8 @@ class VideoOptions:
             raise ValueError(f"detect_ahead must be >= 0, got {self.detect_ahead}")
         if self.cut_threshold is not None and self.cut_threshold <= 0:
             raise ValueError(f"cut_threshold must be > 0 or None, got {self.cut_threshold}")
+        if self.hold_look is not None and not -1 <= self.hold_look <= 1:
+            raise ValueError(f"hold_look must be in [-1, 1] or None, got {self.hold_look}")
 
     def scene_config(self, config: SceneConfig | None = None) -> SceneConfig:
         """``config`` (default: ``SceneConfig()``) with ``detect_threads``: what a video's
@@ -147,8 +159,9 @@ class VideoOptions:
 @dataclass
 class Located:
     """A frame after ``VideoSegmenter.locate``: its RGB image, detections, whether they were
-    re-detections, their tracks, each track's box in this frame and whether the frame starts
-    a new shot."""
+    re-detections, their tracks, each track's box in this frame, whether the frame starts
+    a new shot, and which detections are held ones from an earlier full detection
+    (``VideoOptions.hold_look``; None: none)."""
 
     image: np.ndarray
     dets: Any
@@ -156,6 +169,7 @@ class Located:
     tracks: list[Track]
     boxes: list[np.ndarray]
     cut: bool = False
+    held: np.ndarray | None = None
 
 
 @dataclass
@@ -244,14 +258,14 @@ class VideoSegmenter:
                 self.tracker.clear()
                 self._since_full = None
                 stats.cuts += 1
-            dets, tracked = self._detect(image)
+            dets, tracked, held = self._detect(image)
             tracks = self.tracker.update(dets.boxes, dets.scores)
             for t in tracks:
                 t.look = appearance(image, t.box)
         if not tracked:
             stats.full_detections += 1
         boxes = [t.box.copy() for t in tracks]
-        return Located(image, dets, tracked, tracks, boxes, cut)
+        return Located(image, dets, tracked, tracks, boxes, cut, held)
 
     def segment(self, located: Located, stats: VideoStats | None = None) -> FrameResult:
         """The second half: window, segment all faces in one batch, smooth, grow and redo,
@@ -261,6 +275,9 @@ class VideoSegmenter:
         with stats.stage("segment"):
             scene = self.scene
             rects = self.finder.windows(dets, located.tracked)
+            if located.held is not None and located.held.any():
+                # a held detection keeps the window of the full detection it came from
+                rects[located.held] = self.finder.windows(dets[located.held])
             if self.smoother is not None and len(rects):
                 parts = zip(tracks, rects, boxes, strict=True)
                 rects = np.stack([self.smoother.window(t, r, b) for t, r, b in parts])
@@ -361,14 +378,16 @@ class VideoSegmenter:
             self._wear = {t: self._wear[t] for t in ids}
         return [self._wear[t][1] for t in ids]
 
-    def _detect(self, image: np.ndarray) -> tuple[Any, bool]:
-        """(detections, whether they were re-detected around followed faces)."""
+    def _detect(self, image: np.ndarray) -> tuple[Any, bool, np.ndarray | None]:
+        """(detections, whether they were re-detected around followed faces, which of them
+        are held detections (None: none))."""
         active: list[Track] = self.tracker.active()
         due = (
             self._since_full is None
             or self._since_full + 1 >= self.options.detect_every
             or not active
         )
+        lost: list[Track] = []
         if not due:
             boxes = np.array([t.box for t in active])
 
@@ -382,13 +401,61 @@ class VideoSegmenter:
 
             dets = self._find(image, boxes, near)
             confirmed = [t for t in active if t.hits > 1]  # one-frame detections may be noise
-            if self.tracker.finds_all(confirmed, dets.boxes):
+            lost = self.tracker.missing(confirmed, dets.boxes)
+            if all(self._holds(t, image, dets) for t in lost):
                 self._since_full += 1
-                return dets, True
+                dets, held = self._with_held(dets, lost)
+                return dets, True, held
         # the schedule says so, nothing is followed, or a followed face was lost: look
         # everywhere, in this same frame, so the face is not missing from it
         self._since_full = 0
-        return self._find(image), False
+        dets = self._find(image)
+        if self.options.hold_look is not None:
+            self._note_held(image, dets, lost)
+        return dets, False, None
+
+    def _holds(self, track: Track, image: np.ndarray, dets: Any) -> bool:
+        """Whether a followed face the search missed is held (``VideoOptions.hold_look``):
+        it has a held detection, nothing found overlaps it, and the frame inside its box
+        still looks as it did."""
+        if track.held is None or self.options.hold_look is None:
+            return False
+        det, look = track.held
+        if match_boxes(det.boxes, dets.boxes, self.options.track_iou):
+            return False
+        return similarity(look, appearance(image, det.boxes[0])) >= self.options.hold_look
+
+    def _with_held(self, dets: Any, lost: list[Track]) -> tuple[Any, np.ndarray | None]:
+        """The searched detections with the held ones of ``lost`` added, best first, at
+        most the finder's ``max_faces``; and which rows are held."""
+        if not lost:
+            return dets, None
+        from maskseg.pipeline.detect import Detections
+
+        parts = [dets] + [t.held[0] for t in lost if t.held is not None]
+        merged = Detections(
+            *(
+                np.concatenate([getattr(p, k) for p in parts])
+                for k in ("boxes", "scores", "keypoints")
+            )
+        )
+        held = np.r_[np.zeros(len(dets), bool), np.ones(len(lost), bool)]
+        order = np.argsort(-merged.scores, kind="stable")
+        limit = self.finder.config.max_faces
+        order = order if limit is None else order[:limit]
+        return merged[order], held[order]
+
+    def _note_held(self, image: np.ndarray, dets: Any, lost: list[Track]) -> None:
+        """After a full detection: a face the search had just lost and this finds is held
+        from now on, a held face found again takes its new detection, and a held face not
+        found is held no more."""
+        lost_ids = {id(t) for t in lost}
+        candidates = [t for t in self.tracker.tracks if t.held is not None or id(t) in lost_ids]
+        old = np.array([t.box for t in candidates]).reshape(-1, 4)
+        found = dict(match_boxes(old, dets.boxes, self.options.track_iou))
+        for i, t in enumerate(candidates):
+            j = found.get(i)
+            t.held = None if j is None else (dets[j], appearance(image, dets.boxes[j]))
 
     def _find(
         self,

@@ -13,6 +13,7 @@ last box below ``reset_iou``) starts a fresh average.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,6 +34,9 @@ class Track:
         misses: frames in a row it was not detected in (0: found in the latest frame).
         look: its latest ``appearance``.
         state: what a smoother keeps for it (``CropSmoother``).
+        held: its detection (one row of ``Detections``) and that detection's ``appearance``
+            from the full detection that found it after the search around followed faces
+            had lost it (``VideoOptions.hold_look``); None when it has none.
     """
 
     id: int
@@ -42,6 +46,7 @@ class Track:
     misses: int = 0
     look: np.ndarray | None = field(default=None, repr=False)
     state: object = field(default=None, repr=False)
+    held: tuple[Any, np.ndarray] | None = field(default=None, repr=False)
 
 
 def match_boxes(old: np.ndarray, new: np.ndarray, iou_threshold: float) -> list[tuple[int, int]]:
@@ -103,10 +108,11 @@ class FaceTracker:
         """Tracks detected in the latest frame."""
         return [t for t in self.tracks if t.misses == 0]
 
-    def finds_all(self, tracks: list[Track], boxes: np.ndarray) -> bool:
-        """Whether every one of ``tracks`` has a box among ``boxes`` to continue it."""
+    def missing(self, tracks: list[Track], boxes: np.ndarray) -> list[Track]:
+        """Those of ``tracks`` that no box among ``boxes`` continues."""
         old = np.array([t.box for t in tracks]).reshape(-1, 4)
-        return len(match_boxes(old, boxes, self.iou_threshold)) == len(tracks)
+        found = {i for i, _ in match_boxes(old, boxes, self.iou_threshold)}
+        return [t for i, t in enumerate(tracks) if i not in found]
 
     def update(self, boxes: np.ndarray, scores: np.ndarray) -> list[Track]:
         """Take one frame's detections; return the track of each detection, in their order.

@@ -635,15 +635,21 @@ def test_predict_reports_files_of_other_types_in_folders(
     (src / "README").write_text("no extension")
     (src / "sub" / "notes.txt").write_text("text")
     (src / ".hidden").write_text("left out on purpose, not reported")
+    (src / ".git").mkdir()  # hidden folders are not reported either
+    (src / ".git" / "c.jpg").write_bytes(b"not scanned")
+    (src / "._a.jpg").write_bytes(b"\x00\x05\x16\x07")  # macOS's AppleDouble copy of a.jpg
+    (src / "sub" / ".d.png").write_bytes(b"hidden, named like an image")
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING, logger="maskseg.cli.predict"):
         rc = main(["predict", str(src), "--output", str(out), "--model", str(tiny_model)])
     assert rc == 0  # reported, not a failure: the images were all written
     lines = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
-    assert len(lines) == 1, lines
+    assert len(lines) == 2, lines
     assert "left out 3 file(s) that are not images of an accepted type" in lines[0]
     assert "(.gif, .txt, no extension)" in lines[0]
     assert "README, anim.gif, sub/notes.txt" in lines[0] and ".hidden" not in lines[0]
+    assert "left out 2 hidden file(s) named like images" in lines[1]
+    assert lines[1].endswith("._a.jpg, sub/.d.png; give a file by name to segment it")
     assert sorted(p.name for p in out.rglob("*.png")) == ["a.png", "b.png"]
     caplog.clear()
     # a second run beside the first run's outputs reports no more than before
@@ -652,7 +658,7 @@ def test_predict_reports_files_of_other_types_in_folders(
     with caplog.at_level(logging.WARNING, logger="maskseg.cli.predict"):
         main(["predict", str(src), "--output", str(src / "masks"), "--model", str(tiny_model)])
     lines = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
-    assert len(lines) == 1 and "left out 3 file(s)" in lines[0] and "x.json" not in lines[0]
+    assert len(lines) == 2 and "left out 3 file(s)" in lines[0] and "x.json" not in lines[0]
 
 
 def test_predict_names_a_symlink_loop_given_by_name(tmp_path: Path, tiny_model: Path, capsys):

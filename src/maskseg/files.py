@@ -59,7 +59,10 @@ def collect_images(inputs: list[str | os.PathLike], recursive: bool = True) -> l
 
 
 def collect_inputs(
-    inputs: list[str | os.PathLike], recursive: bool = True, others: list[Path] | None = None
+    inputs: list[str | os.PathLike],
+    recursive: bool = True,
+    others: list[Path] | None = None,
+    hidden: list[Path] | None = None,
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
     """Expand files and folders into image files, each with its output name.
 
@@ -73,7 +76,9 @@ def collect_inputs(
         entries with an image name that cannot be read as a file: folders named like images,
         broken links and symlink loops. Nothing is dropped without a word: the regular files
         a folder scan leaves out because their names are not of an accepted image type (a GIF,
-        a file without an extension) are appended to ``others`` when it is given.
+        a file without an extension) are appended to ``others`` when it is given, and the
+        hidden entries named like images it leaves out (``.x.jpg``, macOS's ``._x.jpg``) to
+        ``hidden``.
     """
     found: list[tuple[Path, Path]] = []
     skipped: list[tuple[Path, str]] = []
@@ -81,7 +86,7 @@ def collect_inputs(
         p = Path(item)
         if p.is_dir():
             files: list[Path] = []
-            _walk(p, recursive, files, skipped, set(), others)
+            _walk(p, recursive, files, skipped, set(), others, hidden)
             found += [(q, q.relative_to(p).with_suffix("")) for q in sorted(files)]
         else:
             found.append((p, Path(p.stem)))
@@ -95,6 +100,7 @@ def _walk(
     skipped: list[tuple[Path, str]],
     seen: set[tuple[int, int]],
     others: list[Path] | None = None,
+    hidden: list[Path] | None = None,
 ) -> None:
     """Depth-first scan that follows linked folders once and reports loops."""
     try:
@@ -110,6 +116,8 @@ def _walk(
     for entry in entries:
         path = Path(entry.path)
         if entry.name.startswith("."):
+            if hidden is not None and is_image_name(path.with_name(entry.name.lstrip("."))):
+                hidden.append(path)
             continue
         try:
             target = path.stat()  # follows links; fails on broken links and loops
@@ -122,7 +130,7 @@ def _walk(
             if is_image_name(path):
                 skipped.append((path, "is a directory, not an image"))
             if recursive:
-                _walk(path, recursive, files, skipped, seen, others)
+                _walk(path, recursive, files, skipped, seen, others, hidden)
         elif is_image_name(path):
             if stat.S_ISREG(target.st_mode):
                 files.append(path)

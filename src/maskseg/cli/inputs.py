@@ -23,7 +23,8 @@ def collect(
     file given twice (by name and in a folder, or through a link) is done once.
 
     Files a folder scan leaves out because they are not images of an accepted type (a GIF, a
-    file without an extension) are logged as one warning per folder with their count.
+    file without an extension) are logged as one warning per folder with their count, and
+    so are the hidden files named like images it leaves out.
     ``seen`` gets every path the inputs hold (images, those other files, bad entries): what
     no output may replace."""
     items: list[tuple[Path, Path]] = []
@@ -45,15 +46,19 @@ def collect(
             seen.append(Path(item))
             continue
         others: list[Path] = []
-        found, bad = collect_inputs([item], others=others)
+        hidden: list[Path] = []
+        found, bad = collect_inputs([item], others=others, hidden=hidden)
         if Path(item).is_dir() and not is_within(item, out):
             kept = [(p, n) for p, n in found if outside(p)]
             bad = [(p, why) for p, why in bad if outside(p)]
             others = [p for p in others if outside(p)]
+            hidden = [p for p in hidden if outside(p)]
             left_out += len(found) - len(kept)
             found = kept
         if others:
             _report_not_images(Path(item), others)
+        if hidden:
+            _report_hidden(Path(item), hidden)
         for path, name in found:
             real = real_path(path)
             if real in done:
@@ -102,4 +107,20 @@ def _report_not_images(folder: Path, others: list[Path], shown: int = 5) -> None
         names,
         more,
         " ".join(IMAGE_EXTENSIONS),
+    )
+
+
+def _report_hidden(folder: Path, hidden: list[Path], shown: int = 5) -> None:
+    """Log one warning naming the hidden files under ``folder`` named like images that its
+    scan left out (most are macOS's ``._`` copies, not pictures)."""
+    hidden = sorted(hidden)
+    names = ", ".join(p.relative_to(folder).as_posix() for p in hidden[:shown])
+    more = f" and {len(hidden) - shown} more" if len(hidden) > shown else ""
+    log.warning(
+        "%s: left out %d hidden file(s) named like images (a name starting with '.'; macOS "
+        "leaves '._' files that are not pictures): %s%s; give a file by name to segment it",
+        folder,
+        len(hidden),
+        names,
+        more,
     )

@@ -186,3 +186,40 @@ def test_shipped_model_on_odd_images(image: np.ndarray):
     mask = predictor.predict(image)
     assert mask.shape == image.shape[:2] and mask.dtype == bool
     np.testing.assert_array_equal(mask, predictor.predict(image))
+
+
+class _Fixed:
+    """A backend that answers the same logits for every crop of a batch."""
+
+    name = "fixed"
+
+    def __init__(self, logits: np.ndarray):
+        self.logits = logits
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.repeat(self.logits[None, None], len(batch), axis=0)
+
+    def describe(self) -> str:
+        return "fixed logits"
+
+
+def test_a_lower_threshold_widens_masks_but_does_not_open_the_gate():
+    """A gated model's closed crop is logits at or under 0 (the shipped INT8 files give
+    exactly 0): at threshold 0.3 it stays empty, while a crop with a mask gets the pixels
+    between 0.3 and 0.5 as well; without a gate the threshold applies to every pixel."""
+    closed = np.zeros((16, 16), np.float32)  # the INT8 clamp: probability 0.5 everywhere
+    closed[:, :8] = -3.0
+    open_ = np.full((16, 16), -3.0, np.float32)
+    open_[4:12, 4:12] = 2.0  # the mask
+    open_[12, 4:12] = -0.5  # probability 0.38: mask at 0.3, not at 0.5
+
+    def masks(logits: np.ndarray, threshold: float, presence: bool) -> np.ndarray:
+        cfg = Config(data=DataConfig(image_size=16), model=ModelConfig(presence=presence))
+        p = Predictor(_Fixed(logits), cfg, threshold=threshold, clean=False)
+        return p.predict(np.zeros((16, 16, 3), np.uint8))
+
+    assert not masks(closed, 0.5, True).any() and not masks(closed, 0.3, True).any()
+    assert masks(closed, 0.3, False).sum() == 128  # no gate: the 0.5 plateau passes 0.3
+    assert masks(open_, 0.5, True).sum() == 64
+    assert masks(open_, 0.3, True).sum() == 72  # widened by the row at 0.38
+    assert masks(open_, 0.7, True).sum() == 64

@@ -69,7 +69,8 @@ def add_model_args(p: argparse.ArgumentParser, default: str = "the shipped unet-
         "--threshold",
         type=float,
         help="mask probability threshold (default: the "
-        "one stored with the model, 0.5 for the shipped one)",
+        "one stored with the model, 0.5 for the shipped one); a lower one widens the masks "
+        "found but gives none to a face the model's mask gate says has none",
     )
 
 

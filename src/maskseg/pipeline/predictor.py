@@ -170,13 +170,32 @@ class Predictor:
             return np.zeros((0, 1, self.size, self.size), np.float32)
         return np.concatenate(outs).astype(np.float32, copy=False)
 
+    def gate_closed(self, logits: np.ndarray) -> np.ndarray:
+        """Bool per crop of (N, 1, S, S) logits: the model says the crop has no mask at its
+        own operating point (no logit above 0, probability 0.5). Only for a model with a
+        mask-presence gate and a threshold under 0.5; else all False.
+
+        The gate's ``min(mask logits, presence logit)`` makes a face without a mask a crop of
+        logits at or under 0, and the shipped INT8 files clamp it at exactly 0 (their output
+        was calibrated on masked crops): a threshold under 0.5 would paint every such face.
+        A lower threshold widens the masks the model finds; it gives none to a face whose
+        gate says it has none."""
+        logits = np.asarray(logits)
+        if not (self.config.model.presence and self.threshold < 0.5) or not len(logits):
+            return np.zeros(len(logits), bool)
+        return logits.reshape(len(logits), -1).max(axis=1) <= 0.0
+
     def masks_from_logits(
         self, logits: np.ndarray, sizes: Sequence[tuple[int, int]]
     ) -> list[np.ndarray]:
-        """Bool masks at the given (height, width) sizes: upsample, threshold, clean up."""
+        """Bool masks at the given (height, width) sizes: upsample, threshold, clean up (a
+        crop the gate closed is empty at any threshold: ``gate_closed``)."""
+        closed = self.gate_closed(logits)
         return [
-            logits_to_mask(lg, h, w, self._logit_threshold, self.clean)
-            for lg, (h, w) in zip(logits, sizes, strict=True)
+            np.zeros((h, w), bool)
+            if shut
+            else logits_to_mask(lg, h, w, self._logit_threshold, self.clean)
+            for lg, (h, w), shut in zip(logits, sizes, closed, strict=True)
         ]
 
     def predict_batch(
@@ -201,7 +220,12 @@ class Predictor:
     __call__ = predict
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        """Mask probability in [0, 1], float32 (H, W), before thresholding and clean-up."""
+        """Mask probability in [0, 1], float32 (H, W), before thresholding and clean-up.
+
+        With a mask-presence gate, a crop the gate closes reads at most 0.5 (the shipped INT8
+        files give exactly 0.5 there): a pixel is mask where its probability is *above* 0.5,
+        and ``predict`` at a threshold under 0.5 still gives such a crop no mask
+        (``gate_closed``); compare with ``>``, not ``>=``."""
         image = as_rgb(image)
         return sigmoid(upsample(self.logits([image])[0], *image.shape[:2]))
 

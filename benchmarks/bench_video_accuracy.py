@@ -114,7 +114,7 @@ def main() -> None:
         default=[],
         metavar="V",
         help="also the default with faces the search around faces misses held while they "
-        "look alike at least V (VideoOptions.hold_look)",
+        "look alike at least V (VideoOptions.hold_look; 0: not held)",
     )
     a = ap.parse_args()
 
@@ -139,7 +139,8 @@ def main() -> None:
     for k in a.gate_frames:
         ways[f"gate voted over {k} frames"] = VideoOptions(gate_frames=k)
     for v in a.hold_look:
-        ways[f"lost faces held ({v:g})"] = VideoOptions(hold_look=v)
+        name = f"lost faces held ({v:g})" if v else "lost faces not held"
+        ways[name] = VideoOptions(hold_look=v or None)
     scenes = dict.fromkeys(ways, scene)
     if a.redo_model:
         redo = Predictor.load(a.redo_model, backend=a.backend)

@@ -17,6 +17,7 @@ from maskseg.cli.common import (
     load_predictor,
     non_negative_float,
     positive_int,
+    unit_float,
 )
 from maskseg.cli.scene_args import GIVEN_DETECTOR_OPTIONS, add_detector_args, scene_config_from_args
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS
@@ -136,6 +137,8 @@ def cmd_video(a: argparse.Namespace) -> int:
         voted = {} if a.gate_frames is None else {"gate_frames": a.gate_frames}
         if a.cut_threshold is not None:  # 0: no cut detection
             voted["cut_threshold"] = a.cut_threshold or None
+        if a.hold_look is not None:  # 0: never held
+            voted["hold_look"] = a.hold_look or None
         options = video.VideoOptions(
             detect_every=a.detect_every, smooth=not a.no_smooth, wear_every=a.wear_every, **voted
         )
@@ -242,6 +245,15 @@ def add_predict(add: AddCommand) -> None:
         "share of the box, mask or not; without --scene the one face is the picture)",
     )
     p.add_argument(
+        "--hold-look",
+        type=unit_float,
+        metavar="V",
+        help="a followed face that the search around followed faces cannot see, but a full "
+        "detection finds, is held at that detection while its box's content correlates at "
+        "least V with what it was, instead of a full detection every frame (0: never held; "
+        "default: maskseg.video.segmenter.HOLD_LOOK)",
+    )
+    p.add_argument(
         "--no-wear",
         action="store_true",
         help="skip the wear check (default: per face, Face Mesh landmarks judge whether the "
@@ -326,6 +338,15 @@ def add_video(add: AddCommand) -> None:
         help="a frame whose content score against the previous one exceeds T starts a new shot: "
         "followed faces are forgotten (new ids) and the frame is detected afresh (0: off; "
         "default: maskseg.video.cuts.CUT_THRESHOLD)",
+    )
+    p.add_argument(
+        "--hold-look",
+        type=unit_float,
+        metavar="V",
+        help="a followed face that the search around followed faces cannot see, but a full "
+        "detection finds, is held at that detection while its box's content correlates at "
+        "least V with what it was, instead of a full detection every frame (0: never held; "
+        "default: maskseg.video.segmenter.HOLD_LOOK)",
     )
     p.add_argument(
         "--no-wear",

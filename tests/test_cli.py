@@ -761,5 +761,6 @@ def test_models_lists_a_readable_table_and_json(capsys, monkeypatch):
     assert main(["models"]) == 0
     assert (
         "architectures: (install PyTorch to list and train them: "
-        "pip install torch==2.13.0 'maskseg[train]')" in capsys.readouterr().out
+        "pip install torch==2.13.0 'maskseg[train]' --index-url "
+        "https://download.pytorch.org/whl/cpu" in capsys.readouterr().out
     )

@@ -25,7 +25,8 @@ import sys
 class _NoTorch:
     def find_spec(self, name, path=None, target=None):
         if name == "torch" or name.startswith("torch."):
-            raise ImportError(f"No module named {name!r} (blocked: torch-free test)", name=name)
+            message = f"No module named {name!r} (blocked: torch-free test)"
+            raise ModuleNotFoundError(message, name=name)
         return None
 
 sys.meta_path.insert(0, _NoTorch())
@@ -71,6 +72,12 @@ def test_predict_without_torch(no_torch_env, tmp_path: Path):
     )
     # the advice installs the CPU build of torch (a bare 'maskseg[train]' pulls a CUDA one)
     assert res.returncode == 2 and "pip install torch==2.13.0 'maskseg[train]'" in res.stderr
+    assert "--index-url https://download.pytorch.org/whl/cpu" in res.stderr
+    # a command that needs the [train] extra says what to install, not only the module
+    res = _maskseg(no_torch_env, "train", "--data", str(tmp_path), "--output", str(tmp_path / "r"))
+    assert res.returncode == 2, res.stderr
+    assert "No module named 'torch'" in res.stderr
+    assert "; this command needs the [train] extra: pip install torch==2.13.0" in res.stderr
 
 
 def test_models_and_evaluate_without_torch(no_torch_env, msfd_tiny: Path, tmp_path: Path):

@@ -62,13 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _install_hint(exc: BaseException) -> str:
+    """For a module only the ``[train]`` extra installs (``No module named 'torch'``): what to
+    install, with the CPU build of PyTorch."""
+    from maskseg.pipeline.backends import TORCH_INSTALL, TRAIN_MODULES
+
+    name = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
+    if name is None or name.split(".")[0] not in TRAIN_MODULES:
+        return ""
+    return f"; this command needs the [train] extra: {TORCH_INSTALL}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_install_hint(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C (a command may say what was kept: training)
         print(f"interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)

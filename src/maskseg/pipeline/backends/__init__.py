@@ -42,7 +42,14 @@ _REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
 _RUNTIMES = {"torch": "torch", "onnx": "onnxruntime"}
 # How to install PyTorch with maskseg: the CPU build pinned in the same command (any other
 # torch request pulls a multi-GB CUDA build; see the README's install extras).
-TORCH_INSTALL = "pip install torch==2.13.0 'maskseg[train]'"
+TORCH_INSTALL = (
+    "pip install torch==2.13.0 'maskseg[train]' --index-url https://download.pytorch.org/whl/cpu "
+    "--extra-index-url https://pypi.org/simple"
+)
+# the modules only the [train] extra installs: a command that fails to import one says so
+TRAIN_MODULES = frozenset(
+    {"torch", "safetensors", "albumentations", "matplotlib", "onnx", "onnxscript"}
+)
 # "auto" tries these in order: for a file that more than one backend reads, and for a shipped
 # model that ships in several formats (fastest first: benchmarks/bench_race.py).
 PREFERENCE = ["onnx", "torch"]

@@ -136,6 +136,32 @@ def test_session_options_and_errors(tiny_files, tmp_path: Path):
         load_backend(tmp_path / "bad.onnx")
     with pytest.raises(FileNotFoundError):
         load_backend(tmp_path / "missing.onnx")
+    (tmp_path / "empty.onnx").write_bytes(b"")  # onnxruntime's InvalidArgument, not Fail
+    with pytest.raises(ValueError, match="empty.onnx: not a readable ONNX model"):
+        load_backend(tmp_path / "empty.onnx")
+
+
+def test_onnx_whose_config_does_not_fit_its_graph_is_refused(tiny_files, tmp_path: Path):
+    """A maskseg config copied onto a graph of another input size is refused when the file
+    loads, not at its first image."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    _, onnx_file = tiny_files
+    node = helper.make_node("ReduceMean", ["image"], ["logits"], axes=[1], keepdims=1)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    for prop in onnx.load(str(onnx_file)).metadata_props:  # says 32 x 32
+        model.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.save(model, str(tmp_path / "other.onnx"))
+    with pytest.raises(ValueError, match=r"config says one float input of \[N, 3, 32, 32\]"):
+        Predictor.load(tmp_path / "other.onnx")
+    assert Predictor.load(onnx_file).size == 32  # the file it came from loads
 
 
 def test_onnx_without_maskseg_metadata_is_refused(tmp_path: Path):

@@ -113,11 +113,27 @@ def open_session(
         return ort.InferenceSession(
             model, options or session_options(), providers=_providers(device)
         )
-    except (
-        ort.capi.onnxruntime_pybind11_state.Fail,
-        ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
-    ) as exc:
+    except Exception as exc:  # onnxruntime's Fail, InvalidProtobuf, InvalidArgument (empty), ...
         raise ValueError(f"{what}: not a readable ONNX model ({str(exc)[:300]})") from None
+
+
+def check_input(session: ort.InferenceSession, cfg: Config, path: str | Path) -> None:
+    """Refuse a file whose graph does not take what its config says: (N, 3, S, S) floats at
+    the config's input size (a file put together by hand, or metadata copied to another
+    graph, would fail only at its first image)."""
+    inputs = session.get_inputs()
+    size = cfg.data.image_size
+    want = [None, cfg.model.in_channels, size, size]
+    shape = list(inputs[0].shape) if len(inputs) == 1 else []
+    fixed = len(shape) == 4 and all(
+        w is None or not isinstance(d, int) or d == w for d, w in zip(shape, want, strict=True)
+    )
+    if not fixed or inputs[0].type != "tensor(float)":
+        got = ", ".join(f"{i.name} {i.type} {list(i.shape)}" for i in inputs) or "no input"
+        raise ValueError(
+            f"{path}: the graph takes {got}, but its maskseg config says one float "
+            f"input of [N, {cfg.model.in_channels}, {size}, {size}]"
+        )
 
 
 class OnnxBackend:
@@ -168,4 +184,5 @@ def load(
     options = session_options(threads, optimization, spinning, parallel, precise_int8)
     session = open_session(path, options, device)
     cfg, info = metadata(session, path)
+    check_input(session, cfg, path)
     return OnnxBackend(session, int8=info.get("int8") == "yes"), cfg, info

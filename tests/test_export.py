@@ -130,6 +130,22 @@ def test_int8_needs_data_and_onnx_suffix(tmp_path: Path):
         export_onnx(src, tmp_path / "a.bin")
 
 
+def test_export_makes_its_folder_or_says_at_once_why_it_cannot(tmp_path: Path, monkeypatch):
+    import maskseg.train.export as export
+
+    src = _model(tmp_path)
+    export_onnx(src, tmp_path / "new" / "deeper" / "m.onnx", exporter="legacy", parity_split="none")
+    assert Predictor.load(tmp_path / "new" / "deeper" / "m.onnx").size == 32
+    (tmp_path / "file").write_text("a file, not a folder")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(export, "_torch_model", no_work)  # refused before any work
+    with pytest.raises(ValueError, match=r"file/m.onnx: cannot make its folder"):
+        export_onnx(src, tmp_path / "file" / "m.onnx", exporter="legacy")
+
+
 def test_calibration_crops_come_from_the_training_part_only(msfd_tiny: Path):
     from maskseg.data.pairs import find_pairs
     from maskseg.data.splits import splits_for

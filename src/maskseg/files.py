@@ -37,6 +37,22 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def make_parents(*paths: str | os.PathLike) -> None:
+    """Create each output file's folder before the work that ends in writing it, so a path
+    that cannot be written fails at once with its own name (not, minutes later, with a
+    temporary file's). Raises ValueError naming the path."""
+    for path in paths:
+        parent = Path(path).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"{path}: cannot make its folder {parent} ({exc.strerror or exc})"
+            ) from None
+        if not os.access(parent, os.W_OK):
+            raise ValueError(f"{path}: its folder {parent} is not writable")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see half a file."""
     path = Path(path)

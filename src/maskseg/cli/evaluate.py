@@ -15,6 +15,7 @@ from maskseg.cli.common import (
     non_negative_int,
     refuse_overwrite,
 )
+from maskseg.files import make_parents
 
 HELDOUT_DEFAULT = "unet-msfd-heldout, the shipped model's twin that never saw the test split"
 
@@ -127,6 +128,7 @@ def cmd_tune_baselines(a: argparse.Namespace) -> int:
     if a.output.suffix.lower() != ".json" or a.output.is_dir():
         raise ValueError(f"--output {a.output}: give a .json file for the parameters")
     refuse_overwrite([a.output], [], a.data)  # never one of the pairs tuned on
+    make_parents(a.output)
     d = DataConfig(seed=a.split_seed)
     result = tune_baselines(a.data, a.output, methods=a.methods, data_config=d)
     for name, m in result["methods"].items():

@@ -12,6 +12,7 @@ from typing import Any
 from maskseg.cli.common import AddCommand, non_negative_int, refuse_overwrite
 from maskseg.cli.train_flags import CHOICES, CONFIG_FLAGS, SECTIONS
 from maskseg.config import PRESENCE_FEATURES, Config
+from maskseg.files import make_parents
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -137,6 +138,7 @@ def cmd_gate(a: argparse.Namespace) -> int:
 
         outputs.append(check_file_beside(a.output))
     refuse_overwrite(outputs, [a.model], a.data, a.faces)
+    make_parents(*outputs)
     from maskseg.train.gate import GateConfig
     from maskseg.train.lowworn import LowWornConfig
 
@@ -186,6 +188,7 @@ def cmd_gate(a: argparse.Namespace) -> int:
 def cmd_pack(a: argparse.Namespace) -> int:
     from maskseg.train.checkpoint import combine_weights
 
+    make_parents(a.output)
     cfg, _ = combine_weights(a.models, a.output, a.flip, a.half)
     size = a.output.stat().st_size / 1e6
     print(

@@ -36,7 +36,7 @@ import numpy as np
 
 from maskseg import __version__
 from maskseg.config import Config
-from maskseg.files import atomic_write_bytes, refuse_overwrite
+from maskseg.files import atomic_write_bytes, make_parents, refuse_overwrite
 from maskseg.train.quantize import calibration_crops, calibration_ids, quantize_int8
 
 EXPORTERS = ("dynamo", "legacy")
@@ -283,6 +283,7 @@ def export_onnx(
         )
     source = resolve_model_path(model, backend="torch")
     refuse_overwrite([output], [source], "write the ONNX file to a new file (--output)")
+    make_parents(output)
     net, cfg, info = _torch_model(source)
     size = cfg.data.image_size
     meta: dict[str, Any] = {

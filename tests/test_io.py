@@ -29,6 +29,21 @@ def test_formats_and_modes(tmp_path: Path):
     assert deep.dtype == np.uint8 and (deep == 255).all()
 
 
+def test_deep_and_float_pictures_scale_by_their_full_scale(tmp_path: Path):
+    """Hand-computed: each kind keeps its brightness, none decodes nearly black."""
+    ramp = np.array([[0.0, 0.25, 0.5, 1.0]], np.float32)
+    Image.fromarray(ramp, "F").save(tmp_path / "unit.tiff")  # a float picture of 0-1
+    Image.fromarray(ramp * 255, "F").save(tmp_path / "bytes.tiff")  # floats of 0-255
+    cv2.imwrite(str(tmp_path / "twelve.png"), (ramp * 4095).astype(np.uint16))  # 12-bit data
+    cv2.imwrite(str(tmp_path / "sixteen.png"), (ramp * 65535).astype(np.uint16))
+    cv2.imwrite(str(tmp_path / "low.png"), np.array([[0, 10, 100, 200]], np.uint16))
+    # 0.25 * 255 = 63.75 -> 64; the integer files store 0.5 as 2047 / 4095 and 32767 / 65535
+    want = {"unit.tiff": 128, "bytes.tiff": 128, "twelve.png": 127, "sixteen.png": 127}
+    for name, half in want.items():
+        assert read_image(tmp_path / name)[0, :, 0].tolist() == [0, 64, half, 255], name
+    assert read_image(tmp_path / "low.png")[0, :, 0].tolist() == [0, 10, 100, 200]
+
+
 def test_errors_name_the_file(tmp_path: Path):
     (tmp_path / "bad.jpg").write_bytes(b"not an image at all")
     with pytest.raises(ImageReadError, match="bad.jpg"):

@@ -194,11 +194,21 @@ def _reduce(im: Image.Image, min_side: int | None) -> Image.Image:
     return im.reduce(factor)
 
 
+# the full scales 16-bit, 32-bit and float pictures are stored at: 8, 10, 12, 14, 16 bits
+_FULL_SCALES = tuple(2.0**bits - 1 for bits in (8, 10, 12, 14, 16))
+
+
 def _to_uint8(im: Image.Image) -> Image.Image:
-    """Scale 16-bit and float modes to 8 bits by their actual range, not by clipping."""
+    """Scale 16-bit, 32-bit and float modes to 8 bits by the smallest full scale that holds
+    their largest value, not by clipping and not by the container's range: a float picture
+    of 0-1 values, or 12-bit data in a 16-bit file, is not decoded nearly black."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        top = float(arr.max()) if arr.size else 0.0
+        if im.mode == "F" and top <= 1.0:
+            peak = 1.0
+        else:
+            peak = next((s for s in _FULL_SCALES if top <= s), max(top, 1.0))
         return Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
     return im
 

@@ -148,7 +148,8 @@ def _open(
                     raise ImageReadError(
                         name,
                         f"image is {w}x{h} ({w * h:,} pixels), over the limit of "
-                        f"{max_pixels:,} pixels (raise it with max_pixels=, or --max-pixels in predict)",
+                        f"{max_pixels:,} pixels "
+                        "(raise it with max_pixels=, or --max-pixels in predict)",
                     )
                 if shape_check:
                     check_shape(name, w, h)

@@ -91,7 +91,9 @@ def resolve_model_path(model: str | Path | None, backend: str = "auto") -> Path:
 
 
 class Predictor:
-    """Segment face masks in RGB images of any size.
+    """Segment face masks in RGB images of any size, each read as one face crop (a whole
+    photo belongs to ``maskseg.ScenePredictor``). RGB, not OpenCV's BGR: a BGR array gives a
+    wrong mask without an error (``cv2.cvtColor(img, cv2.COLOR_BGR2RGB)``).
 
     Args:
         backend: maps a float32 (N, 3, S, S) batch to (N, 1, S, S) logits.

@@ -86,7 +86,7 @@ def test_models_and_evaluate_without_torch(no_torch_env, msfd_tiny: Path, tmp_pa
     assert "unet-msfd (default)" in res.stdout and "unet-msfd.onnx" in res.stdout
     # the registry lists names without PyTorch
     assert "architectures: attunet, lrunet, resunet, unet, unetpp" in res.stdout
-    assert "PyTorch, not installed" in res.stdout  # the .safetensors file needs PyTorch
+    assert "float16, PyTorch not installed)" in res.stdout  # the .safetensors file needs PyTorch
     res = _maskseg(no_torch_env, "models", "--json")
     assert res.returncode == 0, res.stderr
     assert {m["name"] for m in json.loads(res.stdout)} >= {"unet-msfd", "unet-msfd-heldout"}

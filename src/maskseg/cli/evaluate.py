@@ -91,6 +91,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
     reports = ("results.json", "results.md", "per_image.csv", "bar_chart.png", "examples.png")
     files = [a.tuned] + ([] if a.no_unet else [model_file(a)])
     refuse_overwrite([a.output, *(a.output / name for name in reports)], files, a.data)
+    from maskseg.pipeline.annotate import pyplot
+
+    pyplot()  # the bar chart needs matplotlib: say so before the work, not after it
     predictor = None if a.no_unet else load_predictor(a)
     if predictor is not None:
         if predictor.config.data.test_fraction == 0:

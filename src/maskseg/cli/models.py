@@ -257,6 +257,8 @@ def format_models(models: list[dict[str, Any]], names: list[str] | None, width: 
             parts = [f"epoch {f['epoch']}"] if "epoch" in f else []
             parts += [f"{k.replace('_', ' ')} {f[k]:.4f}" for k in f if k != "epoch"]
             rows.append(("training", ", ".join(parts)))
+        else:
+            rows.append(("training", "no figures recorded in its file"))
         if m["test"]:
             s = m["test"]
             figures = ", ".join(f"{k} {s[k]:.4f}" for k in ("iou", "dice") if k in s)
@@ -270,7 +272,7 @@ def format_models(models: list[dict[str, Any]], names: list[str] | None, width: 
             rows.append(("test figures", m["test_note"]))
         for k, f in enumerate(m["files"]):
             about = [_mb(f["bytes"]), *(f[key] for key in ("precision",) if key in f)]
-            about.append(f["runtime"] + ("" if f["runtime_installed"] else ", not installed"))
+            about.append(f["runtime"] + ("" if f["runtime_installed"] else " not installed"))
             calibrated = f"; calibrated on {f['calibration']}" if "calibration" in f else ""
             rows.append(
                 ("files" if k == 0 else "", f"{f['file']} ({', '.join(about)}{calibrated})")

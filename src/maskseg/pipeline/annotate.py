@@ -88,9 +88,10 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
+        from maskseg.pipeline.backends import TORCH_INSTALL
+
         raise ImportError(
-            "charts need matplotlib, which comes with the training extra: "
-            "pip install torch==2.13.0 'maskseg[train]' (the CPU build of torch)"
+            f"charts need matplotlib, which comes with the training extra: {TORCH_INSTALL}"
         ) from None
 
     matplotlib.use("Agg")

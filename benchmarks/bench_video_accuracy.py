@@ -139,7 +139,7 @@ def main() -> None:
     for k in a.gate_frames:
         ways[f"gate voted over {k} frames"] = VideoOptions(gate_frames=k)
     for v in a.hold_look:
-        name = f"lost faces held ({v:g})" if v else "lost faces not held"
+        name = f"lost faces held ({v:g})" if v else "lost faces not held"  # 0: None
         ways[name] = VideoOptions(hold_look=v or None)
     scenes = dict.fromkeys(ways, scene)
     if a.redo_model:

@@ -255,11 +255,10 @@ def test_a_face_the_search_cannot_see_is_held_while_it_stays(scene, frame):
         return [segmenter(f) for f in frames]
 
     still = [frame] * 10
-    plain = run(VideoOptions(detect_ahead=0, write_ahead=0, hold_look=None), still)
+    plain = run(VideoOptions(detect_ahead=0, write_ahead=0), still)  # not held by default
     assert sum(r.full_detection for r in plain) >= 6  # the fallback this option is for
 
-    options = VideoOptions(detect_ahead=0, write_ahead=0)  # held by default (0.9)
-    assert options.hold_look == 0.9
+    options = VideoOptions(detect_ahead=0, write_ahead=0, hold_look=0.9)
     segmenter = VideoSegmenter(scene, replace(options, smooth=False))  # windows as mapped
     located = [segmenter.locate(f) for f in still]
     results = [segmenter.segment(x) for x in located]

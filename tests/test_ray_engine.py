@@ -88,3 +88,33 @@ def test_ray_options_are_checked_before_the_model_loads(tmp_path: Path, capsys):
     assert code == 2 and "--address" in capsys.readouterr().err and not out.exists()
     code = main(["predict", str(EXAMPLES), "--output", str(out), "--actors", "2"])
     assert code == 2 and "--actors" in capsys.readouterr().err and not out.exists()
+
+
+def test_relative_paths_are_the_runs_own_wherever_the_work_runs(tmp_path: Path, monkeypatch):
+    """A Ray worker on a cluster may run in any folder: a file's step reads and writes
+    relative inputs and --output from the run's folder, and its records keep the paths as
+    the user gave them (so every engine writes the same bytes)."""
+    import json
+
+    from maskseg.cli.predict import FileOptions, segment_file
+    from maskseg.pipeline.predictor import Predictor
+    from maskseg.pipeline.request import Mode, RequestEngine
+
+    run = tmp_path / "run"
+    (run / "in").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "face.jpg", run / "in" / "face.jpg")
+    elsewhere = tmp_path / "worker"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where a worker on another node might have started
+    engine = RequestEngine(predictor=Predictor.load())
+    options = FileOptions(Path("out"), json=True, cwd=str(run))
+    outcome = segment_file(engine, (0, Path("in/face.jpg"), Path("face")), Mode.crop, options)
+    assert outcome.failure is None and outcome.mask == Path("out/face.png")
+    assert (run / "out" / "face.png").is_file() and not any(elsewhere.iterdir())
+    assert json.loads((run / "out" / "face.json").read_text())["image"] == "in/face.jpg"
+    # an --address where nothing answers is refused at once, not retried for minutes
+    from maskseg.engines.ray import check_reachable
+
+    with pytest.raises(ValueError, match="no Ray cluster answers there"):
+        check_reachable("127.0.0.1:1", timeout_s=2)
+    check_reachable("auto")  # left to Ray

@@ -248,11 +248,9 @@ def add_predict(add: AddCommand) -> None:
         "--hold-look",
         type=unit_float,
         metavar="V",
-        help="a followed face that the search around followed faces cannot see, but a full "
-        "detection finds, is held at that detection while its box's content correlates at "
-        "least V with what it was, instead of a full detection every frame (0: never held, "
-        "the default; 0.9 detects far less on still scenes, but its searched frames can paint "
-        "false detections the full ones leave empty)",
+        help="hold a face only full detections see while its box looks the same (correlation "
+        ">= V) instead of detecting every frame in full (0: off, the default; see "
+        "VideoOptions.hold_look)",
     )
     p.add_argument(
         "--no-wear",
@@ -344,11 +342,9 @@ def add_video(add: AddCommand) -> None:
         "--hold-look",
         type=unit_float,
         metavar="V",
-        help="a followed face that the search around followed faces cannot see, but a full "
-        "detection finds, is held at that detection while its box's content correlates at "
-        "least V with what it was, instead of a full detection every frame (0: never held, "
-        "the default; 0.9 detects far less on still scenes, but its searched frames can paint "
-        "false detections the full ones leave empty)",
+        help="hold a face only full detections see while its box looks the same (correlation "
+        ">= V) instead of detecting every frame in full (0: off, the default; see "
+        "VideoOptions.hold_look)",
     )
     p.add_argument(
         "--no-wear",

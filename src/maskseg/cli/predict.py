@@ -170,7 +170,13 @@ def predict_paths(
         engine = RequestEngine(predictor=segmenter, max_pixels=max_pixels, wear=wear)
         mode = Mode.crop
     options = FileOptions(
-        out, overlay_images, write_json, landmarks, summary is not None, coco is not None
+        out,
+        overlay_images,
+        write_json,
+        landmarks,
+        summary is not None,
+        coco is not None,
+        os.getcwd(),
     )
     work = partial(segment_file, mode=mode, options=options)
     done: list[FileOutcome] = []
@@ -209,6 +215,13 @@ class FileOptions(NamedTuple):
     landmarks: bool = False
     summary: bool = False
     coco: bool = False
+    # the folder relative inputs and --output are read from and written to: the run's own,
+    # not that of a Ray worker on another node, which may have started anywhere
+    cwd: str | None = None
+
+    def where(self, path: Path) -> Path:
+        """``path`` as the run's process means it (relative paths from its ``cwd``)."""
+        return path if self.cwd is None or path.is_absolute() else Path(self.cwd) / path
 
 
 @dataclass
@@ -234,7 +247,7 @@ def segment_file(engine: Any, job: Job, mode: Any, options: FileOptions) -> File
     in the outcome, not an exception."""
     index, path, name = job
     try:
-        seg = engine.run(path, mode)
+        seg = engine.run(options.where(path), mode)
     except ImageReadError as exc:
         return FileOutcome(index, path, failure=exc.reason)
     try:
@@ -257,13 +270,14 @@ def _write_outputs(
         summary_rows,
     )
 
-    out = options.out
+    out = options.where(options.out)  # records keep the paths as given
     records = seg.face_records(options.landmarks)
     if options.json:
         record = {"image": str(path), **seg.record(options.landmarks)}
         (out / name).parent.mkdir(parents=True, exist_ok=True)  # a sub-folder's first file
         atomic_write_bytes(out / f"{name}.json", json.dumps(record, indent=1).encode())
-    outcome = FileOutcome(index, path, write_mask(out / f"{name}.png", seg.mask))
+    written = write_mask(out / f"{name}.png", seg.mask)
+    outcome = FileOutcome(index, path, options.out / written.relative_to(out))
     outcome.no_face = seg.mode == Mode.scene and not seg.faces
     if options.overlay:
         faces = seg.faces if seg.mode == Mode.scene else None

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,21 @@ class _Actor:
         return {"outcome": np.array(outcomes, dtype=object)}
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse an ``--address`` of the form ``[ray://]HOST:PORT`` where nothing answers, at
+    once: Ray itself retries such an address for minutes without a word to the user."""
+    rest = address.removeprefix("ray://")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray checks itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ValueError(
+            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})"
+        ) from None
+
+
 class RayRunner:
     """Runs ``work(state, job)`` for every job on a Ray actor pool; yields the outcomes as
     they finish (in any order).
@@ -201,6 +217,13 @@ class RayRunner:
         try:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             actors = min(self.actors or cpus, len(jobs))
+            if actors > cpus:
+                log.warning(
+                    "--actors %d on a cluster of %d CPU(s): each actor loads its own models, "
+                    "so actors beyond the CPUs add memory, not speed",
+                    actors,
+                    cpus,
+                )
             # each actor reserves a whole CPU when there are enough; its onnxruntime
             # sessions run as many threads as it has CPUs (at least one)
             per_actor = min(1.0, cpus / actors)
@@ -234,10 +257,20 @@ class RayRunner:
         if ray.is_initialized():
             return False
         if self.address is not None:
-            ray.init(address=self.address, logging_level=logging.WARNING)
+            check_reachable(self.address)
+            try:
+                ray.init(address=self.address, logging_level=logging.WARNING)
+            except ConnectionError as exc:  # "auto" with no cluster started on this machine
+                raise ValueError(
+                    f"--address {self.address}: no Ray cluster found ({exc}); start one with "
+                    "`ray start --head`, or leave --address out for a Ray of the run's own"
+                ) from None
             return True
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no call home, offline start
         ray.init(
+            # "local": a new Ray of the run's own, even where RAY_ADDRESS is set or a cluster
+            # was started on this machine with `ray start` (ray.init would join those)
+            address="local",
             num_cpus=os.cpu_count() or 1,
             object_store_memory=LOCAL_OBJECT_STORE,
             include_dashboard=False,

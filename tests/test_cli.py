@@ -297,6 +297,15 @@ def test_train_refuses_a_finished_run_and_a_folder_inside_the_data(
     assert main(args) == 2
     assert "inside the data folder" in capsys.readouterr().err
     assert not inside.exists()
+    # a run that cannot start writes no folder (it could then only be resumed as refused)
+    fresh = tmp_path / "fresh"
+    args = ["train", "--output", str(fresh), *TINY, "--epochs", "1"]
+    assert main([*args, "--data", str(tmp_path / "no-such-data")]) == 2
+    assert not fresh.exists()
+    if not torch.cuda.is_available():
+        assert main([*args, "--data", str(msfd_tiny), "--device", "cuda"]) == 2
+        assert "--device cuda: this PyTorch has no CUDA device" in capsys.readouterr().err
+        assert not fresh.exists()
 
 
 def test_a_split_is_not_rebuilt_from_other_pairs(msfd_tiny: Path, tmp_path: Path, capsys):

@@ -74,6 +74,20 @@ def test_in_one_process_every_helper_is_a_no_op():
         assert device == torch.device("cpu") and not D.active()
 
 
+def test_unstartable_settings_are_refused_before_the_run_folder(monkeypatch):
+    """Checked before anything is written (``check_startable``), so a refused run leaves no
+    folder that only --resume with the same values would open."""
+    from maskseg.config import Config, TrainConfig
+    from maskseg.train.workflows import check_startable
+
+    monkeypatch.setattr(D, "world", lambda: 2)
+    check_startable(Config(train=TrainConfig(batch_size=8, device="cpu")))
+    with pytest.raises(ValueError, match="a batch of 7 images does not split evenly over 2"):
+        check_startable(Config(train=TrainConfig(batch_size=7, device="cpu")))
+    with pytest.raises(ValueError, match="needs CUDA"):
+        check_startable(Config(train=TrainConfig(batch_size=8, device="cpu", sync_bn=True)))
+
+
 def test_sync_bn_is_refused_on_the_cpu(monkeypatch):
     monkeypatch.setattr(D, "active", lambda: True)
     with pytest.raises(ValueError, match="needs CUDA"):

@@ -106,6 +106,26 @@ def check_run_folder(run_dir: Path, data_root: str | Path, resume: bool) -> None
             )
 
 
+def check_startable(cfg: Config) -> None:
+    """Refuse, before the run folder is written, settings this run's processes cannot train
+    with: a batch that does not split evenly over the ``torchrun`` processes, ``sync_bn`` off
+    CUDA (a refused run must not leave a folder that only ``--resume`` with the same values
+    would open)."""
+    world = D.world()
+    bs = cfg.train.batch_size
+    if world > 1 and (bs % world or bs < world):
+        raise ValueError(
+            f"a batch of {bs} images does not split evenly over {world} processes; "
+            f"give --batch-size a multiple of {world}"
+        )
+    device = D.device_for(cfg.train.device)
+    if world > 1 and cfg.train.sync_bn and device.type != "cuda":
+        raise ValueError(
+            "--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no CPU kernels; on CPU "
+            "each process normalises with its own batch's statistics"
+        )
+
+
 def _prepare_run(
     cfg: Config,
     run_dir: Path,
@@ -130,14 +150,15 @@ def _prepare_run(
         cfg_path = run_dir / CONFIG_YAML
         splits_path = run_dir / SPLITS_JSON
         check_run_folder(run_dir, cfg.data.root, resume)
-        run_dir.mkdir(parents=True, exist_ok=True)
         c = cfg
         if resume and cfg_path.exists():
             c = resume_config(load_config(cfg_path), overrides or {})
+        check_startable(c)
         # every architecture parameter written out: the saved config says what the run used
         c = dataclasses.replace(c, model=complete_params(c.model))
         saved = Splits.load(splits_path) if resume and splits_path.exists() else None
         splits = load_split(c.data.root, c.data, [], saved).splits
+        run_dir.mkdir(parents=True, exist_ok=True)  # only once the run can start
         if not c.data.pairs_digest:  # what this run's split is made over, kept with its files
             digest = pairs_digest([*splits.trainval, *splits.test])
             c = dataclasses.replace(c, data=dataclasses.replace(c.data, pairs_digest=digest))

@@ -16,7 +16,16 @@ def resolve_device(name: str | torch.device) -> torch.device:
         return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {name}: not a device PyTorch knows ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {name}: this PyTorch has no CUDA device (a CPU build, or no GPU); "
+            "give --device cpu or auto"
+        )
+    return device
 
 
 def cpu_supports_bf16() -> bool:

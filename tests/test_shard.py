@@ -112,6 +112,12 @@ def test_shard_option_on_the_command_line(photos: Path, tmp_path: Path, capsys):
     # 13 entries in 20 shares: the 20th gets none, which is not an error
     assert main([*args, "--no-wear", "--shard", "20/20"]) == 0
     assert "shard 20/20: none of the run's 13 input(s) falls to it" in capsys.readouterr().out
+    # into the input folder, the second job would scan the first job's masks as inputs
+    before = sorted(p.name for p in photos.rglob("*"))
+    same = ["predict", str(photos), "--output", str(photos), "--method", "otsu", "--no-wear"]
+    assert main([*same, "--shard", "1/2"]) == 2
+    assert "which holds the input folder" in capsys.readouterr().err
+    assert sorted(p.name for p in photos.rglob("*")) == before  # nothing written
 
 
 @pytest.mark.parametrize(
@@ -131,3 +137,38 @@ def test_bad_shard_option_fails_before_anything_runs(tmp_path: Path, capsys, spe
     err = capsys.readouterr().err
     assert "--shard" in err and says in err
     assert not out.exists()
+
+
+def test_sharded_coco_files_concatenate_into_one(photos: Path, tmp_path: Path):
+    """Each job's COCO ids are the whole run's: the jobs' images and annotations lists,
+    concatenated, load in pycocotools and hold every file the whole run holds."""
+    import json
+
+    out = tmp_path / "out"
+    merged = {"images": [], "annotations": []}
+    for k in (1, 2, 3):
+        coco = tmp_path / f"coco_{k}.json"
+        predict_paths(
+            Bright(), [photos], out, progress=False, on_skip=lambda p, r: None,
+            shard=Shard(k, 3), coco=coco,
+        )  # fmt: skip
+        part = json.loads(coco.read_text())
+        merged["images"] += part["images"]
+        merged["annotations"] += part["annotations"]
+        categories = part["categories"]
+    whole = tmp_path / "whole.json"
+    predict_paths(
+        Bright(), [photos], tmp_path / "w", progress=False, on_skip=lambda p, r: None, coco=whole
+    )
+    expected = json.loads(whole.read_text())
+    names = sorted(im["file_name"] for im in merged["images"])
+    assert names == sorted(im["file_name"] for im in expected["images"]) and len(names) == 11
+    assert len({im["id"] for im in merged["images"]}) == len(merged["images"])
+    assert len({a["id"] for a in merged["annotations"]}) == len(merged["annotations"])
+    assert len(merged["annotations"]) == len(expected["annotations"]) > 0
+    ids = {im["id"] for im in merged["images"]}
+    assert all(a["image_id"] in ids for a in merged["annotations"])
+    pycocotools = pytest.importorskip("pycocotools.coco")
+    dataset = {**merged, "categories": categories}
+    (tmp_path / "merged.json").write_text(json.dumps(dataset))
+    assert len(pycocotools.COCO(str(tmp_path / "merged.json")).getImgIds()) == 11

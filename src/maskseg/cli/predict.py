@@ -30,7 +30,7 @@ from maskseg.cli.outputs import (
 )
 from maskseg.console import show_progress
 from maskseg.engines.shard import Shard
-from maskseg.files import atomic_write_bytes
+from maskseg.files import atomic_write_bytes, is_within
 from maskseg.io import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
@@ -141,6 +141,14 @@ def predict_paths(
     out = Path(output_dir)
     if (summary is not None or landmarks) and wear is None:
         raise ValueError("the summary and the landmarks come from the wear check: give wear")
+    if shard is not None:
+        shared = [str(i) for i in inputs if Path(i).is_dir() and is_within(i, out)]
+        if shared:
+            raise ValueError(
+                f"--shard with --output {out}, which holds the input folder "
+                f"{', '.join(shared)}: each job would scan the masks the others wrote as new "
+                "inputs and plan another run; give an --output outside the inputs"
+            )
     seen: list[Path] = []  # every file the scan met: images, other files, bad entries
     items, skipped = collect(inputs, out, seen)
     endings = output_endings(overlay_images, write_json)
@@ -201,7 +209,9 @@ def predict_paths(
         dataset["info"]["mask_folder"] = os.path.relpath(out, Path(coco).parent)
         for o in done:
             if o.coco is not None:
-                merge_coco(dataset, o.coco)
+                # a job of a sharded run numbers by the file's place in the whole run, so
+                # the jobs' files merge by concatenating their images and annotations
+                merge_coco(dataset, o.coco, None if shard is None else o.index + 1)
         atomic_write_bytes(Path(coco), json.dumps(dataset).encode())
     return result
 
@@ -303,10 +313,23 @@ def run_in_process(
         yield work(engine, job)
 
 
-def merge_coco(dataset: dict[str, Any], part: dict[str, Any]) -> None:
+# a sharded run's annotation ids: its image's id times this, plus the face's number
+COCO_FACES_PER_IMAGE = 10_000
+
+
+def merge_coco(dataset: dict[str, Any], part: dict[str, Any], image_id: int | None = None) -> None:
     """Append a COCO dataset of one run's file (ids from 1, as ``add_coco_image`` numbers
     them in an empty dataset) to the run's, its image and annotation ids numbered on: the
-    same ids as if the file had been added to the run's dataset directly."""
+    same ids as if the file had been added to the run's dataset directly. With ``image_id``
+    (a job of a sharded run: the file's place in the whole run, from 1) the image takes that
+    id and its annotations ``image_id * COCO_FACES_PER_IMAGE + k``: unique across the jobs."""
+    if image_id is not None:
+        dataset["images"] += [{**im, "id": image_id} for im in part["images"]]
+        dataset["annotations"] += [
+            {**a, "id": image_id * COCO_FACES_PER_IMAGE + a["id"], "image_id": image_id}
+            for a in part["annotations"]
+        ]
+        return
     images, annotations = len(dataset["images"]), len(dataset["annotations"])
     dataset["images"] += [{**im, "id": im["id"] + images} for im in part["images"]]
     dataset["annotations"] += [

@@ -387,6 +387,51 @@ def test_ctrl_c_during_training_saves_the_step_and_says_how_to_resume(
     assert (ckpt["epoch"] + 1, ckpt["step_in_epoch"]) == (epoch, step) and epoch >= 2
 
 
+@pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_stops_predict_after_the_file_in_hand_and_keeps_its_reports(
+    tmp_path: Path, sig: str, code: int
+):
+    """A job array's preemption (SIGTERM) or Ctrl-C: the files done keep their masks and
+    their rows in the summary and COCO files, the run says how far it got, and it exits as
+    the shell expects."""
+    import signal
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    src.mkdir()
+    face = cv2.imread(str(Path(__file__).resolve().parents[1] / "examples" / "face.jpg"))
+    for k in range(200):
+        cv2.imwrite(str(src / f"f{k:03d}.jpg"), face)
+    out = tmp_path / "out"
+    reports = ["--summary", str(tmp_path / "s.csv"), "--coco", str(tmp_path / "c.json")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "maskseg", "predict", str(src), "--output", str(out), *reports],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+    )
+
+    def started() -> bool:
+        return out.is_dir() and len(list(out.glob("*.png"))) >= 2
+
+    _, err = signal_when(proc, started, getattr(signal, sig), "two masks written")
+    assert proc.returncode == code, err
+    assert "Traceback" not in err, err
+    masks = sorted(out.glob("*.png"))
+    assert 2 <= len(masks) < 200
+    assert f"stopped by {sig}: {len(masks)} of 200 file(s) done" in err, err
+    rows = (tmp_path / "s.csv").read_text().splitlines()[1:]
+    assert sorted({r.split(",")[0] for r in rows}) == sorted(
+        str(src / f"{m.stem}.jpg") for m in masks
+    )
+    coco = json.loads((tmp_path / "c.json").read_text())
+    assert sorted(im["file_name"] for im in coco["images"]) == [
+        str(src / f"{m.stem}.jpg") for m in masks
+    ]
+
+
 def test_pack_refuses_members_of_other_splits_and_onnx_files(
     tiny_model: Path, tmp_path: Path, capsys
 ):

@@ -64,6 +64,11 @@ class StopEvent(threading.Event):
         self.set()
 
 
+# the signals ``stop_on_signals`` turns into a stop request; a command they stop exits
+# 128 + the signal's number (130, 143), as the shell expects
+SIGNAL_NAMES = ("SIGINT", "SIGTERM")
+
+
 @contextmanager
 def stop_on_signals(
     signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),

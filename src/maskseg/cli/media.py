@@ -20,6 +20,7 @@ from maskseg.cli.common import (
     unit_float,
 )
 from maskseg.cli.scene_args import GIVEN_DETECTOR_OPTIONS, add_detector_args, scene_config_from_args
+from maskseg.console import SIGNAL_NAMES
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS
 
 # ``maskseg.pipeline.request.Mode``'s values (not imported: the parser stays light)
@@ -27,7 +28,6 @@ PREDICT_MODES = ("auto", "scene", "crop")
 # predict's default mode: crop, as before auto mode's rule was measured
 # (docs/shipped-model-plan.md, "One mode for any picture")
 DEFAULT_PREDICT_MODE = "crop"
-SIGNAL_NAMES = ("SIGINT", "SIGTERM")  # a video run these stop exits 128 + the number
 
 
 def _check_predict_options(a: argparse.Namespace) -> None:
@@ -54,7 +54,8 @@ def _check_predict_options(a: argparse.Namespace) -> None:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from maskseg.cli.predict import predict_paths, verdict_counts
+    from maskseg.cli.predict import predict_paths
+    from maskseg.cli.run_report import announce_stop, report_run
 
     _check_predict_options(a)
     check_batch_options(a)
@@ -79,40 +80,28 @@ def cmd_predict(a: argparse.Namespace) -> int:
         from maskseg.pipeline.wear import WearCheck
 
         wear = WearCheck()
-    res = predict_paths(
-        segmenter,
-        a.inputs,
-        a.output,
-        a.overlay,
-        not a.no_progress,
-        a.max_pixels,
-        on_skip=report,
-        write_json=a.json,
-        wear=wear,
-        landmarks=a.landmarks,
-        summary=a.summary,
-        coco=a.coco,
-        mode=a.mode,
-        shard=a.shard,
-        runner=batch_runner(a),
-    )
-    if not res.total:
-        given = ", ".join(str(i) for i in a.inputs)
-        print(f"error: no input images found in {given}", file=sys.stderr)
-        return 1
-    print(
-        f"wrote {len(res.written)} mask(s) to {a.output}"
-        + (f"; skipped {len(res.failed)} input(s), listed above" if res.failed else "")
-    )
-    written = [str(p) for p in (a.summary, a.coco) if p]
-    if written:
-        print(f"wrote {' and '.join(written)}")
-    if wear is not None and res.verdicts:
-        print(f"wear, {sum(res.verdicts.values())} face(s): {verdict_counts(res.verdicts)}")
-    if not res.written and not res.failed:  # inputs were found: none fell to this shard
-        print(f"shard {a.shard}: none of the run's {res.total} input(s) falls to it")
-        return 0
-    return 1 if res.failed else 0
+    from maskseg.console import stop_on_signals
+
+    with stop_on_signals(on_first=announce_stop) as stop:
+        res = predict_paths(
+            segmenter,
+            a.inputs,
+            a.output,
+            a.overlay,
+            not a.no_progress,
+            a.max_pixels,
+            on_skip=report,
+            write_json=a.json,
+            wear=wear,
+            landmarks=a.landmarks,
+            summary=a.summary,
+            coco=a.coco,
+            mode=a.mode,
+            shard=a.shard,
+            runner=batch_runner(a),
+            stop=stop,
+        )
+    return report_run(res, a, wear is not None)
 
 
 def cmd_video(a: argparse.Namespace) -> int:

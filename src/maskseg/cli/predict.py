@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -51,14 +52,19 @@ class PredictResult:
     failed: list[tuple[Path, str]]
     verdicts: Counter = field(default_factory=Counter)  # wear verdicts ("not judged": null)
     total: int = 0  # inputs of the whole run (files and bad entries), before any --shard
+    planned: int = 0  # files this run (or shard) set out to segment
+    stopped: str | None = None  # why it stopped before all of them (a signal's name)
 
 
 # One file's job: (its index in the run's planned order, its path, its output name).
 Job = tuple[int, Path, Path]
-# How a run's jobs are done: runner(engine, work, jobs) yields work(engine, job) for every
-# job, in any order: ``run_in_process`` one after another here, ``maskseg.engines.ray``'s
-# ``RayRunner`` on a Ray actor pool.
-Runner = Callable[[Any, Callable[[Any, Job], "FileOutcome"], list[Job]], Iterable["FileOutcome"]]
+# How a run's jobs are done: runner(engine, work, jobs, stop) yields work(engine, job) for
+# every job, in any order, and ends early, at a point where every outcome of work done is
+# yielded, once ``stop`` (an event, or None) is set: ``run_in_process`` one after another
+# here, ``maskseg.engines.ray``'s ``RayRunner`` on a Ray actor pool (a batch at a time).
+Runner = Callable[
+    [Any, Callable[[Any, Job], "FileOutcome"], list[Job], Any], Iterable["FileOutcome"]
+]
 
 
 def _warn(path: Path, reason: str) -> None:
@@ -81,6 +87,7 @@ def predict_paths(
     mode: str | None = None,
     shard: Shard | None = None,
     runner: Runner | None = None,
+    stop: threading.Event | None = None,
 ) -> PredictResult:
     """Write DIR/<stem>.png (0/255 mask at the input's full size) for every readable input.
 
@@ -132,7 +139,10 @@ def predict_paths(
     run (``maskseg.engines.shard``); its summary and COCO files hold its share. ``runner``:
     where the files are segmented (``Runner``; None: here, one after another). Every runner
     does each file with ``segment_file``, so the outputs do not depend on it; the reports
-    are assembled in the run's order whatever order the files finish in.
+    are assembled in the run's order whatever order the files finish in. ``stop`` (an event a
+    signal handler sets, ``maskseg.console.stop_on_signals``): once set, the run ends after
+    the file in hand, its summary and COCO files hold the files done, and the result says
+    why (``stopped``).
     """
     from tqdm import tqdm
 
@@ -188,8 +198,9 @@ def predict_paths(
     )
     work = partial(segment_file, mode=mode, options=options)
     done: list[FileOutcome] = []
+    result.planned = len(jobs)
     bar = tqdm(desc="predict", unit="img", total=len(jobs), disable=not show_progress(progress))
-    for outcome in (runner or run_in_process)(engine, work, jobs):
+    for outcome in (runner or run_in_process)(engine, work, jobs, stop):
         bar.update()
         if outcome.failure is not None:
             on_skip(outcome.path, outcome.failure)
@@ -198,6 +209,8 @@ def predict_paths(
         result.verdicts.update(outcome.verdicts)
         done.append(outcome)
     bar.close()
+    if stop is not None and stop.is_set() and len(done) < len(jobs):
+        result.stopped = getattr(stop, "reason", None) or "stop"  # the files done keep reports
     done.sort(key=lambda o: o.index)  # a runner may finish files in any order
     result.written += [o.mask for o in done if o.mask is not None]
     result.failed += [(o.path, o.failure) for o in done if o.failure is not None]
@@ -306,10 +319,13 @@ def _write_outputs(
 
 
 def run_in_process(
-    engine: Any, work: Callable[[Any, Job], FileOutcome], jobs: list[Job]
+    engine: Any, work: Callable[[Any, Job], FileOutcome], jobs: list[Job], stop: Any = None
 ) -> Iterator[FileOutcome]:
-    """The local engine: the jobs one after another in this process, in order."""
+    """The local engine: the jobs one after another in this process, in order, until
+    ``stop`` is set."""
     for job in jobs:
+        if stop is not None and stop.is_set():
+            return
         yield work(engine, job)
 
 

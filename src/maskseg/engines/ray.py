@@ -24,10 +24,13 @@ stays light.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -161,6 +164,23 @@ class _Actor:
         return {"outcome": np.array(outcomes, dtype=object)}
 
 
+@contextlib.contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    """Keep the run's own handlers of SIGINT and SIGTERM over ``ray.init``, which installs
+    its own (on SIGTERM Ray's exits 15, or prints a crash report and aborts), so ``predict``
+    stops after the files in hand and writes its reports (``maskseg.console.stop_on_signals``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(number, handler)  # also puts its C handler back over Ray's
+
+
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Refuse an ``--address`` of the form ``[ray://]HOST:PORT`` where nothing answers, at
     once: Ray itself retries such an address for minutes without a word to the user."""
@@ -178,7 +198,9 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 class RayRunner:
     """Runs ``work(state, job)`` for every job on a Ray actor pool; yields the outcomes as
-    they finish (in any order).
+    they finish (in any order). Once ``stop`` (an event) is set, it ends after the batch in
+    hand: the outcomes received are all yielded, and the batches other actors still work
+    on are stopped with Ray (files they finished meanwhile are written but not reported).
 
     Args:
         address: an existing cluster (``auto``, ``ray://head:10001``, ...); None starts a
@@ -206,7 +228,11 @@ class RayRunner:
         self.threads = threads
 
     def __call__(
-        self, state: Any, work: Callable[[Any, Any], Any], jobs: Sequence[Any]
+        self,
+        state: Any,
+        work: Callable[[Any, Any], Any],
+        jobs: Sequence[Any],
+        stop: Any = None,
     ) -> Iterator[Any]:
         if not jobs:
             return
@@ -241,6 +267,8 @@ class RayRunner:
             )
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 yield from (pickle.loads(outcome) for outcome in batch["outcome"])
+                if stop is not None and stop.is_set():  # every outcome received is yielded;
+                    break  # batches still at work are stopped with Ray below
         finally:
             if started:
                 ray.shutdown()
@@ -259,7 +287,8 @@ class RayRunner:
         if self.address is not None:
             check_reachable(self.address)
             try:
-                ray.init(address=self.address, logging_level=logging.WARNING)
+                with keep_signal_handlers():
+                    ray.init(address=self.address, logging_level=logging.WARNING)
             except ConnectionError as exc:  # "auto" with no cluster started on this machine
                 raise ValueError(
                     f"--address {self.address}: no Ray cluster found ({exc}); start one with "
@@ -267,6 +296,13 @@ class RayRunner:
                 ) from None
             return True
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no call home, offline start
+        with keep_signal_handlers():
+            self._start_local()
+        return True
+
+    def _start_local(self) -> None:
+        import ray
+
         ray.init(
             # "local": a new Ray of the run's own, even where RAY_ADDRESS is set or a cluster
             # was started on this machine with `ray start` (ray.init would join those)
@@ -277,4 +313,3 @@ class RayRunner:
             # its start-up notes (token authentication on, ...) are not the user's concern
             logging_level=logging.ERROR,
         )
-        return True

@@ -218,3 +218,55 @@ def test_two_gloo_processes_train_one_model_resume_and_predict(msfd_full: Path, 
 
     with pytest.raises(ValueError, match="2 process"):
         train_run(cfg, run, val_fold=0, resume=True)
+
+
+def _rank_of_a_mixed_start(rank: int, port: int, argvs: list[list[str]], out: str) -> None:
+    """One rank of two started with different flags; writes its exit code and stderr."""
+    import contextlib
+    import io
+
+    from maskseg.cli.main import main
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE="2",
+    )
+    torch.set_num_threads(1)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argvs[rank])
+    Path(out, f"rank{rank}.txt").write_text(f"{code}\n{err.getvalue()}")
+
+
+def test_nodes_started_with_other_flags_than_rank_0_are_refused(msfd_full: Path, tmp_path: Path):
+    """Each node's torchrun passes its own flags; rank 0's config used to win without a word
+    (a node given --image-size 48 trained at 32). Every rank now stops, naming the option."""
+    import torch.multiprocessing as mp
+
+    base = ["train", "--data", str(msfd_full), "--output", str(tmp_path / "run"), *ARGS]
+    argvs = [[*base, "--image-size", "32"], [*base, "--image-size", "48", "--threads", "2"]]
+    mp.spawn(_rank_of_a_mixed_start, args=(_free_port(), argvs, str(tmp_path)), nprocs=2, join=True)
+    codes, errs = zip(
+        *((int(t.split("\n", 1)[0]), t) for t in (tmp_path / f"rank{r}.txt" for r in (0, 1))
+          for t in [t.read_text()]),
+        strict=True,
+    )  # fmt: skip
+    assert codes == (2, 2), errs
+    assert "the processes were started with different options" in errs[0]
+    assert "data.image_size (given: 48, the run's: 32)" in errs[1]  # threads may differ
+    assert "threads" not in errs[1]
+
+
+def test_differing_options_by_hand():
+    from maskseg.config import Config, DataConfig, TrainConfig, differing_options
+
+    cfg = Config(data=DataConfig(image_size=32), train=TrainConfig(threads=1))
+    assert differing_options(cfg, {"data": {"image_size": 32}}) == []
+    assert differing_options(cfg, {"train": {"threads": 2, "device": "cpu"}}) == []  # its own
+    assert differing_options(cfg, {"data": {"image_size": 48, "seed": None}}) == [
+        "data.image_size (given: 48, the run's: 32)"
+    ]

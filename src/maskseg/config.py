@@ -330,6 +330,19 @@ def resume_config(saved: Config, overrides: dict[str, dict[str, Any]]) -> Config
     return saved.merge(changes)
 
 
+def differing_options(cfg: Config, overrides: dict[str, dict[str, Any]]) -> list[str]:
+    """The options given (``overrides``) whose value ``cfg`` does not hold, but for those a
+    process may set for itself (``RESUMABLE``: threads, device, ...): under ``torchrun`` a
+    node started with other flags than rank 0's would otherwise train with rank 0's."""
+    return [
+        f"{section}.{key} (given: {value!r}, the run's: {_option(cfg, section, key)!r})"
+        for section, key, value in _given(overrides)
+        if value is not None
+        and (section, key) not in RESUMABLE
+        and _option(cfg, section, key) != value
+    ]
+
+
 def _given(overrides: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any]]:
     """(section, option, value) of every override; a model section's ``params`` mapping is
     one option per architecture parameter (``params.depth``)."""

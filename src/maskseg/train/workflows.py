@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskseg.config import Config, load_config, resume_config, save_config
+from maskseg.config import Config, differing_options, load_config, resume_config, save_config
 from maskseg.data.cache import PairCache, training_cache
 from maskseg.data.pairs import Sample, find_pairs
 from maskseg.data.splits import SplitData, Splits, load_split, pairs_digest
@@ -167,6 +167,14 @@ def _prepare_run(
         return c, splits
 
     cfg, splits = D.on_main(run_settings)
+    if D.world() > 1:  # every process must have been given what rank 0 runs with
+        differ = differing_options(cfg, overrides or {})
+        if D.all_reduce_sum(np.array([len(differ)], np.int64))[0]:
+            raise ValueError(
+                f"rank {D.rank()}: the processes were started with different options"
+                + (f"; here {'; '.join(differ)}" if differ else "")
+                + ": start every node with the same flags"
+            )
     scan = find_pairs(cfg.data.root)
     if not scan.pairs:
         raise ValueError(f"{cfg.data.root}: no image/mask pairs")

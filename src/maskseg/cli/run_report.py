@@ -40,6 +40,9 @@ def report_run(res: PredictResult, a: Any, wear: bool) -> int:
         given = ", ".join(str(i) for i in a.inputs)
         print(f"error: no input images found in {given}", file=sys.stderr)
         return 1
+    if not res.written and not res.failed:  # inputs were found: none fell to this shard
+        print(f"shard {a.shard}: none of the run's {res.total} input(s) falls to it")
+        return 0
     print(
         f"wrote {len(res.written)} mask(s) to {a.output}"
         + (f"; skipped {len(res.failed)} input(s), listed above" if res.failed else "")
@@ -48,7 +51,4 @@ def report_run(res: PredictResult, a: Any, wear: bool) -> int:
         print(f"wrote {' and '.join(reports)}")
     if wear and res.verdicts:
         print(f"wear, {sum(res.verdicts.values())} face(s): {verdict_counts(res.verdicts)}")
-    if not res.written and not res.failed:  # inputs were found: none fell to this shard
-        print(f"shard {a.shard}: none of the run's {res.total} input(s) falls to it")
-        return 0
     return 1 if res.failed else 0

@@ -40,11 +40,23 @@ def test_folder_round_trip(tmp_path: Path):
     record = write_pseudo(tmp_path / "p", made, {"teacher": "t"})
     assert record["kept"] == 1 and record["read"] == 4 and record["kept_share"] == 0.25
     ids, images, masks = read_pseudo(tmp_path / "p", 20)
-    assert ids == ["pseudo#with_mask__a b"] and images.shape == (1, 20, 20, 3)
+    assert ids == ["pseudo#with_mask__a b_jpg"] and images.shape == (1, 20, 20, 3)
     assert masks.dtype == np.uint8 and masks[0, :, :10].all() and not masks[0, :, 10:].any()
     assert (images[0, :, :10] == 200).all() and (images[0, :, 10:] == 0).all()
     with pytest.raises(FileNotFoundError, match="pseudo-label"):
         read_pseudo(tmp_path, 20)
+
+
+def test_photos_that_share_a_stem_keep_their_own_crops(tmp_path: Path):
+    """``faces/with_mask`` holds ``204.jpg`` beside ``204.png`` (and names like ``a_b.jpg``
+    beside ``a.b.jpg``): each keeps its own files, none overwrites another."""
+    ids = ["with_mask/204.jpg", "with_mask/204.png", "with_mask/a_b.jpg", "with_mask/a.b.jpg"]
+    images = [np.full((8, 8, 3), 10 * k, np.uint8) for k in range(len(ids))]
+    masks = [np.eye(8, dtype=bool)] * len(ids)
+    record = write_pseudo(tmp_path / "p", PseudoSet(ids, images, masks), {"teacher": "t"})
+    assert len(set(record["files"])) == 4 == len(list((tmp_path / "p" / "images").iterdir()))
+    _, read, _ = read_pseudo(tmp_path / "p", 8)
+    assert [int(im[0, 0, 0]) for im in read] == [0, 10, 20, 30]  # each crop its own
 
 
 def test_teacher_labels_real_crops_and_training_reads_them(real_data: Path, tmp_path: Path):

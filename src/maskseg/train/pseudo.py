@@ -163,8 +163,10 @@ def pseudo_label(
 
 
 def _stem(crop_id: str) -> str:
-    """A file name for a crop id (ids are photo paths such as ``with_mask/00012.jpg``)."""
-    return Path(crop_id).with_suffix("").as_posix().replace("/", "__")
+    """A file name for a crop id (ids are photo paths such as ``with_mask/00012.jpg``): the
+    extension kept in it, as ``faces/with_mask`` holds ``204.jpg`` beside ``204.png``."""
+    path = Path(crop_id)
+    return path.with_name(path.name.replace(".", "_")).as_posix().replace("/", "__")
 
 
 def write_pseudo(folder: str | Path, made: PseudoSet, record: dict[str, Any]) -> dict[str, Any]:
@@ -172,9 +174,15 @@ def write_pseudo(folder: str | Path, made: PseudoSet, record: dict[str, Any]) ->
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "masks").mkdir(parents=True, exist_ok=True)
-    names = []
+    names: list[str] = []
+    taken: set[str] = set()
     for crop_id, image, mask in zip(made.ids, made.images, made.masks, strict=True):
-        name = _stem(crop_id)
+        name = base = _stem(crop_id)
+        for k in range(2, len(made.ids) + 2):  # two ids one name (a_b.jpg, a.b.jpg): numbered
+            if name not in taken:
+                break
+            name = f"{base}_{k}"
+        taken.add(name)
         write_rgb(folder / "images" / f"{name}.png", image)
         # soft: the probability, 0-255; else a bool mask
         write = write_gray if mask.dtype == np.uint8 else write_mask

@@ -613,6 +613,17 @@ def test_compare_and_evaluate_score_the_models_own_test_ids(
     assert main(["evaluate", "--data", str(msfd_tiny), "--model", model, "--output", str(ev)]) == 0
     lines = (ev / "per_image.csv").read_text().splitlines()[1:]
     assert sorted(line.split(",")[0] for line in lines) == own
+    assert (ev / "worst_cases.png").is_file()
+    # again with no worst cases drawn: the folder holds this run's reports only
+    evaluate = ["evaluate", "--data", str(msfd_tiny), "--model", model, "--output"]
+    assert main([*evaluate, str(ev), "--worst", "0"]) == 0
+    assert not (ev / "worst_cases.png").exists() and (ev / "summary.json").is_file()
+    capsys.readouterr()
+    assert main([*evaluate, str(ev / "summary.json")]) == 2  # a file: one line, no traceback
+    assert "a file, not a folder" in capsys.readouterr().err
+    inside = msfd_tiny / "reports"
+    assert main([*evaluate, str(inside)]) == 2 and not inside.exists()
+    assert "inside the data folder" in capsys.readouterr().err
 
     cmp = ["compare", "--data", str(msfd_tiny), "--model", model, "--examples", "0"]
     capsys.readouterr()

@@ -53,6 +53,33 @@ def make_parents(*paths: str | os.PathLike) -> None:
             raise ValueError(f"{path}: its folder {parent} is not writable")
 
 
+def report_folder(
+    folder: str | os.PathLike,
+    data: str | os.PathLike | None,
+    reports: Iterable[str],
+    writes: Iterable[str],
+) -> Path:
+    """Make a command's report folder, refusing at once one that is a file or lies inside
+    the data folder (its charts would be read back as images or masks), and remove the
+    ``reports`` of an earlier run there that this run will not write (``writes``): the folder
+    then holds this run's reports only. Raises ValueError naming the folder."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--output {folder}: a file, not a folder for the reports")
+    if data is not None and is_within(folder, data):
+        raise ValueError(
+            f"--output {folder}: inside the data folder {data}, where its images would be read "
+            "as pairs; give a folder outside it"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--output {folder}: cannot make it ({exc.strerror or exc})") from None
+    for name in set(reports) - set(writes):
+        (folder / name).unlink(missing_ok=True)
+    return folder
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see half a file."""
     path = Path(path)

@@ -15,7 +15,7 @@ from maskseg.cli.common import (
     non_negative_int,
     refuse_overwrite,
 )
-from maskseg.files import make_parents
+from maskseg.files import make_parents, report_folder
 
 HELDOUT_DEFAULT = "unet-msfd-heldout, the shipped model's twin that never saw the test split"
 
@@ -43,6 +43,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     refuse_overwrite(
         [out, *(out / name for name in REPORT_FILES)], [model_file(a), a.splits], a.data, a.faces
     )
+    drawn = REPORT_FILES if a.worst else [n for n in REPORT_FILES if n != "worst_cases.png"]
+    report_folder(out, a.data, REPORT_FILES, drawn)
     predictor = load_predictor(a)
     try:
         s = evaluate_model(
@@ -91,6 +93,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     reports = ("results.json", "results.md", "per_image.csv", "bar_chart.png", "examples.png")
     files = [a.tuned] + ([] if a.no_unet else [model_file(a)])
     refuse_overwrite([a.output, *(a.output / name for name in reports)], files, a.data)
+    drawn = reports if a.examples else [n for n in reports if n != "examples.png"]
+    report_folder(a.output, a.data, reports, drawn)
     from maskseg.pipeline.annotate import pyplot
 
     pyplot()  # the bar chart needs matplotlib: say so before the work, not after it

@@ -338,6 +338,15 @@ def test_a_split_is_not_rebuilt_from_other_pairs(msfd_tiny: Path, tmp_path: Path
     assert main(["evaluate", "--data", str(subset), *model, "--output", str(tmp_path / "e2")]) == 2
     err = capsys.readouterr().err
     assert "not the set the model's split was made over" in err, err
+    # a run resumed on another set of pairs is refused; a moved copy of the same is not
+    before = (run / "config.yaml").read_text()
+    resume = ["train", "--output", str(run), "--resume", "--data"]
+    assert main([*resume, str(subset)]) == 2
+    assert "not the set the model's split was made over" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == before
+    moved = tmp_path / "moved"
+    shutil.copytree(msfd_tiny, moved)
+    assert main([*resume, str(moved)]) == 0
 
 
 @pytest.mark.parametrize(
@@ -829,3 +838,21 @@ def test_models_lists_a_readable_table_and_json(capsys, monkeypatch):
         "pip install torch==2.13.0 'maskseg[train]' --index-url "
         "https://download.pytorch.org/whl/cpu" in capsys.readouterr().out
     )
+
+
+def test_shipped_twin_is_not_scored_on_a_split_rebuilt_from_other_pairs(
+    real_data: Path, tmp_path: Path, capsys
+):
+    """The shipped files predate the pairs fingerprint, so it is supplied for them: a subset
+    of MSFD rebuilt another "test" split (holding the twin's training pairs) and was scored
+    without a word. Scoring a folder whole (--split all) needs no split and is allowed."""
+    sub = tmp_path / "sub" / "1"
+    for kind in ("face_crop", "face_crop_segmentation"):
+        (sub / kind).mkdir(parents=True)
+        for f in sorted((real_data / "1" / kind).iterdir())[:30]:
+            (sub / kind / f.name).symlink_to(f)
+    args = ["evaluate", "--data", str(tmp_path / "sub"), "--model", "unet-msfd-heldout"]
+    assert main([*args, "--output", str(tmp_path / "e1")]) == 2
+    assert "not the set the model's split was made over" in capsys.readouterr().err
+    assert main([*args, "--output", str(tmp_path / "e2"), "--split", "all", "--worst", "0"]) == 0
+    assert json.loads((tmp_path / "e2" / "summary.json").read_text())["n_images"] == 30

@@ -17,7 +17,7 @@ import numpy as np
 from maskseg.config import Config, differing_options, load_config, resume_config, save_config
 from maskseg.data.cache import PairCache, training_cache
 from maskseg.data.pairs import Sample, find_pairs
-from maskseg.data.splits import SplitData, Splits, load_split, pairs_digest
+from maskseg.data.splits import SplitData, Splits, check_same_pairs, load_split, pairs_digest
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
 from maskseg.files import atomic_write_bytes, is_within
@@ -153,6 +153,8 @@ def _prepare_run(
         c = cfg
         if resume and cfg_path.exists():
             c = resume_config(load_config(cfg_path), overrides or {})
+            if c.data.pairs_digest:  # --data may move (a copy), not change the pairs
+                check_same_pairs([p.id for p in find_pairs(c.data.root).pairs], c.data, c.data.root)
         check_startable(c)
         # every architecture parameter written out: the saved config says what the run used
         c = dataclasses.replace(c, model=complete_params(c.model))

@@ -209,6 +209,10 @@ def test_tune_baselines_then_predict_with_method(msfd_tiny: Path, tmp_path: Path
     tuned = json.loads(out.read_text())
     assert set(tuned["methods"]) == {"prior", "otsu"}
     assert "train IoU" in capsys.readouterr().out
+    # a method the file holds no parameters for is refused, not run on its defaults
+    cmp = ["compare", "--data", str(msfd_tiny), "--no-unet", "--tuned", str(out), "--output"]
+    assert main([*cmp, str(tmp_path / "c"), "--methods", "otsu", "kmeans"]) == 2
+    assert "holds no tuned parameters for kmeans" in capsys.readouterr().err
     img = next((msfd_tiny / "1" / "face_crop").iterdir())
     pred = tmp_path / "pred"
     assert main(["predict", str(img), "--output", str(pred), "--method", "grabcut"]) == 0

@@ -54,13 +54,25 @@ def method_summary(name: str, run: Scored, segmenter: Any) -> dict[str, Any]:
     return out
 
 
-def check_tuned_split(tuned: bool | str | Path, d: DataConfig) -> None:
+def check_tuned_split(
+    tuned: bool | str | Path, d: DataConfig, methods: list[str] | None = None
+) -> None:
     """Refuse classical parameters tuned on another split: their tuning images could be test
-    images of this one, and the comparison would flatter them."""
+    images of this one, and the comparison would flatter them; and a tuned file that holds no
+    parameters for one of ``methods`` (it would run on its defaults under a report that says
+    every method was tuned)."""
     source = TUNED_PARAMS if tuned is True else tuned
     if not source:
         return
-    split = load_tuned(source).get("split", {})
+    stored = load_tuned(source)
+    missing = [m for m in methods or [] if m not in stored.get("methods", {})]
+    if missing:
+        raise ValueError(
+            f"{source} holds no tuned parameters for {', '.join(missing)}: tune them too "
+            f"(maskseg tune-baselines --methods {' '.join(missing)} ...) or leave them out "
+            "of --methods"
+        )
+    split = stored.get("split", {})
     mine = {"seed": d.seed, "test_fraction": d.test_fraction, "group_regex": d.group_regex}
     diff = [f"{k}: {split[k]!r} vs {v!r}" for k, v in mine.items() if k in split and split[k] != v]
     if diff:
@@ -215,7 +227,7 @@ def run_compare(
     names = list_methods() if methods is None else list(methods)
     segmenters: dict[str, Any] = {n: get_method(n, tuned=tuned) for n in names}
     if names:
-        check_tuned_split(tuned, d)
+        check_tuned_split(tuned, d, names)
     if predictor is not None:
         segmenters = {UNET: predictor, **segmenters}
     data = load_split(data_root, d, "test")

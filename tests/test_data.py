@@ -55,6 +55,23 @@ def test_check_and_load_skip_bad_files(msfd_tiny: Path):
     assert sorted(p.id for p, _ in skipped) == ["faceMsak_person0_0_0_0", "faceMsak_person1_0_0_0"]
 
 
+def test_check_names_empty_masks_and_finds_masks_stored_as_labels(msfd_tiny: Path):
+    """A mask saved as 0/1 (or as class indices) reads as empty (a mask pixel is one above
+    127): the check names it, with what to do, and fails; a truly empty mask is named."""
+    seg = msfd_tiny / "1" / "face_crop_segmentation"
+    label = seg / "faceMsak_person3_0_0_0.png"
+    ones = (cv2.imread(str(label), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8)  # 0/1
+    cv2.imwrite(str(label), ones)
+    blank = seg / "faceMsak_person4_0_0_0.png"
+    cv2.imwrite(str(blank), np.zeros_like(ones))
+    report = check_data(msfd_tiny)
+    assert report.empty_masks == ["faceMsak_person4_0_0_0"] and not report.ok
+    assert len(report.low_valued_masks) == 1 and "largest value 1" in report.low_valued_masks[0]
+    text = report.format()
+    assert "empty mask: faceMsak_person4_0_0_0" in text
+    assert f"low-valued mask: {label} (largest value 1: labels stored as 0/1" in text
+
+
 @pytest.mark.parametrize(
     "name,key",
     [

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from maskseg.files import is_image_file
-from maskseg.io import ImageReadError, read_image, read_mask
+from maskseg.io import MASK_THRESHOLD, ImageReadError, read_gray, read_image, read_mask
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +149,14 @@ class DataReport:
     image_sizes: dict[str, int]
     coverage: dict[str, float]
     empty_masks: list[str]
+    # masks whose pixels are all at or under MASK_THRESHOLD but not all 0: labels stored as
+    # 0/1 or as class indices, which read as empty (a mask pixel is one above 127)
+    low_valued_masks: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.n_valid > 0 and not (self.unreadable or self.size_mismatches)
+        bad = self.unreadable or self.size_mismatches or self.low_valued_masks
+        return self.n_valid > 0 and not bad
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -166,6 +170,8 @@ class DataReport:
             f"unreadable    : {len(self.unreadable)}",
             f"size mismatch : {len(self.size_mismatches)}",
             f"empty masks   : {len(self.empty_masks)}",
+            f"low-valued    : {len(self.low_valued_masks)} (masks read as empty: a mask pixel "
+            f"is one above {MASK_THRESHOLD})",
             "image sizes   : "
             + ", ".join(
                 f"{k} ({v})" for k, v in sorted(self.image_sizes.items(), key=lambda kv: -kv[1])[:5]
@@ -182,6 +188,8 @@ class DataReport:
             ("duplicate stem", self.duplicates),
             ("unreadable", self.unreadable),
             ("size mismatch", self.size_mismatches),
+            ("empty mask", self.empty_masks),
+            ("low-valued mask", self.low_valued_masks),
         ):
             lines += [f"  {title}: {item}" for item in items]
         return "\n".join(lines)
@@ -190,7 +198,7 @@ class DataReport:
 def check_data(root: str | Path) -> DataReport:
     """Decode every pair under ``root`` and report problems and mask-coverage statistics."""
     scan = find_pairs(root)
-    unreadable, mismatches, empty, coverages = [], [], [], []
+    unreadable, mismatches, empty, low, coverages = [], [], [], [], []
     sizes: dict[str, int] = defaultdict(int)
     for pair in scan.pairs:
         try:
@@ -206,7 +214,14 @@ def check_data(root: str | Path) -> DataReport:
         c = float(sample.mask.mean())
         coverages.append(c)
         if c == 0:
-            empty.append(pair.id)
+            top = int(read_gray(pair.mask).max())
+            if top:
+                low.append(
+                    f"{pair.mask} (largest value {top}: labels stored as 0/1 or class indices? "
+                    "save masks as 0/255)"
+                )
+            else:
+                empty.append(pair.id)
     cov = np.array(coverages)
     coverage = (
         {
@@ -232,4 +247,5 @@ def check_data(root: str | Path) -> DataReport:
         image_sizes=dict(sizes),
         coverage=coverage,
         empty_masks=empty,
+        low_valued_masks=low,
     )

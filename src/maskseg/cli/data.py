@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from maskseg.cli.common import AddCommand, HelpFormatter
+from maskseg.cli.common import AddCommand, HelpFormatter, unit_float
 
 
 def cmd_data_check(a: argparse.Namespace) -> int:
@@ -49,6 +49,9 @@ def cmd_data_pseudo(a: argparse.Namespace) -> int:
 
     if a.output.exists() and (not a.output.is_dir() or any(a.output.iterdir())):
         raise SystemExit(f"maskseg: {a.output} exists and is not an empty folder; give a new one")
+    from maskseg.pipeline.predictor import resolve_model_path
+
+    a.teacher = resolve_model_path(a.teacher, backend="torch")  # a shipped name too
     refuse_overwrite([a.output], [a.teacher], faces=a.faces)
     cfg = PseudoConfig(confident=a.confident, flip=not a.no_flip, soft=a.soft)
     record = make_pseudo(a.teacher, a.faces, a.output, a.fold, cfg)
@@ -85,7 +88,9 @@ def add_data(add: AddCommand) -> None:
         "(self-training: `maskseg train --pseudo DIR`)",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("teacher", type=Path, help="a trained, gated model file")
+    p.add_argument(
+        "teacher", help="a trained, gated model: a .safetensors file or a shipped model's name"
+    )
     p.add_argument("--faces", required=True, type=Path, help="`maskseg data faces` folder")
     p.add_argument("--output", required=True, type=Path, help="a new folder for the labels")
     p.add_argument(
@@ -97,7 +102,7 @@ def add_data(add: AddCommand) -> None:
     )
     p.add_argument(
         "--confident",
-        type=float,
+        type=unit_float,
         default=0.97,
         help="least share of a crop's pixels the teacher is sure of (p <= 0.1 or >= 0.9)",
     )

@@ -480,3 +480,27 @@ def test_compare_refuses_to_replace_its_parameters(msfd_tiny: Path, tmp_path: Pa
     assert main(args) == 2
     refused(capsys, "results.json")
     assert tuned.read_text() == '{"methods": {}}' and os.listdir(report) == ["results.json"]
+
+
+def test_data_faces_run_again_leaves_no_stale_crops(tmp_path: Path, capsys):
+    """Crops are numbered by the photos' order: run again after a photo was removed, the
+    earlier run's extra crops used to stay beside the new ones, listed nowhere."""
+    import json
+    import shutil
+
+    face = Path(__file__).resolve().parents[1] / "examples" / "face.jpg"
+    root = tmp_path / "faces"
+    for k in range(3):
+        (root / "with_mask").mkdir(parents=True, exist_ok=True)
+        shutil.copy(face, root / "with_mask" / f"p{k}.jpg")
+    (root / "without_mask").mkdir()
+    out = tmp_path / "crops"
+    args = ["data", "faces", str(root), "--output", str(out), "--no-progress"]
+    assert main(args) == 0
+    assert len(list((out / "with").glob("*.jpg"))) == 3
+    (root / "with_mask" / "p0.jpg").unlink()
+    assert main(args) == 0
+    listed = {c["crop"] for c in json.loads((out / "index.json").read_text())["crops"]}
+    on_disk = {p.relative_to(out).as_posix() for p in (out / "with").glob("*.jpg")}
+    assert on_disk == listed and len(listed) == 2
+    assert Path(json.loads((out / "index.json").read_text())["root"]).is_absolute()

@@ -59,10 +59,11 @@ def report_folder(
     reports: Iterable[str],
     writes: Iterable[str],
 ) -> Path:
-    """Make a command's report folder, refusing at once one that is a file or lies inside
+    """Check a command's report folder, refusing at once one that is a file or lies inside
     the data folder (its charts would be read back as images or masks), and remove the
     ``reports`` of an earlier run there that this run will not write (``writes``): the folder
-    then holds this run's reports only. Raises ValueError naming the folder."""
+    then holds this run's reports only. The folder itself is made by whoever writes the first
+    report (a run refused later leaves none). Raises ValueError naming the folder."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--output {folder}: a file, not a folder for the reports")
@@ -71,12 +72,9 @@ def report_folder(
             f"--output {folder}: inside the data folder {data}, where its images would be read "
             "as pairs; give a folder outside it"
         )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"--output {folder}: cannot make it ({exc.strerror or exc})") from None
-    for name in set(reports) - set(writes):
-        (folder / name).unlink(missing_ok=True)
+    if folder.is_dir():
+        for name in set(reports) - set(writes):
+            (folder / name).unlink(missing_ok=True)
     return folder
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -139,6 +140,7 @@ def crop_faces(
                 f"{root / folder}, where its crops would be read as photos; "
                 f"choose another --output"
             )
+    earlier = _earlier_crops(out)  # an earlier run's, removed where this run writes none
     passes = [
         (get_detector(detector, mode=m), load_crop_mapping(detector, m)) for m in ("frame", "tiles")
     ]
@@ -197,13 +199,24 @@ def crop_faces(
     for e in entries:
         e.group = groups[e.id]
     index = {
-        "root": str(root),
+        "root": os.path.abspath(root),  # the photos are found again from any folder
         "detector": detector,
         "crop_side": CROP_SIDE,
         "crops": [asdict(e) for e in entries],
     }
     atomic_write_bytes(out / INDEX, json.dumps(index, indent=1, ensure_ascii=False).encode())
+    written = {e.crop for e in entries if e.crop}
+    for name in earlier - written:  # numbered by an earlier run's photos: stale now
+        (out / name).unlink(missing_ok=True)
     return entries
+
+
+def _earlier_crops(out: Path) -> set[str]:
+    """The crop files an earlier run listed in ``out``'s index (none without one)."""
+    try:
+        return {e.crop for e in load_index(out) if e.crop}
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        return set()
 
 
 def _crop_name(label: bool, k: int) -> str:

@@ -192,7 +192,8 @@ def load_split(
     scan = find_pairs(root)
     if splits is None:
         ids = [p.id for p in scan.pairs]
-        if part in ("test", "trainval"):  # "all" (a new data set, scored whole) needs no split
+        # "all" (a new data set, scored whole), or a model without a test split, needs none
+        if part in ("test", "trainval") and d.test_fraction > 0:
             check_same_pairs(ids, d, root)
         splits = splits_for(ids, d)
     else:

@@ -626,6 +626,17 @@ def test_compare_and_evaluate_score_the_models_own_test_ids(
     assert main(["evaluate", "--data", str(msfd_tiny), "--model", model, "--output", str(ev)]) == 0
     lines = (ev / "per_image.csv").read_text().splitlines()[1:]
     assert sorted(line.split(",")[0] for line in lines) == own
+    assert json.loads((ev / "summary.json").read_text())["skipped"] == []
+    # a test image that cannot be read is not scored, and the summary says which
+    broken = msfd_tiny / "1" / "face_crop" / f"{own[0]}.jpg"
+    original = broken.read_bytes()
+    broken.write_bytes(b"not a jpeg")
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(msfd_tiny), "--model", model, "--output", str(ev)]) == 0
+    skipped = json.loads((ev / "summary.json").read_text())["skipped"]
+    assert [k["id"] for k in skipped] == [own[0]] and skipped[0]["reason"]
+    assert f"not scored: 1 pair(s) of the test split ({own[0]};" in capsys.readouterr().out
+    broken.write_bytes(original)
     assert (ev / "worst_cases.png").is_file()
     # again with no worst cases drawn: the folder holds this run's reports only
     evaluate = ["evaluate", "--data", str(msfd_tiny), "--model", model, "--output"]

@@ -79,6 +79,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             f"of {f['n_without_mask']} unmasked, found rate {f['found_rate']:.4f} of "
             f"{f['n_with_mask']} masked (mask > {MIN_COVERAGE:.0%} of the crop)"
         )
+    if s.get("skipped"):
+        print(
+            f"not scored: {len(s['skipped'])} pair(s) of the {a.split} split "
+            f"({', '.join(k['id'] for k in s['skipped'][:5])}"
+            f"{', ...' if len(s['skipped']) > 5 else ''}; reasons in summary.json)"
+        )
     drawn = ", worst_cases.png" if a.worst else ""
     print(f"written: {out}/summary.json" + (f", per_image.csv{drawn}" if scored else ""))
     return 0

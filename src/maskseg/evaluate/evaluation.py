@@ -133,6 +133,14 @@ def evaluate_model(
         "data": str(data_root),
         "model": str(model or "default"),
         "test_ids": data.splits.test,
+        # the pairs of this part that were not scored: unreadable, or (a --splits file on
+        # another folder) not in the data folder at all
+        "skipped": [{"id": i, "reason": why} for i, why in data.skipped if i in set(ids[split])]
+        + [
+            {"id": i, "reason": "not in the data folder"}
+            for i in ids[split]
+            if i not in data.samples and i not in {j for j, _ in data.skipped}
+        ],
     }
     if faces:
         from maskseg.data.faces import face_splits, load_crops, load_index

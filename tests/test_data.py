@@ -72,6 +72,26 @@ def test_check_names_empty_masks_and_finds_masks_stored_as_labels(msfd_tiny: Pat
     assert f"low-valued mask: {label} (largest value 1: labels stored as 0/1" in text
 
 
+def test_check_names_entries_that_are_no_file_and_the_twin_it_paired(msfd_tiny: Path):
+    """A broken link in place of an image used to be reported as the mask's "unpaired mask",
+    a folder named like an image not at all, and a duplicate stem without the file used."""
+    crop = msfd_tiny / "1" / "face_crop"
+    seg = msfd_tiny / "1" / "face_crop_segmentation"
+    image = crop / "faceMsak_person5_0_0_0.jpg"
+    image.unlink()
+    image.symlink_to(crop / "missing.jpg")
+    (crop / "dir.jpg").mkdir()
+    twin = seg / "faceMsak_person6_0_0_0.jpg"  # beside its .png
+    twin.write_bytes((seg / "faceMsak_person6_0_0_0.png").read_bytes())
+    report = check_data(msfd_tiny)
+    text = report.format()
+    assert f"not a file: {image} (broken link or symlink loop)" in text
+    assert f"not a file: {crop / 'dir.jpg'} (a folder)" in text
+    assert "(left out; paired: faceMsak_person6_0_0_0.jpg)" in text or (
+        "(left out; paired: faceMsak_person6_0_0_0.png)" in text
+    )
+
+
 @pytest.mark.parametrize(
     "name,key",
     [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskseg.files import is_image_file
+from maskseg.files import is_image_file, is_image_name
 from maskseg.io import MASK_THRESHOLD, ImageReadError, read_gray, read_image, read_mask
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ class PairScan:
     unpaired_images: list[Path] = field(default_factory=list)
     unpaired_masks: list[Path] = field(default_factory=list)
     duplicates: list[Path] = field(default_factory=list)
+    # entries named like images that are no file to read: (path, why)
+    bad_entries: list[tuple[Path, str]] = field(default_factory=list)
+    # each duplicate's stem -> the file paired instead
+    used_instead: dict[Path, Path] = field(default_factory=dict)
 
 
 def _image_mask_dirs(root: Path) -> tuple[str, list[tuple[Path, Path]]]:
@@ -54,13 +58,23 @@ def _image_mask_dirs(root: Path) -> tuple[str, list[tuple[Path, Path]]]:
     )
 
 
-def _by_stem(folder: Path) -> tuple[dict[str, Path], list[Path]]:
+def _by_stem(
+    folder: Path, bad: list[tuple[Path, str]] | None = None
+) -> tuple[dict[str, Path], list[Path]]:
+    """Image files by stem, and the files whose stem was taken; entries named like images
+    that are no file (a broken link, a symlink loop, a folder) go to ``bad`` with why."""
     out: dict[str, Path] = {}
     dups: list[Path] = []
     if not folder.is_dir():
         return out, dups
     for p in sorted(folder.iterdir()):
         if not is_image_file(p):
+            if bad is not None and is_image_name(p):
+                if p.is_symlink() and not p.exists():
+                    why = "broken link or symlink loop"
+                else:
+                    why = "a folder" if p.is_dir() else "not a regular file"
+                bad.append((p, why))
             continue
         if p.stem in out:
             dups.append(p)
@@ -82,9 +96,11 @@ def find_pairs(root: str | Path) -> PairScan:
     for img_dir, mask_dir in dirs:
         # Several MSFD sub-folders may reuse a stem: prefix the sub-folder then.
         prefix = f"{img_dir.parent.name}/" if len(dirs) > 1 else ""
-        images, dup_i = _by_stem(img_dir)
-        masks, dup_m = _by_stem(mask_dir)
+        images, dup_i = _by_stem(img_dir, scan.bad_entries)
+        masks, dup_m = _by_stem(mask_dir, scan.bad_entries)
         scan.duplicates += dup_i + dup_m
+        scan.used_instead.update({p: images[p.stem] for p in dup_i})
+        scan.used_instead.update({p: masks[p.stem] for p in dup_m})
         for stem in sorted(images.keys() | masks.keys()):
             if stem in images and stem in masks:
                 scan.pairs.append(Pair(prefix + stem, images[stem], masks[stem]))
@@ -152,6 +168,7 @@ class DataReport:
     # masks whose pixels are all at or under MASK_THRESHOLD but not all 0: labels stored as
     # 0/1 or as class indices, which read as empty (a mask pixel is one above 127)
     low_valued_masks: list[str] = field(default_factory=list)
+    bad_entries: list[str] = field(default_factory=list)  # image names that are no file
 
     @property
     def ok(self) -> bool:
@@ -167,6 +184,7 @@ class DataReport:
             f"data root     : {self.root} ({self.layout} layout)",
             f"pairs         : {self.n_pairs} found, {self.n_valid} valid",
             f"unpaired      : {len(self.unpaired_images)} images, {len(self.unpaired_masks)} masks",
+            f"not files     : {len(self.bad_entries)} (named like images)",
             f"unreadable    : {len(self.unreadable)}",
             f"size mismatch : {len(self.size_mismatches)}",
             f"empty masks   : {len(self.empty_masks)}",
@@ -185,6 +203,7 @@ class DataReport:
         for title, items in (
             ("unpaired image", self.unpaired_images),
             ("unpaired mask", self.unpaired_masks),
+            ("not a file", self.bad_entries),
             ("duplicate stem", self.duplicates),
             ("unreadable", self.unreadable),
             ("size mismatch", self.size_mismatches),
@@ -241,7 +260,13 @@ def check_data(root: str | Path) -> DataReport:
         n_valid=len(coverages),
         unpaired_images=[str(p) for p in scan.unpaired_images],
         unpaired_masks=[str(p) for p in scan.unpaired_masks],
-        duplicates=[str(p) for p in scan.duplicates],
+        duplicates=[
+            f"{p} (left out; paired: {scan.used_instead[p].name})"
+            if p in scan.used_instead
+            else str(p)
+            for p in scan.duplicates
+        ],
+        bad_entries=[f"{p} ({why})" for p, why in scan.bad_entries],
         unreadable=unreadable,
         size_mismatches=mismatches,
         image_sizes=dict(sizes),

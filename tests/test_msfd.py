@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -45,14 +46,20 @@ def test_every_crop_is_linked_to_the_box_it_was_cut_from(msfd_full: Path):
         assert len(link.others) == (4 if photo == "000100.jpg" else 2)
 
 
-def test_a_crop_that_shows_none_of_its_photos_faces_stays_unlinked(msfd_full: Path):
+def test_a_crop_that_shows_none_of_its_photos_faces_stays_unlinked(msfd_full: Path, caplog):
     crop = msfd_full / "1" / "face_crop" / "000101_1.jpg"
     noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     cv2.imwrite(str(crop), noise)
-    scenes = link_scenes(find_pairs(msfd_full))
+    csv_path = msfd_full / "1" / "dataset.csv"
+    csv_path.write_text(csv_path.read_text() + "missing.jpg,1,2,3,4,1\n")
+    with caplog.at_level(logging.INFO, logger="maskseg.data.msfd"):
+        scenes = link_scenes(find_pairs(msfd_full))
     assert [pid for pid, _ in scenes.unlinked] == ["000101_1"]
     assert "looks like" in scenes.unlinked[0][1]
     assert len(scenes.links) == 11
+    said = [r.getMessage() for r in caplog.records]  # named, not only counted
+    assert any("crop 000101_1 not linked: no masked box" in m for m in said), said
+    assert any("unusable dataset.csv line" in m and "missing.jpg" in m for m in said), said
 
 
 def test_the_crop_layout_alone_links_nothing(msfd_tiny: Path):

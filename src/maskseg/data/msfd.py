@@ -194,6 +194,18 @@ def link_scenes(scan: PairScan, min_score: float = 0.6) -> SceneScan:
             len(out.unlinked),
             len(out.bad_rows),
         )
+    shown = 5  # named, not only counted: the first few of each, the rest counted
+    for pair_id, why in out.unlinked[:shown]:
+        log.info("full MSFD layout: crop %s not linked: %s", pair_id, why)
+    for row in out.bad_rows[:shown]:
+        log.warning("full MSFD layout: unusable dataset.csv line: %s", row)
+    more = len(out.unlinked) - shown, len(out.bad_rows) - shown
+    if max(more) > 0:
+        log.info(
+            "full MSFD layout: %d more unlinked crops and %d more unusable lines not listed",
+            max(0, more[0]),
+            max(0, more[1]),
+        )
     return out
 
 

@@ -116,6 +116,12 @@ def main() -> None:
         help="also the default with faces the search around faces misses held while they "
         "look alike at least V (VideoOptions.hold_look; 0: not held)",
     )
+    ap.add_argument(
+        "--hold-empty",
+        action="store_true",
+        help="also the default with VideoOptions(hold_empty=True): a face its full detection "
+        "left without a mask stays so in the searched frames",
+    )
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
@@ -141,6 +147,8 @@ def main() -> None:
     for v in a.hold_look:
         name = f"lost faces held ({v:g})" if v else "lost faces not held"  # 0: None
         ways[name] = VideoOptions(hold_look=v or None)
+    if a.hold_empty:
+        ways["hold_empty"] = VideoOptions(hold_empty=True)
     scenes = dict.fromkeys(ways, scene)
     if a.redo_model:
         redo = Predictor.load(a.redo_model, backend=a.backend)

@@ -116,6 +116,12 @@ class VideoOptions:
             still portrait that motivated it the searched frames it brings back paint the arm
             below the face in 31 of 60 frames (0 with every frame detected in full): an option,
             not the default.
+        hold_empty: in a searched frame, a followed face whose last full detection left it
+            without a mask (gate and learned face check) gets none either; a face with a
+            mask then is segmented and gated as usual. A searched frame windows a face from
+            its re-detected box, which for a false detection (an arm, a collar) can be larger
+            and open the gate where the full detection's window did not; a mask put on
+            shows at the next full detection.
     """
 
     detect_every: int = 15
@@ -136,6 +142,7 @@ class VideoOptions:
     gate_frames: int = GATE_FRAMES
     cut_threshold: float | None = CUT_THRESHOLD
     hold_look: float | None = HOLD_LOOK
+    hold_empty: bool = False
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
@@ -246,6 +253,7 @@ class VideoSegmenter:
             self.smoother = CropSmoother(o.smooth_weight, o.reset_iou, o.gate_frames, threshold)
         self._since_full: int | None = None
         self._growth: dict[int, np.ndarray] = {}  # track id -> its held grow-and-redo
+        self._empty: set[int] = set()  # tracks the last full detection left without a mask
 
     def __call__(self, image: np.ndarray, stats: VideoStats | None = None) -> FrameResult:
         """Detect (or re-detect around tracked faces), segment all faces in one batch,
@@ -309,6 +317,8 @@ class VideoSegmenter:
                 for j, k in enumerate(todo):
                     self._growth[ids[k]] = growth_of(cut[k], grown[j])
                     cut[k], logits[k] = grown[j], grown_logits[j]
+            if self.options.hold_empty and located.tracked:  # as its full detection left it
+                logits = empty_where(logits, np.array([t in self._empty for t in ids], bool))
             due = self._check_due(ids) if scene.config.face_learned is not None else None
             if due is not None and not due.any():  # every face's decision stands: one paste
                 logits = empty_where(logits, self._held_drop(ids))
@@ -319,6 +329,8 @@ class VideoSegmenter:
                 if drop.any():
                     emptied = empty_where(logits, drop)
                     result = scene.paste(image.shape[:2], None, dets, cut, emptied)
+        if self.options.hold_empty and not located.tracked:
+            self._empty = {t for t, f in zip(ids, result.faces, strict=True) if not f.mask}
         wear = None
         if self.wear is not None:
             with stats.stage("wear"):

@@ -305,6 +305,9 @@ class VideoSegmenter:
                 [r if g is None else apply_growth(r, g) for r, g in zip(rects, held, strict=True)]
             ).reshape(-1, 4)
             logits = scene.crop_logits(image, cut)
+            if self.options.hold_empty and located.tracked:  # as its full detection left it,
+                # before smoothing: its running mask must not carry the paint to the next one
+                logits = empty_where(logits, np.array([t in self._empty for t in ids], bool))
             if self.smoother is not None and len(logits):
                 parts = zip(tracks, cut, logits, boxes, strict=True)
                 logits = np.stack([self.smoother(t, r, lg, b) for t, r, lg, b in parts])
@@ -317,8 +320,6 @@ class VideoSegmenter:
                 for j, k in enumerate(todo):
                     self._growth[ids[k]] = growth_of(cut[k], grown[j])
                     cut[k], logits[k] = grown[j], grown_logits[j]
-            if self.options.hold_empty and located.tracked:  # as its full detection left it
-                logits = empty_where(logits, np.array([t in self._empty for t in ids], bool))
             due = self._check_due(ids) if scene.config.face_learned is not None else None
             if due is not None and not due.any():  # every face's decision stands: one paste
                 logits = empty_where(logits, self._held_drop(ids))

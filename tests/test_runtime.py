@@ -36,8 +36,12 @@ def test_devices():
     assert resolve_device("cpu") == CPU
     given = torch.device("cuda", 1)
     assert resolve_device(given) is given  # a device passes through as it is
-    assert resolve_device("cuda:1") == given  # a name is parsed, not checked against hardware
-    with pytest.raises(RuntimeError):
+    if torch.cuda.is_available():
+        assert resolve_device("cuda:1") == given
+    else:  # refused at once, not when the first tensor moves there (a traceback then)
+        with pytest.raises(ValueError, match="--device cuda:1: this PyTorch has no CUDA"):
+            resolve_device("cuda:1")
+    with pytest.raises(ValueError, match="--device gpu: not a device PyTorch knows"):
         resolve_device("gpu")
 
 

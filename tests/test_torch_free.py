@@ -99,11 +99,13 @@ def test_models_and_evaluate_without_torch(no_torch_env, msfd_tiny: Path, tmp_pa
     )
     assert res.returncode == 0, res.stderr
     assert "iou" in res.stdout and (tmp_path / "summary.json").is_file()
-    # without --model: the held-out twin, scored on its own test split
+    # without --model: the held-out twin; its test split is MSFD's, not these pairs'
     res = _maskseg(no_torch_env, *args, "--output", str(tmp_path / "ev"))
+    assert res.returncode == 2 and "not the set the model's split was made over" in res.stderr
+    res = _maskseg(no_torch_env, *args, "--split", "all", "--output", str(tmp_path / "ev"))
     assert res.returncode == 0, res.stderr
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
-    assert summary["model"] == "unet-msfd-heldout" and summary["n_images"] > 0
+    assert summary["model"] == "unet-msfd-heldout" and summary["n_images"] == 24
 
 
 def _faces_folder(folder: Path, n: int = 10) -> Path:

@@ -62,6 +62,13 @@ def part_ids(splits, part: str) -> list[str]:
     raise ValueError(f"unknown part {part!r}: test, val or foldK")
 
 
+def photos_folder(faces: str | Path) -> Path:
+    """Where `maskseg data faces` read the photos of ``faces`` (an older index holds it
+    relative to the folder that command ran in)."""
+    root = Path(json.loads((Path(faces) / INDEX).read_text())["root"])
+    return root if root.is_absolute() else (Path.cwd() / root).resolve()
+
+
 def square(image: np.ndarray) -> np.ndarray:
     """The image padded to a square (grey bars), so the contact sheet does not stretch it."""
     h, w = image.shape[:2]
@@ -96,10 +103,7 @@ def main() -> None:
     a = ap.parse_args()
 
     index = load_index(a.faces)
-    # where `maskseg data faces` read the photos (relative to the folder it ran in)
-    photos_root = Path(json.loads((Path(a.faces) / INDEX).read_text())["root"])
-    if not photos_root.is_absolute():
-        photos_root = (Path.cwd() / photos_root).resolve()
+    photos_root = photos_folder(a.faces)
     predictor = Predictor.load(a.model, backend=a.backend)
     config = scene_config(a.set)
     scene = ScenePredictor(predictor, config)

@@ -22,7 +22,6 @@ default (0: the default, not held), ``--hold-empty`` ``VideoOptions(hold_empty=T
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import cv2
 import numpy as np
 
 from maskseg.console import cpu_description
-from maskseg.data.faces import INDEX, face_splits, load_index
+from maskseg.data.faces import face_splits, load_index
 from maskseg.io import ImageReadError, read_image
 from maskseg.pipeline.predictor import Predictor
 from maskseg.pipeline.scene import ScenePredictor
@@ -38,7 +37,7 @@ from maskseg.pipeline.scene_config import scene_config
 from maskseg.video import VideoOptions, VideoSegmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_photos import FACES, ON_FACE, part_ids, window_share  # noqa: E402
+from bench_photos import FACES, ON_FACE, part_ids, photos_folder, window_share  # noqa: E402
 
 SIZE = (640, 480)
 MIN_SHARE = 0.001  # a frame "has a mask" above this share of its pixels
@@ -79,9 +78,7 @@ def main() -> None:
     a = ap.parse_args()
 
     index = load_index(a.faces)
-    photos_root = Path(json.loads((Path(a.faces) / INDEX).read_text())["root"])
-    if not photos_root.is_absolute():
-        photos_root = (Path.cwd() / photos_root).resolve()
+    photos_root = photos_folder(a.faces)
     predictor = Predictor.load(a.model, backend=a.backend)
     ways = {"default": VideoOptions()}
     for v in a.hold_look:

@@ -94,33 +94,33 @@ def _report_not_images(folder: Path, others: list[Path], shown: int = 5) -> None
     """Log one warning naming the files under ``folder`` that its scan left out because they
     are not images of an accepted type (hidden files and the output folder's are not
     counted)."""
-    others = sorted(others)
     kinds = sorted({p.suffix.lower() or "no extension" for p in others})
-    names = ", ".join(p.relative_to(folder).as_posix() for p in others[:shown])
-    more = f" and {len(others) - shown} more" if len(others) > shown else ""
     log.warning(
-        "%s: left out %d file(s) that are not images of an accepted type (%s): %s%s; "
+        "%s: left out %d file(s) that are not images of an accepted type (%s): %s; "
         "accepted: %s (a file given by name is tried whatever its type)",
         folder,
         len(others),
         ", ".join(kinds),
-        names,
-        more,
+        _first_names(folder, others, shown),
         " ".join(IMAGE_EXTENSIONS),
     )
+
+
+def _first_names(folder: Path, paths: list[Path], shown: int) -> str:
+    """The first ``shown`` of ``paths`` (sorted) under ``folder``, the rest counted:
+    ``a.gif, sub/b.txt and 3 more``."""
+    paths = sorted(paths)
+    names = ", ".join(p.relative_to(folder).as_posix() for p in paths[:shown])
+    return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 def _report_hidden(folder: Path, hidden: list[Path], shown: int = 5) -> None:
     """Log one warning naming the hidden files under ``folder`` named like images that its
     scan left out (most are macOS's ``._`` copies, not pictures)."""
-    hidden = sorted(hidden)
-    names = ", ".join(p.relative_to(folder).as_posix() for p in hidden[:shown])
-    more = f" and {len(hidden) - shown} more" if len(hidden) > shown else ""
     log.warning(
         "%s: left out %d hidden file(s) named like images (a name starting with '.'; macOS "
-        "leaves '._' files that are not pictures): %s%s; give a file by name to segment it",
+        "leaves '._' files that are not pictures): %s; give a file by name to segment it",
         folder,
         len(hidden),
-        names,
-        more,
+        _first_names(folder, hidden, shown),
     )

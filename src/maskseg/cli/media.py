@@ -234,14 +234,6 @@ def add_predict(add: AddCommand) -> None:
         "share of the box, mask or not; without --scene the one face is the picture)",
     )
     p.add_argument(
-        "--hold-look",
-        type=unit_float,
-        metavar="V",
-        help="hold a face only full detections see while its box looks the same (correlation "
-        ">= V) instead of detecting every frame in full (0: off, the default; see "
-        "VideoOptions.hold_look)",
-    )
-    p.add_argument(
         "--no-wear",
         action="store_true",
         help="skip the wear check (default: per face, Face Mesh landmarks judge whether the "

@@ -119,8 +119,8 @@ def main() -> None:
     ap.add_argument(
         "--hold-empty",
         action="store_true",
-        help="also the default with VideoOptions(hold_empty=True): a face its full detection "
-        "left without a mask stays so in the searched frames",
+        help="also the default with VideoOptions.hold_empty flipped (a face its full "
+        "detection left without a mask stays so in the searched frames, or not)",
     )
     a = ap.parse_args()
 
@@ -148,7 +148,8 @@ def main() -> None:
         name = f"lost faces held ({v:g})" if v else "lost faces not held"  # 0: None
         ways[name] = VideoOptions(hold_look=v or None)
     if a.hold_empty:
-        ways["hold_empty"] = VideoOptions(hold_empty=True)
+        flipped = not VideoOptions().hold_empty  # beside the default: the other way
+        ways[f"hold_empty {'on' if flipped else 'off'}"] = VideoOptions(hold_empty=flipped)
     scenes = dict.fromkeys(ways, scene)
     if a.redo_model:
         redo = Predictor.load(a.redo_model, backend=a.backend)

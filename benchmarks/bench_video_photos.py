@@ -16,7 +16,8 @@ frame), the share of clips with any such frame, and the mask's on/off switches p
 flicker); for photos with one: the share of frames whose mask is on the main face (the crop
 window ``maskseg data faces`` cut, as ``bench_photos.py``'s ``ON_FACE``); and the share of
 frames detected in full. ``--hold-look V`` adds ``VideoOptions(hold_look=V)`` beside the
-default (0: the default, not held), ``--hold-empty`` ``VideoOptions(hold_empty=True)``.
+default (0: the default, not held), ``--hold-empty`` the default with
+``VideoOptions.hold_empty`` flipped.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--hold-look", type=float, nargs="+", default=[], metavar="V")
-    ap.add_argument("--hold-empty", action="store_true", help="also VideoOptions(hold_empty=True)")
+    ap.add_argument(
+        "--hold-empty", action="store_true", help="also the default with hold_empty flipped"
+    )
     a = ap.parse_args()
 
     index = load_index(a.faces)
@@ -84,7 +87,8 @@ def main() -> None:
     for v in a.hold_look:
         ways[f"hold_look {v:g}" if v else "not held"] = VideoOptions(hold_look=v or None)
     if a.hold_empty:
-        ways["hold_empty"] = VideoOptions(hold_empty=True)
+        flipped = not VideoOptions().hold_empty  # beside the default: the other way
+        ways[f"hold_empty {'on' if flipped else 'off'}"] = VideoOptions(hold_empty=flipped)
     scenes = {
         name: ScenePredictor(predictor, o.scene_config(scene_config(a.set)))
         for name, o in ways.items()

@@ -328,7 +328,8 @@ def test_a_face_its_full_detection_left_without_a_mask_stays_so(scene, frame):
         return out
 
     base = VideoOptions(detect_ahead=0, write_ahead=0, hold_look=0.9, smooth=False)
-    plain, held = run(base), run(replace(base, hold_empty=True))
+    assert base.hold_empty  # the default
+    plain, held = run(replace(base, hold_empty=False)), run(base)
     assert [f for f, _, _ in plain] == [f for f, _, _ in held]  # the same schedule
     assert not all(f for f, _, _ in held)  # searched frames happen
 

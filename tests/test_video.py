@@ -475,7 +475,7 @@ def test_threads_ahead_give_the_same_frames_as_one_thread(tmp_path: Path, crops,
         paste_face(frame, crops[0], (200 - k, 10, 260 - k, 70))
         frames.append(frame)
     clip = write_clip(tmp_path / "clip.avi", frames)
-    runs = {}
+    runs, full = {}, {}
     for ahead in (0, 2):
         options = VideoOptions(detect_ahead=ahead, write_ahead=ahead, detect_every=4)
         js, masks = tmp_path / f"f{ahead}.jsonl", tmp_path / f"m{ahead}"
@@ -484,10 +484,23 @@ def test_threads_ahead_give_the_same_frames_as_one_thread(tmp_path: Path, crops,
                 source, VideoSegmenter(scene, options), [JsonLinesSink(js), MaskFolderSink(masks)]
             )
         assert stats.frames == 16 and stats.full_detections >= 4
+        full[ahead] = stats.full_detections
         lines = [json.loads(line) for line in js.read_text().splitlines()]
         runs[ahead] = (lines, [cv2.imread(str(masks / f"{i:06d}.png"), 0) for i in range(16)])
     (serial, serial_masks), (threaded, threaded_masks) = runs[0], runs[2]
     assert [r["index"] for r in threaded] == list(range(16))
+    assert full[2] == full[0]
+    # stopped early, the frames located ahead are not counted: per frame shown
+    shown = []
+    with open_source(clip) as source:
+        options = VideoOptions(detect_ahead=2, write_ahead=2, detect_every=1)  # all in full
+        stats = run_video(
+            source,
+            VideoSegmenter(scene, options),
+            max_frames=5,
+            on_frame=lambda frame, result: shown.append(result.full_detection),
+        )
+    assert stats.frames == 5 and stats.full_detections == sum(shown) == 5
     for a, b in zip(serial, threaded, strict=True):
         assert [f["id"] for f in a["faces"]] == [f["id"] for f in b["faces"]]
         for fa, fb in zip(a["faces"], b["faces"], strict=True):

@@ -284,8 +284,6 @@ class VideoSegmenter:
             tracks = self.tracker.update(dets.boxes, dets.scores)
             for t in tracks:
                 t.look = appearance(image, t.box)
-        if not tracked:
-            stats.full_detections += 1
         boxes = [t.box.copy() for t in tracks]
         return Located(image, dets, tracked, tracks, boxes, cut, held)
 
@@ -293,6 +291,8 @@ class VideoSegmenter:
         """The second half: window, segment all faces in one batch, smooth, grow and redo,
         paste. Frames must come in order (the smoother's memory)."""
         stats = stats or VideoStats()
+        if not located.tracked:  # counted here, per frame shown: locate may run ahead
+            stats.full_detections += 1
         image, dets, tracks, boxes = located.image, located.dets, located.tracks, located.boxes
         with stats.stage("segment"):
             scene = self.scene

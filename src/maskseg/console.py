@@ -69,6 +69,12 @@ class StopEvent(threading.Event):
 SIGNAL_NAMES = ("SIGINT", "SIGTERM")
 
 
+def exit_status(stopped: str | None, otherwise: int) -> int:
+    """128 + the signal's number for a command a signal in ``SIGNAL_NAMES`` stopped (130,
+    143), as the shell expects; else ``otherwise``."""
+    return 128 + int(signal.Signals[stopped]) if stopped in SIGNAL_NAMES else otherwise
+
+
 @contextmanager
 def stop_on_signals(
     signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),

@@ -37,20 +37,30 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def make_parents(*paths: str | os.PathLike) -> None:
-    """Create each output file's folder before the work that ends in writing it, so a path
-    that cannot be written fails at once with its own name (not, minutes later, with a
-    temporary file's). Raises ValueError naming the path."""
-    for path in paths:
-        parent = Path(path).parent
+def writable_folders(folders: list[tuple[Path, str]]) -> None:
+    """Make each (folder, what it is for) and check a file can be created in it, before any
+    work: an unwritable output fails at once with one line, not after the first image. A
+    folder (or a folder above it) that is a file is refused before any folder is made."""
+    for folder, what in folders:
+        for above in (folder, *folder.parents):
+            if above.exists():
+                if not above.is_dir():
+                    raise ValueError(f"{what}: {above} is a file, not a folder")
+                break
+    for folder, what in folders:
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
         except OSError as exc:
-            raise ValueError(
-                f"{path}: cannot make its folder {parent} ({exc.strerror or exc})"
-            ) from None
-        if not os.access(parent, os.W_OK):
-            raise ValueError(f"{path}: its folder {parent} is not writable")
+            raise ValueError(f"{what}: cannot write in {folder}: {exc.strerror or exc}") from None
+
+
+def make_parents(*paths: str | os.PathLike) -> None:
+    """``writable_folders`` for the folders of output files: made (and checked writable)
+    before the work that ends in writing them, so a path that cannot be written fails at once
+    with its own name (not, minutes later, with a temporary file's)."""
+    writable_folders([(Path(p).parent, f"{p}: cannot make its folder") for p in paths])
 
 
 def report_folder(

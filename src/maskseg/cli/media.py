@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from maskseg.cli.common import (
     unit_float,
 )
 from maskseg.cli.scene_args import GIVEN_DETECTOR_OPTIONS, add_detector_args, scene_config_from_args
-from maskseg.console import SIGNAL_NAMES
+from maskseg.console import exit_status
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS
 
 # ``maskseg.pipeline.request.Mode``'s values (not imported: the parser stays light)
@@ -189,7 +188,7 @@ def cmd_video(a: argparse.Namespace) -> int:
         )
     # a run cut short by a signal exits as the shell expects (128 + the signal's number), so
     # `maskseg video ... && next-step` does not take its partial files for finished ones
-    return 128 + int(signal.Signals[stats.stopped]) if stats.stopped in SIGNAL_NAMES else 0
+    return exit_status(stats.stopped, 0)
 
 
 def add_predict(add: AddCommand) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,22 +69,3 @@ def refuse_overwriting_inputs(
             f"land on inputs; {hint}"
         )
     refuse_overwrite(planned, files, hint)
-
-
-def writable_folders(folders: list[tuple[Path, str]]) -> None:
-    """Make each (folder, what it is for) and check a file can be created in it, before any
-    work: an unwritable output fails at once with one line, not after the first image. A
-    folder (or a folder above it) that is a file is refused before any folder is made."""
-    for folder, what in folders:
-        for above in (folder, *folder.parents):
-            if above.exists():
-                if not above.is_dir():
-                    raise ValueError(f"{what}: {above} is a file, not a folder")
-                break
-    for folder, what in folders:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as exc:
-            raise ValueError(f"{what}: cannot write in {folder}: {exc.strerror or exc}") from None

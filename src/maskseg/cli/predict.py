@@ -27,11 +27,10 @@ from maskseg.cli.outputs import (
     output_endings,
     plan_names,
     refuse_overwriting_inputs,
-    writable_folders,
 )
 from maskseg.console import show_progress
 from maskseg.engines.shard import Shard
-from maskseg.files import atomic_write_bytes, is_within
+from maskseg.files import atomic_write_bytes, is_within, writable_folders
 from maskseg.io import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,

@@ -4,12 +4,11 @@ written, the wear verdicts, and a run a signal stopped (kept apart from the per-
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Any
 
 from maskseg.cli.predict import PredictResult, verdict_counts
-from maskseg.console import SIGNAL_NAMES
+from maskseg.console import exit_status
 
 
 def announce_stop(name: str) -> None:
@@ -35,7 +34,7 @@ def report_run(res: PredictResult, a: Any, wear: bool) -> int:
             f"{len(res.written)} mask(s) in {a.output}{held}{remote}",
             file=sys.stderr,
         )
-        return 128 + int(signal.Signals[res.stopped]) if res.stopped in SIGNAL_NAMES else 1
+        return exit_status(res.stopped, 1)
     if not res.total:
         given = ", ".join(str(i) for i in a.inputs)
         print(f"error: no input images found in {given}", file=sys.stderr)

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -133,14 +133,7 @@ def evaluate_model(
         "data": str(data_root),
         "model": str(model or "default"),
         "test_ids": data.splits.test,
-        # the pairs of this part that were not scored: unreadable, or (a --splits file on
-        # another folder) not in the data folder at all
-        "skipped": [{"id": i, "reason": why} for i, why in data.skipped if i in set(ids[split])]
-        + [
-            {"id": i, "reason": "not in the data folder"}
-            for i in ids[split]
-            if i not in data.samples and i not in {j for j, _ in data.skipped}
-        ],
+        "skipped": _not_scored(ids[split], data),
     }
     if faces:
         from maskseg.data.faces import face_splits, load_crops, load_index
@@ -156,6 +149,17 @@ def evaluate_model(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / SUMMARY_JSON, json.dumps(about, indent=2).encode())
     return about
+
+
+def _not_scored(ids: list[str], data: Any) -> list[dict[str, str]]:
+    """The pairs of ``ids`` that were not scored, with why: unreadable (``data.skipped``),
+    or (a --splits file on another folder) not in the data folder at all."""
+    wanted = set(ids)
+    why = {i: reason for i, reason in data.skipped if i in wanted}
+    missing = [i for i in ids if i not in data.samples and i not in why]
+    return [{"id": i, "reason": r} for i, r in why.items()] + [
+        {"id": i, "reason": "not in the data folder"} for i in missing
+    ]
 
 
 def format_summary_table(summary: dict) -> str:

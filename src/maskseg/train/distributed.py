@@ -208,6 +208,15 @@ def shard(order: Sequence[int], of: tuple[int, int] | None = None) -> list[int]:
 # --------------------------------------------------------------------------- the model
 
 
+def check_sync_bn(sync_bn: bool, device: torch.device) -> None:
+    """Refuse ``sync_bn`` off CUDA: PyTorch's SyncBatchNorm has no CPU kernels."""
+    if sync_bn and device.type != "cuda":
+        raise ValueError(
+            "--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no CPU kernels; on CPU "
+            "each process normalises with its own batch's statistics"
+        )
+
+
 def wrap(model: torch.nn.Module, device: torch.device, sync_bn: bool) -> torch.nn.Module:
     """``model`` for the training step: DistributedDataParallel in a process group (with
     BatchNorm layers turned into SyncBatchNorm if ``sync_bn``), else the model itself.
@@ -218,12 +227,8 @@ def wrap(model: torch.nn.Module, device: torch.device, sync_bn: bool) -> torch.n
         return model
     from torch.nn.parallel import DistributedDataParallel
 
+    check_sync_bn(sync_bn, device)
     if sync_bn:
-        if device.type != "cuda":
-            raise ValueError(
-                "--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no CPU kernels; on CPU "
-                "each process normalises with its own batch's statistics"
-            )
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)

@@ -25,7 +25,7 @@ from maskseg.models import complete_params
 from maskseg.pipeline.predictor import Predictor
 from maskseg.train import distributed as D
 from maskseg.train.dataset import SegmentationDataset
-from maskseg.train.engine import BEST_WEIGHTS, CHECKPOINT, evaluate, fit
+from maskseg.train.engine import BEST_WEIGHTS, CHECKPOINT, batch_size, evaluate, fit
 from maskseg.train.gate import GateConfig
 from maskseg.train.lowworn import LowWornConfig
 
@@ -111,19 +111,9 @@ def check_startable(cfg: Config) -> None:
     with: a batch that does not split evenly over the ``torchrun`` processes, ``sync_bn`` off
     CUDA (a refused run must not leave a folder that only ``--resume`` with the same values
     would open)."""
-    world = D.world()
-    bs = cfg.train.batch_size
-    if world > 1 and (bs % world or bs < world):
-        raise ValueError(
-            f"a batch of {bs} images does not split evenly over {world} processes; "
-            f"give --batch-size a multiple of {world}"
-        )
-    device = D.device_for(cfg.train.device)
-    if world > 1 and cfg.train.sync_bn and device.type != "cuda":
-        raise ValueError(
-            "--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no CPU kernels; on CPU "
-            "each process normalises with its own batch's statistics"
-        )
+    if D.world() > 1:  # the checks fit() meets, made before anything is written
+        batch_size(cfg.train.batch_size, cfg.train.batch_size, D.world())
+        D.check_sync_bn(cfg.train.sync_bn, D.device_for(cfg.train.device))
 
 
 def _prepare_run(

@@ -459,14 +459,15 @@ class VideoSegmenter:
             return dets, None
         from maskseg.pipeline.detect import Detections
 
-        parts = [dets] + [t.held[0] for t in lost if t.held is not None]
+        extra = [t.held[0] for t in lost if t.held is not None]  # all: each one holds
+        parts = [dets, *extra]
         merged = Detections(
             *(
                 np.concatenate([getattr(p, k) for p in parts])
                 for k in ("boxes", "scores", "keypoints")
             )
         )
-        held = np.r_[np.zeros(len(dets), bool), np.ones(len(lost), bool)]
+        held = np.r_[np.zeros(len(dets), bool), np.ones(len(extra), bool)]
         order = np.argsort(-merged.scores, kind="stable")
         limit = self.finder.config.max_faces
         order = order if limit is None else order[:limit]

@@ -122,6 +122,12 @@ def main() -> None:
         help="also the default with VideoOptions.hold_empty flipped (a face its full "
         "detection left without a mask stays so in the searched frames, or not)",
     )
+    ap.add_argument(
+        "--hold-empty-twice",
+        action="store_true",
+        help="also the default with hold_empty on and VideoOptions.hold_empty_twice flipped "
+        "(a face masked at its previous full detection held empty only after two empty ones)",
+    )
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
@@ -150,6 +156,11 @@ def main() -> None:
     if a.hold_empty:
         flipped = not VideoOptions().hold_empty  # beside the default: the other way
         ways[f"hold_empty {'on' if flipped else 'off'}"] = VideoOptions(hold_empty=flipped)
+    if a.hold_empty_twice:
+        twice = not VideoOptions().hold_empty_twice  # beside the default: the other way
+        ways[f"hold_empty_twice {'on' if twice else 'off'}"] = VideoOptions(
+            hold_empty=True, hold_empty_twice=twice
+        )
     scenes = dict.fromkeys(ways, scene)
     if a.redo_model:
         redo = Predictor.load(a.redo_model, backend=a.backend)

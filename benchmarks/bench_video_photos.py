@@ -78,6 +78,12 @@ def main() -> None:
     ap.add_argument(
         "--hold-empty", action="store_true", help="also the default with hold_empty flipped"
     )
+    ap.add_argument(
+        "--hold-empty-twice",
+        action="store_true",
+        help="also the default with hold_empty on and VideoOptions.hold_empty_twice flipped "
+        "(a face masked at its previous full detection held empty only after two empty ones)",
+    )
     a = ap.parse_args()
 
     index = load_index(a.faces)
@@ -89,6 +95,11 @@ def main() -> None:
     if a.hold_empty:
         flipped = not VideoOptions().hold_empty  # beside the default: the other way
         ways[f"hold_empty {'on' if flipped else 'off'}"] = VideoOptions(hold_empty=flipped)
+    if a.hold_empty_twice:
+        twice = not VideoOptions().hold_empty_twice  # beside the default: the other way
+        ways[f"hold_empty_twice {'on' if twice else 'off'}"] = VideoOptions(
+            hold_empty=True, hold_empty_twice=twice
+        )
     scenes = {
         name: ScenePredictor(predictor, o.scene_config(scene_config(a.set)))
         for name, o in ways.items()

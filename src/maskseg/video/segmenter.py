@@ -54,6 +54,9 @@ HOLD_LOOK: float | None = None
 # before the next one (``VideoOptions.hold_empty``); chosen on validation (fold 0: frames of
 # unmasked photos given a mask 4.00 % -> 2.89 %, masked photos and clips unchanged).
 HOLD_EMPTY = True
+# ... and a face its previous full detection gave a mask is held so only after a second empty
+# one in a row (``VideoOptions.hold_empty_twice``).
+HOLD_EMPTY_TWICE = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,11 @@ class VideoOptions:
             shows at the next full detection. On by the rule registered in
             docs/shipped-model-plan.md ("Video: a face left without a mask by its full
             detection stays so"); False: every searched frame gates every face afresh.
+        hold_empty_twice: with ``hold_empty``, a face that its previous full detection gave
+            a mask is held empty only once a second full detection in a row leaves it
+            without one; a new face, or one empty at both, is held after one. One empty full
+            detection of a face seen masked is more likely the gate missing it (its window
+            framed a little differently) than the mask coming off.
     """
 
     detect_every: int = 15
@@ -149,6 +157,7 @@ class VideoOptions:
     cut_threshold: float | None = CUT_THRESHOLD
     hold_look: float | None = HOLD_LOOK
     hold_empty: bool = HOLD_EMPTY
+    hold_empty_twice: bool = HOLD_EMPTY_TWICE
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
@@ -259,7 +268,8 @@ class VideoSegmenter:
             self.smoother = CropSmoother(o.smooth_weight, o.reset_iou, o.gate_frames, threshold)
         self._since_full: int | None = None
         self._growth: dict[int, np.ndarray] = {}  # track id -> its held grow-and-redo
-        self._empty: set[int] = set()  # tracks the last full detection left without a mask
+        self._empty: set[int] = set()  # tracks held empty in searched frames (hold_empty)
+        self._masked: set[int] = set()  # tracks the last full detection gave a mask
 
     def __call__(self, image: np.ndarray, stats: VideoStats | None = None) -> FrameResult:
         """Detect (or re-detect around tracked faces), segment all faces in one batch,
@@ -337,7 +347,12 @@ class VideoSegmenter:
                     emptied = empty_where(logits, drop)
                     result = scene.paste(image.shape[:2], None, dets, cut, emptied)
         if self.options.hold_empty and not located.tracked:
-            self._empty = {t for t, f in zip(ids, result.faces, strict=True) if not f.mask}
+            empty = {t for t, f in zip(ids, result.faces, strict=True) if not f.mask}
+            if self.options.hold_empty_twice:  # masked at the one before: not yet
+                self._empty = empty - self._masked
+            else:
+                self._empty = empty
+            self._masked = set(ids) - empty
         wear = None
         if self.wear is not None:
             with stats.stage("wear"):

@@ -828,7 +828,9 @@ def test_models_lists_a_readable_table_and_json(capsys, monkeypatch):
     assert "runs/" not in text and "{" not in text  # no internal run paths, no raw dicts
     assert "architectures: attunet, lrunet, resunet, unet, unetpp" in text
     assert main(["models", "--json"]) == 0
-    models = json.loads(capsys.readouterr().out)
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["architectures"] == ["attunet", "lrunet", "resunet", "unet", "unetpp"]
+    models = listing["models"]
     assert [m["name"] for m in models][:1] == ["unet-msfd"] and models[0]["default"]
     held = next(m for m in models if m["name"] == "unet-msfd-heldout")
     assert held["trained_on"]["test_fraction"] > 0 and held["files"][0]["precision"] == "INT8"

@@ -89,7 +89,9 @@ def test_models_and_evaluate_without_torch(no_torch_env, msfd_tiny: Path, tmp_pa
     assert "float16, PyTorch not installed)" in res.stdout  # the .safetensors file needs PyTorch
     res = _maskseg(no_torch_env, "models", "--json")
     assert res.returncode == 0, res.stderr
-    assert {m["name"] for m in json.loads(res.stdout)} >= {"unet-msfd", "unet-msfd-heldout"}
+    listing = json.loads(res.stdout)
+    assert {m["name"] for m in listing["models"]} >= {"unet-msfd", "unet-msfd-heldout"}
+    assert "unet" in listing["architectures"]
     # the shipped default saw every pair of its data: no test split, and the error says why
     args = ["evaluate", "--data", str(msfd_tiny), "--backend", "onnx"]
     res = _maskseg(no_torch_env, *args, "--model", "unet-msfd", "--output", str(tmp_path / "e"))

@@ -311,8 +311,8 @@ def format_models(models: list[dict[str, Any]], names: list[str] | None, width: 
 
 def cmd_models(a: argparse.Namespace) -> int:
     models = describe_models()
-    if a.json:
-        print(json.dumps(models, indent=1))
+    if a.json:  # everything the listing shows; architectures null where PyTorch is needed
+        print(json.dumps({"models": models, "architectures": architectures()}, indent=1))
     else:
         width = min(100, shutil.get_terminal_size((100, 24)).columns)
         print(format_models(models, architectures(), width))
@@ -324,7 +324,8 @@ def add_models(add: AddCommand) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help="print the shipped models as JSON (a list of objects) for programs",
+        help="print it as JSON for programs: an object with 'models' (one object per "
+        "shipped model) and 'architectures' (names)",
     )
     p.set_defaults(func=cmd_models)
 

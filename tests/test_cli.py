@@ -874,3 +874,25 @@ def test_shipped_twin_is_not_scored_on_a_split_rebuilt_from_other_pairs(
     assert "not the set the model's split was made over" in capsys.readouterr().err
     assert main([*args, "--output", str(tmp_path / "e2"), "--split", "all", "--worst", "0"]) == 0
     assert json.loads((tmp_path / "e2" / "summary.json").read_text())["n_images"] == 30
+
+
+def test_cv_counts_only_the_pairs_it_could_read(msfd_tiny: Path, tmp_path: Path, capsys):
+    """A pair whose image does not decode is left out of training and scoring; the per-fold
+    counts (summary and cv_results.md) say how many pairs were used, not how many the split
+    listed."""
+    bad = next((msfd_tiny / "1" / "face_crop").glob("*person2_0_0_1*"))
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    cv = tmp_path / "cv"
+    assert main(["cv", "--data", str(msfd_tiny), "--output", str(cv), "--epochs", "1", *TINY]) == 0
+    s = json.loads((cv / "summary.json").read_text())
+    splits = json.loads((cv / "splits.json").read_text())
+    listed = sum(len(fold) for fold in splits["folds"])  # the trainval pairs
+    assert any(bad.stem in line for line in s["skipped_pairs"])
+    in_test = any(bad.stem in i for i in splits["test"])
+    assert s["n_test"] == len(splits["test"]) - in_test
+    assert sum(f["n_val"] for f in s["folds"]) == listed - (not in_test)  # each pair once
+    for f in s["folds"]:
+        assert f["n_train"] + f["n_val"] == listed - (not in_test)
+    table = (cv / "cv_results.md").read_text()
+    for f in s["folds"]:
+        assert f"| {f['fold']} | {f['n_train']} | {f['n_val']} |" in table

@@ -300,10 +300,10 @@ def _cross_validate(
         val = data.scored.take(val_ids)
         fold_dir = run_dir / f"fold{k}"
         res = fit(cfg, data.train_set(train_ids, k), val, fold_dir, resume, checkpoint_interval)
-        fold = {
+        fold = {  # pairs used, as `train` counts them: unreadable ones left out
             "fold": k,
-            "n_train": len(train_ids),
-            "n_val": len(val_ids),
+            "n_train": len(data.cache.rows(train_ids, scenes=False)),
+            "n_val": len(val),
             "best_epoch": res.best_epoch,
             "val": _scores(res.model, val, cfg),
             "test": _scores(res.model, data.scored.take(splits.test), cfg),
@@ -315,7 +315,7 @@ def _cross_validate(
         return {"folds": folds, "complete": False}
     summary = {
         "folds": folds,
-        "n_test": len(splits.test),
+        "n_test": len(data.scored.take(splits.test)),
         "world_size": D.world(),
         "skipped_pairs": data.skipped(),
     }

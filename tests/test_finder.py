@@ -374,12 +374,11 @@ def test_a_face_seen_masked_is_held_empty_only_after_two_empty_full_detections(s
             fulls += not located.tracked
             scripted.miss = fulls in (3, 4)
             r = segmenter.segment(located)
-            out.append((r.full_detection, {t for t, f in zip(r.ids, r.scene.faces) if f.mask}))
+            faces = zip(r.ids, r.scene.faces, strict=True)
+            out.append((r.full_detection, {t for t, f in faces if f.mask}))
         return out
 
-    base = VideoOptions(
-        detect_ahead=0, write_ahead=0, hold_look=0.9, smooth=False, detect_every=3
-    )
+    base = VideoOptions(detect_ahead=0, write_ahead=0, hold_look=0.9, smooth=False, detect_every=3)
     assert not base.hold_empty_twice  # the default
     once, twice = run(base), run(replace(base, hold_empty_twice=True))
     schedule = [True, False, False, True, True, False, False, True, False, False]

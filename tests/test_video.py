@@ -7,6 +7,7 @@ ones with faces are assembled from the shared MSFD crops (skipped when the data 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -490,17 +491,27 @@ def test_threads_ahead_give_the_same_frames_as_one_thread(tmp_path: Path, crops,
     (serial, serial_masks), (threaded, threaded_masks) = runs[0], runs[2]
     assert [r["index"] for r in threaded] == list(range(16))
     assert full[2] == full[0]
-    # stopped early, the frames located ahead are not counted: per frame shown
+
+    # stopped early, the frames located ahead are not counted: per frame shown (their
+    # detections, and their seconds: each locate is said to take 1 s here)
+    class Timed(VideoSegmenter):
+        located = 0
+
+        def locate(self, image):
+            Timed.located += 1
+            return dataclasses.replace(super().locate(image), seconds=1.0)
+
     shown = []
     with open_source(clip) as source:
         options = VideoOptions(detect_ahead=2, write_ahead=2, detect_every=1)  # all in full
         stats = run_video(
             source,
-            VideoSegmenter(scene, options),
+            Timed(scene, options),
             max_frames=5,
             on_frame=lambda frame, result: shown.append(result.full_detection),
         )
     assert stats.frames == 5 and stats.full_detections == sum(shown) == 5
+    assert Timed.located > 5 and stats.seconds["detect"] == 5.0  # ahead, not counted
     for a, b in zip(serial, threaded, strict=True):
         assert [f["id"] for f in a["faces"]] == [f["id"] for f in b["faces"]]
         for fa, fb in zip(a["faces"], b["faces"], strict=True):

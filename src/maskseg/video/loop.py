@@ -47,7 +47,7 @@ def run_video(
     depth = options.prefetch
     frames: Iterator[Frame] = prefetch(source, depth, stop) if depth else iter(source)
     ahead = options.detect_ahead
-    located = ((f, segmenter.locate(f.image, stats)) for f in frames)
+    located = ((f, segmenter.locate(f.image)) for f in frames)
     work = prefetch(located, ahead, stop) if ahead else located
     # a preview window stays on this thread; files go to the writer thread when asked
     here = [s for s in sinks if isinstance(s, PreviewSink)] if options.write_ahead else sinks

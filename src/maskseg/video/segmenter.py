@@ -23,6 +23,7 @@ weak detection must overlap the face's last box and look like it (``keep_iou``,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -191,7 +192,9 @@ class Located:
     """A frame after ``VideoSegmenter.locate``: its RGB image, detections, whether they were
     re-detections, their tracks, each track's box in this frame, whether the frame starts
     a new shot, and which detections are held ones from an earlier full detection
-    (``VideoOptions.hold_look``; None: none)."""
+    (``VideoOptions.hold_look``; None: none); and the seconds locating it took, added to
+    the run's detect stage when the frame is segmented: ``locate`` may run ahead, and frames
+    located but never shown (at a frame limit or a stop) must not count."""
 
     image: np.ndarray
     dets: Any
@@ -200,6 +203,7 @@ class Located:
     boxes: list[np.ndarray]
     cut: bool = False
     held: np.ndarray | None = None
+    seconds: float = 0.0
 
 
 @dataclass
@@ -274,35 +278,35 @@ class VideoSegmenter:
     def __call__(self, image: np.ndarray, stats: VideoStats | None = None) -> FrameResult:
         """Detect (or re-detect around tracked faces), segment all faces in one batch,
         smooth, paste into the frame's mask."""
-        stats = stats or VideoStats()
-        return self.segment(self.locate(image, stats), stats)
+        return self.segment(self.locate(image), stats)
 
-    def locate(self, image: np.ndarray, stats: VideoStats | None = None) -> Located:
+    def locate(self, image: np.ndarray) -> Located:
         """The first half of a frame: find the faces and follow them. It may run a frame or
         two ahead of ``segment`` (in another thread): what ``segment`` needs is kept in the
-        result, not read from the tracker."""
-        stats = stats or VideoStats()
+        result, not read from the tracker; so is its time, which ``segment`` counts."""
+        t0 = time.perf_counter()
         image = as_rgb(image)
-        with stats.stage("detect"):
-            cut = self.cuts is not None and self.cuts(image)
-            if cut:
-                # a new shot: whoever stands where a followed face was is someone else
-                self.tracker.clear()
-                self._since_full = None
-                stats.cuts += 1
-            dets, tracked, held = self._detect(image)
-            tracks = self.tracker.update(dets.boxes, dets.scores)
-            for t in tracks:
-                t.look = appearance(image, t.box)
+        cut = self.cuts is not None and self.cuts(image)
+        if cut:
+            # a new shot: whoever stands where a followed face was is someone else
+            self.tracker.clear()
+            self._since_full = None
+        dets, tracked, held = self._detect(image)
+        tracks = self.tracker.update(dets.boxes, dets.scores)
+        for t in tracks:
+            t.look = appearance(image, t.box)
         boxes = [t.box.copy() for t in tracks]
-        return Located(image, dets, tracked, tracks, boxes, cut, held)
+        seconds = time.perf_counter() - t0
+        return Located(image, dets, tracked, tracks, boxes, cut, held, seconds)
 
     def segment(self, located: Located, stats: VideoStats | None = None) -> FrameResult:
         """The second half: window, segment all faces in one batch, smooth, grow and redo,
         paste. Frames must come in order (the smoother's memory)."""
         stats = stats or VideoStats()
-        if not located.tracked:  # counted here, per frame shown: locate may run ahead
-            stats.full_detections += 1
+        # counted here, per frame shown: locate may run ahead
+        stats.add("detect", located.seconds)
+        stats.full_detections += not located.tracked
+        stats.cuts += located.cut
         image, dets, tracks, boxes = located.image, located.dets, located.tracks, located.boxes
         with stats.stage("segment"):
             scene = self.scene

@@ -40,7 +40,11 @@ class VideoStats:
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.add(name, time.perf_counter() - t0)
+
+    def add(self, name: str, seconds: float) -> None:
+        """Add seconds spent elsewhere (a frame located ahead) to a stage."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     @property
     def fps(self) -> float:

@@ -149,6 +149,31 @@ def test_smoother_follows_a_moving_mask():
             assert ((plain > 0) != (raw > 0)).sum() > 30
 
 
+def test_a_closed_gate_ends_the_smoothed_mask_at_once_whatever_its_precision():
+    """A mask taken off: the gate closes. A float32 gate gives far negative logits, the
+    shipped INT8 files exactly 0 (probability 0.5). Averaged as probabilities, 0.5 kept the
+    running mean above 0.5 for about 24 frames; with ``gated`` a closed frame counts as no
+    mask, so both end the mask in the first closed frame; a mask put back shows in its
+    second frame (the average's one-frame delay, the same for both)."""
+    rect = np.array([0, 0, 64, 64.0])
+    mask = disk_logits(rect, (32, 32), 20)
+
+    def run(closed: np.ndarray, gated: bool) -> list[int]:
+        smoother, track = CropSmoother(weight=0.5, gated=gated), Track(0, rect.copy(), 0.9)
+        shown = []
+        for frame in [mask] * 4 + [closed] * 30 + [mask] * 2:
+            window = smoother.window(track, rect)
+            shown.append(int((smoother(track, window, frame) > 0).sum()))
+        return shown
+
+    int8, fp32 = np.zeros_like(mask), np.full_like(mask, -12.0)
+    assert run(int8, gated=False)[4:20] == [run(int8, False)[4]] * 16  # the old linger
+    assert run(int8, gated=False)[4] > 0.8 * run(int8, False)[0]
+    for closed in (int8, fp32):
+        shown = run(closed, gated=True)
+        assert shown[0] > 1000 and shown[4:34] == [0] * 30 and shown[35] > 0.8 * shown[0]
+
+
 def test_smoother_averages_a_static_face_and_resets_on_a_jump():
     rng = np.random.default_rng(0)
     rect = np.array([0, 0, 64, 64.0])
@@ -855,3 +880,22 @@ def test_cli_video_redo_model_segments_the_grown_windows(tmp_path: Path, crops, 
     bad = tmp_path / "bad.jsonl"
     rc = main(["video", str(clip), "--json", str(bad), "--no-progress", "--redo-model", "nope"])
     assert rc != 0 and not bad.exists()
+
+
+def test_a_mask_taken_off_leaves_the_video_at_once(scene):
+    """The shipped INT8 model on a still clip of the example astronaut, her mask taken off
+    after four frames: the face has no mask from the first frame without it, where averaging
+    the closed gate's 0.5 kept it for about 24 frames, reported as a correct wear."""
+    from maskseg.io import read_image
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    masked, bare = (read_image(examples / n) for n in ("astronaut_masked.jpg", "astronaut.jpg"))
+    assert masked.shape == bare.shape
+    segmenter = VideoSegmenter(scene, VideoOptions(detect_ahead=0, write_ahead=0))
+    faces = []
+    for image in [masked] * 4 + [bare] * 6:
+        r = segmenter(image)
+        best = int(np.argmax([f.score for f in r.scene.faces]))  # her face
+        faces.append((r.ids[best], r.scene.faces[best].mask))
+    assert len({t for t, _ in faces}) == 1  # one track throughout
+    assert [m for _, m in faces] == [True] * 4 + [False] * 6

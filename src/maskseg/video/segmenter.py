@@ -269,7 +269,10 @@ class VideoSegmenter:
         self.smoother = None
         if o.smooth:
             threshold = logit(self.scene.predictor.threshold)
-            self.smoother = CropSmoother(o.smooth_weight, o.reset_iou, o.gate_frames, threshold)
+            gated = self.scene.predictor.config.model.presence
+            self.smoother = CropSmoother(
+                o.smooth_weight, o.reset_iou, o.gate_frames, threshold, gated=bool(gated)
+            )
         self._since_full: int | None = None
         self._growth: dict[int, np.ndarray] = {}  # track id -> its held grow-and-redo
         self._empty: set[int] = set()  # tracks held empty in searched frames (hold_empty)

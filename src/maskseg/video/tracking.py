@@ -178,6 +178,11 @@ class CropSmoother:
             last three frames).
         reset_iou: when the face's box overlaps its previous box by less, window and average
             start again from this frame (a jump or a mismatch: old evidence would mislead).
+        gated: the model has a mask-presence gate. A frame whose logits are all at most 0 is
+            then the gate saying "no mask" (``Predictor.gate_closed``) and counts as
+            probability 0 in the average. The shipped INT8 files give exactly 0 there
+            (probability 0.5): averaged as it is, a mask taken off stayed above 0.5 for about
+            24 frames, where a float32 gate's far negative logits end it at once.
     """
 
     def __init__(
@@ -186,6 +191,7 @@ class CropSmoother:
         reset_iou: float = 0.5,
         gate_frames: int = 1,
         threshold_logit: float = 0.0,
+        gated: bool = False,
     ):
         if not 0 < weight <= 1:
             raise ValueError(f"weight must be in (0, 1], got {weight}")
@@ -195,6 +201,7 @@ class CropSmoother:
         self.reset_iou = reset_iou
         self.gate_frames = gate_frames
         self.threshold_logit = threshold_logit
+        self.gated = gated
 
     def window(self, track: Track, rect: np.ndarray, box: np.ndarray | None = None) -> np.ndarray:
         """The square crop ``rect`` (x1, y1, x2, y2) mapped from this frame's detection ->
@@ -225,6 +232,8 @@ class CropSmoother:
         Call ``window`` first in each frame (it also decides whether to start afresh)."""
         raw = logits.reshape(logits.shape[-2:])
         prob = sigmoid(raw)
+        if self.gated and not (raw > 0.0).any():  # the gate closed: no mask, not "0.5"
+            prob = np.zeros_like(prob)
         rect = np.asarray(rect, np.float64).reshape(4)
         m = track.state
         if not isinstance(m, _Memory):

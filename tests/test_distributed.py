@@ -86,6 +86,10 @@ def test_unstartable_settings_are_refused_before_the_run_folder(monkeypatch):
         check_startable(Config(train=TrainConfig(batch_size=7, device="cpu")))
     with pytest.raises(ValueError, match="needs CUDA"):
         check_startable(Config(train=TrainConfig(batch_size=8, device="cpu", sync_bn=True)))
+    monkeypatch.setattr(D, "world", lambda: 1)  # one process: it would do nothing, refused too
+    with pytest.raises(ValueError, match="needs CUDA"):
+        check_startable(Config(train=TrainConfig(batch_size=8, device="cpu", sync_bn=True)))
+    check_startable(Config(train=TrainConfig(batch_size=7, device="cpu")))
 
 
 def test_sync_bn_is_refused_on_the_cpu(monkeypatch):

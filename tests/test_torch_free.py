@@ -176,3 +176,27 @@ def test_predict_path_imports_no_torch():
     code = f"import sys\nfor m in {light!r}: __import__(m)\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_compare_without_matplotlib_writes_all_but_the_chart(msfd_tiny: Path, tmp_path: Path):
+    """``compare`` with neither PyTorch nor matplotlib (the light install): the table, JSON
+    and CSV are written, the bar chart is left out with a warning saying what to install,
+    and a chart of an earlier run in the folder is removed (it would not match)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    blocker = BLOCKER.replace(
+        'name == "torch" or name.startswith("torch.")',
+        'name.split(".")[0] in ("torch", "matplotlib")',
+    )
+    (site / "sitecustomize.py").write_text(blocker)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "bar_chart.png").write_bytes(b"an earlier run's chart")
+    args = ["compare", "--data", str(msfd_tiny), "--output", str(out), "--no-unet"]
+    res = _maskseg(env, *args, "--methods", "otsu", "--examples", "0")
+    assert res.returncode == 0, res.stderr
+    assert "no bar_chart.png: charts need matplotlib" in res.stderr and "[train]" in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["per_image.csv", "results.json", "results.md"]
+    assert "otsu" in json.loads((out / "results.json").read_text())["methods"][0]["method"]

@@ -99,11 +99,17 @@ def cmd_compare(a: argparse.Namespace) -> int:
     reports = ("results.json", "results.md", "per_image.csv", "bar_chart.png", "examples.png")
     files = [a.tuned] + ([] if a.no_unet else [model_file(a)])
     refuse_overwrite([a.output, *(a.output / name for name in reports)], files, a.data)
-    drawn = reports if a.examples else [n for n in reports if n != "examples.png"]
-    report_folder(a.output, a.data, reports, drawn)
     from maskseg.pipeline.annotate import pyplot
 
-    pyplot()  # the bar chart needs matplotlib: say so before the work, not after it
+    try:  # the bar chart needs matplotlib (the [train] extra): say so before the work
+        pyplot()
+        chart = True
+    except ImportError as exc:
+        chart = False
+        print(f"warning: no bar_chart.png: {exc}; the rest is written", file=sys.stderr)
+    drawn = [n for n in reports if (chart or n != "bar_chart.png")]
+    drawn = drawn if a.examples else [n for n in drawn if n != "examples.png"]
+    report_folder(a.output, a.data, reports, drawn)
     predictor = None if a.no_unet else load_predictor(a)
     if predictor is not None:
         if predictor.config.data.test_fraction == 0:
@@ -129,6 +135,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
         n_examples=a.examples,
         data_config=d,
         tuned=tuned,
+        chart=chart,
     )
     print((Path(a.output) / "results.md").read_text())
     return 0

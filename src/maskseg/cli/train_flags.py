@@ -126,7 +126,8 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
         "data",
         "pseudo",
         str,
-        "also train on the teacher-labelled crops of this `maskseg pseudo` folder (self-training)",
+        "also train on the teacher-labelled crops of this `maskseg data pseudo` folder "
+        "(self-training)",
     ),
     (
         "--init",

@@ -203,6 +203,7 @@ def run_compare(
     n_examples: int = 8,
     data_config: DataConfig | None = None,
     tuned: bool | str | Path = True,
+    chart: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the U-Net and the classical methods on the test split and write a report.
 
@@ -218,6 +219,7 @@ def run_compare(
             scored on the test split it was trained without; None is the canonical split.
         tuned: passed to ``get_method`` (True: shipped tuned parameters); refused when they
             were tuned on another split.
+        chart: write bar_chart.png (it needs matplotlib, the ``train`` extra).
 
     Returns:
         The dict written to results.json: per-method summaries (``summarize`` keys, ms_median,
@@ -264,7 +266,8 @@ def run_compare(
     atomic_write_bytes(out / "results.json", (json.dumps(result, indent=1) + "\n").encode())
     write_markdown(out / "results.md", result)
     write_per_image_csv(out / "per_image.csv", runs)
-    write_bar_chart(out / "bar_chart.png", summaries)
+    if chart:
+        write_bar_chart(out / "bar_chart.png", summaries)
     if shown:
         write_examples(out / "examples.png", samples, runs, shown)
     return result

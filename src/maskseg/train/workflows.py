@@ -109,11 +109,11 @@ def check_run_folder(run_dir: Path, data_root: str | Path, resume: bool) -> None
 def check_startable(cfg: Config) -> None:
     """Refuse, before the run folder is written, settings this run's processes cannot train
     with: a batch that does not split evenly over the ``torchrun`` processes, ``sync_bn`` off
-    CUDA (a refused run must not leave a folder that only ``--resume`` with the same values
-    would open)."""
-    if D.world() > 1:  # the checks fit() meets, made before anything is written
+    CUDA, in one process too, where it would do nothing (a refused run must not leave a folder
+    that only ``--resume`` with the same values would open)."""
+    D.check_sync_bn(cfg.train.sync_bn, D.device_for(cfg.train.device))
+    if D.world() > 1:  # the check fit() meets, made before anything is written
         batch_size(cfg.train.batch_size, cfg.train.batch_size, D.world())
-        D.check_sync_bn(cfg.train.sync_bn, D.device_for(cfg.train.device))
 
 
 def _prepare_run(

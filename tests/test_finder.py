@@ -379,8 +379,8 @@ def test_a_face_seen_masked_is_held_empty_only_after_two_empty_full_detections(s
         return out
 
     base = VideoOptions(detect_ahead=0, write_ahead=0, hold_look=0.9, smooth=False, detect_every=3)
-    assert not base.hold_empty_twice  # the default
-    once, twice = run(base), run(replace(base, hold_empty_twice=True))
+    assert base.hold_empty_twice  # the default
+    once, twice = run(replace(base, hold_empty_twice=False)), run(base)
     schedule = [True, False, False, True, True, False, False, True, False, False]
     assert [f for f, _ in once] == [f for f, _ in twice] == schedule
     assert all(0 in masked for _, masked in once[:4])  # the real face, masked at first

@@ -452,7 +452,8 @@ def test_summary_csv_and_coco_round_trip_through_pycocotools(tmp_path: Path, cap
             assert int(m.sum()) == a["area"] == int(mask_util.area(a["segmentation"]))
             union |= m
             x, y, w, h = a["bbox"]
-            (f,) = [f for i, k, f in faces if i == info["file_name"] and f["box"][0] == x]
+            (f,) = [f for i, k, f in faces if i == info["file_name"] and k == a["face"]]
+            assert f["box"][0] == x
             assert a["attributes"] == f["wear"] and a["score"] == f["score"]
             assert [x + w, y + h] == pytest.approx(f["box"][2:], abs=0.11)
         np.testing.assert_array_equal(union, png)

@@ -322,13 +322,15 @@ def add_coco_image(
     """One image and one annotation per face: bbox = the face's box as [x, y, width,
     height], its detector score (null in crop mode), segmentation = COCO RLE (compressed
     string) of the face's part of the mask at the image's full size, area = its pixels,
-    ``attributes`` = the face's wear record (when the wear check ran)."""
+    ``face`` = its number in the image (from 0, as the summary's ``face`` column and the
+    JSON's ``faces`` list), ``attributes`` = the face's wear record (when the wear check
+    ran)."""
     h, w = seg.full
     image_id = len(dataset["images"]) + 1
     dataset["images"].append(
         {"id": image_id, "file_name": file, "width": w, "height": h, "mask_file": mask_file}
     )
-    for record, (x0, y0, part) in zip(records, parts, strict=True):
+    for k, (record, (x0, y0, part)) in enumerate(zip(records, parts, strict=True)):
         full = np.zeros((h, w), bool)
         full[y0 : y0 + part.shape[0], x0 : x0 + part.shape[1]] = part
         x1, y1, x2, y2 = record["box"]
@@ -341,6 +343,7 @@ def add_coco_image(
             "segmentation": encode_rle(full),
             "area": int(part.sum()),
             "iscrowd": 0,
+            "face": k,
         }
         if "wear" in record:
             annotation["attributes"] = dict(record["wear"])

@@ -496,7 +496,7 @@ def test_output_cut_short_by_its_reader_ends_quietly():
         text=True,
         timeout=120,
     )
-    assert proc.stdout == "[\n" and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.stdout == "{\n" and "BrokenPipe" not in proc.stderr, proc.stderr
 
 
 def test_the_package_lists_its_public_names():

@@ -61,6 +61,36 @@ def truth_of(masks: list[np.ndarray], rects: list[tuple[int, int, int, int]]) ->
     return out
 
 
+def add_hold_empty_flags(ap: argparse.ArgumentParser) -> None:
+    """``--hold-empty`` and ``--hold-empty-twice``, for this bench and bench_video_photos."""
+    ap.add_argument(
+        "--hold-empty",
+        action="store_true",
+        help="also the default with VideoOptions.hold_empty flipped (a face its full "
+        "detection left without a mask stays so in the searched frames, or not)",
+    )
+    ap.add_argument(
+        "--hold-empty-twice",
+        action="store_true",
+        help="also the default with hold_empty on and VideoOptions.hold_empty_twice flipped "
+        "(a face masked at its previous full detection held empty only after two empty ones)",
+    )
+
+
+def hold_empty_ways(a: argparse.Namespace) -> dict[str, VideoOptions]:
+    """The rows those flags ask for, named, each beside the default: the other way."""
+    ways = {}
+    if a.hold_empty:
+        flipped = not VideoOptions().hold_empty
+        ways[f"hold_empty {'on' if flipped else 'off'}"] = VideoOptions(hold_empty=flipped)
+    if a.hold_empty_twice:
+        twice = not VideoOptions().hold_empty_twice
+        ways[f"hold_empty_twice {'on' if twice else 'off'}"] = VideoOptions(
+            hold_empty=True, hold_empty_twice=twice
+        )
+    return ways
+
+
 def run(scene: ScenePredictor, options: VideoOptions, frames: list[np.ndarray]) -> tuple[list, int]:
     """Each frame's mask, and how many frames had a full detection."""
     seg = VideoSegmenter(scene, options)
@@ -116,18 +146,7 @@ def main() -> None:
         help="also the default with faces the search around faces misses held while they "
         "look alike at least V (VideoOptions.hold_look; 0: not held)",
     )
-    ap.add_argument(
-        "--hold-empty",
-        action="store_true",
-        help="also the default with VideoOptions.hold_empty flipped (a face its full "
-        "detection left without a mask stays so in the searched frames, or not)",
-    )
-    ap.add_argument(
-        "--hold-empty-twice",
-        action="store_true",
-        help="also the default with hold_empty on and VideoOptions.hold_empty_twice flipped "
-        "(a face masked at its previous full detection held empty only after two empty ones)",
-    )
+    add_hold_empty_flags(ap)
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
@@ -153,14 +172,7 @@ def main() -> None:
     for v in a.hold_look:
         name = f"lost faces held ({v:g})" if v else "lost faces not held"  # 0: None
         ways[name] = VideoOptions(hold_look=v or None)
-    if a.hold_empty:
-        flipped = not VideoOptions().hold_empty  # beside the default: the other way
-        ways[f"hold_empty {'on' if flipped else 'off'}"] = VideoOptions(hold_empty=flipped)
-    if a.hold_empty_twice:
-        twice = not VideoOptions().hold_empty_twice  # beside the default: the other way
-        ways[f"hold_empty_twice {'on' if twice else 'off'}"] = VideoOptions(
-            hold_empty=True, hold_empty_twice=twice
-        )
+    ways.update(hold_empty_ways(a))
     scenes = dict.fromkeys(ways, scene)
     if a.redo_model:
         redo = Predictor.load(a.redo_model, backend=a.backend)

@@ -16,8 +16,8 @@ frame), the share of clips with any such frame, and the mask's on/off switches p
 flicker); for photos with one: the share of frames whose mask is on the main face (the crop
 window ``maskseg data faces`` cut, as ``bench_photos.py``'s ``ON_FACE``); and the share of
 frames detected in full. ``--hold-look V`` adds ``VideoOptions(hold_look=V)`` beside the
-default (0: the default, not held), ``--hold-empty`` the default with
-``VideoOptions.hold_empty`` flipped.
+default (0: the default, not held), ``--hold-empty`` and ``--hold-empty-twice`` the default
+with ``VideoOptions.hold_empty`` / ``hold_empty_twice`` flipped.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from maskseg.video import VideoOptions, VideoSegmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_photos import FACES, ON_FACE, part_ids, photos_folder, window_share  # noqa: E402
+from bench_video_accuracy import add_hold_empty_flags, hold_empty_ways  # noqa: E402
 
 SIZE = (640, 480)
 MIN_SHARE = 0.001  # a frame "has a mask" above this share of its pixels
@@ -75,15 +76,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--hold-look", type=float, nargs="+", default=[], metavar="V")
-    ap.add_argument(
-        "--hold-empty", action="store_true", help="also the default with hold_empty flipped"
-    )
-    ap.add_argument(
-        "--hold-empty-twice",
-        action="store_true",
-        help="also the default with hold_empty on and VideoOptions.hold_empty_twice flipped "
-        "(a face masked at its previous full detection held empty only after two empty ones)",
-    )
+    add_hold_empty_flags(ap)
     a = ap.parse_args()
 
     index = load_index(a.faces)
@@ -92,14 +85,7 @@ def main() -> None:
     ways = {"default": VideoOptions()}
     for v in a.hold_look:
         ways[f"hold_look {v:g}" if v else "not held"] = VideoOptions(hold_look=v or None)
-    if a.hold_empty:
-        flipped = not VideoOptions().hold_empty  # beside the default: the other way
-        ways[f"hold_empty {'on' if flipped else 'off'}"] = VideoOptions(hold_empty=flipped)
-    if a.hold_empty_twice:
-        twice = not VideoOptions().hold_empty_twice  # beside the default: the other way
-        ways[f"hold_empty_twice {'on' if twice else 'off'}"] = VideoOptions(
-            hold_empty=True, hold_empty_twice=twice
-        )
+    ways.update(hold_empty_ways(a))
     scenes = {
         name: ScenePredictor(predictor, o.scene_config(scene_config(a.set)))
         for name, o in ways.items()

@@ -107,8 +107,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     except ImportError as exc:
         chart = False
         print(f"warning: no bar_chart.png: {exc}; the rest is written", file=sys.stderr)
-    drawn = [n for n in reports if (chart or n != "bar_chart.png")]
-    drawn = drawn if a.examples else [n for n in drawn if n != "examples.png"]
+    left_out = {"bar_chart.png": not chart, "examples.png": not a.examples}
+    drawn = [n for n in reports if not left_out.get(n)]
     report_folder(a.output, a.data, reports, drawn)
     predictor = None if a.no_unet else load_predictor(a)
     if predictor is not None:

@@ -357,10 +357,8 @@ class VideoSegmenter:
                     result = scene.paste(image.shape[:2], None, dets, cut, emptied)
         if self.options.hold_empty and not located.tracked:
             empty = {t for t, f in zip(ids, result.faces, strict=True) if not f.mask}
-            if self.options.hold_empty_twice:  # masked at the one before: not yet
-                self._empty = empty - self._masked
-            else:
-                self._empty = empty
+            # with hold_empty_twice, a face masked at the one before is not held yet
+            self._empty = empty - self._masked if self.options.hold_empty_twice else empty
             self._masked = set(ids) - empty
         wear = None
         if self.wear is not None:

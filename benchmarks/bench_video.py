@@ -15,7 +15,9 @@ time; likewise detection (with decoding) runs ahead in a thread of its own when 
 and overlay and encode in a writer thread when write-ahead > 0. Backends that
 are not installed or have no shipped model file are skipped. ``--set NAME=VALUE`` changes a
 scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo);
-``--redo-model`` segments the grown windows with another model (``ScenePredictor(redo=...)``).
+``--redo-model`` segments the grown windows with another model (``ScenePredictor(redo=...)``);
+``--segment-every K ...`` segments each followed face every K-th frame between full detections
+(``VideoOptions.segment_every``).
 """
 
 from __future__ import annotations
@@ -156,6 +158,15 @@ def main() -> None:
         help="without and with the wear check (landmarks and verdicts per face)",
     )
     ap.add_argument(
+        "--segment-every",
+        type=int,
+        nargs="+",
+        default=[VideoOptions.segment_every],
+        metavar="K",
+        help="each followed face segmented every K-th frame between full detections "
+        "(VideoOptions.segment_every); several: alternated in one run",
+    )
+    ap.add_argument(
         "--face-check",
         nargs="+",
         choices=["off", "on"],
@@ -183,8 +194,8 @@ def main() -> None:
     if a.set:
         print(f"scene settings: {', '.join(a.set)}")
     head = (
-        f"{'backend':<60} {'faces':>5} {'wear':>4} {'hold':>4} {'prefetch':>8} {'detect':>6} "
-        f"{'write':>5} {'fps':>6} " + " ".join(f"{s:>8}" for s in STAGES)
+        f"{'backend':<60} {'faces':>5} {'wear':>4} {'hold':>4} {'every':>5} {'prefetch':>8} "
+        f"{'detect':>6} {'write':>5} {'fps':>6} " + " ".join(f"{s:>8}" for s in STAGES)
     )
     print(head + f" {'full det':>8}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,8 +222,9 @@ def main() -> None:
             name = (f"{model}: " if model else "") + predictor.backend.describe()
             for n, clip in clips.items():
                 combos = [
-                    (d, w, x, j, h, r, fc)
+                    (d, w, x, j, h, r, fc, k)
                     for fc in a.face_check
+                    for k in a.segment_every
                     for r in a.redo_model
                     for h in a.hold_growth
                     for j in a.wear
@@ -220,7 +232,7 @@ def main() -> None:
                     for x in a.detect_ahead
                     for w in a.write_ahead
                 ]
-                for depth, ahead, det_ahead, judge, hold, redo, fc in combos:
+                for depth, ahead, det_ahead, judge, hold, redo, fc, every in combos:
                     scene = scenes[(redo, fc)]
                     wear = WearCheck() if judge == "on" else None
                     options = VideoOptions(
@@ -230,6 +242,7 @@ def main() -> None:
                         detect_ahead=det_ahead,
                         detect_threads=a.detect_threads or None,
                         hold_growth=hold == "on",
+                        segment_every=every,
                     )
                     warm = folder / "warm.mp4"
                     run_once(clip, scene, options, warm, a.codec, 20, wear)  # warm-up
@@ -244,8 +257,8 @@ def main() -> None:
                     }
                     full = statistics.median(r.full_detections for r in runs)
                     row = (
-                        f"{n:>5} {judge:>4} {hold:>4} {depth:>8} {det_ahead:>6} {ahead:>5} "
-                        f"{fps:>6.1f} "
+                        f"{n:>5} {judge:>4} {hold:>4} {every:>5} {depth:>8} {det_ahead:>6} "
+                        f"{ahead:>5} {fps:>6.1f} "
                     )
                     label = name if redo == "none" else f"redo {redo}: {name}"
                     if fc == "off":

@@ -21,7 +21,8 @@ held while they look alike (``VideoOptions.hold_look``); the last column is the 
 frames with a full detection. ``--gate-frames K ...`` adds the default with the gate's
 decision voted over each face's last K frames (``VideoOptions.gate_frames``); ``--redo-model
 M`` the default with the grown windows of grow and redo segmented by model M
-(``ScenePredictor(redo=...)``).
+(``ScenePredictor(redo=...)``); ``--segment-every K ...`` the default with each followed face
+segmented every K-th frame between full detections (``VideoOptions.segment_every``).
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def truth_of(masks: list[np.ndarray], rects: list[tuple[int, int, int, int]]) ->
     return out
 
 
-def add_hold_empty_flags(ap: argparse.ArgumentParser) -> None:
-    """``--hold-empty`` and ``--hold-empty-twice``, for this bench and bench_video_photos."""
+def add_option_flags(ap: argparse.ArgumentParser) -> None:
+    """``--hold-empty``, ``--hold-empty-twice`` and ``--segment-every``, for this bench and
+    bench_video_photos."""
     ap.add_argument(
         "--hold-empty",
         action="store_true",
@@ -75,9 +77,18 @@ def add_hold_empty_flags(ap: argparse.ArgumentParser) -> None:
         help="also the default with hold_empty on and VideoOptions.hold_empty_twice flipped "
         "(a face masked at its previous full detection held empty only after two empty ones)",
     )
+    ap.add_argument(
+        "--segment-every",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="K",
+        help="also the default with each followed face segmented every K-th frame between "
+        "full detections (VideoOptions.segment_every)",
+    )
 
 
-def hold_empty_ways(a: argparse.Namespace) -> dict[str, VideoOptions]:
+def option_ways(a: argparse.Namespace) -> dict[str, VideoOptions]:
     """The rows those flags ask for, named, each beside the default: the other way."""
     ways = {}
     if a.hold_empty:
@@ -88,6 +99,9 @@ def hold_empty_ways(a: argparse.Namespace) -> dict[str, VideoOptions]:
         ways[f"hold_empty_twice {'on' if twice else 'off'}"] = VideoOptions(
             hold_empty=True, hold_empty_twice=twice
         )
+    for k in a.segment_every:
+        if k != VideoOptions().segment_every:
+            ways[f"segment_every {k}"] = VideoOptions(segment_every=k)
     return ways
 
 
@@ -146,7 +160,7 @@ def main() -> None:
         help="also the default with faces the search around faces misses held while they "
         "look alike at least V (VideoOptions.hold_look; 0: not held)",
     )
-    add_hold_empty_flags(ap)
+    add_option_flags(ap)
     a = ap.parse_args()
 
     predictor = Predictor.load(a.model, backend=a.backend)
@@ -172,7 +186,7 @@ def main() -> None:
     for v in a.hold_look:
         name = f"lost faces held ({v:g})" if v else "lost faces not held"  # 0: None
         ways[name] = VideoOptions(hold_look=v or None)
-    ways.update(hold_empty_ways(a))
+    ways.update(option_ways(a))
     scenes = dict.fromkeys(ways, scene)
     if a.redo_model:
         redo = Predictor.load(a.redo_model, backend=a.backend)

@@ -17,7 +17,8 @@ flicker); for photos with one: the share of frames whose mask is on the main fac
 window ``maskseg data faces`` cut, as ``bench_photos.py``'s ``ON_FACE``); and the share of
 frames detected in full. ``--hold-look V`` adds ``VideoOptions(hold_look=V)`` beside the
 default (0: the default, not held), ``--hold-empty`` and ``--hold-empty-twice`` the default
-with ``VideoOptions.hold_empty`` / ``hold_empty_twice`` flipped.
+with ``VideoOptions.hold_empty`` / ``hold_empty_twice`` flipped, ``--segment-every K ...`` the
+default with ``VideoOptions(segment_every=K)``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from maskseg.video import VideoOptions, VideoSegmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_photos import FACES, ON_FACE, part_ids, photos_folder, window_share  # noqa: E402
-from bench_video_accuracy import add_hold_empty_flags, hold_empty_ways  # noqa: E402
+from bench_video_accuracy import add_option_flags, option_ways  # noqa: E402
 
 SIZE = (640, 480)
 MIN_SHARE = 0.001  # a frame "has a mask" above this share of its pixels
@@ -76,7 +77,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--hold-look", type=float, nargs="+", default=[], metavar="V")
-    add_hold_empty_flags(ap)
+    add_option_flags(ap)
     a = ap.parse_args()
 
     index = load_index(a.faces)
@@ -85,7 +86,7 @@ def main() -> None:
     ways = {"default": VideoOptions()}
     for v in a.hold_look:
         ways[f"hold_look {v:g}" if v else "not held"] = VideoOptions(hold_look=v or None)
-    ways.update(hold_empty_ways(a))
+    ways.update(option_ways(a))
     scenes = {
         name: ScenePredictor(predictor, o.scene_config(scene_config(a.set)))
         for name, o in ways.items()

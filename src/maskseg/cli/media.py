@@ -327,6 +327,14 @@ def add_video(add: AddCommand) -> None:
         "VideoOptions.hold_look)",
     )
     p.add_argument(
+        "--segment-every",
+        type=positive_int,
+        metavar="K",
+        help="segment each followed face with a mask every K-th frame between full detections, "
+        "carrying its mask with its window in the others (1: every frame; default: "
+        "maskseg.video.segmenter.SEGMENT_EVERY; see VideoOptions.segment_every)",
+    )
+    p.add_argument(
         "--no-wear",
         action="store_true",
         help="skip the wear check (default: each face's verdict, from Face Mesh landmarks, "

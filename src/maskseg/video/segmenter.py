@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from maskseg.pipeline.detect import box_iou
 from maskseg.pipeline.postprocess import logit
 from maskseg.pipeline.preprocess import as_rgb
-from maskseg.pipeline.scene import empty_where
+from maskseg.pipeline.scene import EMPTY_LOGIT, empty_where
 from maskseg.pipeline.scene_config import SceneConfig
 from maskseg.video.cuts import CUT_THRESHOLD, CutDetector
 from maskseg.video.stats import VideoStats
@@ -59,6 +60,9 @@ HOLD_EMPTY = True
 # one in a row (``VideoOptions.hold_empty_twice``); chosen on validation (fold 0: clips' frame
 # IoU 0.7324 -> 0.7352 at 2 px, 0.6910 -> 0.6947 at 6 px; photos unchanged).
 HOLD_EMPTY_TWICE = True
+# A followed face is segmented every this many frames between full detections, its mask
+# carried with its window in the others (``VideoOptions.segment_every``; 1: every frame).
+SEGMENT_EVERY = 1
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,18 @@ class VideoOptions:
             detection of a face seen masked is more likely the gate missing it (its window
             framed a little differently) than the mask coming off. On by the rule registered
             in docs/shipped-model-plan.md ("a face seen masked is held empty only after two").
+            A face held empty gets no model call in a searched frame at all (its mask would
+            be emptied anyway).
+        segment_every: in a searched frame, a followed face with a mask is segmented only
+            in every this many frames, staggered over faces by track id (3 faces at 3: one
+            crop a frame); in the others its last mask (after smoothing and grow and redo)
+            is carried: re-sampled from its last window onto this frame's steadied window,
+            grown the same way. The face moves with its window, so its mask in window
+            coordinates changes little between frames. Full detections, new faces, a face
+            that jumped (``reset_iou``) and faces whose last mask is empty are segmented
+            every frame, so the gate, face check and growth are still decided by the model
+            on real crops. 1: every face every frame. Registered in
+            docs/shipped-model-plan.md ("each followed face segmented every K-th frame").
     """
 
     detect_every: int = 15
@@ -161,8 +177,11 @@ class VideoOptions:
     hold_look: float | None = HOLD_LOOK
     hold_empty: bool = HOLD_EMPTY
     hold_empty_twice: bool = HOLD_EMPTY_TWICE
+    segment_every: int = SEGMENT_EVERY
 
     def __post_init__(self) -> None:
+        if self.segment_every < 1:
+            raise ValueError(f"segment_every must be >= 1, got {self.segment_every}")
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.gate_frames < 1:
@@ -219,6 +238,35 @@ class FrameResult:
     full_detection: bool
     wear: list[Any] | None = None  # maskseg.pipeline.wear.Wear per face
     cut: bool = False
+
+
+# side of the grey patches whose phase correlation tells how a carried mask moved
+PATCH = 64
+
+
+def patch_of(image: np.ndarray, rect: np.ndarray) -> np.ndarray:
+    """The grey PATCH x PATCH picture of ``rect`` in ``image`` (float32, for ``shift_of``)."""
+    import cv2
+
+    from maskseg.pipeline.detect import cut_crop
+
+    crop = cut_crop(image, rect, size=PATCH)
+    grey = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    return grey.astype(np.float32)
+
+
+def shift_of(patch: np.ndarray, image: np.ndarray, rect: np.ndarray) -> tuple[float, float]:
+    """How far (dx, dy, frame pixels) the picture ``patch`` showed in ``rect`` has moved in
+    ``image``: phase correlation of the two grey patches (a Hann window against their
+    edges), bounded to a quarter of the window's side."""
+    import cv2
+
+    now = patch_of(image, rect)
+    hann = cv2.createHanningWindow((PATCH, PATCH), cv2.CV_32F)
+    (dx, dy), _ = cv2.phaseCorrelate(patch, now, hann)
+    scale = float(rect[2] - rect[0]) / PATCH
+    bound = PATCH / 4
+    return float(np.clip(dx, -bound, bound) * scale), float(np.clip(dy, -bound, bound) * scale)
 
 
 def growth_of(base: np.ndarray, grown: np.ndarray) -> np.ndarray:
@@ -279,6 +327,9 @@ class VideoSegmenter:
         self._growth: dict[int, np.ndarray] = {}  # track id -> its held grow-and-redo
         self._empty: set[int] = set()  # tracks held empty in searched frames (hold_empty)
         self._masked: set[int] = set()  # tracks the last full detection gave a mask
+        # track id -> (box, final window, final logits, the window's grey patch) of its last
+        # segmented frame with a mask (segment_every)
+        self._last: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __call__(self, image: np.ndarray, stats: VideoStats | None = None) -> FrameResult:
         """Detect (or re-detect around tracked faces), segment all faces in one batch,
@@ -329,22 +380,33 @@ class VideoSegmenter:
             cut = np.array(
                 [r if g is None else apply_growth(r, g) for r, g in zip(rects, held, strict=True)]
             ).reshape(-1, 4)
-            logits = scene.crop_logits(image, cut)
-            if self.options.hold_empty and located.tracked:  # as its full detection left it,
-                # before smoothing: its running mask must not carry the paint to the next one
-                logits = empty_where(logits, np.array([t in self._empty for t in ids], bool))
-            if self.smoother is not None and len(logits):
-                parts = zip(tracks, cut, logits, boxes, strict=True)
-                logits = np.stack([self.smoother(t, r, lg, b) for t, r, lg, b in parts])
+            # held empty as its full detection left it (before smoothing: its running mask
+            # must not carry the paint to the next one), and so not segmented at all
+            empty = np.array(
+                [self.options.hold_empty and located.tracked and t in self._empty for t in ids],
+                bool,
+            )
+            carry = self._carried(ids, boxes, located.tracked) & ~empty
+            run = np.flatnonzero(~(empty | carry))
+            s = self.scene.predictor.size
+            logits = np.full((len(ids), 1, s, s), EMPTY_LOGIT, np.float32)
+            logits[run] = scene.crop_logits(image, cut[run])
+            if self.smoother is not None:
+                for k in np.flatnonzero(~carry):
+                    logits[k] = self.smoother(tracks[k], cut[k], logits[k], boxes[k])
+            for k in np.flatnonzero(carry):
+                cut[k], logits[k] = self._carry(ids[k], image)
             # grow and redo as predict --scene does, after smoothing, for the faces whose
             # growth is not decided yet; the decision (grown window relative to the steadied
             # one, or none) holds until the next full detection
-            todo = [k for k, g in enumerate(held) if g is None]
+            todo = [k for k, g in enumerate(held) if g is None and not carry[k]]
             if todo:
                 grown, grown_logits = scene.regrow(image, cut[todo], logits[todo])
                 for j, k in enumerate(todo):
                     self._growth[ids[k]] = growth_of(cut[k], grown[j])
                     cut[k], logits[k] = grown[j], grown_logits[j]
+            if self.options.segment_every > 1:
+                self._remember(image, ids, boxes, cut, logits, carry)
             due = self._check_due(ids) if scene.config.face_learned is not None else None
             if due is not None and not due.any():  # every face's decision stands: one paste
                 logits = empty_where(logits, self._held_drop(ids))
@@ -366,6 +428,55 @@ class VideoSegmenter:
                 wear = self._judge(image, result, ids)
         self._frame += 1
         return FrameResult(result, ids, not located.tracked, wear, located.cut)
+
+    def _carried(self, ids: list[int], boxes: list[np.ndarray], tracked: bool) -> np.ndarray:
+        """Bool per followed face: its last mask is carried in this frame instead of a
+        model call (``VideoOptions.segment_every``)."""
+        every = self.options.segment_every
+        carry = np.zeros(len(ids), bool)
+        if every == 1 or not tracked:
+            return carry
+        for k, t in enumerate(ids):
+            last = self._last.get(t)
+            carry[k] = (
+                last is not None
+                and (self._frame + t) % every != 0
+                and box_iou(last[0], np.asarray(boxes[k], np.float64)[None])[0]
+                >= self.options.reset_iou
+            )
+        return carry
+
+    def _carry(self, track_id: int, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A face's last final window and logits moved as the picture inside that window
+        moved since (``shift_of``): the steadied window follows a face slowly on purpose
+        (steady crops), so it cannot tell where a carried mask went."""
+        _, old_cut, old_logits, patch = self._last[track_id]
+        dx, dy = shift_of(patch, image, old_cut)
+        return old_cut + np.array([dx, dy, dx, dy]), old_logits.copy()
+
+    def _remember(
+        self,
+        image: np.ndarray,
+        ids: list[int],
+        boxes: list[np.ndarray],
+        cut: np.ndarray,
+        logits: np.ndarray,
+        carry: np.ndarray,
+    ) -> None:
+        """Keep each segmented face's box, final window, logits and what the window showed
+        for the frames that carry them; a face whose mask came out empty is forgotten
+        (segmented every frame)."""
+        threshold = logit(self.scene.predictor.threshold)
+        for k, t in enumerate(ids):
+            if carry[k]:
+                continue
+            if (logits[k] > max(threshold, 0.0)).any():
+                box = np.asarray(boxes[k], np.float64).copy()
+                self._last[t] = (box, cut[k].copy(), logits[k].copy(), patch_of(image, cut[k]))
+            else:
+                self._last.pop(t, None)
+        if len(self._last) > 4 * max(len(ids), 16):  # forget tracks long gone
+            self._last = {t: self._last[t] for t in ids if t in self._last}
 
     def _check_due(self, ids: list[int]) -> np.ndarray:
         """Bool per followed face: the learned face check decides it this frame. It runs on

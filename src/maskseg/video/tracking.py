@@ -207,7 +207,7 @@ class CropSmoother:
         """The square crop ``rect`` (x1, y1, x2, y2) mapped from this frame's detection ->
         the steadied crop to cut instead. ``box``: the face's box in this frame (default:
         ``track.box``; pass it when the tracker may already be a frame ahead)."""
-        rect = np.asarray(rect, np.float64).reshape(4)
+        rect = np.array(rect, np.float64).reshape(4)  # a copy: the caller may grow its own
         box = np.array(track.box if box is None else box, np.float64).reshape(4)
         raw = np.array([(rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2, rect[2] - rect[0]])
         m = track.state
@@ -234,7 +234,7 @@ class CropSmoother:
         prob = sigmoid(raw)
         if self.gated and not (raw > 0.0).any():  # the gate closed: no mask, not "0.5"
             prob = np.zeros_like(prob)
-        rect = np.asarray(rect, np.float64).reshape(4)
+        rect = np.array(rect, np.float64).reshape(4)  # a copy: the caller may grow its own
         m = track.state
         if not isinstance(m, _Memory):
             self.window(track, rect, box)
@@ -243,13 +243,13 @@ class CropSmoother:
         if says is True and not (raw > self.threshold_logit).any() and m.prob is not None:
             # the face has a mask by its last frames' vote but this frame's gate (or decoder)
             # said none: a frame without evidence, the running mask carries over
-            previous, seen = _resample(m.prob, m.rect, rect)
+            previous, seen = resample(m.prob, m.rect, rect)
             prob = seen * previous + (1 - seen) * prob
         elif m.prob is not None:
             shift = _centre(prob, rect) - _centre(m.prob, m.rect)
             if not np.isfinite(shift).all():  # no mask in one of them: nothing to align by
                 shift = np.zeros(2)
-            previous, seen = _resample(m.prob, m.rect + np.tile(shift, 2), rect)
+            previous, seen = resample(m.prob, m.rect + np.tile(shift, 2), rect)
             # where the old window did not reach, the new frame stands alone
             prob = prob + (1 - self.weight) * (previous - seen * prob)
         m.prob, m.rect = prob, rect
@@ -286,7 +286,7 @@ def _centre(prob: np.ndarray, rect: np.ndarray) -> np.ndarray:
     return np.array([rect[0] + u * scale, rect[1] + v * scale])
 
 
-def _resample(prob: np.ndarray, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def resample(prob: np.ndarray, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``prob`` laid over the square window ``old`` re-sampled on the window ``new`` (same
     grid size), and the share of each new cell the old window covered (0 outside it)."""
     s = prob.shape[0]

@@ -183,7 +183,7 @@ def test_smoother_keeps_its_own_copy_of_the_window():
     rect = np.array([0, 0, 64, 64.0])
     mask = disk_logits(rect, (32, 40), 16)
     smoother, track = CropSmoother(weight=0.5), Track(0, rect.copy(), 0.9)
-    cut = smoother.window(track, rect)
+    cut = smoother.window(track, rect.copy())
     smoother(track, cut, mask)
     cut[:] = [-10, 0, 74, 84]  # grown in place, as VideoSegmenter.segment does
     again = smoother(track, smoother.window(track, rect), mask)

@@ -63,8 +63,8 @@ def truth_of(masks: list[np.ndarray], rects: list[tuple[int, int, int, int]]) ->
 
 
 def add_option_flags(ap: argparse.ArgumentParser) -> None:
-    """``--hold-empty``, ``--hold-empty-twice`` and ``--segment-every``, for this bench and
-    bench_video_photos."""
+    """``--hold-empty``, ``--hold-empty-twice``, ``--hold-growth`` and ``--segment-every``,
+    for this bench and bench_video_photos."""
     ap.add_argument(
         "--hold-empty",
         action="store_true",
@@ -76,6 +76,12 @@ def add_option_flags(ap: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also the default with hold_empty on and VideoOptions.hold_empty_twice flipped "
         "(a face masked at its previous full detection held empty only after two empty ones)",
+    )
+    ap.add_argument(
+        "--hold-growth",
+        action="store_true",
+        help="also the default with VideoOptions.hold_growth flipped (grow and redo decided on "
+        "full detections and held between, or every frame)",
     )
     ap.add_argument(
         "--segment-every",
@@ -99,6 +105,9 @@ def option_ways(a: argparse.Namespace) -> dict[str, VideoOptions]:
         ways[f"hold_empty_twice {'on' if twice else 'off'}"] = VideoOptions(
             hold_empty=True, hold_empty_twice=twice
         )
+    if a.hold_growth:
+        held = not VideoOptions().hold_growth
+        ways[f"hold_growth {'on' if held else 'off'}"] = VideoOptions(hold_growth=held)
     for k in a.segment_every:
         if k != VideoOptions().segment_every:
             ways[f"segment_every {k}"] = VideoOptions(segment_every=k)

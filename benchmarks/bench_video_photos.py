@@ -17,8 +17,9 @@ flicker); for photos with one: the share of frames whose mask is on the main fac
 window ``maskseg data faces`` cut, as ``bench_photos.py``'s ``ON_FACE``); and the share of
 frames detected in full. ``--hold-look V`` adds ``VideoOptions(hold_look=V)`` beside the
 default (0: the default, not held), ``--hold-empty`` and ``--hold-empty-twice`` the default
-with ``VideoOptions.hold_empty`` / ``hold_empty_twice`` flipped, ``--segment-every K ...`` the
-default with ``VideoOptions(segment_every=K)``.
+with ``VideoOptions.hold_empty`` / ``hold_empty_twice`` flipped, ``--hold-growth`` with
+``hold_growth`` flipped, ``--segment-every K ...`` the default with
+``VideoOptions(segment_every=K)``.
 """
 
 from __future__ import annotations

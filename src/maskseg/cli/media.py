@@ -331,7 +331,7 @@ def add_video(add: AddCommand) -> None:
         type=positive_int,
         metavar="K",
         help="segment each followed face with a mask every K-th frame between full detections, "
-        "carrying its mask with its window in the others (1: every frame; default: "
+        "its mask moved with the picture in the others (1: every frame; default: "
         "maskseg.video.segmenter.SEGMENT_EVERY; see VideoOptions.segment_every)",
     )
     p.add_argument(

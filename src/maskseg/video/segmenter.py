@@ -61,8 +61,10 @@ HOLD_EMPTY = True
 # IoU 0.7324 -> 0.7352 at 2 px, 0.6910 -> 0.6947 at 6 px; photos unchanged).
 HOLD_EMPTY_TWICE = True
 # A followed face is segmented every this many frames between full detections, its mask
-# carried with its window in the others (``VideoOptions.segment_every``; 1: every frame).
-SEGMENT_EVERY = 1
+# moved with the picture in the others (``VideoOptions.segment_every``; 1: every frame).
+# Chosen on validation (fold 0: clips' frame IoU 0.7453 -> 0.7453 at 2 px, 0.7047 -> 0.7056
+# at 6 px; photos within 0.3 points; 3 faces 2.2x the frames/s on an AVX2 EPYC).
+SEGMENT_EVERY = 3
 
 
 @dataclass(frozen=True)
@@ -148,13 +150,13 @@ class VideoOptions:
         segment_every: in a searched frame, a followed face with a mask is segmented only
             in every this many frames, staggered over faces by track id (3 faces at 3: one
             crop a frame); in the others its last mask (after smoothing and grow and redo)
-            is carried: re-sampled from its last window onto this frame's steadied window,
-            grown the same way. The face moves with its window, so its mask in window
-            coordinates changes little between frames. Full detections, new faces, a face
-            that jumped (``reset_iou``) and faces whose last mask is empty are segmented
-            every frame, so the gate, face check and growth are still decided by the model
-            on real crops. 1: every face every frame. Registered in
-            docs/shipped-model-plan.md ("each followed face segmented every K-th frame").
+            is carried, moved as the picture inside its window moved since (``shift_of``:
+            phase correlation of small grey patches; the steadied window follows a face too
+            slowly to carry it). Full detections, new faces, a face that jumped
+            (``reset_iou``) and faces whose last mask is empty are segmented every frame, so
+            the gate, face check and growth are still decided by the model on real crops.
+            1: every face every frame. Registered in docs/shipped-model-plan.md ("each
+            followed face segmented every K-th frame").
     """
 
     detect_every: int = 15

@@ -62,9 +62,10 @@ HOLD_EMPTY = True
 HOLD_EMPTY_TWICE = True
 # A followed face is segmented every this many frames between full detections, its mask
 # moved with the picture in the others (``VideoOptions.segment_every``; 1: every frame).
-# Chosen on validation (fold 0: clips' frame IoU 0.7453 -> 0.7453 at 2 px, 0.7047 -> 0.7056
-# at 6 px; photos within 0.3 points; 3 faces 2.2x the frames/s on an AVX2 EPYC).
-SEGMENT_EVERY = 3
+# Chosen on validation (fold 0, against every frame: clips' frame IoU 0.7453 -> 0.7436 at
+# 2 px, 0.7047 -> 0.7047 at 6 px; photos within 0.3 points; 3 faces 3.1-3.4x the frames/s
+# on an AVX2 EPYC, 1.6-1.7x those of every third frame).
+SEGMENT_EVERY = 6
 
 
 @dataclass(frozen=True)

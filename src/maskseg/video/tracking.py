@@ -243,13 +243,13 @@ class CropSmoother:
         if says is True and not (raw > self.threshold_logit).any() and m.prob is not None:
             # the face has a mask by its last frames' vote but this frame's gate (or decoder)
             # said none: a frame without evidence, the running mask carries over
-            previous, seen = resample(m.prob, m.rect, rect)
+            previous, seen = _resample(m.prob, m.rect, rect)
             prob = seen * previous + (1 - seen) * prob
         elif m.prob is not None:
             shift = _centre(prob, rect) - _centre(m.prob, m.rect)
             if not np.isfinite(shift).all():  # no mask in one of them: nothing to align by
                 shift = np.zeros(2)
-            previous, seen = resample(m.prob, m.rect + np.tile(shift, 2), rect)
+            previous, seen = _resample(m.prob, m.rect + np.tile(shift, 2), rect)
             # where the old window did not reach, the new frame stands alone
             prob = prob + (1 - self.weight) * (previous - seen * prob)
         m.prob, m.rect = prob, rect
@@ -286,7 +286,7 @@ def _centre(prob: np.ndarray, rect: np.ndarray) -> np.ndarray:
     return np.array([rect[0] + u * scale, rect[1] + v * scale])
 
 
-def resample(prob: np.ndarray, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _resample(prob: np.ndarray, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``prob`` laid over the square window ``old`` re-sampled on the window ``new`` (same
     grid size), and the share of each new cell the old window covered (0 outside it)."""
     s = prob.shape[0]

@@ -149,8 +149,10 @@ def test_key_is_checked_before_a_slot_is_taken(predictor):
 
 def test_slow_upload_holds_no_slot_and_is_cut_by_its_rate(predictor, monkeypatch):
     """With one slot, an upload dribbling a byte at a time does not keep a normal request
-    out; it is answered 408 (too slow) once the grace period is over."""
-    monkeypatch.setattr(admission, "UPLOAD_GRACE_S", 0.6)
+    out; it is answered 408 (too slow) once the grace period is over. The grace must outlast
+    the three normal requests: at 0.6 s a loaded CI machine once took longer, the upload was
+    cut mid-loop and the next byte met a broken pipe."""
+    monkeypatch.setattr(admission, "UPLOAD_GRACE_S", 2.0)
     settings = Settings(max_in_flight=1, queue=0, min_upload_rate=1000)
     with live_server(create_app(settings, predictor)) as (url, port):
         slow = socket.create_connection(("127.0.0.1", port))

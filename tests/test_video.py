@@ -905,7 +905,7 @@ def test_segment_every_carries_a_face_mask_between_its_model_calls(scene, crops)
     segmented in one searched frame of three (so the first pass of a searched frame holds
     fewer crops than faces), no face loses its mask, and each frame's mask is close to the
     one segmenting every face every frame gives (a mask carried without following the
-    picture, with the slow steadied window, fell to 0.62 IoU of it)."""
+    picture, with the slow steadied window, fell to 0.62 IoU of it, 0.82 on average)."""
     frames = [f for f, _ in moving_faces(crops, 12, size=SIZE, side=100, speed=3.0, seed=2)]
     first_pass: list[int] = []
     real = scene.crop_logits
@@ -937,9 +937,12 @@ def test_segment_every_carries_a_face_mask_between_its_model_calls(scene, crops)
     assert first1 == [2] * len(frames)  # K = 1: both faces in every frame
     searched = [n for r, n in zip(carried, first3, strict=True) if not r.full_detection]
     assert searched and max(searched) <= 1 and sum(searched) < 2 * len(searched)
-    for k, (a, b) in enumerate(zip(carried, each, strict=True)):
-        m, n = a.scene.mask, b.scene.mask
-        assert (m & n).sum() / (m | n).sum() > 0.8, k  # 0.62 if carried without moving
+    agree = [
+        (a.scene.mask & b.scene.mask).sum() / (a.scene.mask | b.scene.mask).sum()
+        for a, b in zip(carried, each, strict=True)
+    ]
+    # carried with the steadied window instead: 0.62 at worst, 0.82 on average
+    assert min(agree) > 0.75 and np.mean(agree) > 0.87, np.round(agree, 2)
 
 
 def test_a_mask_taken_off_leaves_the_video_at_once(scene):

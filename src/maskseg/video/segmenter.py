@@ -28,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import cv2
 import numpy as np
 
-from maskseg.pipeline.detect import box_iou
+from maskseg.pipeline.detect import box_iou, cut_crop
 from maskseg.pipeline.postprocess import logit
 from maskseg.pipeline.preprocess import as_rgb
 from maskseg.pipeline.scene import EMPTY_LOGIT, empty_where
@@ -243,16 +244,14 @@ class FrameResult:
     cut: bool = False
 
 
-# side of the grey patches whose phase correlation tells how a carried mask moved
+# side of the grey patches whose phase correlation tells how a carried mask moved, and the
+# Hann window that keeps their edges out of it
 PATCH = 64
+HANN = cv2.createHanningWindow((PATCH, PATCH), cv2.CV_32F)
 
 
 def patch_of(image: np.ndarray, rect: np.ndarray) -> np.ndarray:
     """The grey PATCH x PATCH picture of ``rect`` in ``image`` (float32, for ``shift_of``)."""
-    import cv2
-
-    from maskseg.pipeline.detect import cut_crop
-
     crop = cut_crop(image, rect, size=PATCH)
     grey = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
     return grey.astype(np.float32)
@@ -262,14 +261,19 @@ def shift_of(patch: np.ndarray, image: np.ndarray, rect: np.ndarray) -> tuple[fl
     """How far (dx, dy, frame pixels) the picture ``patch`` showed in ``rect`` has moved in
     ``image``: phase correlation of the two grey patches (a Hann window against their
     edges), bounded to a quarter of the window's side."""
-    import cv2
-
-    now = patch_of(image, rect)
-    hann = cv2.createHanningWindow((PATCH, PATCH), cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(patch, now, hann)
+    (dx, dy), _ = cv2.phaseCorrelate(patch, patch_of(image, rect), HANN)
     scale = float(rect[2] - rect[0]) / PATCH
     bound = PATCH / 4
     return float(np.clip(dx, -bound, bound) * scale), float(np.clip(dy, -bound, bound) * scale)
+
+
+def pruned(store: dict[int, Any], ids: list[int]) -> dict[int, Any]:
+    """A per-track store, with the tracks long gone forgotten once it holds far more than
+    this frame's faces (it is kept whole below that: a face missed for a few frames comes
+    back to its entry)."""
+    if len(store) <= 4 * max(len(ids), 16):
+        return store
+    return {t: store[t] for t in ids if t in store}
 
 
 def growth_of(base: np.ndarray, grown: np.ndarray) -> np.ndarray:
@@ -391,7 +395,7 @@ class VideoSegmenter:
             )
             carry = self._carried(ids, boxes, located.tracked) & ~empty
             run = np.flatnonzero(~(empty | carry))
-            s = self.scene.predictor.size
+            s = scene.predictor.size
             logits = np.full((len(ids), 1, s, s), EMPTY_LOGIT, np.float32)
             logits[run] = scene.crop_logits(image, cut[run])
             if self.smoother is not None:
@@ -478,8 +482,7 @@ class VideoSegmenter:
                 self._last[t] = (box, cut[k].copy(), logits[k].copy(), patch_of(image, cut[k]))
             else:
                 self._last.pop(t, None)
-        if len(self._last) > 4 * max(len(ids), 16):  # forget tracks long gone
-            self._last = {t: self._last[t] for t in ids if t in self._last}
+        self._last = pruned(self._last, ids)
 
     def _check_due(self, ids: list[int]) -> np.ndarray:
         """Bool per followed face: the learned face check decides it this frame. It runs on
@@ -509,8 +512,7 @@ class VideoSegmenter:
         for k, t in enumerate(ids):
             if due[k]:
                 self._real[t] = (self._frame, bool(fresh[k]))
-        if len(self._real) > 4 * max(len(ids), 16):  # forget tracks long gone
-            self._real = {t: self._real[t] for t in ids}
+        self._real = pruned(self._real, ids)
         return self._held_drop(ids)
 
     def _judge(self, image: np.ndarray, result: Any, ids: list[int]) -> list[Any]:
@@ -537,8 +539,7 @@ class VideoSegmenter:
             fresh, _ = self.wear.check(image, [parts[i] for i in due], faces=faces)
             for i, w in zip(due, fresh, strict=True):
                 self._wear[ids[i]] = (self._frame, w, painted[i])
-        if len(self._wear) > 4 * max(len(ids), 16):  # forget tracks long gone
-            self._wear = {t: self._wear[t] for t in ids}
+        self._wear = pruned(self._wear, ids)
         return [self._wear[t][1] for t in ids]
 
     def _detect(self, image: np.ndarray) -> tuple[Any, bool, np.ndarray | None]:

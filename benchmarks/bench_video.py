@@ -17,7 +17,8 @@ are not installed or have no shipped model file are skipped. ``--set NAME=VALUE`
 scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo);
 ``--redo-model`` segments the grown windows with another model (``ScenePredictor(redo=...)``);
 ``--segment-every K ...`` segments each followed face every K-th frame between full detections
-(``VideoOptions.segment_every``).
+(``VideoOptions.segment_every``); ``--carry-window off on`` first cuts a face due for the model
+from its carried window (``VideoOptions.carry_window``).
 """
 
 from __future__ import annotations
@@ -167,6 +168,14 @@ def main() -> None:
         "(VideoOptions.segment_every); several: alternated in one run",
     )
     ap.add_argument(
+        "--carry-window",
+        nargs="+",
+        choices=["off", "on"],
+        default=["on" if VideoOptions.carry_window else "off"],
+        help="a face due for the model first cut from its carried window "
+        "(VideoOptions.carry_window); both: alternated in one run",
+    )
+    ap.add_argument(
         "--face-check",
         nargs="+",
         choices=["off", "on"],
@@ -194,8 +203,9 @@ def main() -> None:
     if a.set:
         print(f"scene settings: {', '.join(a.set)}")
     head = (
-        f"{'backend':<60} {'faces':>5} {'wear':>4} {'hold':>4} {'every':>5} {'prefetch':>8} "
-        f"{'detect':>6} {'write':>5} {'fps':>6} " + " ".join(f"{s:>8}" for s in STAGES)
+        f"{'backend':<60} {'faces':>5} {'wear':>4} {'hold':>4} {'every':>5} {'cw':>3} "
+        f"{'prefetch':>8} {'detect':>6} {'write':>5} {'fps':>6} "
+        + " ".join(f"{s:>8}" for s in STAGES)
     )
     print(head + f" {'full det':>8}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,9 +232,10 @@ def main() -> None:
             name = (f"{model}: " if model else "") + predictor.backend.describe()
             for n, clip in clips.items():
                 combos = [
-                    (d, w, x, j, h, r, fc, k)
+                    (d, w, x, j, h, r, fc, k, cw)
                     for fc in a.face_check
                     for k in a.segment_every
+                    for cw in a.carry_window
                     for r in a.redo_model
                     for h in a.hold_growth
                     for j in a.wear
@@ -232,7 +243,7 @@ def main() -> None:
                     for x in a.detect_ahead
                     for w in a.write_ahead
                 ]
-                for depth, ahead, det_ahead, judge, hold, redo, fc, every in combos:
+                for depth, ahead, det_ahead, judge, hold, redo, fc, every, cw in combos:
                     scene = scenes[(redo, fc)]
                     wear = WearCheck() if judge == "on" else None
                     options = VideoOptions(
@@ -243,6 +254,7 @@ def main() -> None:
                         detect_threads=a.detect_threads or None,
                         hold_growth=hold == "on",
                         segment_every=every,
+                        carry_window=cw == "on",
                     )
                     warm = folder / "warm.mp4"
                     run_once(clip, scene, options, warm, a.codec, 20, wear)  # warm-up
@@ -257,7 +269,7 @@ def main() -> None:
                     }
                     full = statistics.median(r.full_detections for r in runs)
                     row = (
-                        f"{n:>5} {judge:>4} {hold:>4} {every:>5} {depth:>8} {det_ahead:>6} "
+                        f"{n:>5} {judge:>4} {hold:>4} {every:>5} {cw:>3} {depth:>8} {det_ahead:>6} "
                         f"{ahead:>5} {fps:>6.1f} "
                     )
                     label = name if redo == "none" else f"redo {redo}: {name}"

@@ -17,12 +17,14 @@ consecutive frames beyond what the truth changes, as a share of the truth's area
 IoU of the 10 frames after each bounce (where lag would show). ``--set NAME=VALUE`` changes a
 scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and redo).
 ``--hold-look V ...`` adds the default with faces the search around followed faces cannot see
-held while they look alike (``VideoOptions.hold_look``); the last column is the share of
-frames with a full detection. ``--gate-frames K ...`` adds the default with the gate's
+held while they look alike (``VideoOptions.hold_look``); the last two columns are the share of
+frames with a full detection and the face crops the U-Net segmented a frame (its work, which
+no CPU's noise moves). ``--gate-frames K ...`` adds the default with the gate's
 decision voted over each face's last K frames (``VideoOptions.gate_frames``); ``--redo-model
 M`` the default with the grown windows of grow and redo segmented by model M
 (``ScenePredictor(redo=...)``); ``--segment-every K ...`` the default with each followed face
-segmented every K-th frame between full detections (``VideoOptions.segment_every``).
+segmented every K-th frame between full detections (``VideoOptions.segment_every``);
+``--carry-window`` the default with ``VideoOptions.carry_window`` flipped.
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ def truth_of(masks: list[np.ndarray], rects: list[tuple[int, int, int, int]]) ->
 
 
 def add_option_flags(ap: argparse.ArgumentParser) -> None:
-    """``--hold-empty``, ``--hold-empty-twice``, ``--hold-growth`` and ``--segment-every``,
-    for this bench and bench_video_photos."""
+    """``--hold-empty``, ``--hold-empty-twice``, ``--hold-growth``, ``--carry-window`` and
+    ``--segment-every``, for this bench and bench_video_photos."""
     ap.add_argument(
         "--hold-empty",
         action="store_true",
@@ -82,6 +84,12 @@ def add_option_flags(ap: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also the default with VideoOptions.hold_growth flipped (grow and redo decided on "
         "full detections and held between, or every frame)",
+    )
+    ap.add_argument(
+        "--carry-window",
+        action="store_true",
+        help="also the default with VideoOptions.carry_window flipped (a face due for the "
+        "model first cut from its carried window, or from its steadied one)",
     )
     ap.add_argument(
         "--segment-every",
@@ -108,17 +116,34 @@ def option_ways(a: argparse.Namespace) -> dict[str, VideoOptions]:
     if a.hold_growth:
         held = not VideoOptions().hold_growth
         ways[f"hold_growth {'on' if held else 'off'}"] = VideoOptions(hold_growth=held)
+    if a.carry_window:
+        flipped = not VideoOptions().carry_window
+        ways[f"carry_window {'on' if flipped else 'off'}"] = VideoOptions(carry_window=flipped)
     for k in a.segment_every:
         if k != VideoOptions().segment_every:
             ways[f"segment_every {k}"] = VideoOptions(segment_every=k)
     return ways
 
 
-def run(scene: ScenePredictor, options: VideoOptions, frames: list[np.ndarray]) -> tuple[list, int]:
-    """Each frame's mask, and how many frames had a full detection."""
+def run(
+    scene: ScenePredictor, options: VideoOptions, frames: list[np.ndarray]
+) -> tuple[list, int, int]:
+    """Each frame's mask, how many frames had a full detection, and how many face crops the
+    U-Net segmented (the model's work: a speed figure no CPU's noise moves)."""
     seg = VideoSegmenter(scene, options)
-    results = [seg(f) for f in frames]
-    return [r.scene.mask for r in results], sum(r.full_detection for r in results)
+    cut = [0]
+    real = scene.crop_logits
+
+    def counted(image, rects, **kw):
+        cut[0] += len(rects)
+        return real(image, rects, **kw)
+
+    scene.crop_logits = counted
+    try:
+        results = [seg(f) for f in frames]
+    finally:
+        del scene.crop_logits
+    return [r.scene.mask for r in results], sum(r.full_detection for r in results), cut[0]
 
 
 def main() -> None:
@@ -209,7 +234,9 @@ def main() -> None:
         + (f"; redo model {a.redo_model}" if a.redo_model else "")
     )
     for speed in a.speeds:
-        scores = {k: {"iou": [], "flicker": [], "after_bounce": [], "full": []} for k in ways}
+        scores = {
+            k: {"iou": [], "flicker": [], "after_bounce": [], "full": [], "crops": []} for k in ways
+        }
         for c in range(a.clips):
             chosen = [pairs[(c * a.faces + k) % len(pairs)] for k in range(a.faces)]
             frames, truths, pos = [], [], []
@@ -224,8 +251,9 @@ def main() -> None:
             bounces = [i + 2 for i in np.flatnonzero(turned)]  # the frame after the turn
             after = sorted({j for b in bounces for j in range(b, min(b + 10, a.frames))})
             for name, options in ways.items():
-                masks, full = run(scenes[name], options, frames)
+                masks, full, cut = run(scenes[name], options, frames)
                 scores[name]["full"].append(full / len(frames))
+                scores[name]["crops"].append(cut / len(frames))
                 per = [float(iou(confusion(m, t))) for m, t in zip(masks, truths, strict=True)]
                 scores[name]["iou"].append(np.mean(per))
                 if after:
@@ -237,12 +265,15 @@ def main() -> None:
                 area = np.mean([t.sum() for t in truths])
                 scores[name]["flicker"].append(max(0.0, float(np.mean(change))) / area)
         print(f"\nspeed {speed:g} px/frame")
-        print(f"{'':<26}{'mean IoU':>10}{'IoU after bounces':>19}{'flicker':>9}{'full det.':>11}")
+        print(
+            f"{'':<26}{'mean IoU':>10}{'IoU after bounces':>19}{'flicker':>9}{'full det.':>11}"
+            f"{'crops/frame':>13}"
+        )
         for name, s in scores.items():
             ab = np.mean(s["after_bounce"]) if s["after_bounce"] else float("nan")
             print(
                 f"{name:<26}{np.mean(s['iou']):>10.4f}{ab:>19.4f}{np.mean(s['flicker']):>9.3f}"
-                f"{np.mean(s['full']):>11.1%}"
+                f"{np.mean(s['full']):>11.1%}{np.mean(s['crops']):>13.2f}"
             )
 
 

@@ -945,6 +945,63 @@ def test_segment_every_carries_a_face_mask_between_its_model_calls(scene, crops)
     assert min(agree) > 0.75 and np.mean(agree) > 0.87, np.round(agree, 2)
 
 
+def test_carry_window_segments_a_due_face_once_in_its_carried_window(scene, crops):
+    """``carry_window``: a face due for the model in a searched frame is cut first from its
+    carried window (its last grown window moved with the picture); where its mask fits there,
+    grow and redo is not run, so the clip costs fewer crops than cutting it from its steadied
+    window and growing it again, and each frame's mask stays close to segmenting every face
+    every frame. Two faces whose masks outgrow their steadied windows (the fixture's two keep
+    their first windows: their grown masks run on to the grown window's edge too)."""
+    folder = REAL_DATA / "1" / "face_crop"
+    names = ("faceMsak_t1_JustinTrudeau_0002.jpg", CROP_NAMES[0])
+    faces = [cv2.cvtColor(cv2.imread(str(folder / n)), cv2.COLOR_BGR2RGB) for n in names]
+    frames = [f for f, _ in moving_faces(faces, 18, size=SIZE, side=100, speed=3.0, seed=2)]
+    crops_cut: list[int] = []
+    real = scene.crop_logits
+
+    def counted(image, rects, **kw):
+        crops_cut.append(len(rects))
+        return real(image, rects, **kw)
+
+    def run(**kw) -> tuple[list, int]:
+        crops_cut.clear()
+        seg = VideoSegmenter(scene, VideoOptions(detect_ahead=0, **kw))
+        out = [seg(f) for f in frames]
+        return out, sum(crops_cut)
+
+    scene.crop_logits = counted
+    try:
+        each, _ = run(segment_every=1)
+        usual, n_usual = run(segment_every=3)
+        reused, n_reused = run(segment_every=3, carry_window=True)
+    finally:
+        del scene.crop_logits
+    assert [r.full_detection for r in reused] == [r.full_detection for r in usual]
+    assert all(f.mask for r in reused for f in r.scene.faces)
+    assert n_reused < n_usual, (n_reused, n_usual)
+    agree = [
+        (a.scene.mask & b.scene.mask).sum() / (a.scene.mask | b.scene.mask).sum()
+        for a, b in zip(reused, each, strict=True)
+    ]
+    assert min(agree) > 0.75 and np.mean(agree) > 0.87, np.round(agree, 2)
+
+
+def test_carry_window_keeps_only_a_mask_inside_its_window(scene):
+    """``VideoSegmenter._kept`` on hand-made logits: a mask in the middle of its window is
+    kept; one running to the window's bottom edge, or none at all, is not; a mask touching an
+    edge where the window reaches past the frame is kept (growing there adds padding only)."""
+    seg = VideoSegmenter(scene, VideoOptions(carry_window=True, detect_ahead=0))
+    s = scene.predictor.size
+    logits = np.full((4, 1, s, s), -8.0, np.float32)
+    logits[0, 0, s // 4 : 3 * s // 4, s // 4 : 3 * s // 4] = 8.0  # inside
+    logits[1, 0, s // 2 :, s // 4 : 3 * s // 4] = 8.0  # down to the bottom edge
+    logits[3, 0, s // 2 :, s // 4 : 3 * s // 4] = 8.0  # the same, its window past the frame
+    rects = np.array([[100, 100, 200, 200]] * 3 + [[100, 150, 200, 250]], np.float64)
+    kept = seg._kept((240, 320), rects, logits, [0, 1, 2, 3])
+    assert kept.tolist() == [True, False, False, True]
+    assert seg._kept((240, 320), rects, logits, [1]).tolist() == [False] * 4
+
+
 def test_a_mask_taken_off_leaves_the_video_at_once(scene):
     """The shipped INT8 model on a still clip of the example astronaut, her mask taken off
     after four frames: the face has no mask from the first frame without it, where averaging

@@ -67,6 +67,9 @@ HOLD_EMPTY_TWICE = True
 # 2 px, 0.7047 -> 0.7047 at 6 px; photos within 0.3 points; 3 faces 3.1-3.4x the frames/s
 # on an AVX2 EPYC, 1.6-1.7x those of every third frame).
 SEGMENT_EVERY = 6
+# A followed face due for the model in a searched frame is first cut from its carried window
+# (``VideoOptions.carry_window``); registered in docs/shipped-model-plan.md.
+CARRY_WINDOW = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,14 @@ class VideoOptions:
             the gate, face check and growth are still decided by the model on real crops.
             1: every face every frame. Registered in docs/shipped-model-plan.md ("each
             followed face segmented every K-th frame").
+        carry_window: with ``segment_every`` > 1, a face due for the model in a searched
+            frame is first cut from its carried window (its last final window, grown as grow
+            and redo left it, moved as a carried mask is) instead of its steadied one: that
+            window already frames the whole mask, so the usual second cut of grow and redo is
+            saved. The mask is kept there when it has pixels and touches no edge of the
+            window (inside the frame); otherwise the face goes the usual way (steadied
+            window, grow and redo), one crop dearer. Registered in
+            docs/shipped-model-plan.md ("A due face segmented first in its carried window").
     """
 
     detect_every: int = 15
@@ -182,6 +193,7 @@ class VideoOptions:
     hold_empty: bool = HOLD_EMPTY
     hold_empty_twice: bool = HOLD_EMPTY_TWICE
     segment_every: int = SEGMENT_EVERY
+    carry_window: bool = CARRY_WINDOW
 
     def __post_init__(self) -> None:
         if self.segment_every < 1:
@@ -334,9 +346,10 @@ class VideoSegmenter:
         self._growth: dict[int, np.ndarray] = {}  # track id -> its held grow-and-redo
         self._empty: set[int] = set()  # tracks held empty in searched frames (hold_empty)
         self._masked: set[int] = set()  # tracks the last full detection gave a mask
-        # track id -> (box, final window, final logits, the window's grey patch) of its last
-        # segmented frame with a mask (segment_every)
-        self._last: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        # track id -> (box, final window, final logits, the window's grey patch, whether
+        # grow and redo grew that window) of its last segmented frame with a mask
+        # (segment_every, carry_window)
+        self._last: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]] = {}
 
     def __call__(self, image: np.ndarray, stats: VideoStats | None = None) -> FrameResult:
         """Detect (or re-detect around tracked faces), segment all faces in one batch,
@@ -393,11 +406,26 @@ class VideoSegmenter:
                 [self.options.hold_empty and located.tracked and t in self._empty for t in ids],
                 bool,
             )
-            carry = self._carried(ids, boxes, located.tracked) & ~empty
+            carry, due = self._carried(ids, boxes, located.tracked)
+            carry &= ~empty
             run = np.flatnonzero(~(empty | carry))
             s = scene.predictor.size
             logits = np.full((len(ids), 1, s, s), EMPTY_LOGIT, np.float32)
-            logits[run] = scene.crop_logits(image, cut[run])
+            first = cut.copy()
+            reuse = np.flatnonzero(due & ~empty) if self.options.carry_window else []
+            for k in reuse:
+                first[k] = self._carry(ids[k], image)[0]
+            logits[run] = scene.crop_logits(image, first[run])
+            kept = self._kept(image.shape[:2], first, logits, reuse)
+            # a face whose carried window was grown and no longer holds its mask goes the
+            # usual way; one whose carried window was not grown stands in for the steadied
+            # one (grow and redo from it, as from that), so it costs no crop more
+            redo = [k for k in reuse if not kept[k] and self._last[ids[k]][4]]
+            for k in reuse:
+                if k not in redo:
+                    cut[k] = first[k]
+            if redo:
+                logits[redo] = scene.crop_logits(image, cut[redo])
             if self.smoother is not None:
                 for k in np.flatnonzero(~carry):
                     logits[k] = self.smoother(tracks[k], cut[k], logits[k], boxes[k])
@@ -406,14 +434,18 @@ class VideoSegmenter:
             # grow and redo as predict --scene does, after smoothing, for the faces whose
             # growth is not decided yet; the decision (grown window relative to the steadied
             # one, or none) holds until the next full detection
-            todo = [k for k, g in enumerate(held) if g is None and not carry[k]]
+            todo = [k for k, g in enumerate(held) if g is None and not (carry[k] or kept[k])]
+            grew = np.zeros(len(ids), bool)  # the window grow and redo left is a grown one
+            for k in np.flatnonzero(kept):
+                grew[k] = self._last[ids[k]][4]
             if todo:
                 grown, grown_logits = scene.regrow(image, cut[todo], logits[todo])
                 for j, k in enumerate(todo):
                     self._growth[ids[k]] = growth_of(cut[k], grown[j])
+                    grew[k] = not np.array_equal(grown[j], cut[k])
                     cut[k], logits[k] = grown[j], grown_logits[j]
             if self.options.segment_every > 1:
-                self._remember(image, ids, boxes, cut, logits, carry)
+                self._remember(image, ids, boxes, cut, logits, carry, grew)
             due = self._check_due(ids) if scene.config.face_learned is not None else None
             if due is not None and not due.any():  # every face's decision stands: one paste
                 logits = empty_where(logits, self._held_drop(ids))
@@ -436,28 +468,51 @@ class VideoSegmenter:
         self._frame += 1
         return FrameResult(result, ids, not located.tracked, wear, located.cut)
 
-    def _carried(self, ids: list[int], boxes: list[np.ndarray], tracked: bool) -> np.ndarray:
-        """Bool per followed face: its last mask is carried in this frame instead of a
-        model call (``VideoOptions.segment_every``)."""
+    def _carried(
+        self, ids: list[int], boxes: list[np.ndarray], tracked: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Two bools per followed face (``VideoOptions.segment_every``): its last mask is
+        carried in this frame instead of a model call; it could be carried but is due for the
+        model in this frame (its turn in ``segment_every``)."""
         every = self.options.segment_every
         carry = np.zeros(len(ids), bool)
+        due = np.zeros(len(ids), bool)
         if every == 1 or not tracked:
-            return carry
+            return carry, due
         for k, t in enumerate(ids):
             last = self._last.get(t)
-            carry[k] = (
-                last is not None
-                and (self._frame + t) % every != 0
-                and box_iou(last[0], np.asarray(boxes[k], np.float64)[None])[0]
-                >= self.options.reset_iou
+            if last is None:
+                continue
+            near = box_iou(last[0], np.asarray(boxes[k], np.float64)[None])[0]
+            if near >= self.options.reset_iou:
+                turn = (self._frame + t) % every == 0
+                carry[k], due[k] = not turn, turn
+        return carry, due
+
+    def _kept(
+        self, shape: tuple[int, int], rects: np.ndarray, logits: np.ndarray, faces: Any
+    ) -> np.ndarray:
+        """Bool per face: of ``faces`` (cut from their carried windows), those whose mask has
+        pixels, is not one ``retry_small`` would retry, and touches no edge of its window
+        inside the frame (``VideoOptions.carry_window``); the mask is kept as it is."""
+        kept = np.zeros(len(rects), bool)
+        faces = list(faces)
+        if not faces:
+            return kept
+        small = self.scene.config.retry_small
+        for k, m in zip(faces, self.scene.crop_masks(logits[faces]), strict=True):
+            kept[k] = (
+                m.any()
+                and (small is None or m.mean() > small)
+                and not self.scene.edges_to_grow(shape, rects[k], m).any()
             )
-        return carry
+        return kept
 
     def _carry(self, track_id: int, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A face's last final window and logits moved as the picture inside that window
         moved since (``shift_of``): the steadied window follows a face slowly on purpose
         (steady crops), so it cannot tell where a carried mask went."""
-        _, old_cut, old_logits, patch = self._last[track_id]
+        _, old_cut, old_logits, patch, _ = self._last[track_id]
         dx, dy = shift_of(patch, image, old_cut)
         return old_cut + np.array([dx, dy, dx, dy]), old_logits.copy()
 
@@ -469,17 +524,19 @@ class VideoSegmenter:
         cut: np.ndarray,
         logits: np.ndarray,
         carry: np.ndarray,
+        grew: np.ndarray,
     ) -> None:
-        """Keep each segmented face's box, final window, logits and what the window showed
-        for the frames that carry them; a face whose mask came out empty is forgotten
-        (segmented every frame)."""
+        """Keep each segmented face's box, final window, logits, what the window showed and
+        whether grow and redo grew it, for the frames that carry them; a face whose mask came
+        out empty is forgotten (segmented every frame)."""
         threshold = logit(self.scene.predictor.threshold)
         for k, t in enumerate(ids):
             if carry[k]:
                 continue
             if (logits[k] > max(threshold, 0.0)).any():
                 box = np.asarray(boxes[k], np.float64).copy()
-                self._last[t] = (box, cut[k].copy(), logits[k].copy(), patch_of(image, cut[k]))
+                patch = patch_of(image, cut[k])
+                self._last[t] = (box, cut[k].copy(), logits[k].copy(), patch, bool(grew[k]))
             else:
                 self._last.pop(t, None)
         self._last = pruned(self._last, ids)

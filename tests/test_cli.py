@@ -361,6 +361,7 @@ def test_a_split_is_not_rebuilt_from_other_pairs(msfd_tiny: Path, tmp_path: Path
         (["--batch-size", "0"], "train.batch_size must be at least 1"),
         (["--image-size", "0"], "image_size must be at least 16"),
         (["--patience", "-1"], "train.patience must be at least 0"),
+        (["--steps", "0"], "train.steps must be at least 1"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )

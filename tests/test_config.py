@@ -45,6 +45,9 @@ def test_resume_config_applies_allowed_and_refuses_the_rest():
     assert "train.epochs (run: 10, given: 20)" in str(err.value)
     refused = str(err.value).split("these differ:")[1].split(". Only")[0]
     assert "data.seed" in refused and "data.root" not in refused
+    # a budget in steps is the schedule's length too: not changed on resume
+    with pytest.raises(ValueError, match=r"train.steps \(run: None, given: 500\)"):
+        resume_config(saved, {"train": {"steps": 500}})
 
 
 def test_split_key_changes_with_split_settings_only():

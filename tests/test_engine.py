@@ -166,6 +166,60 @@ def test_lr_schedule_warms_up_then_decays_to_one_percent():
     assert sched.get_last_lr()[0] == pytest.approx(0.01)
 
 
+def test_lr_schedule_spans_a_budget_in_steps():
+    """``TrainConfig.steps``: the cosine ends at the budget, whatever ``epochs`` says; the
+    warm-up stays in epochs."""
+    from maskseg.train.engine import budget
+
+    tc = TrainConfig(epochs=10, steps=23, warmup_epochs=1, lr=1.0)
+    assert budget(tc, steps_per_epoch=5) == (5, 23)  # 4 whole epochs and 3 steps of a 5th
+    assert budget(TrainConfig(epochs=10), steps_per_epoch=5) == (10, 50)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=tc.lr)
+    sched = make_scheduler(opt, tc, steps_per_epoch=5)
+    lrs = []
+    for _ in range(23):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[4] == pytest.approx(1.0)  # a 5-step warm-up
+    # halfway through the 18 cosine steps: 0.01 + 0.99 * 0.5
+    assert lrs[5 + 9] == pytest.approx(0.01 + 0.99 * 0.5, abs=1e-6)
+    assert sched.get_last_lr()[0] == pytest.approx(0.01)  # the floor at the 23rd step
+
+
+def test_fit_stops_after_exactly_its_budget_of_steps(samples, tmp_path: Path):
+    """16 training pairs in batches of 4: 4 steps an epoch, so a budget of 10 steps is two
+    whole epochs and half a third, which is validated like the others."""
+    taken = []
+    res = fit(_cfg(epochs=50, steps=10), *samples, tmp_path, on_step=lambda e, s: taken.append(e))
+    assert len(taken) == 10 and taken.count(2) == 2
+    assert res.epochs_run == 3 and len(res.history) == 3 and "val_iou" in res.history[-1]
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert ckpt["scheduler"]["last_epoch"] == 10  # the schedule's steps: the budget's
+    assert res.history[-1]["lr"] == pytest.approx(_cfg().train.lr * 0.01)  # its floor
+
+
+def test_resume_mid_budget_of_steps_matches_uninterrupted_run(samples, tmp_path: Path):
+    """A run budgeted in steps killed in its last, short epoch and resumed: the same steps,
+    the same weights as a run never stopped (how long runs span sessions)."""
+    cfg = _cfg(epochs=50, steps=10)
+    full = fit(cfg, *samples, tmp_path / "full")
+
+    def kill(epoch: int, step: int) -> None:
+        if (epoch, step) == (2, 1):  # the first step of the short third epoch
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(cfg, *samples, tmp_path / "cut", checkpoint_interval=0, on_step=kill)
+    steps = []
+    resumed = fit(
+        cfg, *samples, tmp_path / "cut", resume=True, on_step=lambda e, s: steps.append((e, s))
+    )
+    assert steps == [(2, 1), (2, 2)]
+    for k, v in _weights(full.model).items():
+        torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=1e-5, atol=1e-6)
+
+
 def test_train_one_epoch_in_bf16_and_fp32(samples):
     """bf16 autocast (the default where the CPU has it) trains: finite losses that fall, and
     its forward pass stays close to fp32's."""

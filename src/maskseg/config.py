@@ -173,7 +173,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How a model is trained. ``steps``: the run's budget in optimiser steps instead of
+    ``epochs`` (None: epochs). With ten times more rows an epoch is ten times longer, so a
+    budget in epochs means ten times the hours; a budget in steps does not move with the data.
+    The run stops after exactly that many steps (its last epoch cut short and validated), the
+    learning-rate schedule spans them; warm-up, patience and validation stay per epoch."""
+
     epochs: int = 250
+    steps: int | None = None
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -211,6 +218,8 @@ class TrainConfig:
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise ValueError(f"train.{name} must be at least {low}, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"train.steps must be at least 1 (or unset), got {self.steps}")
         if not self.lr > 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
         weights = (self.bce_weight, self.dice_weight, self.lovasz_weight)

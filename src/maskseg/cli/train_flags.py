@@ -44,6 +44,15 @@ CONFIG_FLAGS: list[tuple[str, str, str, Any, str]] = [
         "or residual (3x3 conv twice with a shortcut)",
     ),
     ("--epochs", "train", "epochs", int, "training epochs"),
+    (
+        "--steps",
+        "train",
+        "steps",
+        int,
+        "budget in optimiser steps instead of --epochs: the run stops after exactly this many "
+        "(the learning-rate schedule spans them; warm-up, patience and validation stay per "
+        "epoch), so its hours do not grow with the data",
+    ),
     ("--batch-size", "train", "batch_size", int, "images per training step"),
     ("--lr", "train", "lr", float, "peak learning rate (AdamW, warm-up then cosine)"),
     ("--warmup-epochs", "train", "warmup_epochs", int, "epochs of linear learning-rate warm-up"),

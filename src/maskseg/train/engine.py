@@ -102,9 +102,18 @@ def evaluate(
 # --------------------------------------------------------------------------- training
 
 
+def budget(tc: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """(epochs, optimiser steps) of a run: ``tc.steps`` and the epochs they start when set
+    (the last one cut short), else ``tc.epochs`` whole epochs."""
+    if tc.steps is None:
+        return tc.epochs, tc.epochs * steps_per_epoch
+    return math.ceil(tc.steps / max(1, steps_per_epoch)), tc.steps
+
+
 def make_scheduler(opt: torch.optim.Optimizer, tc: TrainConfig, steps_per_epoch: int):
-    """Linear warm-up, then cosine decay to 1% of the peak LR, stepped per batch."""
-    total = max(1, tc.epochs * steps_per_epoch)
+    """Linear warm-up, then cosine decay to 1% of the peak LR, stepped per batch, over the
+    run's whole ``budget``."""
+    total = max(1, budget(tc, steps_per_epoch)[1])
     warm = min(total - 1, tc.warmup_epochs * steps_per_epoch)
 
     def factor(step: int) -> float:
@@ -220,6 +229,8 @@ class Trainer:
             self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay
         )
         self.sched = make_scheduler(self.opt, tc, steps_per_epoch)
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs, self.total_steps = budget(tc, steps_per_epoch)
         self.loss_fn = BCEDiceLoss(tc.bce_weight, tc.dice_weight, tc.lovasz_weight)
         self.scaler = (
             torch.amp.GradScaler("cuda") if needs_grad_scaler(device, tc.precision) else None
@@ -291,6 +302,8 @@ class Trainer:
         per_rank = bs // D.world()
         shard = D.shard(epoch_order(len(dataset), tc.seed, self.epoch))
         n_steps = len(dataset) // bs  # drop the ragged last batch: BatchNorm dislikes tiny ones
+        # a budget in steps (``TrainConfig.steps``) ends in the middle of its last epoch
+        n_steps = min(n_steps, self.total_steps - self.epoch * self.steps_per_epoch)
         batches = [shard[i * per_rank : (i + 1) * per_rank] for i in range(n_steps)]
         loader = DataLoader(
             dataset, batch_sampler=batches[self.step_in_epoch :], num_workers=tc.num_workers
@@ -299,7 +312,7 @@ class Trainer:
             loader,
             total=n_steps,
             initial=self.step_in_epoch,
-            desc=f"epoch {self.epoch + 1}/{tc.epochs}",
+            desc=f"epoch {self.epoch + 1}/{self.epochs}",
             disable=not (D.is_main() and show_progress(tc.progress)),
             leave=False,
             dynamic_ncols=True,
@@ -424,7 +437,7 @@ def fit(
 
     stopped = tr.bad_epochs >= tc.patience and bool(val_samples)
     with stop_after_step() as tr.stop:  # Ctrl-C ends the step under way, saves and says so
-        while tr.epoch < tc.epochs and not stopped:
+        while tr.epoch < tr.epochs and not stopped:
             t0 = time.perf_counter()
             train_loss = tr.train_epoch(dataset, checkpoint_interval, on_step)
             row = {"epoch": tr.epoch + 1, "lr": tr.sched.get_last_lr()[0], "train_loss": train_loss}
@@ -451,7 +464,7 @@ def fit(
             if main:
                 write_history(run_dir, tr.history, plot=tr.epoch % 10 == 0)
             msg = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
-            log.info("epoch %d/%d %s", tr.epoch, tc.epochs, msg)
+            log.info("epoch %d/%d %s", tr.epoch, tr.epochs, msg)
             if val_samples and tr.bad_epochs >= tc.patience:
                 log.info("early stopping: no val IoU gain for %d epochs", tc.patience)
                 stopped = True

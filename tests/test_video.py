@@ -883,6 +883,31 @@ def test_cli_video_json_marks_the_cut(tmp_path: Path, crops):
     assert not any("cut" in json.loads(line) for line in js.read_text().splitlines())
 
 
+def test_cli_video_flags_reach_the_video_options():
+    """Each of ``maskseg video``'s option flags sets its ``VideoOptions`` field, and a flag not
+    given keeps the default (``--segment-every`` was once parsed and then dropped)."""
+    from maskseg.cli.main import build_parser
+    from maskseg.cli.media import video_options
+
+    def options(*flags: str) -> VideoOptions:
+        return video_options(build_parser().parse_args(["video", "clip.mp4", *flags]))
+
+    assert options() == VideoOptions()
+    got = options(
+        *("--segment-every", "2", "--detect-every", "4", "--gate-frames", "3"),
+        *("--cut-threshold", "0", "--hold-look", "0.8", "--wear-every", "7", "--no-smooth"),
+    )
+    assert got == VideoOptions(
+        segment_every=2,
+        detect_every=4,
+        gate_frames=3,
+        cut_threshold=None,
+        hold_look=0.8,
+        wear_every=7,
+        smooth=False,
+    )
+
+
 def test_cli_video_redo_model_segments_the_grown_windows(tmp_path: Path, crops, capsys):
     """--redo-model loads a second model for the grown windows: the run works end to end, the
     masked faces still get masks, and a bad name fails before any frame is written."""

@@ -103,6 +103,25 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return report_run(res, a, wear is not None)
 
 
+def video_options(a: argparse.Namespace) -> Any:
+    """The ``VideoOptions`` of ``maskseg video``'s flags; a flag not given keeps the option's
+    default."""
+    from maskseg.video import VideoOptions
+
+    given: dict[str, Any] = {}
+    if a.gate_frames is not None:
+        given["gate_frames"] = a.gate_frames
+    if a.cut_threshold is not None:  # 0: no cut detection
+        given["cut_threshold"] = a.cut_threshold or None
+    if a.hold_look is not None:  # 0: never held
+        given["hold_look"] = a.hold_look or None
+    if a.segment_every is not None:
+        given["segment_every"] = a.segment_every
+    return VideoOptions(
+        detect_every=a.detect_every, smooth=not a.no_smooth, wear_every=a.wear_every, **given
+    )
+
+
 def cmd_video(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -122,14 +141,7 @@ def cmd_video(a: argparse.Namespace) -> int:
     json_path = None if to_stdout else a.json
     video.sinks.check_outputs(a.source, a.output, json_path, a.masks)  # before anything opens
     with video.open_source(a.source) as source:  # a bad source fails before the model loads
-        voted = {} if a.gate_frames is None else {"gate_frames": a.gate_frames}
-        if a.cut_threshold is not None:  # 0: no cut detection
-            voted["cut_threshold"] = a.cut_threshold or None
-        if a.hold_look is not None:  # 0: never held
-            voted["hold_look"] = a.hold_look or None
-        options = video.VideoOptions(
-            detect_every=a.detect_every, smooth=not a.no_smooth, wear_every=a.wear_every, **voted
-        )
+        options = video_options(a)
         wear = None
         if not a.no_wear:
             from maskseg.pipeline.wear import WearCheck

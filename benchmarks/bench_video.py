@@ -18,7 +18,8 @@ scene setting (``maskseg.pipeline.scene_config``; ``grow_rounds=0``: no grow and
 ``--redo-model`` segments the grown windows with another model (``ScenePredictor(redo=...)``);
 ``--segment-every K ...`` segments each followed face every K-th frame between full detections
 (``VideoOptions.segment_every``); ``--carry-window off on`` first cuts a face due for the model
-from its carried window (``VideoOptions.carry_window``).
+from its carried window (``VideoOptions.carry_window``); ``--threads 0 1`` runs the segmenter's
+onnxruntime session at one thread per core, then at one.
 """
 
 from __future__ import annotations
@@ -123,6 +124,15 @@ def main() -> None:
     ap.add_argument(
         "--spinning", action="store_true", help="onnxruntime: idle segmenter threads spin"
     )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="T",
+        help="onnxruntime threads of the segmenter (0: one per core, the default); several: "
+        "one after another",
+    )
     ap.add_argument("--codec", default=default_codec(), choices=["h264", "mp4v"])
     ap.add_argument("--detect-every", type=int, default=VideoOptions.detect_every)
     ap.add_argument(
@@ -211,10 +221,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         clips = {n: make_clip(folder, n, a.frames) for n in a.faces}
-        for model, backend in ((m, b) for m in a.models for b in a.backends):
+        runs = ((m, b, t) for m in a.models for b in a.backends for t in a.threads)
+        for model, backend, threads in runs:
+            if backend == "torch" and threads:
+                continue  # --threads sets onnxruntime's sessions only
             try:
                 options = (
-                    {"precision": a.precision} if backend == "torch" else {"spinning": a.spinning}
+                    {"precision": a.precision}
+                    if backend == "torch"
+                    else {"spinning": a.spinning, "threads": threads}
                 )
                 predictor = Predictor.load(model, backend=backend, **options)
             except (ImportError, ValueError, FileNotFoundError) as exc:

@@ -24,7 +24,8 @@ decision voted over each face's last K frames (``VideoOptions.gate_frames``); ``
 M`` the default with the grown windows of grow and redo segmented by model M
 (``ScenePredictor(redo=...)``); ``--segment-every K ...`` the default with each followed face
 segmented every K-th frame between full detections (``VideoOptions.segment_every``);
-``--carry-window`` the default with ``VideoOptions.carry_window`` flipped.
+``--carry-window`` the default with ``VideoOptions.carry_window`` flipped; ``--carry-overlap S
+...`` the default with ``VideoOptions.carry_overlap`` S.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def truth_of(masks: list[np.ndarray], rects: list[tuple[int, int, int, int]]) ->
 
 
 def add_option_flags(ap: argparse.ArgumentParser) -> None:
-    """``--hold-empty``, ``--hold-empty-twice``, ``--hold-growth``, ``--carry-window`` and
-    ``--segment-every``, for this bench and bench_video_photos."""
+    """``--hold-empty``, ``--hold-empty-twice``, ``--hold-growth``, ``--carry-window``,
+    ``--carry-overlap`` and ``--segment-every``, for this bench and bench_video_photos."""
     ap.add_argument(
         "--hold-empty",
         action="store_true",
@@ -90,6 +91,15 @@ def add_option_flags(ap: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also the default with VideoOptions.carry_window flipped (a face due for the "
         "model first cut from its carried window, or from its steadied one)",
+    )
+    ap.add_argument(
+        "--carry-overlap",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="S",
+        help="also the default with a face overlapping another by S of the smaller window "
+        "segmented, not carried (VideoOptions.carry_overlap)",
     )
     ap.add_argument(
         "--segment-every",
@@ -119,6 +129,8 @@ def option_ways(a: argparse.Namespace) -> dict[str, VideoOptions]:
     if a.carry_window:
         flipped = not VideoOptions().carry_window
         ways[f"carry_window {'on' if flipped else 'off'}"] = VideoOptions(carry_window=flipped)
+    for v in a.carry_overlap:
+        ways[f"carry_overlap {v:g}"] = VideoOptions(carry_overlap=v)
     for k in a.segment_every:
         if k != VideoOptions().segment_every:
             ways[f"segment_every {k}"] = VideoOptions(segment_every=k)

@@ -70,6 +70,9 @@ SEGMENT_EVERY = 6
 # A followed face due for the model in a searched frame is first cut from its carried window
 # (``VideoOptions.carry_window``); registered in docs/shipped-model-plan.md.
 CARRY_WINDOW = False
+# A face whose window overlaps another's by this share of the smaller is not carried
+# (``VideoOptions.carry_overlap``); None: overlap does not matter.
+CARRY_OVERLAP: float | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,12 @@ class VideoOptions:
             window (inside the frame); otherwise the face goes the usual way (steadied
             window, grow and redo), one crop dearer. Registered in
             docs/shipped-model-plan.md ("A due face segmented first in its carried window").
+        carry_overlap: with ``segment_every`` > 1, a face whose window overlaps another
+            followed face's window by at least this share of the smaller window's area is
+            segmented, not carried: a carried mask moves with the picture inside its window,
+            which is then mostly the other face, so a rear face's mask would follow the face
+            passing in front of it. None: overlap does not matter. Registered in
+            docs/shipped-model-plan.md ("A face overlapping another is not carried").
     """
 
     detect_every: int = 15
@@ -194,6 +203,7 @@ class VideoOptions:
     hold_empty_twice: bool = HOLD_EMPTY_TWICE
     segment_every: int = SEGMENT_EVERY
     carry_window: bool = CARRY_WINDOW
+    carry_overlap: float | None = CARRY_OVERLAP
 
     def __post_init__(self) -> None:
         if self.segment_every < 1:
@@ -212,6 +222,8 @@ class VideoOptions:
             raise ValueError(f"detect_ahead must be >= 0, got {self.detect_ahead}")
         if self.cut_threshold is not None and self.cut_threshold <= 0:
             raise ValueError(f"cut_threshold must be > 0 or None, got {self.cut_threshold}")
+        if self.carry_overlap is not None and not 0 < self.carry_overlap <= 1:
+            raise ValueError(f"carry_overlap must be in (0, 1] or None, got {self.carry_overlap}")
         if self.hold_look is not None and not -1 <= self.hold_look <= 1:
             raise ValueError(f"hold_look must be in [-1, 1] or None, got {self.hold_look}")
 
@@ -277,6 +289,23 @@ def shift_of(patch: np.ndarray, image: np.ndarray, rect: np.ndarray) -> tuple[fl
     scale = float(rect[2] - rect[0]) / PATCH
     bound = PATCH / 4
     return float(np.clip(dx, -bound, bound) * scale), float(np.clip(dy, -bound, bound) * scale)
+
+
+def overlapping(rects: np.ndarray, share: float) -> np.ndarray:
+    """Bool per window (x1, y1, x2, y2): it overlaps another of ``rects`` by at least
+    ``share`` of the smaller one's area."""
+    r = np.asarray(rects, np.float64).reshape(-1, 4)
+    w = np.clip(
+        np.minimum(r[:, None, 2], r[None, :, 2]) - np.maximum(r[:, None, 0], r[None, :, 0]), 0, None
+    )
+    h = np.clip(
+        np.minimum(r[:, None, 3], r[None, :, 3]) - np.maximum(r[:, None, 1], r[None, :, 1]), 0, None
+    )
+    area = (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])
+    smaller = np.minimum(area[:, None], area[None, :])
+    hit = w * h >= share * np.maximum(smaller, 1e-9)
+    np.fill_diagonal(hit, False)
+    return hit.any(axis=1)
 
 
 def pruned(store: dict[int, Any], ids: list[int]) -> dict[int, Any]:
@@ -407,6 +436,10 @@ class VideoSegmenter:
                 bool,
             )
             carry, due = self._carried(ids, boxes, located.tracked)
+            if self.options.carry_overlap is not None:
+                crowded = overlapping(cut, self.options.carry_overlap)
+                carry &= ~crowded
+                due &= ~crowded  # segmented the usual way, from its steadied window
             carry &= ~empty
             run = np.flatnonzero(~(empty | carry))
             s = scene.predictor.size

@@ -1027,6 +1027,21 @@ def test_carry_window_keeps_only_a_mask_inside_its_window(scene):
     assert seg._kept((240, 320), rects, logits, [1]).tolist() == [False] * 4
 
 
+def test_overlapping_windows_by_share_of_the_smaller():
+    """``segmenter.overlapping`` (``carry_overlap``) on hand-computed windows: two 10 x 10
+    windows sharing a 5 x 5 corner overlap by 0.25 of either; a 4 x 4 window inside a larger
+    one overlaps it wholly (the share is of the smaller); a window far away overlaps none."""
+    from maskseg.video.segmenter import overlapping
+
+    rects = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [100, 100, 110, 110], [0, 0, 4, 4]])
+    assert overlapping(rects, 0.25).tolist() == [True, True, False, True]
+    assert overlapping(rects, 0.3).tolist() == [True, False, False, True]
+    assert overlapping(rects[:1], 0.01).tolist() == [False]  # alone: nothing to overlap
+    assert overlapping(np.zeros((0, 4)), 0.25).shape == (0,)
+    with pytest.raises(ValueError, match="carry_overlap"):
+        VideoOptions(carry_overlap=0)
+
+
 def test_a_mask_taken_off_leaves_the_video_at_once(scene):
     """The shipped INT8 model on a still clip of the example astronaut, her mask taken off
     after four frames: the face has no mask from the first frame without it, where averaging

@@ -132,10 +132,11 @@ def main() -> None:
                 rows[name]["full"].append(full / len(frames))
         what = "frames given a mask" if label == "without_mask" else "frames, mask on the face"
         print(f"\n{label}: {used} clips")
-        print(f"{'':<16}{what:>26}{'clips with any':>16}{'switches/clip':>15}{'full det.':>11}")
+        pad = max([16, *(len(n) + 2 for n in rows)])  # the names' column fits the longest
+        print(f"{'':<{pad}}{what:>26}{'clips with any':>16}{'switches/clip':>15}{'full det.':>11}")
         for name, r in rows.items():
             print(
-                f"{name:<16}{np.mean(r['masked']):>26.2%}{np.mean(r['clips']):>16.1%}"
+                f"{name:<{pad}}{np.mean(r['masked']):>26.2%}{np.mean(r['clips']):>16.1%}"
                 f"{np.mean(r['switches']):>15.2f}{np.mean(r['full']):>11.1%}"
             )
 

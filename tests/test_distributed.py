@@ -265,6 +265,23 @@ def test_nodes_started_with_other_flags_than_rank_0_are_refused(msfd_full: Path,
     assert "threads" not in errs[1]
 
 
+def test_an_error_of_rank_0_is_printed_once(msfd_full: Path, tmp_path: Path):
+    """A refusal rank 0 makes for the run (here: the run folder already holds a run) stops
+    every rank with exit code 2, but only rank 0 prints it: torchrun used to show the same
+    message once per process."""
+    import torch.multiprocessing as mp
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("train: {}\n")
+    argv = ["train", "--data", str(msfd_full), "--output", str(run), *ARGS]
+    mp.spawn(_rank_of_a_mixed_start, args=(_free_port(), [argv, argv], str(tmp_path)), nprocs=2)
+    texts = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
+    assert [t.split("\n", 1)[0] for t in texts] == ["2", "2"], texts
+    assert "already holds a run" in texts[0]
+    assert texts[1].split("\n", 1)[1].strip() == "", texts[1]
+
+
 def test_differing_options_by_hand():
     from maskseg.config import Config, DataConfig, TrainConfig, differing_options
 

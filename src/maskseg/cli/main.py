@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, ImportError) as exc:
-        print(f"error: {exc}{_install_hint(exc)}", file=sys.stderr)
+        # under torchrun, an error of rank 0 that every rank raises is printed by rank 0 only
+        # (``maskseg.train.distributed.on_main`` marks the other ranks' copies)
+        if getattr(exc, "relayed_from_rank", None) is None:
+            print(f"error: {exc}{_install_hint(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C (a command may say what was kept: training)
         print(f"interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)

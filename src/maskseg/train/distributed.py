@@ -156,6 +156,10 @@ def on_main(fn: Callable[[], T]) -> T:
             result = (False, exc)
     ok, value = broadcast(result)
     if not ok:
+        if not is_main():
+            # rank 0's own error, raised here too so every rank stops; rank 0 reports it, and
+            # the command line leaves this copy unsaid (one message, not one per process)
+            value.relayed_from_rank = 0
         raise value
     return value
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from maskseg.config import DataConfig
-from maskseg.data.pairs import Sample, find_pairs, load_samples
+from maskseg.data.pairs import PairScan, Sample, find_pairs, load_samples
 from maskseg.files import atomic_write_bytes
 
 
@@ -176,6 +176,7 @@ def load_split(
     d: DataConfig | None = None,
     part: str | list[str] = "all",
     splits: Splits | None = None,
+    scan: PairScan | None = None,
 ) -> SplitData:
     """The one way to load data for training, evaluation, tuning and comparison.
 
@@ -187,9 +188,11 @@ def load_split(
         d: split settings (None: the canonical split).
         part: "all", "test", "trainval" or an explicit list of ids.
         splits: a split saved with a run (checked against ``d``), instead of remaking it.
+        scan: ``find_pairs(root)`` when the caller has it already (listing a large folder
+            costs seconds: a run lists it once).
     """
     d = DataConfig() if d is None else d
-    scan = find_pairs(root)
+    scan = find_pairs(root) if scan is None else scan
     if splits is None:
         ids = [p.id for p in scan.pairs]
         # "all" (a new data set, scored whole), or a model without a test split, needs none

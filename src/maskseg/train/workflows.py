@@ -16,7 +16,7 @@ import numpy as np
 
 from maskseg.config import Config, differing_options, load_config, resume_config, save_config
 from maskseg.data.cache import PairCache, training_cache
-from maskseg.data.pairs import Sample, find_pairs
+from maskseg.data.pairs import PairScan, Sample, find_pairs
 from maskseg.data.splits import SplitData, Splits, check_same_pairs, load_split, pairs_digest
 from maskseg.evaluate import metrics as M
 from maskseg.evaluate.evaluation import evaluate_predictor, format_summary_table
@@ -136,6 +136,15 @@ def _prepare_run(
     scoring at their own resolution.
     """
 
+    scans: dict[str, PairScan] = {}
+
+    def scan_of(root: str | Path) -> PairScan:
+        """``find_pairs(root)``, listed once per folder: a large folder costs seconds."""
+        key = str(root)
+        if key not in scans:
+            scans[key] = find_pairs(root)
+        return scans[key]
+
     def run_settings() -> tuple[Config, Splits]:
         cfg_path = run_dir / CONFIG_YAML
         splits_path = run_dir / SPLITS_JSON
@@ -144,12 +153,12 @@ def _prepare_run(
         if resume and cfg_path.exists():
             c = resume_config(load_config(cfg_path), overrides or {})
             if c.data.pairs_digest:  # --data may move (a copy), not change the pairs
-                check_same_pairs([p.id for p in find_pairs(c.data.root).pairs], c.data, c.data.root)
+                check_same_pairs([p.id for p in scan_of(c.data.root).pairs], c.data, c.data.root)
         check_startable(c)
         # every architecture parameter written out: the saved config says what the run used
         c = dataclasses.replace(c, model=complete_params(c.model))
         saved = Splits.load(splits_path) if resume and splits_path.exists() else None
-        splits = load_split(c.data.root, c.data, [], saved).splits
+        splits = load_split(c.data.root, c.data, [], saved, scan_of(c.data.root)).splits
         run_dir.mkdir(parents=True, exist_ok=True)  # only once the run can start
         if not c.data.pairs_digest:  # what this run's split is made over, kept with its files
             digest = pairs_digest([*splits.trainval, *splits.test])
@@ -167,7 +176,7 @@ def _prepare_run(
                 + (f"; here {'; '.join(differ)}" if differ else "")
                 + ": start every node with the same flags"
             )
-    scan = find_pairs(cfg.data.root)
+    scan = scan_of(cfg.data.root)
     if not scan.pairs:
         raise ValueError(f"{cfg.data.root}: no image/mask pairs")
     trainval = set(splits.trainval)
@@ -180,7 +189,7 @@ def _prepare_run(
     else:
         val_ids = splits.train_val(val_fold)[1] if val_fold >= 0 else []
     ids = val_ids + splits.test
-    data = load_split(cfg.data.root, cfg.data, ids, splits)
+    data = load_split(cfg.data.root, cfg.data, ids, splits, scan)
     if not cache.ids and not data.samples:
         raise ValueError(f"{cfg.data.root}: no readable image/mask pairs")
     return _RunData(cfg, splits, cache, data)

@@ -149,21 +149,26 @@ def test_evaluate_at_truth_resolution_matches_predictor(samples, tmp_path: Path)
     np.testing.assert_array_equal(again.fp, counts.fp)
 
 
-def test_lr_schedule_warms_up_then_decays_to_one_percent():
-    tc = TrainConfig(epochs=10, warmup_epochs=2, lr=1.0)
+def _learning_rates(tc: TrainConfig, steps_per_epoch: int, steps: int) -> tuple[list, float]:
+    """The learning rate of each of ``steps`` steps of ``tc``'s schedule, and the one after."""
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=tc.lr)
-    sched = make_scheduler(opt, tc, steps_per_epoch=5)
+    sched = make_scheduler(opt, tc, steps_per_epoch)
     lrs = []
-    for _ in range(50):
+    for _ in range(steps):
         lrs.append(sched.get_last_lr()[0])
         opt.step()
         sched.step()
+    return lrs, sched.get_last_lr()[0]
+
+
+def test_lr_schedule_warms_up_then_decays_to_one_percent():
+    lrs, last = _learning_rates(TrainConfig(epochs=10, warmup_epochs=2, lr=1.0), 5, 50)
     assert lrs[0] == pytest.approx(1 / 10)  # step 0 of a 10-step warm-up
     assert lrs[9] == pytest.approx(1.0)  # warm-up done
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))  # then never rises
     # halfway through the cosine: 0.01 + 0.99 * 0.5
     assert lrs[10 + 20] == pytest.approx(0.01 + 0.99 * 0.5, abs=1e-6)
-    assert sched.get_last_lr()[0] == pytest.approx(0.01)
+    assert last == pytest.approx(0.01)
 
 
 def test_lr_schedule_spans_a_budget_in_steps():
@@ -174,17 +179,11 @@ def test_lr_schedule_spans_a_budget_in_steps():
     tc = TrainConfig(epochs=10, steps=23, warmup_epochs=1, lr=1.0)
     assert budget(tc, steps_per_epoch=5) == (5, 23)  # 4 whole epochs and 3 steps of a 5th
     assert budget(TrainConfig(epochs=10), steps_per_epoch=5) == (10, 50)
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=tc.lr)
-    sched = make_scheduler(opt, tc, steps_per_epoch=5)
-    lrs = []
-    for _ in range(23):
-        lrs.append(sched.get_last_lr()[0])
-        opt.step()
-        sched.step()
+    lrs, last = _learning_rates(tc, 5, 23)
     assert lrs[4] == pytest.approx(1.0)  # a 5-step warm-up
     # halfway through the 18 cosine steps: 0.01 + 0.99 * 0.5
     assert lrs[5 + 9] == pytest.approx(0.01 + 0.99 * 0.5, abs=1e-6)
-    assert sched.get_last_lr()[0] == pytest.approx(0.01)  # the floor at the 23rd step
+    assert last == pytest.approx(0.01)  # the floor at the 23rd step
 
 
 def test_fit_stops_after_exactly_its_budget_of_steps(samples, tmp_path: Path):

@@ -196,6 +196,7 @@ def test_fit_stops_after_exactly_its_budget_of_steps(samples, tmp_path: Path):
     ckpt = load_checkpoint(tmp_path / CHECKPOINT)
     assert ckpt["scheduler"]["last_epoch"] == 10  # the schedule's steps: the budget's
     assert res.history[-1]["lr"] == pytest.approx(_cfg().train.lr * 0.01)  # its floor
+    assert [r["step"] for r in read_history(tmp_path / "metrics.csv")] == [4, 8, 10]
 
 
 def test_resume_mid_budget_of_steps_matches_uninterrupted_run(samples, tmp_path: Path):

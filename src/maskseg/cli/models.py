@@ -51,11 +51,12 @@ def _gate(metrics: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _training(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Training figures stored with the weights (last epoch, loss, validation scores)."""
+    """Training figures stored with the weights (epoch and optimiser step, loss, validation
+    scores)."""
     for row in _levels(metrics):
         figures = {
             k: row[k]
-            for k in ("epoch", "train_loss", "val_iou", "val_dice")
+            for k in ("epoch", "step", "train_loss", "val_iou", "val_dice")
             if isinstance(row.get(k), (int, float))
         }
         if figures:
@@ -254,8 +255,9 @@ def format_models(models: list[dict[str, Any]], names: list[str] | None, width: 
             )
         if m["training"]:
             f = m["training"]
-            parts = [f"epoch {f['epoch']}"] if "epoch" in f else []
-            parts += [f"{k.replace('_', ' ')} {f[k]:.4f}" for k in f if k != "epoch"]
+            counts = ("epoch", "step")  # whole numbers; the rest are figures
+            parts = [f"{k} {int(f[k])}" for k in counts if k in f]
+            parts += [f"{k.replace('_', ' ')} {f[k]:.4f}" for k in f if k not in counts]
             rows.append(("training", ", ".join(parts)))
         else:
             rows.append(("training", "no figures recorded in its file"))

@@ -440,7 +440,12 @@ def fit(
         while tr.epoch < tr.epochs and not stopped:
             t0 = time.perf_counter()
             train_loss = tr.train_epoch(dataset, checkpoint_interval, on_step)
-            row = {"epoch": tr.epoch + 1, "lr": tr.sched.get_last_lr()[0], "train_loss": train_loss}
+            row = {
+                "epoch": tr.epoch + 1,
+                "step": min(tr.total_steps, (tr.epoch + 1) * tr.steps_per_epoch),  # so far
+                "lr": tr.sched.get_last_lr()[0],
+                "train_loss": train_loss,
+            }
             if val_samples:
                 counts, val_loss = evaluate(tr.model, val_samples, cfg, device)
                 s = M.summarize(counts)

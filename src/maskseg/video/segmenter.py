@@ -170,14 +170,17 @@ class VideoOptions:
             and redo left it, moved as a carried mask is) instead of its steadied one: that
             window already frames the whole mask, so the usual second cut of grow and redo is
             saved. The mask is kept there when it has pixels and touches no edge of the
-            window (inside the frame); otherwise the face goes the usual way (steadied
-            window, grow and redo), one crop dearer. Registered in
+            window (inside the frame). Otherwise a face whose carried window was not grown
+            goes on to grow and redo from it, as from its steadied one, and one whose
+            carried window was grown goes the usual way (steadied window, grow and redo),
+            one crop dearer. Measured, off by default. Registered in
             docs/shipped-model-plan.md ("A due face segmented first in its carried window").
         carry_overlap: with ``segment_every`` > 1, a face whose window overlaps another
             followed face's window by at least this share of the smaller window's area is
             segmented, not carried: a carried mask moves with the picture inside its window,
             which is then mostly the other face, so a rear face's mask would follow the face
-            passing in front of it. None: overlap does not matter. Registered in
+            passing in front of it. None: overlap does not matter. Measured (it never acted
+            on the validation clips), off by default. Registered in
             docs/shipped-model-plan.md ("A face overlapping another is not carried").
     """
 
@@ -435,30 +438,18 @@ class VideoSegmenter:
                 [self.options.hold_empty and located.tracked and t in self._empty for t in ids],
                 bool,
             )
-            carry, due = self._carried(ids, boxes, located.tracked)
+            carry, turn = self._carried(ids, boxes, located.tracked)
             if self.options.carry_overlap is not None:
                 crowded = overlapping(cut, self.options.carry_overlap)
                 carry &= ~crowded
-                due &= ~crowded  # segmented the usual way, from its steadied window
+                turn &= ~crowded  # segmented the usual way, from its steadied window
             carry &= ~empty
-            run = np.flatnonzero(~(empty | carry))
             s = scene.predictor.size
             logits = np.full((len(ids), 1, s, s), EMPTY_LOGIT, np.float32)
-            first = cut.copy()
-            reuse = np.flatnonzero(due & ~empty) if self.options.carry_window else []
-            for k in reuse:
-                first[k] = self._carry(ids[k], image)[0]
-            logits[run] = scene.crop_logits(image, first[run])
-            kept = self._kept(image.shape[:2], first, logits, reuse)
-            # a face whose carried window was grown and no longer holds its mask goes the
-            # usual way; one whose carried window was not grown stands in for the steadied
-            # one (grow and redo from it, as from that), so it costs no crop more
-            redo = [k for k in reuse if not kept[k] and self._last[ids[k]][4]]
-            for k in reuse:
-                if k not in redo:
-                    cut[k] = first[k]
-            if redo:
-                logits[redo] = scene.crop_logits(image, cut[redo])
+            reuse = np.flatnonzero(turn & ~empty) if self.options.carry_window else []
+            kept = self._first_cuts(
+                image, ids, cut, logits, np.flatnonzero(~(empty | carry)), reuse
+            )
             if self.smoother is not None:
                 for k in np.flatnonzero(~carry):
                     logits[k] = self.smoother(tracks[k], cut[k], logits[k], boxes[k])
@@ -521,6 +512,35 @@ class VideoSegmenter:
                 turn = (self._frame + t) % every == 0
                 carry[k], due[k] = not turn, turn
         return carry, due
+
+    def _first_cuts(
+        self,
+        image: np.ndarray,
+        ids: list[int],
+        cut: np.ndarray,
+        logits: np.ndarray,
+        run: np.ndarray,
+        reuse: Any,
+    ) -> np.ndarray:
+        """The model's logits for the faces ``run``, in one batch, into ``logits``; the faces
+        ``reuse`` (``VideoOptions.carry_window``) cut from their carried windows, which replace
+        their windows in ``cut`` unless the usual way must follow. Returns which faces keep
+        their carried window's mask as it is (``_kept``: no grow and redo). A face whose
+        carried window was grown and no longer holds its mask goes the usual way (steadied
+        window, one crop more); one whose carried window was not grown stands in for the
+        steadied one (grow and redo runs from it as from that, at no crop more)."""
+        first = cut.copy()
+        for k in reuse:
+            first[k] = self._carry(ids[k], image)[0]
+        logits[run] = self.scene.crop_logits(image, first[run])
+        kept = self._kept(image.shape[:2], first, logits, reuse)
+        redo = [k for k in reuse if not kept[k] and self._last[ids[k]][4]]
+        for k in reuse:
+            if k not in redo:
+                cut[k] = first[k]
+        if redo:
+            logits[redo] = self.scene.crop_logits(image, cut[redo])
+        return kept
 
     def _kept(
         self, shape: tuple[int, int], rects: np.ndarray, logits: np.ndarray, faces: Any

@@ -25,7 +25,8 @@ M`` the default with the grown windows of grow and redo segmented by model M
 (``ScenePredictor(redo=...)``); ``--segment-every K ...`` the default with each followed face
 segmented every K-th frame between full detections (``VideoOptions.segment_every``);
 ``--carry-window`` the default with ``VideoOptions.carry_window`` flipped; ``--carry-overlap S
-...`` the default with ``VideoOptions.carry_overlap`` S.
+...`` the default with ``VideoOptions.carry_overlap`` S; ``--smooth-weight W ...`` with
+``VideoOptions.smooth_weight`` W.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def truth_of(masks: list[np.ndarray], rects: list[tuple[int, int, int, int]]) ->
 
 def add_option_flags(ap: argparse.ArgumentParser) -> None:
     """``--hold-empty``, ``--hold-empty-twice``, ``--hold-growth``, ``--carry-window``,
-    ``--carry-overlap`` and ``--segment-every``, for this bench and bench_video_photos."""
+    ``--carry-overlap``, ``--smooth-weight`` and ``--segment-every``, for this bench and
+    bench_video_photos."""
     ap.add_argument(
         "--hold-empty",
         action="store_true",
@@ -91,6 +93,15 @@ def add_option_flags(ap: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also the default with VideoOptions.carry_window flipped (a face due for the "
         "model first cut from its carried window, or from its steadied one)",
+    )
+    ap.add_argument(
+        "--smooth-weight",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="W",
+        help="also the default with the newest frame's share of a face's running mask W "
+        "(VideoOptions.smooth_weight)",
     )
     ap.add_argument(
         "--carry-overlap",
@@ -129,6 +140,8 @@ def option_ways(a: argparse.Namespace) -> dict[str, VideoOptions]:
     if a.carry_window:
         flipped = not VideoOptions().carry_window
         ways[f"carry_window {'on' if flipped else 'off'}"] = VideoOptions(carry_window=flipped)
+    for w in a.smooth_weight:
+        ways[f"smooth_weight {w:g}"] = VideoOptions(smooth_weight=w)
     for v in a.carry_overlap:
         ways[f"carry_overlap {v:g}"] = VideoOptions(carry_overlap=v)
     for k in a.segment_every:

@@ -186,6 +186,14 @@ def main() -> None:
         "(VideoOptions.carry_window); both: alternated in one run",
     )
     ap.add_argument(
+        "--hold-taken-back",
+        nargs="+",
+        choices=["off", "on"],
+        default=["on" if VideoOptions.hold_taken_back else "off"],
+        help="a face whose growth was taken back not grown again before the next full "
+        "detection (VideoOptions.hold_taken_back); both: alternated in one run",
+    )
+    ap.add_argument(
         "--face-check",
         nargs="+",
         choices=["off", "on"],
@@ -247,10 +255,11 @@ def main() -> None:
             name = (f"{model}: " if model else "") + predictor.backend.describe()
             for n, clip in clips.items():
                 combos = [
-                    (d, w, x, j, h, r, fc, k, cw)
+                    (d, w, x, j, h, r, fc, k, cw, tb)
                     for fc in a.face_check
                     for k in a.segment_every
                     for cw in a.carry_window
+                    for tb in a.hold_taken_back
                     for r in a.redo_model
                     for h in a.hold_growth
                     for j in a.wear
@@ -258,7 +267,7 @@ def main() -> None:
                     for x in a.detect_ahead
                     for w in a.write_ahead
                 ]
-                for depth, ahead, det_ahead, judge, hold, redo, fc, every, cw in combos:
+                for depth, ahead, det_ahead, judge, hold, redo, fc, every, cw, tb in combos:
                     scene = scenes[(redo, fc)]
                     wear = WearCheck() if judge == "on" else None
                     options = VideoOptions(
@@ -270,6 +279,7 @@ def main() -> None:
                         hold_growth=hold == "on",
                         segment_every=every,
                         carry_window=cw == "on",
+                        hold_taken_back=tb == "on",
                     )
                     warm = folder / "warm.mp4"
                     run_once(clip, scene, options, warm, a.codec, 20, wear)  # warm-up
@@ -288,6 +298,8 @@ def main() -> None:
                         f"{ahead:>5} {fps:>6.1f} "
                     )
                     label = name if redo == "none" else f"redo {redo}: {name}"
+                    if tb == "on":
+                        label = f"taken back held: {label}"
                     if fc == "off":
                         label = f"no face check: {label}"
                     print(

@@ -26,7 +26,8 @@ M`` the default with the grown windows of grow and redo segmented by model M
 segmented every K-th frame between full detections (``VideoOptions.segment_every``);
 ``--carry-window`` the default with ``VideoOptions.carry_window`` flipped; ``--carry-overlap S
 ...`` the default with ``VideoOptions.carry_overlap`` S; ``--smooth-weight W ...`` with
-``VideoOptions.smooth_weight`` W.
+``VideoOptions.smooth_weight`` W; ``--hold-taken-back`` with ``VideoOptions.hold_taken_back``
+flipped.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def truth_of(masks: list[np.ndarray], rects: list[tuple[int, int, int, int]]) ->
 
 def add_option_flags(ap: argparse.ArgumentParser) -> None:
     """``--hold-empty``, ``--hold-empty-twice``, ``--hold-growth``, ``--carry-window``,
-    ``--carry-overlap``, ``--smooth-weight`` and ``--segment-every``, for this bench and
-    bench_video_photos."""
+    ``--carry-overlap``, ``--smooth-weight``, ``--hold-taken-back`` and ``--segment-every``,
+    for this bench and bench_video_photos."""
     ap.add_argument(
         "--hold-empty",
         action="store_true",
@@ -93,6 +94,12 @@ def add_option_flags(ap: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also the default with VideoOptions.carry_window flipped (a face due for the "
         "model first cut from its carried window, or from its steadied one)",
+    )
+    ap.add_argument(
+        "--hold-taken-back",
+        action="store_true",
+        help="also the default with VideoOptions.hold_taken_back flipped (a face whose growth "
+        "was taken back not grown again before the next full detection)",
     )
     ap.add_argument(
         "--smooth-weight",
@@ -140,6 +147,11 @@ def option_ways(a: argparse.Namespace) -> dict[str, VideoOptions]:
     if a.carry_window:
         flipped = not VideoOptions().carry_window
         ways[f"carry_window {'on' if flipped else 'off'}"] = VideoOptions(carry_window=flipped)
+    if a.hold_taken_back:
+        flipped = not VideoOptions().hold_taken_back
+        ways[f"hold_taken_back {'on' if flipped else 'off'}"] = VideoOptions(
+            hold_taken_back=flipped
+        )
     for w in a.smooth_weight:
         ways[f"smooth_weight {w:g}"] = VideoOptions(smooth_weight=w)
     for v in a.carry_overlap:

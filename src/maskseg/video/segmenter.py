@@ -73,6 +73,9 @@ CARRY_WINDOW = False
 # A face whose window overlaps another's by this share of the smaller is not carried
 # (``VideoOptions.carry_overlap``); None: overlap does not matter.
 CARRY_OVERLAP: float | None = None
+# A face whose growth grow and redo took back is not grown again before the next full
+# detection (``VideoOptions.hold_taken_back``); registered in docs/shipped-model-plan.md.
+HOLD_TAKEN_BACK = False
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,12 @@ class VideoOptions:
             passing in front of it. None: overlap does not matter. Measured (it never acted
             on the validation clips), off by default. Registered in
             docs/shipped-model-plan.md ("A face overlapping another is not carried").
+        hold_taken_back: a followed face whose last grow and redo grew its window and took
+            the growth back (the grown mask still reached the grown window's edge) is not
+            grown again in the searched frames before the next full detection: segmented
+            once in its steadied window, its mask may reach that window's edge as the
+            taken-back one did. Full detections decide afresh. Registered in
+            docs/shipped-model-plan.md ("A face whose growth was taken back ...").
     """
 
     detect_every: int = 15
@@ -207,6 +216,7 @@ class VideoOptions:
     segment_every: int = SEGMENT_EVERY
     carry_window: bool = CARRY_WINDOW
     carry_overlap: float | None = CARRY_OVERLAP
+    hold_taken_back: bool = HOLD_TAKEN_BACK
 
     def __post_init__(self) -> None:
         if self.segment_every < 1:
@@ -378,6 +388,7 @@ class VideoSegmenter:
         self._growth: dict[int, np.ndarray] = {}  # track id -> its held grow-and-redo
         self._empty: set[int] = set()  # tracks held empty in searched frames (hold_empty)
         self._masked: set[int] = set()  # tracks the last full detection gave a mask
+        self._taken_back: set[int] = set()  # tracks whose last growth was taken back
         # track id -> (box, final window, final logits, the window's grey patch, whether
         # grow and redo grew that window) of its last segmented frame with a mask
         # (segment_every, carry_window)
@@ -459,14 +470,21 @@ class VideoSegmenter:
             # growth is not decided yet; the decision (grown window relative to the steadied
             # one, or none) holds until the next full detection
             todo = [k for k, g in enumerate(held) if g is None and not (carry[k] or kept[k])]
+            if self.options.hold_taken_back and located.tracked:
+                todo = [k for k in todo if ids[k] not in self._taken_back]
             grew = np.zeros(len(ids), bool)  # the window grow and redo left is a grown one
             for k in np.flatnonzero(kept):
                 grew[k] = self._last[ids[k]][4]
             if todo:
+                touched = self._touching(image, cut[todo], logits[todo])
                 grown, grown_logits = scene.regrow(image, cut[todo], logits[todo])
                 for j, k in enumerate(todo):
                     self._growth[ids[k]] = growth_of(cut[k], grown[j])
                     grew[k] = not np.array_equal(grown[j], cut[k])
+                    if touched is not None:  # hold_taken_back: grown, then taken back
+                        self._taken_back.discard(ids[k])
+                        if touched[j] and not grew[k]:
+                            self._taken_back.add(ids[k])
                     cut[k], logits[k] = grown[j], grown_logits[j]
             if self.options.segment_every > 1:
                 self._remember(image, ids, boxes, cut, logits, carry, grew)
@@ -541,6 +559,19 @@ class VideoSegmenter:
         if redo:
             logits[redo] = self.scene.crop_logits(image, cut[redo])
         return kept
+
+    def _touching(self, image: np.ndarray, rects: np.ndarray, logits: np.ndarray) -> Any:
+        """With ``hold_taken_back``: per face, whether grow and redo will try to grow it (its
+        mask covers ``grow_min`` and touches an edge of its window inside the frame); None
+        without the option (nothing to remember)."""
+        if not self.options.hold_taken_back:
+            return None
+        c = self.scene.config
+        return [
+            bool(m.any() and m.mean() >= c.grow_min)
+            and bool(self.scene.edges_to_grow(image.shape[:2], r, m).any())
+            for r, m in zip(rects, self.scene.crop_masks(logits), strict=True)
+        ]
 
     def _kept(
         self, shape: tuple[int, int], rects: np.ndarray, logits: np.ndarray, faces: Any

@@ -1027,6 +1027,46 @@ def test_carry_window_keeps_only_a_mask_inside_its_window(scene):
     assert seg._kept((240, 320), rects, logits, [1]).tolist() == [False] * 4
 
 
+def test_hold_taken_back_skips_the_second_cut_of_a_face_whose_growth_was_taken_back(scene, crops):
+    """``hold_taken_back``: the fixture's two faces have masks that reach their windows'
+    edge, and grow and redo takes their growth back at every turn (the grown mask reaches
+    the grown window's edge too), so each costs two crops a frame. Held, each costs one in
+    the searched frames, a full detection still tries growth, and every frame's mask is the
+    one trying gives (it would be taken back again)."""
+    frames = [f for f, _ in moving_faces(crops, 10, size=SIZE, side=100, speed=3.0, seed=2)]
+    per_frame: list[int] = []
+    real = scene.crop_logits
+
+    def counted(image, rects, **kw):
+        per_frame[-1] += len(rects)
+        return real(image, rects, **kw)
+
+    def run(**kw) -> tuple[list, list[int]]:
+        per_frame.clear()
+        seg = VideoSegmenter(scene, VideoOptions(detect_ahead=0, segment_every=1, **kw))
+        out = []
+        for f in frames:
+            per_frame.append(0)
+            out.append(seg(f))
+        return out, list(per_frame)
+
+    scene.crop_logits = counted
+    try:
+        usual, n_usual = run()
+        held, n_held = run(hold_taken_back=True)
+    finally:
+        del scene.crop_logits
+    searched = [not r.full_detection for r in held]
+    assert any(searched) and not all(searched)
+    assert all(n == 4 for n in n_usual), n_usual  # two faces, each cut and grown
+    assert [n for n, s in zip(n_held, searched, strict=True) if s] == [2] * sum(searched)
+    assert [n for n, s in zip(n_held, searched, strict=True) if not s] == [4] * (
+        len(frames) - sum(searched)
+    )
+    for a, b in zip(held, usual, strict=True):
+        np.testing.assert_array_equal(a.scene.mask, b.scene.mask)
+
+
 def test_overlapping_windows_by_share_of_the_smaller():
     """``segmenter.overlapping`` (``carry_overlap``) on hand-computed windows: two 10 x 10
     windows sharing a 5 x 5 corner overlap by 0.25 of either; a 4 x 4 window inside a larger

@@ -82,6 +82,18 @@ def run_once(
         return run_video(source, segmenter, [sink], max_frames=max_frames)
 
 
+def add_switch(ap: argparse.ArgumentParser, option: str, what: str) -> None:
+    """``--OPTION off|on ...`` for a boolean ``VideoOptions`` field, its default the field's;
+    both: alternated in one run."""
+    ap.add_argument(
+        "--" + option.replace("_", "-"),
+        nargs="+",
+        choices=["off", "on"],
+        default=["on" if getattr(VideoOptions, option) else "off"],
+        help=f"{what} (VideoOptions.{option}); both: alternated in one run",
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=int, nargs="+", default=[1, 2, 3])
@@ -177,21 +189,15 @@ def main() -> None:
         help="each followed face segmented every K-th frame between full detections "
         "(VideoOptions.segment_every); several: alternated in one run",
     )
-    ap.add_argument(
-        "--carry-window",
-        nargs="+",
-        choices=["off", "on"],
-        default=["on" if VideoOptions.carry_window else "off"],
-        help="a face due for the model first cut from its carried window "
-        "(VideoOptions.carry_window); both: alternated in one run",
+    add_switch(
+        ap,
+        "carry_window",
+        "a face due for the model first cut from its carried window",
     )
-    ap.add_argument(
-        "--hold-taken-back",
-        nargs="+",
-        choices=["off", "on"],
-        default=["on" if VideoOptions.hold_taken_back else "off"],
-        help="a face whose growth was taken back not grown again before the next full "
-        "detection (VideoOptions.hold_taken_back); both: alternated in one run",
+    add_switch(
+        ap,
+        "hold_taken_back",
+        "a face whose growth was taken back not grown again before the next full detection",
     )
     ap.add_argument(
         "--face-check",

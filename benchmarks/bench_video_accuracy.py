@@ -67,58 +67,48 @@ def truth_of(masks: list[np.ndarray], rects: list[tuple[int, int, int, int]]) ->
     return out
 
 
+# boolean VideoOptions fields a flag adds a row for, the default's other way: what they do
+FLIPS = {
+    "hold_empty": "a face its full detection left without a mask stays so in the searched "
+    "frames, or not",
+    "hold_growth": "grow and redo decided on full detections and held between, or every frame",
+    "carry_window": "a face due for the model first cut from its carried window, or from its "
+    "steadied one",
+    "hold_taken_back": "a face whose growth was taken back not grown again before the next "
+    "full detection, or grown",
+}
+# numeric VideoOptions fields a flag adds a row for each value of: (metavar, what they do)
+VALUES = {
+    "smooth_weight": ("W", "the newest frame's share of a face's running mask"),
+    "carry_overlap": ("S", "a face overlapping another by S of the smaller window segmented, "
+                      "not carried"),
+}  # fmt: skip
+
+
 def add_option_flags(ap: argparse.ArgumentParser) -> None:
-    """``--hold-empty``, ``--hold-empty-twice``, ``--hold-growth``, ``--carry-window``,
-    ``--carry-overlap``, ``--smooth-weight``, ``--hold-taken-back`` and ``--segment-every``,
-    for this bench and bench_video_photos."""
-    ap.add_argument(
-        "--hold-empty",
-        action="store_true",
-        help="also the default with VideoOptions.hold_empty flipped (a face its full "
-        "detection left without a mask stays so in the searched frames, or not)",
-    )
+    """A flag per ``FLIPS`` and ``VALUES`` field, ``--hold-empty-twice`` and
+    ``--segment-every``, for this bench and bench_video_photos."""
+    for option, what in FLIPS.items():
+        ap.add_argument(
+            "--" + option.replace("_", "-"),
+            action="store_true",
+            help=f"also the default with VideoOptions.{option} flipped ({what})",
+        )
     ap.add_argument(
         "--hold-empty-twice",
         action="store_true",
         help="also the default with hold_empty on and VideoOptions.hold_empty_twice flipped "
         "(a face masked at its previous full detection held empty only after two empty ones)",
     )
-    ap.add_argument(
-        "--hold-growth",
-        action="store_true",
-        help="also the default with VideoOptions.hold_growth flipped (grow and redo decided on "
-        "full detections and held between, or every frame)",
-    )
-    ap.add_argument(
-        "--carry-window",
-        action="store_true",
-        help="also the default with VideoOptions.carry_window flipped (a face due for the "
-        "model first cut from its carried window, or from its steadied one)",
-    )
-    ap.add_argument(
-        "--hold-taken-back",
-        action="store_true",
-        help="also the default with VideoOptions.hold_taken_back flipped (a face whose growth "
-        "was taken back not grown again before the next full detection)",
-    )
-    ap.add_argument(
-        "--smooth-weight",
-        type=float,
-        nargs="+",
-        default=[],
-        metavar="W",
-        help="also the default with the newest frame's share of a face's running mask W "
-        "(VideoOptions.smooth_weight)",
-    )
-    ap.add_argument(
-        "--carry-overlap",
-        type=float,
-        nargs="+",
-        default=[],
-        metavar="S",
-        help="also the default with a face overlapping another by S of the smaller window "
-        "segmented, not carried (VideoOptions.carry_overlap)",
-    )
+    for option, (metavar, what) in VALUES.items():
+        ap.add_argument(
+            "--" + option.replace("_", "-"),
+            type=float,
+            nargs="+",
+            default=[],
+            metavar=metavar,
+            help=f"also the default with VideoOptions.{option} {metavar}: {what}",
+        )
     ap.add_argument(
         "--segment-every",
         type=int,
@@ -133,29 +123,19 @@ def add_option_flags(ap: argparse.ArgumentParser) -> None:
 def option_ways(a: argparse.Namespace) -> dict[str, VideoOptions]:
     """The rows those flags ask for, named, each beside the default: the other way."""
     ways = {}
-    if a.hold_empty:
-        flipped = not VideoOptions().hold_empty
-        ways[f"hold_empty {'on' if flipped else 'off'}"] = VideoOptions(hold_empty=flipped)
+    for option in FLIPS:
+        if getattr(a, option):
+            flipped = not getattr(VideoOptions(), option)
+            name = f"{option} {'on' if flipped else 'off'}"
+            ways[name] = VideoOptions(**{option: flipped})
     if a.hold_empty_twice:
         twice = not VideoOptions().hold_empty_twice
         ways[f"hold_empty_twice {'on' if twice else 'off'}"] = VideoOptions(
             hold_empty=True, hold_empty_twice=twice
         )
-    if a.hold_growth:
-        held = not VideoOptions().hold_growth
-        ways[f"hold_growth {'on' if held else 'off'}"] = VideoOptions(hold_growth=held)
-    if a.carry_window:
-        flipped = not VideoOptions().carry_window
-        ways[f"carry_window {'on' if flipped else 'off'}"] = VideoOptions(carry_window=flipped)
-    if a.hold_taken_back:
-        flipped = not VideoOptions().hold_taken_back
-        ways[f"hold_taken_back {'on' if flipped else 'off'}"] = VideoOptions(
-            hold_taken_back=flipped
-        )
-    for w in a.smooth_weight:
-        ways[f"smooth_weight {w:g}"] = VideoOptions(smooth_weight=w)
-    for v in a.carry_overlap:
-        ways[f"carry_overlap {v:g}"] = VideoOptions(carry_overlap=v)
+    for option in VALUES:
+        for v in getattr(a, option):
+            ways[f"{option} {v:g}"] = VideoOptions(**{option: v})
     for k in a.segment_every:
         if k != VideoOptions().segment_every:
             ways[f"segment_every {k}"] = VideoOptions(segment_every=k)

@@ -301,6 +301,12 @@ class ScenePredictor:
         s = self.predictor.size
         return self.predictor.masks_from_logits(logits, [(s, s)] * len(logits))
 
+    def growable(self, mask: np.ndarray) -> bool:
+        """Whether grow and redo may grow a face with this crop mask: it has pixels and
+        covers at least ``grow_min`` of the crop (then it grows where it touches an edge,
+        ``edges_to_grow``)."""
+        return bool(mask.any() and mask.mean() >= self.config.grow_min)
+
     def edges_to_grow(self, shape: tuple[int, int], rect: np.ndarray, mask: np.ndarray):
         """The sides (``touched_sides``) a crop's mask touches where its window lies inside
         the image: growing past the image's edge would only add padding."""
@@ -353,7 +359,7 @@ class ScenePredictor:
                         rects[i], logits[i], masks[i] = r, lg, m
         first_rects, first_logits = rects.copy(), logits.copy()
         # faces that may grow in the next round
-        live = [i for i, m in enumerate(masks) if m.any() and m.mean() >= c.grow_min]
+        live = [i for i, m in enumerate(masks) if self.growable(m)]
         grew = set()
         first_sides: dict[int, np.ndarray] = {}  # the sides each face first grew to
         for _ in range(c.grow_rounds):

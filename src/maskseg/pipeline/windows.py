@@ -12,22 +12,31 @@ from typing import Any
 import numpy as np
 
 
+def overlap_shares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)): each pair's intersection as a share of the smaller rectangle's area
+    (x1, y1, x2, y2; an empty rectangle counts as 1e-9)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+
+    def area(r: np.ndarray) -> np.ndarray:
+        return np.maximum((r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1]), 1e-9)
+
+    return inter / np.minimum(area(a)[:, None], area(b)[None, :])
+
+
 def drop_contained(detections: Any, limit: float) -> Any:
     """Keep detections (best first) whose intersection with every better kept one is at most
     ``limit`` of the smaller box's area."""
     if len(detections) < 2:
         return detections
     b = np.asarray(detections.boxes, np.float64)
-    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
     keep: list[int] = []
     for i in range(len(b)):
-        if keep:
-            k = np.array(keep)
-            iw = np.minimum(b[i, 2], b[k, 2]) - np.maximum(b[i, 0], b[k, 0])
-            ih = np.minimum(b[i, 3], b[k, 3]) - np.maximum(b[i, 1], b[k, 1])
-            inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-            if (inter / np.minimum(area[i], area[k]) > limit).any():
-                continue
+        if keep and (overlap_shares(b[i], b[keep]) > limit).any():
+            continue
         keep.append(i)
     return detections[np.array(keep)]
 

@@ -36,6 +36,7 @@ from maskseg.pipeline.postprocess import logit
 from maskseg.pipeline.preprocess import as_rgb
 from maskseg.pipeline.scene import EMPTY_LOGIT, empty_where
 from maskseg.pipeline.scene_config import SceneConfig
+from maskseg.pipeline.windows import overlap_shares
 from maskseg.video.cuts import CUT_THRESHOLD, CutDetector
 from maskseg.video.stats import VideoStats
 from maskseg.video.tracking import (
@@ -307,26 +308,19 @@ def shift_of(patch: np.ndarray, image: np.ndarray, rect: np.ndarray) -> tuple[fl
 def overlapping(rects: np.ndarray, share: float) -> np.ndarray:
     """Bool per window (x1, y1, x2, y2): it overlaps another of ``rects`` by at least
     ``share`` of the smaller one's area."""
-    r = np.asarray(rects, np.float64).reshape(-1, 4)
-    w = np.clip(
-        np.minimum(r[:, None, 2], r[None, :, 2]) - np.maximum(r[:, None, 0], r[None, :, 0]), 0, None
-    )
-    h = np.clip(
-        np.minimum(r[:, None, 3], r[None, :, 3]) - np.maximum(r[:, None, 1], r[None, :, 1]), 0, None
-    )
-    area = (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])
-    smaller = np.minimum(area[:, None], area[None, :])
-    hit = w * h >= share * np.maximum(smaller, 1e-9)
+    hit = overlap_shares(rects, rects) >= share
     np.fill_diagonal(hit, False)
     return hit.any(axis=1)
 
 
-def pruned(store: dict[int, Any], ids: list[int]) -> dict[int, Any]:
-    """A per-track store, with the tracks long gone forgotten once it holds far more than
-    this frame's faces (it is kept whole below that: a face missed for a few frames comes
-    back to its entry)."""
+def pruned(store: Any, ids: list[int]) -> Any:
+    """A per-track store (a dict by track id, or a set of ids), with the tracks long gone
+    forgotten once it holds far more than this frame's faces (it is kept whole below that: a
+    face missed for a few frames comes back to its entry)."""
     if len(store) <= 4 * max(len(ids), 16):
         return store
+    if isinstance(store, set):
+        return store & set(ids)
     return {t: store[t] for t in ids if t in store}
 
 
@@ -486,6 +480,7 @@ class VideoSegmenter:
                         if touched[j] and not grew[k]:
                             self._taken_back.add(ids[k])
                     cut[k], logits[k] = grown[j], grown_logits[j]
+                self._taken_back = pruned(self._taken_back, ids)
             if self.options.segment_every > 1:
                 self._remember(image, ids, boxes, cut, logits, carry, grew)
             due = self._check_due(ids) if scene.config.face_learned is not None else None
@@ -566,10 +561,8 @@ class VideoSegmenter:
         without the option (nothing to remember)."""
         if not self.options.hold_taken_back:
             return None
-        c = self.scene.config
         return [
-            bool(m.any() and m.mean() >= c.grow_min)
-            and bool(self.scene.edges_to_grow(image.shape[:2], r, m).any())
+            self.scene.growable(m) and bool(self.scene.edges_to_grow(image.shape[:2], r, m).any())
             for r, m in zip(rects, self.scene.crop_masks(logits), strict=True)
         ]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from maskseg.cli.batch import add_batch_args, batch_runner, check_batch_options
 from maskseg.cli.common import (
@@ -21,9 +21,6 @@ from maskseg.cli.common import (
 from maskseg.cli.scene_args import GIVEN_DETECTOR_OPTIONS, add_detector_args, scene_config_from_args
 from maskseg.console import exit_status
 from maskseg.io import DECODE_SIDE, DEFAULT_MAX_PIXELS
-
-if TYPE_CHECKING:  # the parser stays light: video is imported when a video runs
-    from maskseg.video import VideoOptions
 
 # ``maskseg.pipeline.request.Mode``'s values (not imported: the parser stays light)
 PREDICT_MODES = ("auto", "scene", "crop")
@@ -106,7 +103,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return report_run(res, a, wear is not None)
 
 
-def video_options(a: argparse.Namespace) -> VideoOptions:
+def video_options(a: argparse.Namespace) -> Any:
     """The ``VideoOptions`` of ``maskseg video``'s flags; a flag not given keeps the option's
     default."""
     from maskseg.video import VideoOptions
